@@ -1,0 +1,268 @@
+"""The instance schema: what must run, what can be bought, and the limits.
+
+Every model is strict (unknown fields are rejected) and frozen. Units live in field names.
+Cross-references (a job pinned to an accelerator that is not in the catalog, say) are checked
+in `Instance`, after the built-in catalog has been merged in by `models.loader`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+NonNegFloat = float
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Catalog: what can be bought
+# --------------------------------------------------------------------------------------------
+
+
+class Accelerator(Strict):
+    """One accelerator type, sold as nodes (servers) of `accelerators_per_node`."""
+
+    peak_bf16_tflops: PositiveFloat = Field(description="Dense BF16/FP16 tensor peak, TFLOP/s (no sparsity).")
+    peak_fp8_tflops: Optional[PositiveFloat] = Field(None, description="Dense FP8 peak, TFLOP/s; null if no FP8 units.")
+    hbm_gb: PositiveFloat = Field(description="Memory per accelerator, GB.")
+    hbm_bw_tbs: PositiveFloat = Field(description="Memory bandwidth per accelerator, TB/s.")
+    scaleup_domain: PositiveInt = Field(description="Accelerators in one scale-up domain (NVLink/ICI/XGMI).")
+    scaleup_bw_gbs: PositiveFloat = Field(description="Scale-up bandwidth per accelerator, GB/s per direction.")
+    accelerators_per_node: PositiveInt = Field(description="Accelerators in one node (server/host).")
+    node_power_kw: PositiveFloat = Field(description="Node maximum power, kW (the server rating, not GPU TDP x n).")
+    node_price_usd: PositiveFloat = Field(description="Node price, USD (indicative defaults).")
+    node_rack_units: PositiveInt = Field(description="Rack units one node occupies.")
+    nics_per_node: Optional[PositiveInt] = Field(
+        None, description="Scale-out fabric ports per node; default one per accelerator (rail-optimized)."
+    )
+    liquid_cooled_only: bool = Field(False, description="True if the node can only be liquid cooled.")
+    source: str = Field("", description="Where the figures come from.")
+
+    @property
+    def fabric_ports_per_node(self) -> int:
+        return self.nics_per_node or self.accelerators_per_node
+
+
+class Fabric(Strict):
+    """A scale-out network technology, built as a folded-Clos (fat-tree) of one switch model."""
+
+    port_gbps: PositiveFloat = Field(description="Bandwidth per endpoint port, Gb/s.")
+    latency_us: PositiveFloat = Field(description="End-to-end latency per message, microseconds.")
+    switch_radix: PositiveInt = Field(description="Ports per switch at port_gbps.")
+    switch_price_usd: PositiveFloat
+    switch_power_w: PositiveFloat
+    endpoint_price_usd: PositiveFloat = Field(description="NIC plus its cable/optics, per endpoint port, USD.")
+    endpoint_power_w: PositiveFloat = Field(description="NIC plus its optics, per endpoint port, W.")
+    optic_price_usd: PositiveFloat = Field(description="One transceiver of a switch-to-switch link (two per link), USD.")
+    optic_power_w: PositiveFloat = Field(description="One transceiver of a switch-to-switch link, W.")
+    oversubscription: float = Field(
+        1.0, ge=1.0, description="Leaf down:up port ratio (1 = non-blocking; 3 means 3:1)."
+    )
+    source: str = ""
+
+
+class StorageTier(Strict):
+    usd_per_tb: PositiveFloat = Field(description="Price per raw TB, USD.")
+    w_per_tb: PositiveFloat = Field(description="Power per raw TB, W.")
+    gbps_per_tb: PositiveFloat = Field(description="Sustained bandwidth per raw TB, GB/s (gigabytes).")
+    replication: float = Field(1.0, ge=1.0, description="Raw TB per usable TB (replication / erasure overhead).")
+    source: str = ""
+
+
+class Calibration(Strict):
+    """Knobs of the training performance model, fitted once against published runs (`dcopt calibrate`)."""
+
+    gemm_efficiency_max: float = Field(gt=0, le=1, description="Fraction of peak a large GEMM reaches.")
+    gemm_half_dim: float = Field(
+        ge=0, description="GEMM dimension at which efficiency is half of the max (small matrices run slower)."
+    )
+    elementwise_passes: float = Field(
+        ge=0, description="HBM passes over a layer's activations (s*b*h) by memory-bound kernels, per layer fwd+bwd."
+    )
+    attention_passes: float = Field(
+        ge=0, description="HBM passes over the attention score matrix (b*a*s^2) per layer fwd+bwd (0 = fused/flash)."
+    )
+    comm_efficiency: float = Field(gt=0, le=1, description="Fraction of link bandwidth collectives achieve.")
+    dp_overlap: float = Field(ge=0, le=1, description="Fraction of the data-parallel all-reduce hidden under backward.")
+    memory_reserved_gb: float = Field(ge=0, description="Per accelerator memory lost to runtime, buffers, fragmentation.")
+    source: str = ""
+
+
+class Catalog(Strict):
+    accelerators: dict[str, Accelerator]
+    fabrics: dict[str, Fabric]
+    storage: dict[str, StorageTier]
+    calibration: Calibration
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------
+
+
+class ModelDims(Strict):
+    """A decoder-only transformer by its dimensions."""
+
+    layers: PositiveInt
+    hidden: PositiveInt
+    heads: PositiveInt
+    kv_heads: Optional[PositiveInt] = Field(None, description="Key/value heads (GQA); default = heads.")
+    ffn_hidden: Optional[PositiveInt] = Field(None, description="MLP inner size; default 4*hidden.")
+    gated_mlp: bool = Field(False, description="SwiGLU-style MLP with three matrices.")
+    vocab: PositiveInt
+    seq_len: PositiveInt
+    tied_embeddings: bool = Field(False, description="Input embedding shared with the output head.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelDims":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.kv_heads is not None and (self.kv_heads > self.heads or self.heads % self.kv_heads):
+            raise ValueError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
+        return self
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def ffn(self) -> int:
+        return self.ffn_hidden or 4 * self.hidden
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def params_per_layer(self) -> float:
+        h = self.hidden
+        attn = 2 * h * h + 2 * h * self.n_kv_heads * self.head_dim  # Q, O and K, V projections
+        mlp = (3 if self.gated_mlp else 2) * h * self.ffn
+        return float(attn + mlp)
+
+    @property
+    def embedding_params(self) -> float:
+        return float(self.vocab * self.hidden * (1 if self.tied_embeddings else 2))
+
+    @property
+    def params(self) -> float:
+        return self.layers * self.params_per_layer + self.embedding_params
+
+
+Recompute = Literal["none", "selective", "full"]
+Precision = Literal["bf16", "fp8"]
+
+
+class PinnedParallelism(Strict):
+    """Fix any part of the layout; what is left out the optimizer chooses."""
+
+    tp: Optional[PositiveInt] = None
+    pp: Optional[PositiveInt] = None
+    dp: Optional[PositiveInt] = None
+    micro_batch: Optional[PositiveInt] = None
+    vp: Optional[PositiveInt] = Field(None, description="Interleaved pipeline chunks per stage.")
+    recompute: Optional[Recompute] = None
+    distributed_optimizer: Optional[bool] = None
+
+
+class TrainingJob(Strict):
+    kind: Literal["training"] = "training"
+    name: str = Field(min_length=1)
+    model: Union[str, ModelDims] = Field(description="A preset name (see `dcopt presets`) or the model's dimensions.")
+    seq_len: Optional[PositiveInt] = Field(None, description="Override the preset's sequence length.")
+    tokens: PositiveFloat = Field(description="Tokens to train on.")
+    deadline_days: PositiveFloat
+    global_batch: PositiveInt = Field(description="Global batch, sequences per step.")
+    precision: Precision = "bf16"
+    parallelism: Optional[PinnedParallelism] = None
+    accelerator: Optional[str] = Field(None, description="Pin the accelerator type.")
+    fabric: Optional[str] = Field(None, description="Pin the fabric.")
+    dataset_tb: float = Field(0.0, ge=0, description="Training data kept on storage, TB (usable).")
+    data_bytes_per_token: float = Field(4.0, ge=0, description="Bytes read from storage per trained token.")
+    checkpoint_interval_hours: PositiveFloat = Field(4.0, description="Hours between checkpoints.")
+    checkpoint_window_s: PositiveFloat = Field(
+        300.0, description="Seconds allowed to write one checkpoint (training stalls meanwhile)."
+    )
+    checkpoints_retained: PositiveInt = Field(2, description="Checkpoints kept on storage.")
+
+
+# --------------------------------------------------------------------------------------------
+# Facility, budget, objective
+# --------------------------------------------------------------------------------------------
+
+
+class CoolingOption(Strict):
+    max_kw_per_rack: PositiveFloat
+    capex_usd_per_kw: float = Field(ge=0, description="Cooling capex per kW of IT load cooled.")
+
+
+class Facility(Strict):
+    power_cap_mw: PositiveFloat = Field(description="Contracted facility power (PUE included), MW.")
+    pue: float = Field(1.3, ge=1.0, description="Facility power / IT power.")
+    energy_usd_per_kwh: float = Field(0.08, ge=0)
+    cooling: dict[Literal["air", "liquid"], CoolingOption] = Field(
+        default_factory=lambda: {
+            "air": CoolingOption(max_kw_per_rack=40.0, capex_usd_per_kw=1500.0),
+            "liquid": CoolingOption(max_kw_per_rack=120.0, capex_usd_per_kw=3000.0),
+        }
+    )
+    rack_units_per_rack: PositiveInt = 42
+    max_racks: Optional[PositiveInt] = None
+    rack_capex_usd: float = Field(20000.0, ge=0, description="Rack, PDUs and cabling per rack, USD.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Facility":
+        if not self.cooling:
+            raise ValueError("at least one cooling option (air or liquid) is needed")
+        return self
+
+
+class Budget(Strict):
+    capex_usd: Optional[PositiveFloat] = Field(None, description="Capex cap, USD; null = no cap.")
+    horizon_years: PositiveFloat = Field(5.0, description="TCO horizon, years.")
+    maintenance_pct_per_year: float = Field(3.0, ge=0, description="Maintenance opex, % of capex per year.")
+
+
+Objective = Literal["min_tco", "min_capex", "min_power", "min_time"]
+
+
+class Instance(Strict):
+    name: str = "instance"
+    description: str = ""
+    catalog: Catalog
+    workloads: list[TrainingJob] = Field(min_length=1)
+    facility: Facility
+    budget: Budget = Field(default_factory=Budget)
+    objective: Objective = "min_tco"
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> "Instance":
+        names = [w.name for w in self.workloads]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"workload names must be unique; repeated: {', '.join(dup)}")
+        from .presets import PRESETS
+
+        for i, w in enumerate(self.workloads):
+            if isinstance(w.model, str) and w.model not in PRESETS:
+                raise ValueError(
+                    f"workloads[{i}].model: unknown preset '{w.model}' (known: {', '.join(sorted(PRESETS))}; "
+                    "or give the dimensions)"
+                )
+            if w.accelerator is not None and w.accelerator not in self.catalog.accelerators:
+                raise ValueError(
+                    f"workloads[{i}].accelerator: '{w.accelerator}' is not in the catalog "
+                    f"(available: {', '.join(sorted(self.catalog.accelerators))})"
+                )
+            if w.fabric is not None and w.fabric not in self.catalog.fabrics:
+                raise ValueError(
+                    f"workloads[{i}].fabric: '{w.fabric}' is not in the catalog "
+                    f"(available: {', '.join(sorted(self.catalog.fabrics))})"
+                )
+        if self.objective == "min_time" and len(self.workloads) != 1:
+            raise ValueError("objective min_time needs exactly one training job")
+        return self
