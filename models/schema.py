@@ -266,3 +266,35 @@ class Instance(Strict):
         if self.objective == "min_time" and len(self.workloads) != 1:
             raise ValueError("objective min_time needs exactly one training job")
         return self
+
+
+def instance_file_schema() -> dict:
+    """JSON Schema of an instance *file*: like `Instance`, but the catalog section only selects and
+    overrides built-in entries (any field may be given; new entries must give all of them)."""
+    schema = Instance.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+
+    def partial(name: str) -> dict:
+        d = dict(defs[name])
+        d.pop("required", None)
+        return d
+
+    section = lambda name: {  # noqa: E731
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}, "description": "Built-in entries to offer, by name."},
+            {"type": "object", "additionalProperties": partial(name), "description": "Name -> field overrides."},
+        ]
+    }
+    schema["properties"]["catalog"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Omit a section to offer every built-in entry of that kind.",
+        "properties": {
+            "accelerators": section("Accelerator"),
+            "fabrics": section("Fabric"),
+            "storage": section("StorageTier"),
+            "calibration": partial("Calibration"),
+        },
+    }
+    schema["required"] = [r for r in schema.get("required", []) if r != "catalog"]
+    return schema

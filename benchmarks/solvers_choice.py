@@ -1,0 +1,142 @@
+"""Which MIP solver should OrToolsBackend use by default? Measure HiGHS vs SCIP (and CBC for
+reference) on seeded MILPs of the shapes dcopt builds, for speed and run-to-run determinism.
+
+    /work/venv/bin/python benchmarks/solvers_choice.py [--repeats 3] [--time-limit 30] [--quick]
+
+Each instance is solved `repeats` times per solver in one process; "det" is yes when every
+repeat returned the same status, objective and values (bit for bit). Times are wall-clock
+medians including translation. CP-SAT is deliberately absent (SOLVERS.md: wrong on mixed models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import sys
+from collections.abc import Callable
+
+from optimizer.backends import OrToolsBackend, PulpBackend
+from optimizer.lp import Model, lin_sum
+
+
+# -- instance generators (all seeded) ---------------------------------------------------------
+
+def facility_location(n_fac: int, n_cust: int, seed: int) -> Model:
+    """Capacitated facility location: open y[f] (binary), serve x[f,c] in [0,1] (fraction).
+    min sum open_cost*y + sum dist*demand*x; sum_f x = 1; sum_c demand*x <= cap*y; x <= y."""
+    rng = random.Random(seed)
+    m = Model(f"cfl-{n_fac}x{n_cust}-s{seed}")
+    fx = [(rng.random(), rng.random()) for _ in range(n_fac)]
+    cx = [(rng.random(), rng.random()) for _ in range(n_cust)]
+    dem = [rng.randint(5, 35) for _ in range(n_cust)]
+    total = sum(dem)
+    cap = [rng.randint(int(1.5 * total / n_fac), int(4 * total / n_fac)) for _ in range(n_fac)]
+    cost = [rng.randint(300, 900) for _ in range(n_fac)]
+    y = [m.add_binary(f"open[f={f}]") for f in range(n_fac)]
+    x = [[m.add_var(f"serve[f={f},c={c}]", ub=1) for c in range(n_cust)] for f in range(n_fac)]
+    for c in range(n_cust):
+        m.add_constraint(lin_sum(x[f][c] for f in range(n_fac)) == 1, f"demand[c={c}]")
+    for f in range(n_fac):
+        m.add_constraint(lin_sum((dem[c], x[f][c]) for c in range(n_cust)) <= cap[f] * y[f], f"cap[f={f}]")
+        for c in range(n_cust):
+            m.add_constraint(x[f][c] <= y[f], f"link[f={f},c={c}]")
+    dist = lambda a, b: ((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) ** 0.5  # noqa: E731
+    m.minimize(lin_sum((cost[f], y[f]) for f in range(n_fac))
+               + lin_sum((round(100 * dist(fx[f], cx[c]) * dem[c], 2), x[f][c])
+                         for f in range(n_fac) for c in range(n_cust)))
+    return m
+
+
+def int_knapsack(n: int, n_dims: int, seed: int) -> Model:
+    """Multi-dimensional knapsack with general integers 0..4: max value s.t. weight limits."""
+    rng = random.Random(seed)
+    m = Model(f"mknap-{n}x{n_dims}-s{seed}")
+    x = [m.add_var(f"take[i={i}]", ub=4, integer=True) for i in range(n)]
+    for d in range(n_dims):
+        w = [rng.randint(5, 60) for _ in range(n)]
+        m.add_constraint(lin_sum(zip(w, x)) <= int(0.6 * sum(w)), f"weight[d={d}]")
+    m.maximize(lin_sum((rng.randint(10, 90), xi) for xi in x))
+    return m
+
+
+def dcopt_like(n_jobs: int, n_cands: int, n_acc: int, seed: int) -> Model:
+    """The shape dcopt builds: integer node counts per accelerator (modular capacity), one
+    binary per surviving (job, candidate configuration), SOS1-like choice rows, node capacity
+    and a power cap; cost = capex(nodes) + energy(choices). Money in $M, power in MW."""
+    rng = random.Random(seed)
+    m = Model(f"dcopt-{n_jobs}x{n_cands}x{n_acc}-s{seed}")
+    gpn = [rng.choice([4, 8]) for _ in range(n_acc)]
+    capex = [round(rng.uniform(0.15, 0.6), 3) for _ in range(n_acc)]
+    mw = [round(rng.uniform(0.005, 0.012), 4) for _ in range(n_acc)]
+    nodes = [m.add_var(f"nodes[acc=a{a}]", ub=2000, integer=True) for a in range(n_acc)]
+    use = {a: [] for a in range(n_acc)}
+    power = []
+    energy = []
+    for j in range(n_jobs):
+        row = []
+        for k in range(n_cands):
+            a = rng.randrange(n_acc)
+            gpus = rng.choice([64, 128, 256, 512, 1024])
+            z = m.add_binary(f"choose[job=j{j},cand={k}]")
+            row.append(z)
+            use[a].append((gpus, z))
+            power.append((gpus / gpn[a] * mw[a], z))
+            energy.append((round(rng.uniform(0.05, 2.0), 3), z))
+        m.add_constraint(lin_sum(row) == 1, f"one_config[job=j{j}]")
+    for a in range(n_acc):
+        m.add_constraint(lin_sum(use[a]) <= gpn[a] * nodes[a], f"gpus[acc=a{a}]")
+    m.add_constraint(lin_sum(power) <= 0.5 * sum(c for c, _ in power) / n_cands, "power_cap")
+    m.minimize(lin_sum(zip(capex, nodes)) + lin_sum(energy) + 1.0)
+    return m
+
+
+INSTANCES: list[tuple[str, Callable[[], Model]]] = [
+    ("cfl 8x30", lambda: facility_location(8, 30, 1)),
+    ("cfl 15x60", lambda: facility_location(15, 60, 2)),
+    ("cfl 25x80", lambda: facility_location(25, 80, 3)),
+    ("mknap 50x5", lambda: int_knapsack(50, 5, 4)),
+    ("mknap 200x10", lambda: int_knapsack(200, 10, 5)),
+    ("mknap 600x15", lambda: int_knapsack(600, 15, 11)),
+    ("dcopt 10x10x4", lambda: dcopt_like(10, 10, 4, 6)),
+    ("dcopt 40x25x6", lambda: dcopt_like(40, 25, 6, 7)),
+    ("dcopt 80x25x8", lambda: dcopt_like(80, 25, 8, 8)),
+]
+QUICK = {"cfl 8x30", "mknap 50x5", "dcopt 10x10x4"}
+
+
+def run(repeats: int, time_limit: float, quick: bool) -> None:
+    backends = [("highs", OrToolsBackend("highs")), ("scip", OrToolsBackend("scip")), ("cbc", PulpBackend())]
+    print(f"# python {platform.python_version()} on {platform.machine()}, repeats={repeats}, "
+          f"time limit {time_limit:g}s per solve")
+    print(f"{'instance':<15}{'vars':>6}{'int':>6}{'rows':>6}  " +
+          "".join(f"{name:>24}" for name, _ in backends))
+    for label, make in INSTANCES:
+        if quick and label not in QUICK:
+            continue
+        model = make()
+        cells = []
+        objs = {}
+        for name, b in backends:
+            runs = [b.solve(model, time_limit_s=time_limit) for _ in range(repeats)]
+            first = runs[0]
+            det = all(r.status == first.status and r.objective == first.objective and r.values == first.values
+                      for r in runs[1:])
+            t = statistics.median(r.runtime_s for r in runs)
+            objs[name] = first.objective
+            st = first.status.value[:4]
+            cells.append(f"{t:8.3f}s {st:>4} det={'yes' if det else 'NO':<3}")
+        agree = len({round(o, 4) for o in objs.values() if o is not None}) <= 1
+        print(f"{label:<15}{model.num_vars:>6}{model.num_integer_vars:>6}{model.num_constraints:>6}  "
+              + "".join(f"{c:>24}" for c in cells) + ("" if agree else f"   objectives differ: {objs}"))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--time-limit", type=float, default=30.0)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    run(a.repeats, a.time_limit, a.quick)

@@ -1,0 +1,103 @@
+"""Candidate configurations of a training job with everything the MIP needs, as plain numbers.
+
+The optimizer never sees a pydantic object or a formula: it gets, per job, one row per candidate
+(accelerator, fabric, layout) with nodes, fabric endpoints, days to train and storage read rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .presets import resolve_model
+from .schema import Catalog, ModelDims, TrainingJob
+from .training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
+
+# A checkpoint holds bf16 weights (2 B) plus fp32 master weights, Adam momentum and variance (12 B).
+CHECKPOINT_BYTES_PER_PARAM = 14.0
+
+
+def checkpoint_tb(dims: ModelDims) -> float:
+    return CHECKPOINT_BYTES_PER_PARAM * dims.params / 1e12
+
+
+def checkpoint_stall_factor(job: TrainingJob) -> float:
+    """Training stalls for one write window per checkpoint interval."""
+    return 1.0 + job.checkpoint_window_s / (job.checkpoint_interval_hours * 3600.0)
+
+
+def storage_usable_tb(job: TrainingJob, dims: ModelDims) -> float:
+    """Dataset plus retained checkpoints, usable (before replication)."""
+    return job.dataset_tb + job.checkpoints_retained * checkpoint_tb(dims)
+
+
+def checkpoint_write_gbps(job: TrainingJob, dims: ModelDims) -> float:
+    """Bandwidth to write one checkpoint within its window, GB/s."""
+    return checkpoint_tb(dims) * 1000.0 / job.checkpoint_window_s
+
+
+def effective_days(job: TrainingJob, train_days):
+    """Wall-clock days: pure training time plus checkpoint stalls."""
+    return train_days * checkpoint_stall_factor(job)
+
+
+def read_gbps(job: TrainingJob, tokens_per_s):
+    """Training data read rate at the job's token rate, GB/s."""
+    return tokens_per_s * job.data_bytes_per_token / 1e9
+
+
+@dataclass(frozen=True)
+class JobTable:
+    """All enumerated configurations of one job, evaluated."""
+
+    job: TrainingJob
+    dims: ModelDims
+    accelerators: list[str]
+    fabrics: list[str]
+    grid: ConfigGrid
+    perf: dict[str, np.ndarray]
+    days: np.ndarray
+    read_gbps: np.ndarray
+    endpoints: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+    def layout(self, i: int) -> dict:
+        """Row i as a plain, JSON-able description of the configuration."""
+        g = self.grid
+        return {
+            "accelerator": self.accelerators[int(g.acc[i])],
+            "fabric": self.fabrics[int(g.fab[i])],
+            "tp": int(g.t[i]),
+            "pp": int(g.p[i]),
+            "dp": int(g.d[i]),
+            "micro_batch": int(g.b[i]),
+            "vp": int(g.v[i]),
+            "recompute": RECOMPUTE[int(g.recompute[i])],
+            "distributed_optimizer": bool(g.dist_opt[i]),
+        }
+
+
+def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
+    """Enumerate and evaluate every configuration of `job` on the catalog (pins respected)."""
+    dims = resolve_model(job.model, job.seq_len)
+    acc_names = [job.accelerator] if job.accelerator else sorted(catalog.accelerators)
+    fab_names = [job.fabric] if job.fabric else sorted(catalog.fabrics)
+    accs = [catalog.accelerators[a] for a in acc_names]
+    fabs = [catalog.fabrics[f] for f in fab_names]
+    grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism)
+    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, tokens=job.tokens)
+    ports = np.array([a.fabric_ports_per_node for a in accs], dtype=np.int64)
+    return JobTable(
+        job=job,
+        dims=dims,
+        accelerators=acc_names,
+        fabrics=fab_names,
+        grid=grid,
+        perf=perf,
+        days=effective_days(job, perf["time_to_train_days"]),
+        read_gbps=read_gbps(job, perf["tokens_per_s"]),
+        endpoints=perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64),
+    )

@@ -1,0 +1,162 @@
+"""One training configuration, estimated (`dcopt estimate`): the same model as the optimizer uses.
+
+Whatever the caller leaves out is chosen: the fabric from `DEFAULT_FABRIC_BY_PREFIX`, and tp, pp,
+micro-batch and recompute as the fastest layout that fits in memory. The result echoes every
+choice, so the output alone says what was estimated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .schema import Catalog, ModelDims, PinnedParallelism
+from .training import PRECISIONS, RECOMPUTE, enumerate_grid, evaluate
+
+# The fabric each accelerator is usually deployed with (by name prefix); the one place this lives.
+DEFAULT_FABRIC_BY_PREFIX = (
+    ("h100", "ib-ndr-400g"), ("h200", "ib-ndr-400g"), ("b200", "ib-ndr-400g"),
+    ("a100", "ib-hdr-200g"), ("v100", "ib-hdr-200g"),
+    ("mi300", "roce-400g"), ("gaudi", "roce-400g"),
+    ("l40s", "eth-100g"), ("tpu", "eth-100g"),
+)
+BREAKDOWN = ("compute_s", "bubble_s", "tp_comm_s", "pp_comm_s", "dp_comm_exposed_s")
+
+
+def default_fabric(accelerator: str, catalog: Catalog) -> str:
+    """The usual fabric for `accelerator`; if unknown or not in the catalog, the fastest port there."""
+    for prefix, fab in DEFAULT_FABRIC_BY_PREFIX:
+        if accelerator.lower().startswith(prefix) and fab in catalog.fabrics:
+            return fab
+    return max(sorted(catalog.fabrics), key=lambda f: catalog.fabrics[f].port_gbps)
+
+
+def _check_layout(dims: ModelDims, gpus: int, tp, pp, global_batch: int, micro_batch, vp: int) -> None:
+    if gpus < 1:
+        raise ValueError(f"gpus must be at least 1; got {gpus}")
+    if global_batch < 1:
+        raise ValueError(f"global_batch must be at least 1; got {global_batch}")
+    if tp is not None:
+        if tp < 1 or tp > dims.heads:
+            raise ValueError(f"tp={tp} must be between 1 and the model's {dims.heads} attention heads")
+        if dims.heads % tp:
+            raise ValueError(f"tp={tp} does not divide the model's {dims.heads} attention heads")
+    if pp is not None and (pp < 1 or dims.layers % pp):
+        raise ValueError(f"pp={pp} does not divide the model's {dims.layers} layers")
+    mp = (tp or 1) * (pp or 1)
+    if gpus % mp:
+        what = "tp*pp" if tp and pp else ("tp" if tp else "pp")
+        raise ValueError(f"gpus={gpus} is not divisible by {what}={mp}")
+    if micro_batch is not None and micro_batch < 1:
+        raise ValueError(f"micro_batch must be at least 1; got {micro_batch}")
+    if tp is not None and pp is not None:
+        dp = gpus // mp
+        b = micro_batch or 1
+        if global_batch % (b * dp):
+            raise ValueError(
+                f"global batch {global_batch} is not divisible by micro_batch*dp = {b}*{dp} = {b * dp} "
+                f"(dp = gpus/(tp*pp) = {gpus}/{mp})"
+            )
+    if vp < 1:
+        raise ValueError(f"vp must be at least 1; got {vp}")
+    if vp > 1:
+        if pp is not None and pp == 1:
+            raise ValueError(f"vp={vp} (interleaving) needs pipeline parallelism; pp is 1")
+        if pp is not None and dims.layers % (pp * vp):
+            raise ValueError(f"pp*vp = {pp}*{vp} does not divide the model's {dims.layers} layers")
+
+
+def estimate_training(
+    dims: ModelDims,
+    catalog: Catalog,
+    accelerator: str,
+    fabric: str | None,
+    gpus: int,
+    *,
+    tp: int | None = None,
+    pp: int | None = None,
+    global_batch: int,
+    micro_batch: int | None = None,
+    vp: int = 1,
+    precision: str = "bf16",
+    recompute: str | None = None,
+    distributed_optimizer: bool = True,
+    tokens: float | None = None,
+) -> dict[str, Any]:
+    """Step time, throughput, FLOP/s, memory and breakdown of one job on `gpus` accelerators.
+
+    Raises ValueError when the layout is impossible; returns the lowest-memory layout with
+    fits_memory false (and a `note`) when none of the candidates fits.
+    """
+    if accelerator not in catalog.accelerators:
+        raise ValueError(f"unknown accelerator '{accelerator}' (available: {', '.join(sorted(catalog.accelerators))})")
+    fabric = fabric or default_fabric(accelerator, catalog)
+    if fabric not in catalog.fabrics:
+        raise ValueError(f"unknown fabric '{fabric}' (available: {', '.join(sorted(catalog.fabrics))})")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}' (available: {', '.join(PRECISIONS)})")
+    acc = catalog.accelerators[accelerator]
+    if precision == "fp8" and acc.peak_fp8_tflops is None:
+        fp8 = sorted(k for k, a in catalog.accelerators.items() if a.peak_fp8_tflops is not None)
+        raise ValueError(
+            f"accelerator '{accelerator}' has no FP8 support (peak_fp8_tflops not set); use precision bf16 "
+            f"or an FP8 accelerator ({', '.join(fp8)})"
+        )
+    if recompute is not None and recompute not in RECOMPUTE:
+        raise ValueError(f"unknown recompute '{recompute}' (available: {', '.join(RECOMPUTE)})")
+    _check_layout(dims, gpus, tp, pp, global_batch, micro_batch, vp)
+
+    dp = gpus // (tp * pp) if tp is not None and pp is not None else None
+    pinned = PinnedParallelism(
+        tp=tp, pp=pp, dp=dp, micro_batch=micro_batch, vp=vp, recompute=recompute,
+        distributed_optimizer=distributed_optimizer,
+    )
+    grid = enumerate_grid(dims, global_batch, [acc], [catalog.fabrics[fabric]], precision, pinned)
+    grid = grid.take(np.flatnonzero(grid.t * grid.p * grid.d == gpus))
+    if len(grid) == 0:
+        raise ValueError(
+            f"no valid layout of {gpus} GPUs for global batch {global_batch}: need gpus = tp*pp*dp with tp a power of "
+            f"two dividing {dims.heads} heads, pp dividing {dims.layers} layers, global batch divisible by "
+            f"micro_batch*dp" + (f", and with vp={vp} micro-batches per pipeline divisible by pp" if vp > 1 else "")
+        )
+    out = evaluate(dims, grid, [acc], [catalog.fabrics[fabric]], catalog.calibration, precision, global_batch, tokens)
+    fits = out["fits_memory"]
+    note = None
+    if fits.any():
+        i = int(np.flatnonzero(fits)[np.argmin(out["step_time_s"][fits])])
+    else:
+        i = int(np.argmin(out["memory_per_gpu_gb"]))
+        note = "no candidate layout fits in memory; showing the one needing the least"
+
+    res: dict[str, Any] = {
+        "accelerator": accelerator,
+        "fabric": fabric,
+        "gpus": gpus,
+        "nodes": int(out["nodes"][i]),
+        "tp": int(grid.t[i]),
+        "pp": int(grid.p[i]),
+        "dp": int(grid.d[i]),
+        "micro_batch": int(grid.b[i]),
+        "vp": int(grid.v[i]),
+        "recompute": RECOMPUTE[int(grid.recompute[i])],
+        "distributed_optimizer": bool(grid.dist_opt[i]),
+        "precision": precision,
+        "global_batch": global_batch,
+        "micro_batches_per_step": global_batch // (int(grid.b[i]) * int(grid.d[i])),
+        "params": dims.params,
+    }
+    for k in ("step_time_s", "tokens_per_s", "tflops_per_gpu_hw", "tflops_per_gpu_model", "mfu",
+              "hw_flops_per_step", "model_flops_per_step", "memory_per_gpu_gb"):
+        res[k] = float(out[k][i])
+    res["memory_limit_gb"] = acc.hbm_gb - catalog.calibration.memory_reserved_gb
+    res["fits_memory"] = bool(fits[i])
+    if tokens is not None:
+        res["tokens"] = float(tokens)
+        days = float(out["time_to_train_days"][i])
+        res["time_to_train_days"] = days if math.isfinite(days) else None
+    res["breakdown"] = {k: float(out[k][i]) for k in BREAKDOWN}
+    if note:
+        res["note"] = note
+    return res

@@ -1,0 +1,1 @@
+"""dcopt's optimizer: candidate pruning, the MIP, backends, verification and reports."""

@@ -1,0 +1,553 @@
+"""Solve an `optimizer.lp.Model` with OR-Tools MathOpt (default) or PuLP/CBC (fallback).
+
+Each backend translates the model, solves, and returns a `SolveResult` normalised across solvers:
+one status enum, the objective *including* its constant, the best bound, the relative gap and
+the values by variable index. Solver packages are imported inside the backends, so importing
+this module never loads ortools or pulp (see /work/shared/SOLVERS.md for why order matters).
+
+Status semantics (identical on every backend):
+  OPTIMAL     proven optimal to a relative gap of 1e-6 (`DEFAULT_GAP`)
+  FEASIBLE    a solution, but stopped by the time limit or by a looser `gap` than 1e-6
+  INFEASIBLE  no solution exists (also "infeasible or unbounded"; the message says so)
+  UNBOUNDED   the objective can improve without limit
+  TIME_LIMIT  stopped by a limit before any solution was found
+  ERROR       the solver failed; `message` carries the solver's own words
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+from .lp import EQ, GE, LE, Model
+
+DEFAULT_GAP = 1e-6  # relative; so that OPTIMAL means optimal, not "within solver default 1e-4"
+ABS_GAP = 1e-6  # absolute; only matters for objectives near 0
+SEED = 1
+
+
+class Status(str, Enum):
+    OPTIMAL = "optimal"
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"
+    UNBOUNDED = "unbounded"
+    TIME_LIMIT = "time_limit"
+    ERROR = "error"
+
+    @property
+    def has_solution(self) -> bool:
+        return self in (Status.OPTIMAL, Status.FEASIBLE)
+
+
+@dataclass
+class SolveResult:
+    status: Status
+    objective: float | None  # including the objective's constant
+    best_bound: float | None
+    gap: float | None  # |objective - best_bound| / max(1e-9, |objective|)
+    values: list[float] | None  # by variable index; integers rounded, all clipped to bounds
+    runtime_s: float  # wall clock, translation + solve
+    backend: str  # "ortools" | "pulp"
+    solver: str  # "highs" | "scip" | "cbc"
+    message: str = ""
+
+    @property
+    def has_solution(self) -> bool:
+        return self.values is not None
+
+    def values_by_name(self, model: Model) -> dict[str, float]:
+        if self.values is None:
+            raise ValueError(f"no solution ({self.status.value}): {self.message}")
+        return model.values_by_name(self.values)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def is_available(self) -> bool: ...
+
+    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult: ...
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+def _check_limits(time_limit_s: float | None, gap: float | None) -> None:
+    if time_limit_s is not None and not (time_limit_s > 0 and math.isfinite(time_limit_s)):
+        raise ValueError(f"time_limit_s must be a positive number of seconds, got {time_limit_s!r}")
+    if gap is not None and not (0 <= gap < 1):
+        raise ValueError(f"gap is a relative gap in [0, 1), got {gap!r}")
+
+
+def _rel_gap(obj: float | None, bound: float | None) -> float | None:
+    if obj is None or bound is None or not math.isfinite(bound) or not math.isfinite(obj):
+        return None
+    return abs(obj - bound) / max(1e-9, abs(obj))
+
+
+def _within_default_gap(obj: float, bound: float | None) -> bool:
+    """Did the solver prove optimality to our default tolerance (not just to a looser `gap`)?"""
+    if bound is None or not math.isfinite(bound):
+        return True  # solver said optimal and gave no bound to doubt it with
+    diff = abs(obj - bound)
+    slack = 1.01  # solvers measure the gap slightly differently (SCIP divides by min(|p|,|d|))
+    return diff <= ABS_GAP * slack or diff <= DEFAULT_GAP * slack * max(1e-9, abs(obj))
+
+
+def _clean_values(model: Model, raw: list[float]) -> list[float]:
+    """Round integer variables and clip to bounds: solvers return 2.9999999 and -1e-12."""
+    out = []
+    for v, x in zip(model.vars, raw):
+        x = float(x)
+        if v.integer:
+            x = float(round(x))
+        x = min(max(x, v.lb), v.ub)
+        out.append(x + 0.0)  # -0.0 -> 0.0
+    return out
+
+
+def _solution_status(model: Model, obj: float, bound: float | None, gap: float | None,
+                     proved_optimal: bool) -> tuple[Status, str]:
+    if proved_optimal and _within_default_gap(obj, bound):
+        return Status.OPTIMAL, ""
+    if proved_optimal:
+        return Status.FEASIBLE, f"stopped at relative gap {gap:.3g} (requested gap reached)"
+    return Status.FEASIBLE, ""
+
+
+def _exc_message(exc: BaseException) -> str:
+    """MathOpt 9.15 sometimes raises a generic error while translating a solver failure; the
+    solver's real message is in `__context__`, so lead with that."""
+    msg = f"{type(exc).__name__}: {exc}"
+    ctx = exc.__context__
+    if ctx is not None and ctx is not exc:
+        msg = f"{ctx} (raised as {msg})"
+    return msg
+
+
+# -- OR-Tools MathOpt -------------------------------------------------------------------------
+
+class OrToolsBackend:
+    """OR-Tools MathOpt with HiGHS (default) or SCIP. Never CP-SAT: it is integer-only and
+    returned a wrong optimum on a mixed model (SOLVERS.md).
+
+    HiGHS is the default: on our measured MILPs (benchmarks/solvers_choice.py) it was faster
+    than SCIP on most instances and both were deterministic run to run.
+    """
+
+    name = "ortools"
+    SOLVERS = ("highs", "scip")
+
+    def __init__(self, solver: str = "highs"):
+        if solver not in self.SOLVERS:
+            raise ValueError(f"OrToolsBackend solver must be one of {self.SOLVERS}, got {solver!r}")
+        self.solver = solver
+
+    def __repr__(self) -> str:
+        return f"OrToolsBackend(solver={self.solver!r})"
+
+    def is_available(self) -> bool:
+        try:
+            from ortools.math_opt.python import mathopt  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def _result(self, status: Status, t0: float, message: str = "", **kw) -> SolveResult:
+        base = dict(objective=None, best_bound=None, gap=None, values=None)
+        base.update(kw)
+        return SolveResult(status=status, runtime_s=time.perf_counter() - t0, backend=self.name,
+                           solver=self.solver, message=message, **base)
+
+    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult:
+        _check_limits(time_limit_s, gap)
+        t0 = time.perf_counter()
+        try:
+            from ortools.math_opt.python import mathopt
+        except ImportError as exc:
+            return self._result(Status.ERROR, t0, f"ortools is not installed: {exc}")
+        solver, note = self.solver, ""
+        if solver == "highs" and _highs_would_crash():
+            solver = "scip"
+            note = ("used SCIP instead of HiGHS: pulp (with highspy) was imported before ortools in "
+                    "this process, and HiGHS then segfaults; import ortools first to use HiGHS")
+        try:
+            proto = _to_model_proto(model)
+            params = self._params(mathopt, solver, time_limit_s, gap)
+            solver_type = mathopt.SolverType.HIGHS if solver == "highs" else mathopt.SolverType.GSCIP
+            res = mathopt.solve(mathopt.Model.from_model_proto(proto), solver_type, params=params)
+            result = self._interpret(model, mathopt, res, t0)
+            if res.termination.reason == mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED \
+                    and result.status == Status.INFEASIBLE:
+                result = self._disambiguate(mathopt, proto, solver_type, params, result, t0, time_limit_s)
+        except Exception as exc:  # solver failures must come back as a result, not a crash
+            result = self._result(Status.ERROR, t0, _exc_message(exc))
+        if note:
+            result.solver = solver
+            result.message = f"{note}. {result.message}".strip(". ") if result.message else note
+        return result
+
+    def _disambiguate(self, mathopt, proto, solver_type, params, result, t0, time_limit_s):
+        """HiGHS answers "infeasible or unbounded" from presolve, even for a feasible model with
+        an unbounded objective. Telling the user "infeasible" then sends them hunting for
+        conflicting limits, so solve once more without objective: feasible means unbounded."""
+        import datetime
+
+        if time_limit_s is not None:
+            left = time_limit_s - (time.perf_counter() - t0)
+            if left <= 0:
+                return result
+            params.time_limit = datetime.timedelta(seconds=left)
+        proto.objective.Clear()
+        res = mathopt.solve(mathopt.Model.from_model_proto(proto), solver_type, params=params)
+        if res.has_primal_feasible_solution():
+            return self._result(Status.UNBOUNDED, t0, "the model is feasible and the objective is unbounded")
+        if res.termination.reason == mathopt.TerminationReason.INFEASIBLE:
+            return self._result(Status.INFEASIBLE, t0)
+        return result
+
+    def _params(self, mathopt, solver, time_limit_s, gap):
+        import datetime
+
+        p = mathopt.SolveParameters(
+            random_seed=SEED,
+            relative_gap_tolerance=DEFAULT_GAP if gap is None else gap,
+            absolute_gap_tolerance=ABS_GAP,
+        )
+        if time_limit_s is not None:
+            p.time_limit = datetime.timedelta(seconds=time_limit_s)
+        if solver == "scip":
+            p.threads = 1  # HiGHS rejects `threads` (must be set via globals); SCIP accepts it
+        return p
+
+    def _interpret(self, model: Model, mathopt, res, t0: float) -> SolveResult:
+        TR = mathopt.TerminationReason
+        term = res.termination
+        reason = term.reason
+        detail = term.detail or ""
+        limit = f"limit: {term.limit.name.lower()}" if term.limit is not None else ""
+        bound = _finite(term.objective_bounds.dual_bound)
+
+        has_sol = res.has_primal_feasible_solution()
+        if has_sol and reason in (TR.OPTIMAL, TR.FEASIBLE, TR.IMPRECISE):
+            raw = [0.0] * model.num_vars
+            for var, x in res.variable_values().items():
+                raw[var.id] = x
+            values = _clean_values(model, raw)
+            obj = model.objective_value(values)
+            g = _rel_gap(obj, bound)
+            status, msg = _solution_status(model, obj, bound, g, proved_optimal=reason == TR.OPTIMAL)
+            if reason == TR.FEASIBLE:
+                msg = f"stopped by {limit or 'a limit'} with a solution"
+            elif reason == TR.IMPRECISE:
+                msg = f"solver reports imprecise result: {detail}"
+            return self._result(status, t0, msg, objective=obj, best_bound=bound, gap=g, values=values)
+        if reason == TR.INFEASIBLE:
+            return self._result(Status.INFEASIBLE, t0, detail)
+        if reason == TR.UNBOUNDED:
+            return self._result(Status.UNBOUNDED, t0, detail)
+        if reason == TR.INFEASIBLE_OR_UNBOUNDED:
+            if term.problem_status.primal_status == mathopt.FeasibilityStatus.FEASIBLE:
+                return self._result(Status.UNBOUNDED, t0, detail)
+            return self._result(Status.INFEASIBLE, t0,
+                                f"infeasible or unbounded (the solver could not tell which) {detail}".strip())
+        if reason in (TR.NO_SOLUTION_FOUND, TR.FEASIBLE):
+            return self._result(Status.TIME_LIMIT, t0, f"no solution found before the {limit or 'limit'}",
+                                best_bound=bound)
+        return self._result(Status.ERROR, t0, f"{reason.name.lower()}: {detail}".strip())
+
+
+def _highs_would_crash() -> bool:
+    """True when pulp+highspy were imported before MathOpt's native solver module: measured
+    here (ortools 9.15, highspy 1.16), the first HiGHS solve then kills the interpreter (exit
+    139) while SCIP works. sys.modules keeps insertion order, i.e. import order."""
+    if "pulp" not in sys.modules or "highspy" not in sys.modules:
+        return False
+    names = list(sys.modules)
+    core = "ortools.math_opt.core.python.solver"
+    return core not in sys.modules or names.index("pulp") < names.index(core)
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _to_model_proto(model: Model):
+    """Fill MathOpt's ModelProto in bulk: far cheaper than one Python call per term, and the
+    names go through verbatim (MathOpt accepts any unique string)."""
+    from ortools.math_opt import model_pb2
+
+    p = model_pb2.ModelProto(name=model.name)
+    vs = p.variables
+    n = model.num_vars
+    vs.ids.extend(range(n))
+    vs.lower_bounds.extend(v.lb for v in model.vars)
+    vs.upper_bounds.extend(v.ub for v in model.vars)
+    vs.integers.extend(v.integer for v in model.vars)
+    vs.names.extend(v.name for v in model.vars)
+
+    obj = model.objective
+    p.objective.maximize = model.sense == "max"
+    p.objective.offset = obj.constant
+    ids = sorted(obj.terms)
+    p.objective.linear_coefficients.ids.extend(ids)
+    p.objective.linear_coefficients.values.extend(obj.terms[i] for i in ids)
+
+    lc = p.linear_constraints
+    lc.ids.extend(range(model.num_constraints))
+    inf = math.inf
+    lc.lower_bounds.extend(c.rhs if c.sense in (GE, EQ) else -inf for c in model.constraints)
+    lc.upper_bounds.extend(c.rhs if c.sense in (LE, EQ) else inf for c in model.constraints)
+    lc.names.extend(c.name or "" for c in model.constraints)
+
+    rows, cols, coefs = [], [], []
+    for k, c in enumerate(model.constraints):
+        idx = sorted(c.coefs)
+        rows.extend([k] * len(idx))
+        cols.extend(idx)
+        coefs.extend(c.coefs[i] for i in idx)
+    m = p.linear_constraint_matrix
+    m.row_ids.extend(rows)
+    m.column_ids.extend(cols)
+    m.coefficients.extend(coefs)
+    return p
+
+
+# -- PuLP / CBC -------------------------------------------------------------------------------
+
+def _import_pulp():
+    """Import pulp, loading ortools first when it exists: with highspy installed, importing
+    pulp before ortools segfaults the interpreter (SOLVERS.md, measured exit 139)."""
+    try:
+        from ortools.math_opt.python import mathopt  # noqa: F401
+    except ImportError:
+        pass
+    import pulp
+
+    return pulp
+
+
+class PulpBackend:
+    """PuLP's bundled CBC binary, single-threaded with fixed seeds so reruns agree.
+
+    Variables/constraints are renamed x<i>/c<k> inside PuLP (it rejects some characters and
+    renames for CBC anyway); results map back by index.
+    """
+
+    name = "pulp"
+    solver = "cbc"
+
+    def __repr__(self) -> str:
+        return "PulpBackend()"
+
+    def is_available(self) -> bool:
+        try:
+            pulp = _import_pulp()
+            return self._command(pulp, None, None, None) is not None
+        except Exception:
+            return False
+
+    def _command(self, pulp, time_limit_s, gap, log_path):
+        kw = dict(msg=False, timeLimit=time_limit_s, gapRel=DEFAULT_GAP if gap is None else gap,
+                  gapAbs=ABS_GAP, threads=1, logPath=log_path,
+                  options=[f"randomCbcSeed {SEED}", "randomSeed 1234567"])
+        with warnings.catch_warnings():
+            # PuLP 3.x deprecates PULP_CBC_CMD in favour of COIN_CMD + a separately installed
+            # CBC; the bundled binary is exactly what makes PuLP a zero-install fallback.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if hasattr(pulp, "PULP_CBC_CMD"):
+                cmd = pulp.PULP_CBC_CMD(**kw)
+                if cmd.available():
+                    return cmd
+            cmd = pulp.COIN_CMD(**kw)
+        return cmd if cmd.available() else None
+
+    def _result(self, status: Status, t0: float, message: str = "", **kw) -> SolveResult:
+        base = dict(objective=None, best_bound=None, gap=None, values=None)
+        base.update(kw)
+        return SolveResult(status=status, runtime_s=time.perf_counter() - t0, backend=self.name,
+                           solver=self.solver, message=message, **base)
+
+    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult:
+        _check_limits(time_limit_s, gap)
+        t0 = time.perf_counter()
+        try:
+            pulp = _import_pulp()
+        except ImportError as exc:
+            return self._result(Status.ERROR, t0, f"pulp is not installed: {exc}")
+        fd, log_path = tempfile.mkstemp(prefix="dcopt-cbc-", suffix=".log")
+        os.close(fd)
+        try:
+            cmd = self._command(pulp, time_limit_s, gap, log_path)
+            if cmd is None:
+                return self._result(Status.ERROR, t0, "no CBC binary available to PuLP")
+            prob, pvars = _to_pulp(pulp, model)
+            try:
+                prob.solve(cmd)
+            except Exception as exc:
+                return self._result(Status.ERROR, t0, f"{type(exc).__name__}: {exc}{_log_tail(log_path)}")
+            return self._interpret(pulp, model, prob, pvars, time_limit_s, _read(log_path), t0)
+        finally:
+            try:
+                os.remove(log_path)
+            except OSError:
+                pass
+
+    def _interpret(self, pulp, model, prob, pvars, time_limit_s, log: str, t0: float) -> SolveResult:
+        # At a time limit CBC's "Stopped on time - objective value X" makes prob.status read
+        # Optimal; sol_status (IntegerFeasible vs Optimal) is what tells them apart.
+        status, sol = prob.status, prob.sol_status
+        if sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) and status == pulp.LpStatusOptimal:
+            raw = [pv.varValue if pv.varValue is not None else _neutral(v) for v, pv in zip(model.vars, pvars)]
+            values = _clean_values(model, raw)
+            obj = model.objective_value(values)
+            bound = _cbc_bound(log, model.objective.constant)
+            if sol == pulp.LpSolutionOptimal and bound is None:
+                bound = obj
+            g = _rel_gap(obj, bound)
+            st, msg = _solution_status(model, obj, bound, g, proved_optimal=sol == pulp.LpSolutionOptimal)
+            if sol == pulp.LpSolutionIntegerFeasible:
+                msg = "stopped by the time limit with a solution"
+            return self._result(st, t0, msg, objective=obj, best_bound=bound, gap=g, values=values)
+        if status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
+            return self._result(Status.INFEASIBLE, t0, _cbc_line(log, "Result") or "")
+        if status == pulp.LpStatusUnbounded or sol == pulp.LpSolutionUnbounded:
+            return self._result(Status.UNBOUNDED, t0, _cbc_line(log, "Result") or "")
+        if status == pulp.LpStatusNotSolved and time_limit_s is not None:
+            return self._result(Status.TIME_LIMIT, t0, "no solution found before the time limit")
+        return self._result(Status.ERROR, t0,
+                            f"CBC status {pulp.LpStatus.get(status, status)}, solution status "
+                            f"{pulp.LpSolution.get(sol, sol)}{_log_tail(log_path=None, text=log)}")
+
+
+def _neutral(v) -> float:
+    """A value for a variable CBC did not report (it appears nowhere): 0 clipped to bounds."""
+    x = min(max(0.0, v.lb), v.ub)
+    return math.ceil(x) if v.integer else x
+
+
+def _to_pulp(pulp, model: Model):
+    sense = pulp.LpMaximize if model.sense == "max" else pulp.LpMinimize
+    prob = pulp.LpProblem(re.sub(r"[^A-Za-z0-9_]", "_", model.name) or "model", sense)
+    pvars = [
+        pulp.LpVariable(f"x{v.index}",
+                        lowBound=None if v.lb == -math.inf else v.lb,
+                        upBound=None if v.ub == math.inf else v.ub,
+                        cat=pulp.LpInteger if v.integer else pulp.LpContinuous)
+        for v in model.vars
+    ]
+    obj = model.objective
+    used = set(obj.terms)
+    for c in model.constraints:
+        used.update(c.coefs)
+    # PuLP writes no COLUMNS entry for a variable that appears nowhere and CBC then rejects its
+    # BOUNDS line; a zero objective coefficient keeps it declared (and its bounds checked).
+    unused = [(pv, 0.0) for i, pv in enumerate(pvars) if i not in used]
+    prob.setObjective(pulp.LpAffineExpression([(pvars[i], c) for i, c in obj.terms.items()] + unused,
+                                              constant=obj.constant))
+    psense = {LE: pulp.LpConstraintLE, GE: pulp.LpConstraintGE, EQ: pulp.LpConstraintEQ}
+    for k, c in enumerate(model.constraints):
+        e = pulp.LpAffineExpression([(pvars[i], a) for i, a in c.coefs.items()])
+        prob.addConstraint(pulp.LpConstraint(e, psense[c.sense], f"c{k}", c.rhs))
+    return prob, pvars
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _log_tail(log_path: str | None, text: str | None = None, lines: int = 8) -> str:
+    text = _read(log_path) if text is None and log_path else (text or "")
+    tail = [ln for ln in text.strip().splitlines() if ln.strip()][-lines:]
+    return ("\nCBC log (tail):\n  " + "\n  ".join(tail)) if tail else ""
+
+
+def _cbc_line(log: str, key: str) -> str | None:
+    m = re.search(rf"^{key}\s*[-:]\s*(.+)$", log, re.M)
+    return m.group(1).strip() if m else None
+
+
+def _cbc_bound(log: str, constant: float) -> float | None:
+    """CBC's final bound from its log ("Lower bound:" when minimising, "Upper bound:" when
+    maximising; PuLP does not expose it). CBC solves PuLP's MPS, which drops the objective
+    constant, so add it back. CBC prints the bound to 3 decimals only."""
+    m = re.search(r"^(?:Lower|Upper) bound:\s*(\S+)", log, re.M)
+    if not m:
+        return None
+    try:
+        b = float(m.group(1))
+    except ValueError:
+        return None
+    if not math.isfinite(b) or abs(b) >= 1e30:
+        return None
+    return b + constant
+
+
+# -- choosing and falling back ----------------------------------------------------------------
+
+_FACTORIES = {
+    "ortools": lambda: OrToolsBackend(),
+    "ortools-highs": lambda: OrToolsBackend("highs"),
+    "ortools-scip": lambda: OrToolsBackend("scip"),
+    "pulp": lambda: PulpBackend(),
+}
+BACKEND_NAMES = tuple(_FACTORIES)
+
+
+def get_backend(name: str = "ortools") -> Backend:
+    try:
+        return _FACTORIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKEND_NAMES)}") from None
+
+
+def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float | None = None,
+          gap: float | None = None, fallback: bool = True) -> SolveResult:
+    """Solve with `backend`; if it is missing or fails (ERROR), try the other backend when
+    `fallback` is true, saying in `message` that it fell back and why.
+
+    Only ERROR / unavailability falls back: INFEASIBLE or TIME_LIMIT are answers, not failures.
+    The fallback gets the remaining time, but never less than 10% of the limit.
+    """
+    _check_limits(time_limit_s, gap)
+    first = get_backend(backend) if isinstance(backend, str) else backend
+    chain: list[Backend] = [first]
+    if fallback:
+        chain += [get_backend(n) for n in ("ortools", "pulp") if n != first.name]
+    t0 = time.perf_counter()
+    notes: list[str] = []
+    result: SolveResult | None = None
+    for b in chain:
+        label = f"{b.name}/{getattr(b, 'solver', '?')}"
+        limit = time_limit_s
+        if limit is not None and notes:
+            limit = max(limit - (time.perf_counter() - t0), 0.1 * limit)
+        if not b.is_available():
+            notes.append(f"{label} is not available")
+            continue
+        result = b.solve(model, limit, gap)
+        if result.status != Status.ERROR:
+            break
+        notes.append(f"{label} failed: {result.message}")
+    if result is None:
+        return SolveResult(Status.ERROR, None, None, None, None, time.perf_counter() - t0,
+                           first.name, getattr(first, "solver", "?"), "; ".join(notes) or "no backend")
+    if notes and result.status != Status.ERROR:
+        fell = f"fell back to {result.backend}/{result.solver} because " + "; ".join(notes)
+        result.message = f"{fell}. {result.message}".strip() if result.message else fell
+    elif notes and len(notes) > 1:
+        result.message = "; ".join(notes)
+    result.runtime_s = time.perf_counter() - t0
+    return result

@@ -1,0 +1,212 @@
+"""The `dcopt` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from models.loader import InstanceError, load_instance
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
+console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True)
+
+EXIT_OK, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_NO_DESIGN, EXIT_VERIFY = 0, 2, 3, 4, 1
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    json = "json"
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(message, highlight=False, markup=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def solve(
+    instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
+    backend: str = typer.Option("ortools", help="ortools (default; falls back to pulp if it fails) or pulp."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per MIP solve (soft)."),
+    gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the solution as JSON."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (default), md or json."),
+    export: Optional[Path] = typer.Option(None, help="Also write the MIP as .lp or .mps for other solvers."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
+    from .solve import solve_instance
+    from .verify import VerificationError
+
+    try:
+        inst = load_instance(instance)
+        sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, export_path=export)
+    except InstanceError as exc:
+        _fail(exc.format(), EXIT_INVALID)
+    except VerificationError as exc:
+        if debug:
+            raise
+        _fail(f"{instance}: {exc}", EXIT_VERIFY)
+    except ValueError as exc:
+        if debug:
+            raise
+        _fail(f"{instance}: {exc}", EXIT_INVALID)
+    if as_json or fmt == Format.json:
+        print(json.dumps(sol.to_dict(), indent=2))
+    elif fmt == Format.md:
+        from .report import render_markdown
+
+        print(render_markdown(sol, inst))
+    else:
+        from .report import render_rich
+
+        render_rich(sol, inst, console)
+    if sol.has_design:
+        raise typer.Exit(EXIT_OK)
+    if sol.status == "infeasible":
+        raise typer.Exit(EXIT_INFEASIBLE)
+    if sol.status == "time_limit":
+        raise typer.Exit(EXIT_NO_DESIGN)
+    _fail(f"{instance}: solver error: {sol.message}", EXIT_VERIFY)
+
+
+class Precision(str, Enum):
+    bf16 = "bf16"
+    fp8 = "fp8"
+
+
+class RecomputeOpt(str, Enum):
+    none = "none"
+    selective = "selective"
+    full = "full"
+
+
+@app.command()
+def estimate(
+    model: Optional[str] = typer.Option(None, help="Model preset (see `dcopt presets`), or give the dimensions."),
+    layers: Optional[int] = typer.Option(None),
+    hidden: Optional[int] = typer.Option(None),
+    heads: Optional[int] = typer.Option(None),
+    kv_heads: Optional[int] = typer.Option(None, "--kv-heads"),
+    ffn_hidden: Optional[int] = typer.Option(None, "--ffn-hidden"),
+    gated_mlp: bool = typer.Option(False, "--gated-mlp/--no-gated-mlp"),
+    vocab: Optional[int] = typer.Option(None),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len"),
+    accelerator: str = typer.Option("h100-sxm", help="Catalog accelerator."),
+    fabric: Optional[str] = typer.Option(None, help="Catalog fabric (default: the one the accelerator usually ships with)."),
+    gpus: int = typer.Option(..., help="Accelerators in the job."),
+    tp: Optional[int] = typer.Option(None, "--tp"),
+    pp: Optional[int] = typer.Option(None, "--pp"),
+    global_batch: int = typer.Option(..., "--global-batch", help="Global batch, sequences."),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
+    vp: int = typer.Option(1, "--vp", help="Interleaved pipeline chunks per stage."),
+    precision: Precision = typer.Option(Precision.bf16),
+    recompute: Optional[RecomputeOpt] = typer.Option(None),
+    distributed_optimizer: bool = typer.Option(True, "--distributed-optimizer/--no-distributed-optimizer"),
+    tokens: Optional[float] = typer.Option(None, help="Tokens to train on (for time to train)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Step time, throughput, MFU and memory of one training configuration."""
+    from models.estimate import estimate_training
+    from models.loader import default_catalog
+    from models.presets import resolve_model
+    from models.schema import ModelDims
+
+    try:
+        if model:
+            dims = resolve_model(model, seq_len)
+        else:
+            missing = [n for n, v in (("--layers", layers), ("--hidden", hidden), ("--heads", heads), ("--vocab", vocab),
+                                      ("--seq-len", seq_len)) if v is None]
+            if missing:
+                _fail(f"give --model PRESET or the dimensions (missing: {', '.join(missing)})", EXIT_INVALID)
+            dims = ModelDims(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn_hidden,
+                             gated_mlp=gated_mlp, vocab=vocab, seq_len=seq_len)
+        out = estimate_training(
+            dims, default_catalog(), accelerator=accelerator, fabric=fabric, gpus=gpus, tp=tp, pp=pp,
+            global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
+            recompute=recompute.value if recompute else None, distributed_optimizer=distributed_optimizer, tokens=tokens,
+        )
+    except (ValueError, KeyError) as exc:
+        msg = exc.args[0] if exc.args else str(exc)
+        _fail(f"estimate: {msg}", EXIT_INVALID)
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title="Training estimate", title_justify="left", show_header=False)
+    for k, v in out.items():
+        t.add_row(k, f"{v:,.4g}" if isinstance(v, float) else str(v))
+    console.print(t)
+
+
+@app.command()
+def calibrate(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Predict published training runs (Megatron-LM, SC'21) and print the error of each."""
+    from models.calibration import run_calibration
+    from models.loader import default_catalog
+
+    rep = run_calibration(default_catalog())
+    if as_json:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"Calibration against {rep.source}", title_justify="left")
+    for h in ("case", "published", "predicted", "error"):
+        t.add_column(h)
+    for r in rep.rows:
+        t.add_row(r.id, f"{r.published:g} {r.unit}", f"{r.predicted:.1f} {r.unit}", f"{r.error_pct:+.1f}%")
+    console.print(t)
+    console.print(f"mean absolute error {rep.mae_pct:.1f}%, worst {rep.max_abs_error_pct:.1f}%", highlight=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of instance files (for editors)."""
+    from models.schema import instance_file_schema
+
+    print(json.dumps(instance_file_schema(), indent=2))
+
+
+@app.command()
+def catalog() -> None:
+    """List the built-in catalog and model presets."""
+    from rich.table import Table
+
+    from models.loader import default_catalog
+    from models.presets import PRESETS
+
+    cat = default_catalog()
+    t = Table(title="Accelerators (prices indicative)", title_justify="left")
+    for h in ("name", "BF16 TFLOP/s", "FP8", "HBM GB", "TB/s", "per node", "node kW", "node $"):
+        t.add_column(h)
+    for n, a in cat.accelerators.items():
+        t.add_row(n, f"{a.peak_bf16_tflops:g}", f"{a.peak_fp8_tflops or '-'}", f"{a.hbm_gb:g}", f"{a.hbm_bw_tbs:g}",
+                  str(a.accelerators_per_node), f"{a.node_power_kw:g}", f"{a.node_price_usd:,.0f}")
+    console.print(t)
+    t = Table(title="Fabrics", title_justify="left")
+    for h in ("name", "Gb/s", "radix", "switch $", "endpoint $"):
+        t.add_column(h)
+    for n, f in cat.fabrics.items():
+        t.add_row(n, f"{f.port_gbps:g}", str(f.switch_radix), f"{f.switch_price_usd:,.0f}", f"{f.endpoint_price_usd:,.0f}")
+    console.print(t)
+    console.print("Storage tiers: " + ", ".join(cat.storage), highlight=False)
+    console.print("Model presets: " + ", ".join(f"{k} ({v.params / 1e9:.0f}B)" for k, v in PRESETS.items()), highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,578 @@
+"""A tiny solver-independent MILP: the MIP builder writes numbers and names here, backends read it.
+
+Why our own and not PuLP/MathOpt objects directly: the builder must not depend on which solver
+runs (OR-Tools may be missing, PuLP is the fallback), names like `nodes[acc=h100-sxm]` must
+survive verbatim for reports even where a solver rejects them, and tests need an evaluator that
+checks an assignment without any solver.
+
+    m = Model("demo")
+    x = m.add_var("x", ub=100, integer=True)
+    y = m.add_var("y")
+    m.add_constraint(3 * x + 2 * y >= 10.5, "demand")
+    m.minimize(5 * x + 4 * y)
+
+Expressions are immutable under `+ - * /` (a new LinExpr each time); `+=`/`-=` mutate in place
+like a list. `sum()` over n terms is O(n^2) because each step copies; use `lin_sum` for long sums.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+LE, GE, EQ = "<=", ">=", "=="
+SENSES = (LE, GE, EQ)
+
+Values = Union[Mapping[int, float], Sequence[float]]
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) or (isinstance(x, numbers.Real) and not isinstance(x, bool))
+
+
+class _Arith:
+    """Shared operators for Var and LinExpr; everything goes through `_as_expr`."""
+
+    __slots__ = ()
+    # Makes numpy scalars/arrays return NotImplemented so Python calls our reflected operator
+    # (np.float64(2) * x would otherwise build a 0-d object array).
+    __array_ufunc__ = None
+
+    def _as_expr(self) -> LinExpr:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __add__(self, other):
+        e = self._as_expr().copy()
+        return e._iadd(other, 1.0)
+
+    def __radd__(self, other):
+        return self.__add__(other)
+
+    def __sub__(self, other):
+        e = self._as_expr().copy()
+        return e._iadd(other, -1.0)
+
+    def __rsub__(self, other):
+        return (-self).__add__(other)
+
+    def __neg__(self):
+        return self._as_expr()._scaled(-1.0)
+
+    def __pos__(self):
+        return self._as_expr().copy()
+
+    def __mul__(self, other):
+        if not _is_number(other):
+            if isinstance(other, _Arith):
+                raise TypeError("product of two variables/expressions is not linear")
+            return NotImplemented
+        return self._as_expr()._scaled(float(other))
+
+    def __rmul__(self, other):
+        return self.__mul__(other)
+
+    def __truediv__(self, other):
+        if not _is_number(other):
+            if isinstance(other, _Arith):
+                raise TypeError("division by a variable/expression is not linear")
+            return NotImplemented
+        if other == 0:
+            raise ZeroDivisionError("expression divided by zero")
+        return self._as_expr()._scaled(1.0 / float(other))
+
+    def __le__(self, other):
+        return Constraint._from_diff(self - other, LE)
+
+    def __ge__(self, other):
+        return Constraint._from_diff(self - other, GE)
+
+    def __eq__(self, other):  # type: ignore[override]
+        return Constraint._from_diff(self - other, EQ)
+
+    def __ne__(self, other):  # type: ignore[override]
+        raise TypeError("'!=' constraints are not linear; use two models or a binary")
+
+
+class Var(_Arith):
+    """A decision variable: just its index and metadata; arithmetic builds LinExpr.
+
+    `==` builds a constraint, so compare variables with `is` or by `.index`; hashing is by
+    identity so Vars work as dict keys.
+    """
+
+    __slots__ = ("index", "name", "lb", "ub", "integer")
+
+    def __init__(self, index: int, name: str, lb: float, ub: float, integer: bool):
+        self.index = index
+        self.name = name
+        self.lb = lb
+        self.ub = ub
+        self.integer = integer
+
+    __hash__ = object.__hash__
+
+    def _as_expr(self) -> LinExpr:
+        return LinExpr({self.index: 1.0}, 0.0)
+
+    def __repr__(self) -> str:
+        kind = "int" if self.integer else "cont"
+        return f"Var({self.index}, {self.name!r}, [{self.lb}, {self.ub}], {kind})"
+
+
+class LinExpr(_Arith):
+    """sum(coef * var) + constant, stored as {var index: coef}."""
+
+    __slots__ = ("terms", "constant")
+    __hash__ = None  # type: ignore[assignment]  # mutable (+=)
+
+    def __init__(self, terms: dict[int, float] | None = None, constant: float = 0.0):
+        self.terms: dict[int, float] = terms if terms is not None else {}
+        self.constant = float(constant)
+
+    def _as_expr(self) -> LinExpr:
+        return self
+
+    def copy(self) -> LinExpr:
+        return LinExpr(dict(self.terms), self.constant)
+
+    def _scaled(self, k: float) -> LinExpr:
+        return LinExpr({i: c * k for i, c in self.terms.items()}, self.constant * k)
+
+    def _iadd(self, other, sign: float) -> LinExpr:
+        """Add `sign * other` into self (in place) and return self."""
+        terms = self.terms
+        if isinstance(other, Var):
+            i = other.index
+            terms[i] = terms.get(i, 0.0) + sign
+        elif isinstance(other, LinExpr):
+            for i, c in other.terms.items():
+                terms[i] = terms.get(i, 0.0) + sign * c
+            self.constant += sign * other.constant
+        elif _is_number(other):
+            self.constant += sign * float(other)
+        else:
+            return NotImplemented
+        return self
+
+    def __iadd__(self, other):
+        return self._iadd(other, 1.0)
+
+    def __isub__(self, other):
+        return self._iadd(other, -1.0)
+
+    def __repr__(self) -> str:
+        parts = [f"{c:+g}*v{i}" for i, c in self.terms.items()]
+        if self.constant or not parts:
+            parts.append(f"{self.constant:+g}")
+        return "LinExpr(" + " ".join(parts) + ")"
+
+
+def as_expr(x: Var | LinExpr | float) -> LinExpr:
+    """A fresh LinExpr for a Var, LinExpr or number."""
+    if isinstance(x, Var):
+        return x._as_expr()
+    if isinstance(x, LinExpr):
+        return x.copy()
+    if _is_number(x):
+        return LinExpr({}, float(x))
+    raise TypeError(f"cannot make a linear expression from {type(x).__name__}")
+
+
+def lin_sum(items: Iterable[Var | LinExpr | float | tuple[float, Var]]) -> LinExpr:
+    """O(total terms) sum; items are Vars, LinExprs, numbers or (coef, Var) pairs.
+
+    `lin_sum((c, x) for ...)` avoids building one LinExpr per term.
+    """
+    out = LinExpr()
+    terms = out.terms
+    const = 0.0
+    for it in items:
+        if isinstance(it, Var):
+            i = it.index
+            terms[i] = terms.get(i, 0.0) + 1.0
+        elif isinstance(it, tuple):
+            c, v = it
+            i = v.index
+            terms[i] = terms.get(i, 0.0) + float(c)
+        elif isinstance(it, LinExpr):
+            for i, c in it.terms.items():
+                terms[i] = terms.get(i, 0.0) + c
+            const += it.constant
+        elif _is_number(it):
+            const += float(it)
+        else:
+            raise TypeError(f"lin_sum: cannot add {type(it).__name__}")
+    out.constant = const
+    return out
+
+
+class Constraint:
+    """`coefs · x  sense  rhs`, constants moved to the right. Built by `<=`, `>=`, `==`."""
+
+    __slots__ = ("coefs", "sense", "rhs", "name")
+
+    def __init__(self, coefs: dict[int, float], sense: str, rhs: float, name: str | None = None):
+        if sense not in SENSES:
+            raise ValueError(f"sense must be one of {SENSES}, got {sense!r}")
+        self.coefs = coefs
+        self.sense = sense
+        self.rhs = float(rhs)
+        self.name = name
+
+    @classmethod
+    def _from_diff(cls, diff, sense: str) -> Constraint:
+        if diff is NotImplemented:
+            return NotImplemented
+        return cls(diff.terms, sense, -diff.constant)
+
+    def __bool__(self):
+        # Catches `0 <= x <= 5` (Python chains it with `and`) and `if x == y:`.
+        raise TypeError(
+            "a Constraint has no truth value: write chained bounds as two constraints, "
+            "and compare variables with `is` or `.index`"
+        )
+
+    def lhs_value(self, values: Values) -> float:
+        return math.fsum(c * values[i] for i, c in self.coefs.items())
+
+    def violation(self, values: Values) -> float:
+        """How far the assignment is outside the constraint (0 if satisfied)."""
+        lhs = self.lhs_value(values)
+        if self.sense == LE:
+            return max(0.0, lhs - self.rhs)
+        if self.sense == GE:
+            return max(0.0, self.rhs - lhs)
+        return abs(lhs - self.rhs)
+
+    def __repr__(self) -> str:
+        lhs = " ".join(f"{c:+g}*v{i}" for i, c in self.coefs.items()) or "0"
+        return f"Constraint({self.name!r}: {lhs} {self.sense} {self.rhs:g})"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken constraint, bound or integrality requirement of an assignment."""
+
+    name: str
+    kind: str  # "constraint" | "lower bound" | "upper bound" | "integrality"
+    value: float  # lhs (constraint) or variable value
+    limit: str  # e.g. "<= 10.5", ">= 0", "integer"
+    amount: float
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.kind} {self.value:.6g} {self.limit} (off by {self.amount:.3g})"
+
+
+class Model:
+    """Variables, named constraints and one objective; numbers only, no solver."""
+
+    def __init__(self, name: str = "model"):
+        self.name = name
+        self.vars: list[Var] = []
+        self.constraints: list[Constraint] = []
+        self.objective: LinExpr = LinExpr()
+        self.sense: str = "min"
+        self._var_by_name: dict[str, int] = {}
+        self._con_by_name: dict[str, int] = {}
+
+    # -- building -----------------------------------------------------------------------------
+    def add_var(self, name: str, lb: float | None = 0.0, ub: float | None = None, integer: bool = False) -> Var:
+        """`lb=None` means -inf, `ub=None` means +inf. Names must be unique (results map by name)."""
+        if name in self._var_by_name:
+            raise ValueError(f"duplicate variable name {name!r}")
+        lo = -math.inf if lb is None else float(lb)
+        hi = math.inf if ub is None else float(ub)
+        if math.isnan(lo) or math.isnan(hi) or lo == math.inf or hi == -math.inf:
+            raise ValueError(f"variable {name!r}: invalid bounds [{lb}, {ub}]")
+        if lo > hi:
+            raise ValueError(f"variable {name!r}: lower bound {lo} > upper bound {hi}")
+        v = Var(len(self.vars), name, lo, hi, bool(integer))
+        self.vars.append(v)
+        self._var_by_name[name] = v.index
+        return v
+
+    def add_binary(self, name: str) -> Var:
+        return self.add_var(name, 0.0, 1.0, integer=True)
+
+    def add_constraint(self, constraint: Constraint, name: str) -> None:
+        """Store a normalised copy (zero coefficients dropped); NaN/inf data is rejected here,
+        where the builder can still say which constraint it was."""
+        if not isinstance(constraint, Constraint):
+            raise TypeError(
+                f"constraint {name!r}: expected a Constraint (expr <= / >= / == ...), "
+                f"got {type(constraint).__name__}"
+            )
+        if not isinstance(name, str) or not name:
+            raise ValueError("constraint name must be a non-empty string")
+        if name in self._con_by_name:
+            raise ValueError(f"duplicate constraint name {name!r}")
+        n = len(self.vars)
+        coefs: dict[int, float] = {}
+        for i, c in constraint.coefs.items():
+            if not 0 <= i < n:
+                raise ValueError(f"constraint {name!r}: variable index {i} is not in model {self.name!r}")
+            if not math.isfinite(c):
+                raise ValueError(f"constraint {name!r}: coefficient {c} on {self.vars[i].name!r}")
+            if c != 0.0:
+                coefs[i] = c
+        if not math.isfinite(constraint.rhs):
+            raise ValueError(f"constraint {name!r}: right-hand side {constraint.rhs}")
+        self._con_by_name[name] = len(self.constraints)
+        self.constraints.append(Constraint(coefs, constraint.sense, constraint.rhs, name))
+
+    def _set_objective(self, expr, sense: str) -> None:
+        e = as_expr(expr)
+        n = len(self.vars)
+        for i, c in e.terms.items():
+            if not 0 <= i < n:
+                raise ValueError(f"objective: variable index {i} is not in model {self.name!r}")
+            if not math.isfinite(c):
+                raise ValueError(f"objective: coefficient {c} on {self.vars[i].name!r}")
+        if not math.isfinite(e.constant):
+            raise ValueError(f"objective: constant {e.constant}")
+        e.terms = {i: c for i, c in e.terms.items() if c != 0.0}
+        self.objective = e
+        self.sense = sense
+
+    def minimize(self, expr) -> None:
+        self._set_objective(expr, "min")
+
+    def maximize(self, expr) -> None:
+        self._set_objective(expr, "max")
+
+    # -- read access --------------------------------------------------------------------------
+    @property
+    def num_vars(self) -> int:
+        return len(self.vars)
+
+    @property
+    def num_integer_vars(self) -> int:
+        return sum(1 for v in self.vars if v.integer)
+
+    @property
+    def num_constraints(self) -> int:
+        return len(self.constraints)
+
+    def var(self, name: str) -> Var:
+        return self.vars[self._var_by_name[name]]
+
+    def constraint(self, name: str) -> Constraint:
+        return self.constraints[self._con_by_name[name]]
+
+    def values_by_name(self, values: Values) -> dict[str, float]:
+        """Solver values (by index) -> {variable name: value}."""
+        return {v.name: values[v.index] for v in self.vars}
+
+    def __repr__(self) -> str:
+        return (f"Model({self.name!r}: {self.num_vars} vars ({self.num_integer_vars} integer), "
+                f"{self.num_constraints} constraints, {self.sense})")
+
+    # -- checking an assignment ---------------------------------------------------------------
+    def expr_value(self, expr, values: Values) -> float:
+        return expr_value(expr, values)
+
+    def objective_value(self, values: Values) -> float:
+        return expr_value(self.objective, values)
+
+    def violations(self, values: Values, tol: float = 1e-6) -> list[Violation]:
+        """Everything the assignment breaks, worst first.
+
+        Constraint tolerance is `tol * max(1, |rhs|)`: solvers check feasibility on scaled rows,
+        so a purely absolute test flags harmless noise on rows with large right-hand sides.
+        """
+        out: list[Violation] = []
+        for v in self.vars:
+            x = values[v.index]
+            if x < v.lb - tol * max(1.0, abs(v.lb)):
+                out.append(Violation(v.name, "lower bound", x, f">= {v.lb:g}", v.lb - x))
+            if x > v.ub + tol * max(1.0, abs(v.ub)):
+                out.append(Violation(v.name, "upper bound", x, f"<= {v.ub:g}", x - v.ub))
+            if v.integer and abs(x - round(x)) > tol:
+                out.append(Violation(v.name, "integrality", x, "integer", abs(x - round(x))))
+        for c in self.constraints:
+            amount = c.violation(values)
+            if amount > tol * max(1.0, abs(c.rhs)):
+                out.append(Violation(c.name or "?", "constraint", c.lhs_value(values), f"{c.sense} {c.rhs:g}", amount))
+        out.sort(key=lambda x: -x.amount)
+        return out
+
+    def evaluate(self, values: Values, tol: float = 1e-6) -> dict:
+        """{"objective": float, "feasible": bool, "violations": [Violation]} for an assignment."""
+        viol = self.violations(values, tol)
+        return {"objective": self.objective_value(values), "feasible": not viol, "violations": viol}
+
+    # -- export -------------------------------------------------------------------------------
+    def export(self, path: str | Path) -> Path:
+        """Write .mps (free MPS, names verbatim except whitespace) or .lp (CPLEX LP, names
+        sanitised: `[`->`(`, `]`->`)`, `=`->`.`, `-`->`_`). Our own writer, so exporting never
+        imports a solver and the output is byte-stable for golden-file tests."""
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix == ".mps":
+            p.write_text(self.to_mps_string())
+        elif suffix == ".lp":
+            p.write_text(self.to_lp_string())
+        else:
+            raise ValueError(f"export: unknown format {p.suffix!r}; use .lp or .mps")
+        return p
+
+    def to_lp_file(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.write_text(self.to_lp_string())
+        return p
+
+    def to_mps_string(self) -> str:
+        vnames = _unique([re.sub(r"\s+", "_", v.name) or f"x{v.index}" for v in self.vars])
+        cnames = _unique([re.sub(r"\s+", "_", c.name or "") or f"c{k}" for k, c in enumerate(self.constraints)])
+        obj = "OBJ"
+        while obj in set(cnames):
+            obj += "_"
+        cols: list[list[tuple[str, float]]] = [[] for _ in self.vars]
+        for i, c in self.objective.terms.items():
+            cols[i].append((obj, c))
+        for k, con in enumerate(self.constraints):
+            for i, c in con.coefs.items():
+                cols[i].append((cnames[k], c))
+        row_type = {LE: "L", GE: "G", EQ: "E"}
+        model_name = re.sub(r"\s+", "_", self.name) or "model"
+        lines = [f"* dcopt model {self.name}", f"NAME {model_name}",
+                 "OBJSENSE", "    MAX" if self.sense == "max" else "    MIN", "ROWS", f" N  {obj}"]
+        lines += [f" {row_type[c.sense]}  {cnames[k]}" for k, c in enumerate(self.constraints)]
+        lines.append("COLUMNS")
+        in_int = False
+        for v in self.vars:
+            if v.integer != in_int:
+                lines.append("    MARKER  'MARKER'  " + ("'INTORG'" if v.integer else "'INTEND'"))
+                in_int = v.integer
+            entries = cols[v.index] or [(obj, 0.0)]  # keep empty columns so every var is declared
+            lines += [f"    {vnames[v.index]}  {row}  {_num(c)}" for row, c in entries]
+        if in_int:
+            lines.append("    MARKER  'MARKER'  'INTEND'")
+        lines.append("RHS")
+        if self.objective.constant:
+            # MPS convention (CPLEX, Gurobi, HiGHS): objective constant = -RHS of the objective row.
+            lines.append(f"    RHS  {obj}  {_num(-self.objective.constant)}")
+        lines += [f"    RHS  {cnames[k]}  {_num(c.rhs)}" for k, c in enumerate(self.constraints) if c.rhs]
+        lines.append("BOUNDS")
+        for v in self.vars:
+            n = vnames[v.index]
+            if v.lb == v.ub:
+                lines.append(f" FX BND  {n}  {_num(v.lb)}")
+                continue
+            if v.lb == -math.inf:
+                lines.append(f" {'FR' if v.ub == math.inf else 'MI'} BND  {n}")
+            elif v.lb != 0.0 or v.integer or v.ub < 0:
+                # Explicit: some readers default bound-less integer columns to binary, and read a
+                # negative UP with an implicit lower bound of 0 as "lower bound -inf".
+                lines.append(f" LO BND  {n}  {_num(v.lb)}")
+            if v.ub != math.inf:
+                lines.append(f" UP BND  {n}  {_num(v.ub)}")
+            elif v.integer and v.lb != -math.inf:
+                lines.append(f" PL BND  {n}")
+        lines.append("ENDATA")
+        return "\n".join(lines) + "\n"
+
+    def to_lp_string(self) -> str:
+        vnames = _unique([_lp_name(v.name, "x", v.index) for v in self.vars])
+        cnames = _unique([_lp_name(c.name or "", "c", k) for k, c in enumerate(self.constraints)])
+
+        def expr(terms: dict[int, float]) -> list[str]:
+            out = []
+            for i, c in terms.items():
+                sign = "-" if c < 0 else "+"
+                out.append(f"{sign} {_num(abs(c))} {vnames[i]}")
+            return out
+
+        def wrap(head: str, tokens: list[str]) -> list[str]:
+            lines, cur = [], head
+            for t in tokens:
+                if len(cur) + len(t) > 200:  # CPLEX LP lines are limited to 255 chars
+                    lines.append(cur)
+                    cur = "   "
+                cur += " " + t
+            lines.append(cur)
+            return lines
+
+        out = [f"\\ dcopt model {self.name}", "Maximize" if self.sense == "max" else "Minimize"]
+        toks = expr(self.objective.terms)
+        if self.objective.constant or not toks:
+            c = self.objective.constant
+            toks.append(f"{'-' if c < 0 else '+'} {_num(abs(c))}")
+        out += wrap(" obj:", toks)
+        out.append("Subject To")
+        lp_sense = {LE: "<=", GE: ">=", EQ: "="}
+        for k, con in enumerate(self.constraints):
+            toks = expr(con.coefs) or ([f"0 {vnames[0]}"] if vnames else [])
+            toks.append(f"{lp_sense[con.sense]} {_num(con.rhs)}")
+            out += wrap(f" {cnames[k]}:", toks)
+        out.append("Bounds")
+        for v in self.vars:
+            n = vnames[v.index]
+            if v.lb == v.ub:
+                out.append(f" {n} = {_num(v.lb)}")
+            elif v.lb == -math.inf and v.ub == math.inf:
+                out.append(f" {n} free")
+            elif v.lb != 0.0 or v.ub != math.inf:
+                lo = "-inf" if v.lb == -math.inf else _num(v.lb)
+                hi = "+inf" if v.ub == math.inf else _num(v.ub)
+                out.append(f" {lo} <= {n} <= {hi}")
+        ints = [vnames[v.index] for v in self.vars if v.integer]
+        if ints:
+            out.append("Generals")
+            out += wrap("", ints)
+        out.append("End")
+        return "\n".join(out) + "\n"
+
+
+def expr_value(expr, values: Values) -> float:
+    """Value of a Var / LinExpr / number under an assignment indexed by variable index."""
+    if isinstance(expr, Var):
+        return float(values[expr.index])
+    if isinstance(expr, LinExpr):
+        return math.fsum([expr.constant, *(c * values[i] for i, c in expr.terms.items())])
+    if _is_number(expr):
+        return float(expr)
+    raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+
+def _num(x: float) -> str:
+    """Shortest exact text for a float (repr round-trips), ints without '.0'."""
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return repr(float(x))
+
+
+_LP_MAP = str.maketrans({"[": "(", "]": ")", "=": ".", "-": "_", " ": "_", ":": ".", "+": "_",
+                         "*": "_", "^": "_", "<": "_", ">": "_", "\\": "_", "\t": "_"})
+
+
+def _lp_name(name: str, prefix: str, k: int) -> str:
+    n = name.translate(_LP_MAP)
+    if not n or n[0].isdigit() or n[0] == "." or n[0] in "eE" and n[1:2].isdigit():
+        n = f"{prefix}{k}_{n}"
+    return n
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Make sanitised names unique by suffixing `#k` (legal in both LP and MPS)."""
+    seen: dict[str, int] = {}
+    out = []
+    taken = set(names)
+    for n in names:
+        if n in seen:
+            k = seen[n]
+            while f"{n}#{k}" in taken:
+                k += 1
+            seen[n] = k + 1
+            n2 = f"{n}#{k}"
+            taken.add(n2)
+            out.append(n2)
+        else:
+            seen[n] = 1
+            out.append(n)
+    return out

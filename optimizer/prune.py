@@ -1,0 +1,64 @@
+"""Cut each job's candidate table down to what the MIP can ever want.
+
+1. Feasible: fits memory and meets the deadline (checkpoint stalls included).
+2. Same hardware, fastest layout: among candidates with the same accelerator, fabric and node
+   count, keep the fastest. This is a policy as much as a pruning: nobody buys the same nodes to
+   run a slower layout. (A slower layout would read training data slightly slower; we ignore
+   that second-order storage saving on purpose.)
+3. Dominance per (accelerator, fabric): a candidate is dropped when another uses no more nodes
+   and trains no slower. What is left is the nodes/time Pareto front.
+4. For cost and power objectives, time is only a constraint; every cost, power, rack, endpoint and
+   storage-bandwidth term grows with the node count along the front (more nodes = faster = more
+   data read), so only the front's fewest-node point per (accelerator, fabric) can be optimal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.candidates import JobTable
+
+
+@dataclass(frozen=True)
+class Pruned:
+    table: JobTable
+    keep: np.ndarray  # row indices into table, survivors
+    enumerated: int
+    fit_memory: int
+    meet_deadline: int
+
+    @property
+    def survived(self) -> int:
+        return len(self.keep)
+
+
+def prune(table: JobTable, objective: str) -> Pruned:
+    perf = table.perf
+    fits = perf["fits_memory"].astype(bool)
+    ok = fits & np.isfinite(table.days) & (table.days <= table.job.deadline_days)
+    idx = np.flatnonzero(ok)
+    if len(idx):
+        g = table.grid
+        nodes = perf["nodes"][idx]
+        days = table.days[idx]
+        # Sort by (acc, fab, nodes, days): the first row of each (acc, fab, nodes) group is its fastest;
+        # walking a group of (acc, fab) in node order, a row survives only if strictly faster than all before.
+        order = np.lexsort((days, nodes, g.fab[idx], g.acc[idx]))
+        idx, nodes, days = idx[order], nodes[order], days[order]
+        acc, fab = g.acc[idx], g.fab[idx]
+        new_group = np.r_[True, (acc[1:] != acc[:-1]) | (fab[1:] != fab[:-1])]
+        keep = []
+        best = np.inf
+        for k in range(len(idx)):
+            if new_group[k]:
+                best = np.inf
+                if objective != "min_time":
+                    keep.append(idx[k])  # fewest nodes, fastest among them
+                    continue
+            if objective == "min_time" and days[k] < best - 1e-12:
+                keep.append(idx[k])
+                best = days[k]
+        idx = np.array(keep, dtype=np.int64)
+    return Pruned(table, idx, len(table), int(fits.sum()), int(ok.sum()))

@@ -1,0 +1,109 @@
+"""A solution as tables: rich in a terminal, Markdown for documents. One table builder, two renderers."""
+
+from __future__ import annotations
+
+from models.schema import Instance
+
+from .solution import Solution
+
+Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
+
+
+def _usd(x: float) -> str:
+    return f"${x / 1e6:,.2f}M" if abs(x) >= 1e5 else f"${x:,.0f}"
+
+
+def summary_lines(sol: Solution, instance: Instance) -> list[str]:
+    lines = [f"Instance: {sol.instance}    objective: {sol.objective}    status: {sol.status.upper()}"]
+    if sol.objective_value is not None:
+        unit = {"min_tco": _usd, "min_capex": _usd, "min_power": lambda x: f"{x / 1000:,.3f} MW facility",
+                "min_time": lambda x: f"{x:,.2f} days"}[sol.objective]
+        gap = "" if sol.gap is None else f"    gap {sol.gap:.2%}"
+        bound = "" if sol.best_bound is None else f"    best bound {unit(sol.best_bound)}"
+        lines.append(f"Objective: {unit(sol.objective_value)}{bound}{gap}")
+    lines.append(
+        f"Solver: {sol.backend} ({sol.solver})    {sol.runtime_s:.2f} s"
+        + (f"    MIP {sol.mip_size.get('variables', 0)} vars ({sol.mip_size.get('integer_variables', 0)} integer), "
+           f"{sol.mip_size.get('constraints', 0)} constraints" if sol.mip_size else "")
+        + ("    verified: every constraint re-checked independently" if sol.verified else "")
+    )
+    if sol.message:
+        lines.append(f"Note: {sol.message}")
+    return lines
+
+
+def tables(sol: Solution, instance: Instance) -> list[Table]:
+    out: list[Table] = []
+    if sol.jobs:
+        out.append(("Training jobs", ["job", "hardware", "fabric", "layout", "days", "deadline", "margin"], [
+            [j.name, f"{j.accelerators} x {j.accelerator} ({j.nodes} nodes)", j.fabric,
+             f"tp{j.tp} pp{j.pp} dp{j.dp} mb{j.micro_batch}" + (f" vp{j.vp}" if j.vp > 1 else "") + f" {j.recompute}",
+             f"{j.days:.1f}", f"{j.deadline_days:g}", f"{j.margin_days:+.1f}"]
+            for j in sol.jobs
+        ]))
+        out.append(("Job performance", ["job", "tokens/s", "MFU", "HW TFLOP/s/acc", "mem GB/acc", "candidates (all > fit > on time > MIP)"], [
+            [j.name, f"{j.tokens_per_s:,.0f}", f"{j.mfu:.1%}", f"{j.tflops_per_gpu_hw:.0f}", f"{j.memory_per_gpu_gb:.1f}",
+             f"{j.candidates_enumerated:,} > {j.candidates_fit_memory:,} > {j.candidates_meet_deadline:,} > {j.candidates_in_mip}"]
+            for j in sol.jobs
+        ]))
+    d = sol.design
+    if d is None:
+        return out
+    cat, fac = instance.catalog, instance.facility
+    rows = []
+    for acc, by_o in d.nodes.items():
+        a = cat.accelerators[acc]
+        for o, n in by_o.items():
+            r = d.racks[acc][o]
+            rows.append([acc, o, str(n), str(n * a.accelerators_per_node), str(r), f"{n * a.node_power_kw:,.1f}",
+                         f"{n * a.node_power_kw / max(r, 1):.1f} / {fac.cooling[o].max_kw_per_rack:g}"])
+    out.append(("Compute", ["accelerator", "cooling", "nodes", "accelerators", "racks", "node kW", "kW per rack / limit"], rows))
+    rows = [[f.name, str(f.endpoints), str(f.tiers), str(f.leaves), str(f.aggregation), str(f.spines), str(f.switches), str(f.optics)]
+            for f in d.fabrics]
+    out.append(("Scale-out fabric (fat-tree)", ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches",
+                                                "link optics"], rows))
+    rows = [[s, f"{tb:,.1f}", f"{tb / cat.storage[s].replication:,.1f}", f"{tb * cat.storage[s].gbps_per_tb:,.1f}"]
+            for s, tb in d.storage_tb.items()]
+    out.append(("Storage", ["tier", "raw TB", "usable TB", "GB/s"], rows))
+    out.append(("Power", ["", "kW"], [
+        ["nodes", f"{d.node_power_kw:,.1f}"], ["network", f"{d.network_power_kw:,.1f}"], ["storage", f"{d.storage_power_kw:,.1f}"],
+        ["IT total", f"{d.it_power_kw:,.1f}"],
+        [f"facility (PUE {fac.pue:g}) / cap", f"{d.facility_power_kw:,.1f} / {fac.power_cap_mw * 1000:,.0f}"],
+    ]))
+    bud = instance.budget
+    rows = [[k, _usd(v)] for k, v in d.capex_usd.items() if k != "total"]
+    rows.append(["capex total" + (f" (budget {_usd(bud.capex_usd)})" if bud.capex_usd else ""), _usd(d.capex_usd["total"])])
+    rows.append(["energy per year", _usd(d.energy_usd_per_year)])
+    rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", _usd(d.maintenance_usd_per_year)])
+    rows.append([f"TCO over {bud.horizon_years:g} years", _usd(d.tco_usd)])
+    out.append(("Cost", ["", "USD"], rows))
+    return out
+
+
+def render_markdown(sol: Solution, instance: Instance) -> str:
+    parts = [f"# dcopt: {sol.instance}", ""] + [f"- {line}" for line in summary_lines(sol, instance)] + [""]
+    for title, header, rows in tables(sol, instance):
+        parts += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        parts += ["| " + " | ".join(r) + " |" for r in rows]
+        parts.append("")
+    if sol.diagnosis:
+        parts += ["## Why no design exists", ""] + [f"- {x}" for x in sol.diagnosis] + [""]
+    return "\n".join(parts)
+
+
+def render_rich(sol: Solution, instance: Instance, console) -> None:
+    from rich.table import Table as RichTable
+
+    for line in summary_lines(sol, instance):
+        console.print(line, highlight=False)
+    for title, header, rows in tables(sol, instance):
+        t = RichTable(title=title, title_justify="left", header_style="bold")
+        for h in header:
+            t.add_column(h, overflow="fold")
+        for r in rows:
+            t.add_row(*r)
+        console.print(t)
+    if sol.diagnosis:
+        console.print("[bold red]No design exists.[/] Why:")
+        for x in sol.diagnosis:
+            console.print(f"  - {x}", highlight=False)

@@ -1,0 +1,108 @@
+"""The typed answer: the design (what to buy), each job's configuration, costs, and solver facts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+
+@dataclass
+class JobResult:
+    name: str
+    accelerator: str
+    fabric: str
+    tp: int
+    pp: int
+    dp: int
+    micro_batch: int
+    vp: int
+    recompute: str
+    distributed_optimizer: bool
+    accelerators: int
+    nodes: int
+    days: float  # wall clock, checkpoint stalls included
+    deadline_days: float
+    tokens_per_s: float
+    mfu: float
+    tflops_per_gpu_hw: float
+    tflops_per_gpu_model: float
+    memory_per_gpu_gb: float
+    candidates_enumerated: int
+    candidates_fit_memory: int
+    candidates_meet_deadline: int
+    candidates_in_mip: int
+
+    @property
+    def margin_days(self) -> float:
+        return self.deadline_days - self.days
+
+
+@dataclass
+class FabricResult:
+    name: str
+    endpoints: int
+    tiers: int
+    leaves: int
+    aggregation: int
+    spines: int
+    optics: int  # switch-to-switch transceivers
+
+    @property
+    def switches(self) -> int:
+        return self.leaves + self.aggregation + self.spines
+
+
+@dataclass
+class Design:
+    nodes: dict[str, dict[str, int]]  # accelerator -> cooling -> nodes
+    racks: dict[str, dict[str, int]]  # accelerator -> cooling -> racks
+    fabrics: list[FabricResult]
+    storage_tb: dict[str, float]  # raw TB per tier
+    it_power_kw: float
+    facility_power_kw: float
+    node_power_kw: float
+    network_power_kw: float
+    storage_power_kw: float
+    capex_usd: dict[str, float]  # compute, network, storage, racks, cooling, total
+    energy_usd_per_year: float
+    maintenance_usd_per_year: float
+    tco_usd: float
+
+    def total_nodes(self, acc: str) -> int:
+        return sum(self.nodes.get(acc, {}).values())
+
+    @property
+    def total_racks(self) -> int:
+        return sum(n for by_o in self.racks.values() for n in by_o.values())
+
+
+@dataclass
+class Solution:
+    instance: str
+    objective: str
+    status: str  # optimal | feasible | infeasible | time_limit | error
+    objective_value: Optional[float] = None  # in the objective's unit: USD, kW or days
+    best_bound: Optional[float] = None
+    gap: Optional[float] = None
+    backend: str = ""
+    solver: str = ""
+    runtime_s: float = 0.0
+    jobs: list[JobResult] = field(default_factory=list)
+    design: Optional[Design] = None
+    diagnosis: list[str] = field(default_factory=list)  # why infeasible, in the instance's units
+    message: str = ""
+    verified: bool = False
+    mip_size: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def has_design(self) -> bool:
+        return self.design is not None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for j, job in zip(out["jobs"], self.jobs):
+            j["margin_days"] = job.margin_days
+        if self.design is not None:
+            for f, fab in zip(out["design"]["fabrics"], self.design.fabrics):
+                f["switches"] = fab.switches
+        return out

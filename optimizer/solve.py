@@ -1,0 +1,229 @@
+"""Instance -> candidates -> pruning -> MIP -> backend -> design -> independent verification."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from models.candidates import JobTable, job_table
+from models.schema import Instance
+
+from .backends import SolveResult, Status
+from .backends import solve as run_backend
+from .build import Vars, build_model, fabric_endpoints, fabric_optics, objective_expr
+from .data import USD_PER_MUSD, MipData, build_data
+from .prune import Pruned, prune
+from .solution import Design, FabricResult, JobResult, Solution
+
+# Lexicographic tie-break: after min_time or min_power, the cheapest (TCO) design at that optimum.
+SECOND_STAGE = {"min_time": "min_tco", "min_power": "min_tco"}
+STATUS_TEXT = {
+    Status.OPTIMAL: "optimal",
+    Status.FEASIBLE: "feasible",
+    Status.INFEASIBLE: "infeasible",
+    Status.UNBOUNDED: "error",
+    Status.TIME_LIMIT: "time_limit",
+    Status.ERROR: "error",
+}
+
+
+def objective_scale(objective: str) -> float:
+    """MIP objective unit -> reported unit (USD for cost objectives)."""
+    return USD_PER_MUSD if objective in ("min_tco", "min_capex") else 1.0
+
+
+def prepare(instance: Instance) -> tuple[list[JobTable], list[Pruned]]:
+    tables = [job_table(job, instance.catalog) for job in instance.workloads]
+    return tables, [prune(t, instance.objective) for t in tables]
+
+
+def explain_job(pr: Pruned) -> str:
+    """Why a job has no candidate: memory, batch, or deadline, with the nearest miss."""
+    t, job = pr.table, pr.table.job
+    if pr.enumerated == 0:
+        return (
+            f"job '{job.name}': no parallel layout exists for its model, global batch {job.global_batch} and pins "
+            "(check tp divides heads, pp divides layers, the batch divides by micro-batch x dp, fp8 support)"
+        )
+    if pr.fit_memory == 0:
+        mem = t.perf["memory_per_gpu_gb"]
+        i = int(np.nanargmin(mem))
+        lay = t.layout(i)
+        return (
+            f"job '{job.name}': no configuration fits accelerator memory; the smallest footprint is "
+            f"{mem[i]:.1f} GB per accelerator on {lay['accelerator']} (tp={lay['tp']}, pp={lay['pp']}, "
+            f"recompute={lay['recompute']})"
+        )
+    days = np.where(t.perf["fits_memory"].astype(bool), t.days, np.inf)
+    i = int(np.argmin(days))
+    lay = t.layout(i)
+    return (
+        f"job '{job.name}': no configuration meets its deadline of {job.deadline_days:g} days within memory and the "
+        f"global batch of {job.global_batch} sequences; the fastest takes {days[i]:.1f} days "
+        f"({int(t.perf['n_acc'][i])} x {lay['accelerator']}, tp={lay['tp']} pp={lay['pp']} dp={lay['dp']}): "
+        f"extend the deadline by {days[i] - job.deadline_days:.1f} days or raise the global batch"
+    )
+
+
+def _solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None) -> tuple[SolveResult, Vars, object]:
+    m, v = build_model(data)
+    m.minimize(objective_expr(data, v, objective))
+    if export_path is not None:
+        m.export(str(export_path))
+    res = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap)
+    second = SECOND_STAGE.get(objective)
+    if second and res.values is not None and res.objective is not None:
+        # Fix the primary objective at its optimum (with a hair of tolerance), then minimise TCO.
+        m.add_constraint(objective_expr(data, v, objective) <= res.objective + 1e-6 * max(1.0, abs(res.objective)), "primary_optimum")
+        m.minimize(objective_expr(data, v, second))
+        res2 = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap)
+        if res2.values is not None:
+            res = dataclasses.replace(res2, objective=res.objective, best_bound=res.best_bound, gap=res.gap,
+                                      runtime_s=res.runtime_s + res2.runtime_s)
+    return res, v, m
+
+
+def diagnose(data: MipData, backend: str, time_limit_s) -> list[str]:
+    """Which facility-wide limit blocks: relax each alone, and say how far it must move."""
+    limits = [
+        ("power_cap_kw", "min_power", "facility power cap", lambda x: f"{x / 1000:.2f} MW", lambda d: d.power_cap_kw),
+        ("capex_cap_musd", "min_capex", "capex budget", lambda x: f"${x:,.1f}M",
+         lambda d: d.capex_cap_musd),
+        ("max_racks", None, "rack space", lambda x: f"{x:.0f} racks", lambda d: d.max_racks),
+    ]
+    out = []
+    for field_name, measure, label, fmt, current in limits:
+        if current(data) is None:
+            continue
+        relaxed = dataclasses.replace(data, **{field_name: None})
+        m, v = build_model(relaxed)
+        if measure is None:
+            from .lp import lin_sum
+
+            m.minimize(lin_sum(v.racks.values()))
+        else:
+            m.minimize(objective_expr(relaxed, v, measure))
+        res = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=None)
+        if res.values is not None and res.objective is not None:
+            need = res.objective
+            out.append(
+                f"the {label} blocks: the least any design needs is {fmt(need)} against {fmt(current(data))} "
+                f"(raise it by {fmt(need - current(data))})"
+            )
+    if not out:
+        out.append("no single facility limit (power cap, capex budget, rack space) is the cause alone; several bind together")
+    return out
+
+
+def _design(data: MipData, v: Vars, values: list[float]) -> Design:
+    val = lambda var: float(values[var.index])  # noqa: E731
+    rint = lambda var: int(round(val(var)))  # noqa: E731
+    nodes: dict[str, dict[str, int]] = {}
+    racks: dict[str, dict[str, int]] = {}
+    for (acc, o), var in v.nodes.items():
+        n = rint(var)
+        if n:
+            nodes.setdefault(acc, {})[o] = n
+            racks.setdefault(acc, {})[o] = rint(v.racks[acc, o])
+    fabrics = []
+    for f in data.fabrics:
+        ep = int(round(sum(val(v.endpoints[f.name, n]) for n in (1, 2, 3))))
+        if ep == 0:
+            continue
+        tiers = next((n for n in (1, 2, 3) if rint(v.tiers[f.name, n]) == 1), 0)
+        leaves = {1: rint(v.tiers[f.name, 1]), 2: rint(v.leaves[f.name, 2]), 3: rint(v.leaves[f.name, 3])}[tiers] if tiers else 0
+        agg = rint(v.aggregation[f.name]) if tiers == 3 else 0
+        spines = rint(v.spines[f.name, tiers]) if tiers in (2, 3) else 0
+        links = f.up * leaves + (f.radix // 2) * agg if tiers >= 2 else 0
+        fabrics.append(FabricResult(f.name, ep, tiers, leaves, agg, spines, 2 * links))
+    t = {k: val(var) for k, var in v.totals.items()}
+    usd = USD_PER_MUSD
+    return Design(
+        nodes=nodes,
+        racks=racks,
+        fabrics=fabrics,
+        storage_tb={s: round(val(var), 6) for s, var in v.storage_tb.items() if val(var) > 1e-9},
+        it_power_kw=t["it_power_kw"],
+        facility_power_kw=t["facility_power_kw"],
+        node_power_kw=t["node_power_kw"],
+        network_power_kw=t["network_power_kw"],
+        storage_power_kw=t["storage_power_kw"],
+        capex_usd={
+            "compute": t["capex_compute_musd"] * usd,
+            "network": t["capex_network_musd"] * usd,
+            "storage": t["capex_storage_musd"] * usd,
+            "racks": t["capex_racks_musd"] * usd,
+            "cooling": t["capex_cooling_musd"] * usd,
+            "total": t["capex_musd"] * usd,
+        },
+        energy_usd_per_year=t["energy_musd_per_year"] * usd,
+        maintenance_usd_per_year=t["maintenance_musd_per_year"] * usd,
+        tco_usd=t["tco_musd"] * usd,
+    )
+
+
+def _jobs(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
+    out = []
+    for job, pr in zip(data.jobs, pruned):
+        k = max(range(len(job.candidates)), key=lambda k: values[v.choose[job.name, k].index])
+        i = job.candidates[k].index
+        t = pr.table
+        lay = t.layout(i)
+        out.append(
+            JobResult(
+                name=job.name,
+                **lay,
+                accelerators=int(t.perf["n_acc"][i]),
+                nodes=int(t.perf["nodes"][i]),
+                days=float(t.days[i]),
+                deadline_days=job.deadline_days,
+                tokens_per_s=float(t.perf["tokens_per_s"][i]),
+                mfu=float(t.perf["mfu"][i]),
+                tflops_per_gpu_hw=float(t.perf["tflops_per_gpu_hw"][i]),
+                tflops_per_gpu_model=float(t.perf["tflops_per_gpu_model"][i]),
+                memory_per_gpu_gb=float(t.perf["memory_per_gpu_gb"][i]),
+                candidates_enumerated=pr.enumerated,
+                candidates_fit_memory=pr.fit_memory,
+                candidates_meet_deadline=pr.meet_deadline,
+                candidates_in_mip=pr.survived,
+            )
+        )
+    return out
+
+
+def solve_instance(
+    instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
+    verify: bool = True, export_path=None,
+) -> Solution:
+    """Solve one instance; the returned design has passed the independent verifier (when verify)."""
+    start = time.perf_counter()
+    sol = Solution(instance=instance.name, objective=instance.objective, status="infeasible", backend=backend)
+    _, pruned = prepare(instance)
+    empty = [pr for pr in pruned if pr.survived == 0]
+    if empty:
+        sol.diagnosis = [explain_job(pr) for pr in empty]
+        sol.runtime_s = time.perf_counter() - start
+        return sol
+    data = build_data(instance, pruned)
+    res, v, m = _solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path)
+    sol.status = STATUS_TEXT[res.status]
+    sol.backend, sol.solver, sol.message = res.backend, res.solver, res.message
+    sol.mip_size = {"variables": m.num_vars, "integer_variables": m.num_integer_vars, "constraints": m.num_constraints}
+    if res.values is not None and res.status in (Status.OPTIMAL, Status.FEASIBLE):
+        scale = objective_scale(instance.objective)
+        sol.objective_value = res.objective * scale
+        sol.best_bound = None if res.best_bound is None else res.best_bound * scale
+        sol.gap = res.gap
+        sol.design = _design(data, v, res.values)
+        sol.jobs = _jobs(data, pruned, v, res.values)
+        if verify:
+            from .verify import verify_solution
+
+            verify_solution(instance, sol)
+            sol.verified = True
+    elif res.status == Status.INFEASIBLE:
+        sol.diagnosis = diagnose(data, backend, time_limit_s)
+    sol.runtime_s = time.perf_counter() - start
+    return sol
