@@ -144,7 +144,7 @@ def _design(data: MipData, v: Vars, values: list[float]) -> Design:
         nodes=nodes,
         racks=racks,
         fabrics=fabrics,
-        storage_tb={s: round(val(var), 6) for s, var in v.storage_tb.items() if val(var) > 1e-9},
+        storage_tb={s: val(var) for s, var in v.storage_tb.items() if val(var) > 1e-9},
         it_power_kw=t["it_power_kw"],
         facility_power_kw=t["facility_power_kw"],
         node_power_kw=t["node_power_kw"],

@@ -1,0 +1,161 @@
+"""Small designs whose optimum is worked out by hand, asserted on both backends."""
+
+import math
+
+import pytest
+
+from models.loader import instance_from_dict
+from optimizer.build import build_model, objective_expr
+from optimizer.backends import Status, solve as run_backend
+from optimizer.data import AcceleratorData, Candidate, FabricData, JobData, MipData, StorageData
+from optimizer.solve import solve_instance
+
+BACKENDS = ["ortools", "pulp"]
+
+
+# ---------------------------------------------------------------------------------------------
+# MIP level: two candidate machines for one job, every cost term counted by hand.
+# ---------------------------------------------------------------------------------------------
+
+
+def tiny_data(y_price_usd=300_000, power_cap_kw=None, capex_cap_usd=None) -> MipData:
+    fab = FabricData("f", radix=8, down=4, up=4, tier_capacity={1: 8, 2: 32, 3: 128},
+                     switch_price_musd=0.010, switch_power_kw=0.2, endpoint_price_musd=0.001, endpoint_power_kw=0.01,
+                     optic_price_musd=0.0005, optic_power_kw=0.005)
+    job = JobData("j", deadline_days=12, usable_tb=10.0, write_gbps=5.0, candidates=[
+        Candidate(0, "x", "f", nodes=8, endpoints=8, days=10.0, read_gbps=0.0),
+        Candidate(1, "y", "f", nodes=3, endpoints=3, days=9.0, read_gbps=0.0),
+    ])
+    return MipData(
+        name="tiny", objective="min_tco", jobs=[job],
+        accelerators=[AcceleratorData("x", 0.100, 5.0, {"air": 4}), AcceleratorData("y", y_price_usd / 1e6, 4.0, {"air": 4})],
+        fabrics=[fab], storage=[StorageData("s", 1e-4, 0.001, 1.0, 1.0)],
+        cooling_capex_musd_per_kw={"air": 0.001}, aux_cooling="air", pue=1.5, power_cap_kw=power_cap_kw, max_racks=None,
+        rack_capex_musd=0.010, capex_cap_musd=None if capex_cap_usd is None else capex_cap_usd / 1e6,
+        horizon_years=1.0, maintenance_fraction=0.0, energy_musd_per_kw_year=0.1 * 8760 / 1e6,
+    )
+
+
+# Design x: 8 nodes x $100k = 800,000; fabric: 1 switch (8 ports) $10k + 8 endpoints x $1k = 18,000;
+# storage 10 TB (capacity binds over 5 GB/s) x $100 = 1,000; 2 racks (4 nodes each) x $10k = 20,000;
+# IT power 40 (nodes) + 0.2 + 0.08 (network) + 0.01 (storage) = 40.29 kW -> cooling 40,290.
+# capex 879,290; energy 1.5 x 40.29 kW x 8760 h x $0.1 = 52,941.06 -> TCO 932,231.06.
+TCO_X = 879_290 + 1.5 * 40.29 * 876
+# Design y (at $300k a node): 900,000 + 13,000 + 1,000 + 10,000 (1 rack) + 12,240 (IT 12.24 kW) = 936,240 capex;
+# energy 1.5 x 12.24 x 876 = 16,083.36 -> TCO 952,323.36.
+TCO_Y = 936_240 + 1.5 * 12.24 * 876
+
+
+def _solve(data, backend, objective="min_tco"):
+    m, v = build_model(data)
+    m.minimize(objective_expr(data, v, objective))
+    res = run_backend(m, backend=backend, fallback=False)
+    return res, v
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cheaper_machine_wins_by_hand(backend):
+    res, v = _solve(tiny_data(), backend)
+    assert res.status == Status.OPTIMAL
+    assert res.objective * 1e6 == pytest.approx(TCO_X, abs=0.01)
+    assert res.values[v.choose["j", 0].index] == pytest.approx(1)
+    assert res.values[v.totals["capex_musd"].index] * 1e6 == pytest.approx(879_290, abs=0.01)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_power_cap_flips_the_choice(backend):
+    # x draws 60.435 kW at the facility; a 50 kW cap leaves only y.
+    res, v = _solve(tiny_data(power_cap_kw=50.0), backend)
+    assert res.objective * 1e6 == pytest.approx(TCO_Y, abs=0.01)
+    assert res.values[v.choose["j", 1].index] == pytest.approx(1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_budget_below_every_design_is_infeasible(backend):
+    res, _ = _solve(tiny_data(capex_cap_usd=879_000), backend)  # x needs 879,290, y 936,240
+    assert res.status == Status.INFEASIBLE
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_min_power_picks_the_frugal_machine(backend):
+    res, _ = _solve(tiny_data(), backend, objective="min_power")
+    assert res.objective == pytest.approx(1.5 * 12.24)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: an idealised accelerator where time to train is pure arithmetic.
+# ---------------------------------------------------------------------------------------------
+
+IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
+         "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0}
+
+
+def ideal_instance(**over):
+    inst = {
+        "name": "ideal",
+        "catalog": {
+            "accelerators": {"toy": {
+                "peak_bf16_tflops": 10, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
+                "accelerators_per_node": 8, "node_power_kw": 10, "node_price_usd": 100_000, "node_rack_units": 8}},
+            "fabrics": ["ib-ndr-400g"],
+            "storage": ["flash-pfs"],
+            "calibration": IDEAL,
+        },
+        "workloads": [{
+            "name": "toy-job",
+            "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
+            "tokens": 1e13, "deadline_days": 10, "global_batch": 1536,
+            "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
+            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
+        }],
+        "facility": {"power_cap_mw": 10, "pue": 1.2, "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}},
+                     "rack_capex_usd": 0},
+        "budget": {"horizon_years": 1, "maintenance_pct_per_year": 0},
+    }
+    inst.update(over)
+    return instance_from_dict(inst, "ideal")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ideal_accelerator_days_by_hand(backend):
+    # FLOPs per token without recomputation: 3 passes x l x (2 x 12h^2 + 4sh) + 6hV
+    per_token = 3 * 2 * (2 * 12 * 1024**2 + 4 * 1024 * 1024) + 6 * 1024 * 32000
+    assert per_token == 372_768_768
+    acc_days = 1e13 * per_token / 10e12 / 86400 * 1.01  # x1.01: 36 s checkpoint stall per hour
+    # dp must divide the global batch 1536 = 2^9 x 3: 384 gives 11.35 days (late), 512 gives 8.51.
+    assert acc_days / 384 > 10 > acc_days / 512
+    sol = solve_instance(ideal_instance(), backend=backend)
+    assert sol.status == "optimal" and sol.verified
+    job = sol.jobs[0]
+    assert (job.dp, job.accelerators, job.nodes) == (512, 512, 64)
+    assert job.days == pytest.approx(acc_days / 512, rel=1e-9)
+    d = sol.design
+    assert d.nodes == {"toy": {"air": 64}}
+    assert d.racks == {"toy": {"air": 16}}  # 4 nodes of 10 kW per 40 kW rack
+    f = d.fabrics[0]  # 512 endpoints, radix 64: 16 leaves, 8 spines, 512 links
+    assert (f.tiers, f.leaves, f.spines, f.optics) == (2, 16, 8, 1024)
+    assert d.capex_usd["compute"] == pytest.approx(6.4e6)
+    assert d.capex_usd["network"] == pytest.approx(24 * 30_000 + 512 * 3_000 + 1024 * 1_000)
+    assert d.node_power_kw == pytest.approx(640)
+
+
+def test_deadline_out_of_reach_names_the_job():
+    sol = solve_instance(ideal_instance(workloads=[{
+        "name": "rush", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
+        "tokens": 1e13, "deadline_days": 1, "global_batch": 1536, "parallelism": {"tp": 1, "pp": 1}}]))
+    assert sol.status == "infeasible" and sol.design is None
+    assert "job 'rush': no configuration meets its deadline of 1 days" in sol.diagnosis[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_power_cap_diagnosis_by_hand(backend):
+    # The on-time design draws 640 kW of nodes plus network and storage; a 0.5 MW cap cannot hold it.
+    sol = solve_instance(ideal_instance(facility={"power_cap_mw": 0.5, "pue": 1.2,
+                                                  "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}}),
+                         backend=backend)
+    assert sol.status == "infeasible"
+    ok = solve_instance(ideal_instance(objective="min_power"), backend=backend)
+    need_mw = ok.objective_value / 1000
+    assert need_mw > 1.2 * 0.640
+    assert f"the least any design needs is {need_mw:.2f} MW against 0.50 MW" in sol.diagnosis[0]
+    assert math.isclose(ok.design.facility_power_kw, ok.objective_value)
