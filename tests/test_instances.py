@@ -1,0 +1,86 @@
+"""Every shipped instance: validates, solves on both backends to the same objective, passes the verifier."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from models.loader import load_instance
+from optimizer.solve import solve_instance
+from optimizer.verify import VerificationError, verify_solution
+
+INSTANCES = sorted((Path(__file__).parent.parent / "instances").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def solved():
+    out = {}
+    for path in INSTANCES:
+        inst = load_instance(path)
+        out[path.name] = (inst, {b: solve_instance(inst, backend=b) for b in ("ortools", "pulp")})
+    return out
+
+
+def test_there_are_instances():
+    assert len(INSTANCES) >= 4
+
+
+@pytest.mark.parametrize("path", INSTANCES, ids=lambda p: p.name)
+def test_backends_agree(solved, path):
+    inst, sols = solved[path.name]
+    ort, pulp = sols["ortools"], sols["pulp"]
+    assert ort.status == pulp.status
+    if path.name.startswith("infeasible"):
+        assert ort.status == "infeasible" and ort.diagnosis and pulp.diagnosis
+        return
+    assert ort.status == "optimal"
+    assert ort.verified and pulp.verified
+    assert ort.objective_value == pytest.approx(pulp.objective_value, rel=1e-6)
+
+
+def test_gpt3_lands_near_the_megatron_estimate(solved):
+    inst, sols = solved["gpt3-175b-a100.yaml"]
+    job = sols["ortools"].jobs[0]
+    assert 900 <= job.accelerators <= 1200  # the paper: 1024 A100s
+    assert job.tflops_per_gpu_hw == pytest.approx(140, rel=0.15)  # the paper: 140 TFLOP/s per GPU
+    assert job.days <= 34
+
+
+def test_infeasible_instance_names_the_power_cap(solved):
+    _, sols = solved["infeasible-deadline-power.yaml"]
+    assert "facility power cap blocks" in sols["ortools"].diagnosis[0]
+
+
+def test_verifier_catches_tampering(solved):
+    inst, sols = solved["three-jobs-budget.yaml"]
+    good = sols["ortools"]
+    verify_solution(inst, good)  # the real answer passes
+
+    fewer_nodes = copy.deepcopy(good)
+    acc = next(iter(fewer_nodes.design.nodes))
+    cool = next(iter(fewer_nodes.design.nodes[acc]))
+    fewer_nodes.design.nodes[acc][cool] -= 1
+    with pytest.raises(VerificationError, match="jobs need .* nodes, design buys"):
+        verify_solution(inst, fewer_nodes)
+
+    too_fast = copy.deepcopy(good)
+    too_fast.jobs[0].dp //= 2  # half the data parallelism: reported days no longer hold
+    with pytest.raises(VerificationError, match="reported .* days"):
+        verify_solution(inst, too_fast)
+
+    cheap = copy.deepcopy(good)
+    cheap.design.capex_usd["network"] *= 0.5
+    with pytest.raises(VerificationError, match="capex network"):
+        verify_solution(inst, cheap)
+
+    thin_fabric = copy.deepcopy(good)
+    thin_fabric.design.fabrics[0].spines -= 1
+    with pytest.raises(VerificationError, match="spines"):
+        verify_solution(inst, thin_fabric)
+
+
+def test_same_answer_every_run(solved):
+    inst, sols = solved["llama3-70b-20mw.yaml"]
+    again = solve_instance(inst)
+    assert again.to_dict()["design"] == sols["ortools"].to_dict()["design"]
+    assert again.jobs == sols["ortools"].jobs
