@@ -15,7 +15,6 @@ from models.loader import InstanceError, load_instance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
 console = Console(width=None if sys.stdout.isatty() else 150)
-err_console = Console(stderr=True)
 
 EXIT_OK, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_NO_DESIGN, EXIT_VERIFY = 0, 2, 3, 4, 1
 
@@ -27,7 +26,7 @@ class Format(str, Enum):
 
 
 def _fail(message: str, code: int) -> None:
-    err_console.print(message, highlight=False, markup=False)
+    typer.echo(message, err=True)  # plain text: no wrapping, so paths and field names stay whole
     raise typer.Exit(code)
 
 
