@@ -3,14 +3,15 @@ reference) on seeded MILPs of the shapes dcopt builds, for speed and run-to-run 
 
     /work/venv/bin/python benchmarks/solvers_choice.py [--repeats 3] [--time-limit 30] [--quick]
 
-Each instance is solved `repeats` times per solver in one process; "det" is yes when every
-repeat returned the same status, objective and values (bit for bit). Times are wall-clock
-medians including translation. CP-SAT is deliberately absent (SOLVERS.md: wrong on mixed models).
+Each instance is solved `repeats` times per solver in one process; "det" means every repeat
+returned the same status, objective and values (bit for bit); the 4-hex hash of the values lets
+two runs in separate processes be diffed. Times are wall-clock medians including translation. CP-SAT is deliberately absent (SOLVERS.md: wrong on mixed models).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import random
 import statistics
@@ -61,7 +62,23 @@ def int_knapsack(n: int, n_dims: int, seed: int) -> Model:
     return m
 
 
-def dcopt_like(n_jobs: int, n_cands: int, n_acc: int, seed: int) -> Model:
+def generalized_assignment(n_agents: int, n_jobs: int, seed: int, tight: float = 0.8) -> Model:
+    """GAP: each job to exactly one agent (binary), agent capacities; the classic medium-hard
+    binary MIP, and close to dcopt's "each job picks one configuration, shared capacity"."""
+    rng = random.Random(seed)
+    m = Model(f"gap-{n_agents}x{n_jobs}-s{seed}")
+    x = [[m.add_binary(f"assign[a={a},j={j}]") for j in range(n_jobs)] for a in range(n_agents)]
+    w = [[rng.randint(5, 25) for _ in range(n_jobs)] for _ in range(n_agents)]
+    c = [[rng.randint(10, 50) for _ in range(n_jobs)] for _ in range(n_agents)]
+    for j in range(n_jobs):
+        m.add_constraint(lin_sum(x[a][j] for a in range(n_agents)) == 1, f"job[j={j}]")
+    for a in range(n_agents):
+        m.add_constraint(lin_sum(zip(w[a], x[a])) <= int(tight * sum(w[a]) / n_agents), f"cap[a={a}]")
+    m.minimize(lin_sum((c[a][j], x[a][j]) for a in range(n_agents) for j in range(n_jobs)))
+    return m
+
+
+def dcopt_like(n_jobs: int, n_cands: int, n_acc: int, seed: int, power_frac: float = 0.5) -> Model:
     """The shape dcopt builds: integer node counts per accelerator (modular capacity), one
     binary per surviving (job, candidate configuration), SOS1-like choice rows, node capacity
     and a power cap; cost = capex(nodes) + energy(choices). Money in $M, power in MW."""
@@ -87,7 +104,7 @@ def dcopt_like(n_jobs: int, n_cands: int, n_acc: int, seed: int) -> Model:
         m.add_constraint(lin_sum(row) == 1, f"one_config[job=j{j}]")
     for a in range(n_acc):
         m.add_constraint(lin_sum(use[a]) <= gpn[a] * nodes[a], f"gpus[acc=a{a}]")
-    m.add_constraint(lin_sum(power) <= 0.5 * sum(c for c, _ in power) / n_cands, "power_cap")
+    m.add_constraint(lin_sum(power) <= power_frac * sum(c for c, _ in power) / n_cands, "power_cap")
     m.minimize(lin_sum(zip(capex, nodes)) + lin_sum(energy) + 1.0)
     return m
 
@@ -95,15 +112,19 @@ def dcopt_like(n_jobs: int, n_cands: int, n_acc: int, seed: int) -> Model:
 INSTANCES: list[tuple[str, Callable[[], Model]]] = [
     ("cfl 8x30", lambda: facility_location(8, 30, 1)),
     ("cfl 15x60", lambda: facility_location(15, 60, 2)),
-    ("cfl 25x80", lambda: facility_location(25, 80, 3)),
-    ("mknap 50x5", lambda: int_knapsack(50, 5, 4)),
-    ("mknap 200x10", lambda: int_knapsack(200, 10, 5)),
-    ("mknap 600x15", lambda: int_knapsack(600, 15, 11)),
+    ("cfl 30x120", lambda: facility_location(30, 120, 41)),
+    ("mknap 80x5", lambda: int_knapsack(80, 5, 21)),
+    ("mknap 120x5", lambda: int_knapsack(120, 5, 22)),
+    ("mknap 60x10", lambda: int_knapsack(60, 10, 23)),
+    ("gap 5x40", lambda: generalized_assignment(5, 40, 31)),
+    ("gap 8x60", lambda: generalized_assignment(8, 60, 32)),
+    ("gap 10x100", lambda: generalized_assignment(10, 100, 33)),
     ("dcopt 10x10x4", lambda: dcopt_like(10, 10, 4, 6)),
-    ("dcopt 40x25x6", lambda: dcopt_like(40, 25, 6, 7)),
+    ("dcopt 40x25x6", lambda: dcopt_like(40, 25, 6, 7, power_frac=0.3)),
     ("dcopt 80x25x8", lambda: dcopt_like(80, 25, 8, 8)),
+    ("mknap 200x10", lambda: int_knapsack(200, 10, 5)),  # not solved in 30 s: incumbent quality
 ]
-QUICK = {"cfl 8x30", "mknap 50x5", "dcopt 10x10x4"}
+QUICK = {"cfl 8x30", "mknap 80x5", "gap 5x40", "dcopt 10x10x4"}
 
 
 def run(repeats: int, time_limit: float, quick: bool) -> None:
@@ -111,7 +132,7 @@ def run(repeats: int, time_limit: float, quick: bool) -> None:
     print(f"# python {platform.python_version()} on {platform.machine()}, repeats={repeats}, "
           f"time limit {time_limit:g}s per solve")
     print(f"{'instance':<15}{'vars':>6}{'int':>6}{'rows':>6}  " +
-          "".join(f"{name:>24}" for name, _ in backends))
+          "".join(f"{name:>26}" for name, _ in backends))
     for label, make in INSTANCES:
         if quick and label not in QUICK:
             continue
@@ -126,10 +147,11 @@ def run(repeats: int, time_limit: float, quick: bool) -> None:
             t = statistics.median(r.runtime_s for r in runs)
             objs[name] = first.objective
             st = first.status.value[:4]
-            cells.append(f"{t:8.3f}s {st:>4} det={'yes' if det else 'NO':<3}")
+            h = hashlib.sha1(repr(first.values).encode()).hexdigest()[:4]  # diff across processes
+            cells.append(f"{t:8.3f}s {st:>4} {'det' if det else 'NONDET'} {h}")
         agree = len({round(o, 4) for o in objs.values() if o is not None}) <= 1
         print(f"{label:<15}{model.num_vars:>6}{model.num_integer_vars:>6}{model.num_constraints:>6}  "
-              + "".join(f"{c:>24}" for c in cells) + ("" if agree else f"   objectives differ: {objs}"))
+              + "".join(f"{c:>26}" for c in cells) + ("" if agree else f"   objectives differ: {objs}"))
         sys.stdout.flush()
 
 

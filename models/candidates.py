@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .presets import resolve_model
-from .schema import Catalog, ModelDims, TrainingJob
+from .schema import Catalog, InferenceService, ModelDims, TrainingJob
 from .training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
 
 # A checkpoint holds bf16 weights (2 B) plus fp32 master weights, Adam momentum and variance (12 B).
@@ -101,3 +101,35 @@ def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
         read_gbps=read_gbps(job, perf["tokens_per_s"]),
         endpoints=perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64),
     )
+
+
+@dataclass(frozen=True)
+class ServiceTable:
+    """All replica layouts (accelerator x tensor parallel x batch) of one inference service, evaluated."""
+
+    service: InferenceService
+    dims: ModelDims
+    accelerators: list[str]
+    grid: "ServingGrid"
+    perf: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+    def layout(self, i: int) -> dict:
+        return {"accelerator": self.accelerators[int(self.grid.acc[i])], "tp": int(self.grid.t[i]), "batch": int(self.grid.batch[i])}
+
+    def meets_slo(self) -> np.ndarray:
+        p, s = self.perf, self.service
+        return p["fits_memory"].astype(bool) & (p["ttft_s"] <= s.ttft_s) & (p["tpot_s"] <= s.tpot_s)
+
+
+def service_table(service: InferenceService, catalog: Catalog) -> ServiceTable:
+    from .inference import enumerate_serving_grid, evaluate_serving
+
+    dims = resolve_model(service.model)
+    names = sorted(service.accelerators or catalog.accelerators)
+    accs = [catalog.accelerators[a] for a in names]
+    grid = enumerate_serving_grid(dims, accs, service.precision)
+    perf = evaluate_serving(dims, grid, accs, catalog.calibration, service.precision, service.input_tokens, service.output_tokens)
+    return ServiceTable(service, dims, names, grid, perf)

@@ -35,7 +35,7 @@ def _loc_to_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("training", "function-after[_check(), ModelDims]") or str(part).startswith(("function-", "str")):
+        elif part in ("training", "inference") or str(part).startswith(("function-", "str")):
             continue  # union branch tags pydantic adds; not part of the user's path
         else:
             out += ("." if out else "") + str(part)
@@ -121,6 +121,10 @@ def instance_from_dict(data: Any, source: str = "<instance>") -> Instance:
         raise InstanceError(source, [f"(top level): got {type(data).__name__}, expected a mapping of sections"])
     data = dict(data)
     data["catalog"] = merge_catalog(data.get("catalog"), source)
+    frontend = (data.get("facility") or {}).get("frontend_fabric", "eth-100g") if isinstance(data.get("facility"), dict) else "eth-100g"
+    spec = data["catalog"]["fabrics"].get(frontend) or default_catalog_raw()["fabrics"].get(frontend)
+    if spec is not None:
+        data["catalog"]["frontend_fabrics"] = {frontend: dict(spec)}
     try:
         return Instance.model_validate(data)
     except ValidationError as exc:

@@ -7,9 +7,9 @@ in `Instance`, after the built-in catalog has been merged in by `models.loader`.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveFloat, PositiveInt, Tag, model_validator
 
 NonNegFloat = float
 
@@ -89,6 +89,9 @@ class Calibration(Strict):
     comm_efficiency: float = Field(gt=0, le=1, description="Fraction of link bandwidth collectives achieve.")
     dp_overlap: float = Field(ge=0, le=1, description="Fraction of the data-parallel all-reduce hidden under backward.")
     memory_reserved_gb: float = Field(ge=0, description="Per accelerator memory lost to runtime, buffers, fragmentation.")
+    hbm_efficiency: float = Field(
+        0.8, gt=0, le=1, description="Fraction of HBM bandwidth memory-bound serving kernels (decode) reach."
+    )
     source: str = ""
 
 
@@ -97,6 +100,9 @@ class Catalog(Strict):
     fabrics: dict[str, Fabric]
     storage: dict[str, StorageTier]
     calibration: Calibration
+    frontend_fabrics: dict[str, Fabric] = Field(
+        default_factory=dict, description="Filled by the loader: the front-end network serving nodes attach to."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +196,49 @@ class TrainingJob(Strict):
     checkpoints_retained: PositiveInt = Field(2, description="Checkpoints kept on storage.")
 
 
+ServingPrecision = Literal["bf16", "fp8", "int8"]
+
+
+class InferenceService(Strict):
+    """An LLM serving service: a demand to meet under latency SLOs, with replicas of any layout."""
+
+    kind: Literal["inference"]
+    name: str = Field(min_length=1)
+    model: Union[str, ModelDims] = Field(description="A preset name or the model's dimensions.")
+    precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B) or int8 (1 B, weight-only).")
+    requests_per_s: Optional[PositiveFloat] = Field(None, description="Demand, requests per second.")
+    output_tokens_per_s: Optional[PositiveFloat] = Field(None, description="Demand as output tokens per second.")
+    input_tokens: PositiveFloat = Field(description="Mean prompt tokens per request.")
+    output_tokens: PositiveFloat = Field(description="Mean generated tokens per request.")
+    ttft_s: PositiveFloat = Field(description="SLO: time to first token, seconds.")
+    tpot_s: PositiveFloat = Field(description="SLO: time per output token, seconds.")
+    accelerators: Optional[list[str]] = Field(None, description="Only these accelerator types may serve it.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "InferenceService":
+        if (self.requests_per_s is None) == (self.output_tokens_per_s is None):
+            raise ValueError("give exactly one of requests_per_s or output_tokens_per_s")
+        return self
+
+    @property
+    def demand_rps(self) -> float:
+        return self.requests_per_s if self.requests_per_s is not None else self.output_tokens_per_s / self.output_tokens
+
+    @property
+    def demand_output_tokens_per_s(self) -> float:
+        return self.demand_rps * self.output_tokens
+
+
+def _workload_kind(v) -> str:
+    return v.get("kind", "training") if isinstance(v, dict) else getattr(v, "kind", "training")
+
+
+Workload = Annotated[
+    Union[Annotated[TrainingJob, Tag("training")], Annotated[InferenceService, Tag("inference")]],
+    Discriminator(_workload_kind),
+]
+
+
 # --------------------------------------------------------------------------------------------
 # Facility, budget, objective
 # --------------------------------------------------------------------------------------------
@@ -213,6 +262,10 @@ class Facility(Strict):
     rack_units_per_rack: PositiveInt = 42
     max_racks: Optional[PositiveInt] = None
     rack_capex_usd: float = Field(20000.0, ge=0, description="Rack, PDUs and cabling per rack, USD.")
+    frontend_fabric: str = Field(
+        "eth-100g", description="Network serving nodes attach to (a catalog fabric); serving needs no training fabric."
+    )
+    frontend_ports_per_node: PositiveInt = Field(1, description="Front-end ports per serving node.")
 
     @model_validator(mode="after")
     def _check(self) -> "Facility":
@@ -234,7 +287,7 @@ class Instance(Strict):
     name: str = "instance"
     description: str = ""
     catalog: Catalog
-    workloads: list[TrainingJob] = Field(min_length=1)
+    workloads: list[Workload] = Field(min_length=1)
     facility: Facility
     budget: Budget = Field(default_factory=Budget)
     objective: Objective = "min_tco"
@@ -253,6 +306,14 @@ class Instance(Strict):
                     f"workloads[{i}].model: unknown preset '{w.model}' (known: {', '.join(sorted(PRESETS))}; "
                     "or give the dimensions)"
                 )
+            if isinstance(w, InferenceService):
+                for a in w.accelerators or []:
+                    if a not in self.catalog.accelerators:
+                        raise ValueError(
+                            f"workloads[{i}].accelerators: '{a}' is not in the catalog "
+                            f"(available: {', '.join(sorted(self.catalog.accelerators))})"
+                        )
+                continue
             if w.accelerator is not None and w.accelerator not in self.catalog.accelerators:
                 raise ValueError(
                     f"workloads[{i}].accelerator: '{w.accelerator}' is not in the catalog "
@@ -263,9 +324,19 @@ class Instance(Strict):
                     f"workloads[{i}].fabric: '{w.fabric}' is not in the catalog "
                     f"(available: {', '.join(sorted(self.catalog.fabrics))})"
                 )
-        if self.objective == "min_time" and len(self.workloads) != 1:
-            raise ValueError("objective min_time needs exactly one training job")
+        if self.objective == "min_time" and (len(self.training_jobs) != 1 or self.services):
+            raise ValueError("objective min_time needs exactly one training job and no services")
+        if self.services and self.facility.frontend_fabric not in self.catalog.frontend_fabrics:
+            raise ValueError(f"facility.frontend_fabric: '{self.facility.frontend_fabric}' is not a known fabric")
         return self
+
+    @property
+    def training_jobs(self) -> list[TrainingJob]:
+        return [w for w in self.workloads if isinstance(w, TrainingJob)]
+
+    @property
+    def services(self) -> list[InferenceService]:
+        return [w for w in self.workloads if isinstance(w, InferenceService)]
 
 
 def instance_file_schema() -> dict:

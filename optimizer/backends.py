@@ -114,7 +114,7 @@ def _clean_values(model: Model, raw: list[float]) -> list[float]:
     return out
 
 
-def _solution_status(model: Model, obj: float, bound: float | None, gap: float | None,
+def _solution_status(obj: float, bound: float | None, gap: float | None,
                      proved_optimal: bool) -> tuple[Status, str]:
     if proved_optimal and _within_default_gap(obj, bound):
         return Status.OPTIMAL, ""
@@ -192,7 +192,7 @@ class OrToolsBackend:
             result = self._result(Status.ERROR, t0, _exc_message(exc))
         if note:
             result.solver = solver
-            result.message = f"{note}. {result.message}".strip(". ") if result.message else note
+            result.message = f"{note}; {result.message}" if result.message else note
         return result
 
     def _disambiguate(self, mathopt, proto, solver_type, params, result, t0, time_limit_s):
@@ -233,7 +233,7 @@ class OrToolsBackend:
         term = res.termination
         reason = term.reason
         detail = term.detail or ""
-        limit = f"limit: {term.limit.name.lower()}" if term.limit is not None else ""
+        limit = f"{term.limit.name.lower().replace('_', ' ')} limit" if term.limit is not None else "limit"
         bound = _finite(term.objective_bounds.dual_bound)
 
         has_sol = res.has_primal_feasible_solution()
@@ -244,9 +244,9 @@ class OrToolsBackend:
             values = _clean_values(model, raw)
             obj = model.objective_value(values)
             g = _rel_gap(obj, bound)
-            status, msg = _solution_status(model, obj, bound, g, proved_optimal=reason == TR.OPTIMAL)
+            status, msg = _solution_status(obj, bound, g, proved_optimal=reason == TR.OPTIMAL)
             if reason == TR.FEASIBLE:
-                msg = f"stopped by {limit or 'a limit'} with a solution"
+                msg = f"stopped by the {limit} with a solution"
             elif reason == TR.IMPRECISE:
                 msg = f"solver reports imprecise result: {detail}"
             return self._result(status, t0, msg, objective=obj, best_bound=bound, gap=g, values=values)
@@ -260,7 +260,7 @@ class OrToolsBackend:
             return self._result(Status.INFEASIBLE, t0,
                                 f"infeasible or unbounded (the solver could not tell which) {detail}".strip())
         if reason in (TR.NO_SOLUTION_FOUND, TR.FEASIBLE):
-            return self._result(Status.TIME_LIMIT, t0, f"no solution found before the {limit or 'limit'}",
+            return self._result(Status.TIME_LIMIT, t0, f"no solution found before the {limit}",
                                 best_bound=bound)
         return self._result(Status.ERROR, t0, f"{reason.name.lower()}: {detail}".strip())
 
@@ -410,10 +410,10 @@ class PulpBackend:
             values = _clean_values(model, raw)
             obj = model.objective_value(values)
             bound = _cbc_bound(log, model.objective.constant)
-            if sol == pulp.LpSolutionOptimal and bound is None:
-                bound = obj
+            if sol == pulp.LpSolutionOptimal and (bound is None or abs(bound - obj) <= 5e-4):
+                bound = obj  # CBC prints the bound to 3 decimals; don't invent a gap from rounding
             g = _rel_gap(obj, bound)
-            st, msg = _solution_status(model, obj, bound, g, proved_optimal=sol == pulp.LpSolutionOptimal)
+            st, msg = _solution_status(obj, bound, g, proved_optimal=sol == pulp.LpSolutionOptimal)
             if sol == pulp.LpSolutionIntegerFeasible:
                 msg = "stopped by the time limit with a solution"
             return self._result(st, t0, msg, objective=obj, best_bound=bound, gap=g, values=values)
@@ -437,11 +437,13 @@ def _neutral(v) -> float:
 def _to_pulp(pulp, model: Model):
     sense = pulp.LpMaximize if model.sense == "max" else pulp.LpMinimize
     prob = pulp.LpProblem(re.sub(r"[^A-Za-z0-9_]", "_", model.name) or "model", sense)
+    # PuLP 3.x deprecates LpVariable(...) in favour of prob.add_variable (PuLP 4 API).
+    new_var = getattr(prob, "add_variable", None) or pulp.LpVariable
     pvars = [
-        pulp.LpVariable(f"x{v.index}",
-                        lowBound=None if v.lb == -math.inf else v.lb,
-                        upBound=None if v.ub == math.inf else v.ub,
-                        cat=pulp.LpInteger if v.integer else pulp.LpContinuous)
+        new_var(f"x{v.index}",
+                lowBound=None if v.lb == -math.inf else v.lb,
+                upBound=None if v.ub == math.inf else v.ub,
+                cat=pulp.LpInteger if v.integer else pulp.LpContinuous)
         for v in model.vars
     ]
     obj = model.objective

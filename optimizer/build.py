@@ -5,6 +5,8 @@ Data (optimizer.data.MipData, all numbers; $M, kW, TB, GB/s, days):
   days_c, data read rate r_c; per job usable storage U_j and checkpoint write rate W_j.
 Variables:
   choose[job,cand] in {0,1}           the configuration each job runs
+  replicas[svc,layout] in Z+          serving replicas per layout (accelerator x tp x batch)
+  serving_nodes[acc] in Z+            nodes holding serving replicas (replicas of any service share nodes)
   nodes[acc,cooling] in Z+            nodes bought, by the cooling of the racks they sit in
   racks[acc,cooling] in Z+            racks of one node type and cooling option
   fabric_tiers[fabric,tiers] in {0,1} the fat-tree depth built for each fabric
@@ -17,6 +19,7 @@ Objective: min TCO (default), capex, facility power or the single job's days.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .data import MipData
@@ -28,6 +31,8 @@ OBJECTIVES = ("min_tco", "min_capex", "min_power", "min_time")
 @dataclass
 class Vars:
     choose: dict[tuple[str, int], Var] = field(default_factory=dict)  # (job, candidate position)
+    replicas: dict[tuple[str, int], Var] = field(default_factory=dict)  # (service, layout position)
+    serving_nodes: dict[str, Var] = field(default_factory=dict)  # acc
     nodes: dict[tuple[str, str], Var] = field(default_factory=dict)  # (acc, cooling)
     racks: dict[tuple[str, str], Var] = field(default_factory=dict)
     tiers: dict[tuple[str, int], Var] = field(default_factory=dict)  # (fabric, tiers)
@@ -55,18 +60,48 @@ def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
         m.add_constraint(lin_sum(v.choose[job.name, k] for k in range(len(job.candidates))) == 1, f"one_config[job={job.name}]")
 
 
+def add_serving(m: Model, d: MipData, v: Vars) -> None:
+    """Constraint (1b): every service's replicas together serve its demand (requests/s); replicas of
+    different accelerator types may be mixed (Melange). Layouts that break an SLO never get here."""
+    for s in d.services:
+        for k, lay in enumerate(s.layouts):
+            ub = math.ceil(s.demand_rps / lay.requests_per_s - 1e-9)
+            v.replicas[s.name, k] = m.add_var(
+                f"replicas[svc={s.name},acc={lay.accelerator},tp={lay.tp},batch={lay.batch}]", lb=0, ub=ub, integer=True
+            )
+        m.add_constraint(
+            lin_sum(lay.requests_per_s * v.replicas[s.name, k] for k, lay in enumerate(s.layouts)) >= s.demand_rps,
+            f"demand[svc={s.name}]",
+        )
+
+
+def _serving_accelerators(d: MipData, v: Vars, acc: str):
+    return lin_sum(lay.tp * v.replicas[s.name, k] for s in d.services for k, lay in enumerate(s.layouts) if lay.accelerator == acc)
+
+
 def _nodes_needed(d: MipData, v: Vars, acc: str):
-    return lin_sum(
+    training = lin_sum(
         c.nodes * v.choose[j.name, k] for j in d.jobs for k, c in enumerate(j.candidates) if c.accelerator == acc
     )
+    return training + v.serving_nodes[acc] if acc in v.serving_nodes else training
 
 
 def add_nodes_and_racks(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (2): nodes bought cover the jobs' nodes (jobs run concurrently, on their own nodes).
+    """Constraint (2): nodes bought cover the jobs' nodes (jobs run concurrently, on their own nodes)
+    plus the serving nodes (whole nodes holding the replicas' accelerators).
     Constraint (3): racks hold whole nodes under each cooling option's kW-per-rack and the rack's units;
     racks of a node type are homogeneous, so nodes_per_rack is exact, not a fractional relaxation."""
     for a in d.accelerators:
         ub = sum(max((c.nodes for c in j.candidates if c.accelerator == a.name), default=0) for j in d.jobs)
+        serving_ub = sum(
+            max((lay.tp * math.ceil(s.demand_rps / lay.requests_per_s - 1e-9) for lay in s.layouts if lay.accelerator == a.name), default=0)
+            for s in d.services
+        )
+        if serving_ub:
+            sn = m.add_var(f"serving_nodes[acc={a.name}]", lb=0, ub=-(-serving_ub // a.per_node), integer=True)
+            v.serving_nodes[a.name] = sn
+            m.add_constraint(a.per_node * sn >= _serving_accelerators(d, v, a.name), f"serving_node_count[acc={a.name}]")
+            ub += -(-serving_ub // a.per_node)
         placed = []
         for o, npr in a.nodes_per_rack.items():
             if npr <= 0:
@@ -87,9 +122,12 @@ def add_fabric(m: Model, d: MipData, v: Vars) -> None:
     chosen depth's capacity and switch counts apply (a disaggregated, LP-tight form, no big-M
     beyond each depth's own capacity)."""
     for f in d.fabrics:
-        attached = lin_sum(
-            c.endpoints * v.choose[j.name, k] for j in d.jobs for k, c in enumerate(j.candidates) if c.fabric == f.name
-        )
+        if f.frontend_ports_per_node:  # the serving front-end: every serving node attaches
+            attached = lin_sum(f.frontend_ports_per_node * sn for sn in v.serving_nodes.values())
+        else:
+            attached = lin_sum(
+                c.endpoints * v.choose[j.name, k] for j in d.jobs for k, c in enumerate(j.candidates) if c.fabric == f.name
+            )
         ub = f.tier_capacity[3]
         for n in (1, 2, 3):
             v.tiers[f.name, n] = m.add_binary(f"fabric_tiers[fabric={f.name},tiers={n}]")
@@ -211,6 +249,7 @@ def build_model(d: MipData) -> tuple[Model, Vars]:
     m = Model(f"dcopt[{d.name}]")
     v = Vars()
     add_job_choice(m, d, v)
+    add_serving(m, d, v)
     add_nodes_and_racks(m, d, v)
     add_fabric(m, d, v)
     add_storage(m, d, v)

@@ -80,6 +80,12 @@ def solve(
 class Precision(str, Enum):
     bf16 = "bf16"
     fp8 = "fp8"
+    int8 = "int8"
+
+
+class Mode(str, Enum):
+    training = "training"
+    inference = "inference"
 
 
 class RecomputeOpt(str, Enum):
@@ -90,6 +96,7 @@ class RecomputeOpt(str, Enum):
 
 @app.command()
 def estimate(
+    mode: Mode = typer.Option(Mode.training, help="training (one parallel layout) or inference (one serving replica)."),
     model: Optional[str] = typer.Option(None, help="Model preset (see `dcopt presets`), or give the dimensions."),
     layers: Optional[int] = typer.Option(None),
     hidden: Optional[int] = typer.Option(None),
@@ -101,19 +108,22 @@ def estimate(
     seq_len: Optional[int] = typer.Option(None, "--seq-len"),
     accelerator: str = typer.Option("h100-sxm", help="Catalog accelerator."),
     fabric: Optional[str] = typer.Option(None, help="Catalog fabric (default: the one the accelerator usually ships with)."),
-    gpus: int = typer.Option(..., help="Accelerators in the job."),
+    gpus: Optional[int] = typer.Option(None, help="Training: accelerators in the job."),
     tp: Optional[int] = typer.Option(None, "--tp"),
     pp: Optional[int] = typer.Option(None, "--pp"),
-    global_batch: int = typer.Option(..., "--global-batch", help="Global batch, sequences."),
+    global_batch: Optional[int] = typer.Option(None, "--global-batch", help="Training: global batch, sequences."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
     vp: int = typer.Option(1, "--vp", help="Interleaved pipeline chunks per stage."),
     precision: Precision = typer.Option(Precision.bf16),
     recompute: Optional[RecomputeOpt] = typer.Option(None),
     distributed_optimizer: bool = typer.Option(True, "--distributed-optimizer/--no-distributed-optimizer"),
     tokens: Optional[float] = typer.Option(None, help="Tokens to train on (for time to train)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Inference: decode batch (concurrent sequences)."),
+    input_tokens: float = typer.Option(1000.0, "--input-tokens", help="Inference: prompt tokens per request."),
+    output_tokens: float = typer.Option(250.0, "--output-tokens", help="Inference: generated tokens per request."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Step time, throughput, MFU and memory of one training configuration."""
+    """One training configuration (step time, tokens/s, MFU, memory) or one serving replica (TTFT, TPOT, tokens/s)."""
     from models.estimate import estimate_training
     from models.loader import default_catalog
     from models.presets import resolve_model
@@ -129,6 +139,17 @@ def estimate(
                 _fail(f"give --model PRESET or the dimensions (missing: {', '.join(missing)})", EXIT_INVALID)
             dims = ModelDims(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn_hidden,
                              gated_mlp=gated_mlp, vocab=vocab, seq_len=seq_len)
+        if mode == Mode.inference:
+            from models.estimate import estimate_inference
+
+            out = estimate_inference(dims, default_catalog(), accelerator=accelerator, tp=tp, batch=batch,
+                                     precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens)
+            _print_estimate(out, as_json, "Inference estimate (one replica)")
+            return
+        if gpus is None or global_batch is None:
+            _fail("estimate: training needs --gpus and --global-batch", EXIT_INVALID)
+        if precision == Precision.int8:
+            _fail("estimate: int8 is a serving precision; train in bf16 or fp8", EXIT_INVALID)
         out = estimate_training(
             dims, default_catalog(), accelerator=accelerator, fabric=fabric, gpus=gpus, tp=tp, pp=pp,
             global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
@@ -137,14 +158,22 @@ def estimate(
     except (ValueError, KeyError) as exc:
         msg = exc.args[0] if exc.args else str(exc)
         _fail(f"estimate: {msg}", EXIT_INVALID)
+    _print_estimate(out, as_json, "Training estimate")
+
+
+def _print_estimate(out: dict, as_json: bool, title: str) -> None:
     if as_json:
         print(json.dumps(out, indent=2))
         return
     from rich.table import Table
 
-    t = Table(title="Training estimate", title_justify="left", show_header=False)
+    t = Table(title=title, title_justify="left", show_header=False)
     for k, v in out.items():
-        t.add_row(k, f"{v:,.4g}" if isinstance(v, float) else str(v))
+        if isinstance(v, dict):  # the breakdown: one row per part
+            for k2, v2 in v.items():
+                t.add_row(f"{k}.{k2}", f"{v2:,.4g}" if isinstance(v2, float) else str(v2))
+        else:
+            t.add_row(k, f"{v:,.4g}" if isinstance(v, float) else str(v))
     console.print(t)
 
 

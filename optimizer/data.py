@@ -13,7 +13,7 @@ from models.candidates import checkpoint_write_gbps, storage_usable_tb
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import Instance
 
-from .prune import Pruned
+from .prune import Pruned, PrunedService
 
 USD_PER_MUSD = 1e6
 HOURS_PER_YEAR = 8760.0
@@ -40,11 +40,28 @@ class JobData:
 
 
 @dataclass(frozen=True)
+class ServingLayout:
+    index: int  # row in the service's ServiceTable
+    accelerator: str
+    tp: int  # accelerators per replica
+    batch: int
+    requests_per_s: float  # per replica
+
+
+@dataclass(frozen=True)
+class ServiceData:
+    name: str
+    demand_rps: float
+    layouts: list[ServingLayout]
+
+
+@dataclass(frozen=True)
 class AcceleratorData:
     name: str
     node_price_musd: float
     node_power_kw: float
     nodes_per_rack: dict[str, int]  # cooling option -> whole nodes per rack (0 = not allowed)
+    per_node: int = 8  # accelerators per node
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,7 @@ class FabricData:
     endpoint_power_kw: float
     optic_price_musd: float
     optic_power_kw: float
+    frontend_ports_per_node: int = 0  # > 0: the front-end network of serving nodes, not a training fabric
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,7 @@ class MipData:
     name: str
     objective: str
     jobs: list[JobData]
+    services: list[ServiceData]
     accelerators: list[AcceleratorData]
     fabrics: list[FabricData]
     storage: list[StorageData]
@@ -98,7 +117,22 @@ def nodes_per_rack(node_kw: float, node_ru: int, rack_kw: float, rack_ru: int, a
     return max(0, min(int(math.floor(rack_kw / node_kw + 1e-9)), rack_ru // node_ru))
 
 
-def build_data(instance: Instance, pruned: list[Pruned]) -> MipData:
+def _fabric_data(name, f, frontend_ports: int = 0) -> FabricData:
+    down, up = port_split(f.switch_radix, f.oversubscription)
+    return FabricData(
+        name, f.switch_radix, down, up,
+        {n: tier_capacity(n, f.switch_radix, f.oversubscription) for n in range(1, MAX_TIERS + 1)},
+        f.switch_price_usd / USD_PER_MUSD, f.switch_power_w / 1000.0,
+        f.endpoint_price_usd / USD_PER_MUSD, f.endpoint_power_w / 1000.0,
+        f.optic_price_usd / USD_PER_MUSD, f.optic_power_w / 1000.0,
+        frontend_ports,
+    )
+
+
+FRONTEND_PREFIX = "frontend:"
+
+
+def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[PrunedService] = ()) -> MipData:
     cat, fac, bud = instance.catalog, instance.facility, instance.budget
     jobs = []
     used_acc, used_fab = set(), set()
@@ -124,6 +158,16 @@ def build_data(instance: Instance, pruned: list[Pruned]) -> MipData:
         jobs.append(
             JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands)
         )
+    services = []
+    for ps in pruned_services:
+        t = ps.table
+        layouts = []
+        for i in ps.keep:
+            i = int(i)
+            lay = t.layout(i)
+            used_acc.add(lay["accelerator"])
+            layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], float(t.perf["requests_per_s"][i])))
+        services.append(ServiceData(t.service.name, t.service.demand_rps, layouts))
     accs = []
     for name in sorted(used_acc):
         a = cat.accelerators[name]
@@ -132,20 +176,11 @@ def build_data(instance: Instance, pruned: list[Pruned]) -> MipData:
                               allowed=not (a.liquid_cooled_only and o == "air"))
             for o, c in fac.cooling.items()
         }
-        accs.append(AcceleratorData(name, a.node_price_usd / USD_PER_MUSD, a.node_power_kw, npr))
-    fabs = []
-    for name in sorted(used_fab):
-        f = cat.fabrics[name]
-        down, up = port_split(f.switch_radix, f.oversubscription)
-        fabs.append(
-            FabricData(
-                name, f.switch_radix, down, up,
-                {n: tier_capacity(n, f.switch_radix, f.oversubscription) for n in range(1, MAX_TIERS + 1)},
-                f.switch_price_usd / USD_PER_MUSD, f.switch_power_w / 1000.0,
-                f.endpoint_price_usd / USD_PER_MUSD, f.endpoint_power_w / 1000.0,
-                f.optic_price_usd / USD_PER_MUSD, f.optic_power_w / 1000.0,
-            )
-        )
+        accs.append(AcceleratorData(name, a.node_price_usd / USD_PER_MUSD, a.node_power_kw, npr, a.accelerators_per_node))
+    fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]
+    if services:
+        fe = fac.frontend_fabric
+        fabs.append(_fabric_data(FRONTEND_PREFIX + fe, cat.frontend_fabrics[fe], fac.frontend_ports_per_node))
     stor = [
         StorageData(n, s.usd_per_tb / USD_PER_MUSD, s.w_per_tb / 1000.0, s.gbps_per_tb, s.replication)
         for n, s in sorted(cat.storage.items())
@@ -155,6 +190,7 @@ def build_data(instance: Instance, pruned: list[Pruned]) -> MipData:
         name=instance.name,
         objective=instance.objective,
         jobs=jobs,
+        services=services,
         accelerators=accs,
         fabrics=fabs,
         storage=stor,

@@ -240,6 +240,10 @@ class Constraint:
     def lhs_value(self, values: Values) -> float:
         return math.fsum(c * values[i] for i, c in self.coefs.items())
 
+    def activity_norm(self, values: Values) -> float:
+        """sum |a_i x_i|: the scale against which a solver's feasibility tolerance is relative."""
+        return math.fsum(abs(c * values[i]) for i, c in self.coefs.items())
+
     def violation(self, values: Values) -> float:
         """How far the assignment is outside the constraint (0 if satisfied)."""
         lhs = self.lhs_value(values)
@@ -283,6 +287,8 @@ class Model:
     # -- building -----------------------------------------------------------------------------
     def add_var(self, name: str, lb: float | None = 0.0, ub: float | None = None, integer: bool = False) -> Var:
         """`lb=None` means -inf, `ub=None` means +inf. Names must be unique (results map by name)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("variable name must be a non-empty string")
         if name in self._var_by_name:
             raise ValueError(f"duplicate variable name {name!r}")
         lo = -math.inf if lb is None else float(lb)
@@ -382,8 +388,9 @@ class Model:
     def violations(self, values: Values, tol: float = 1e-6) -> list[Violation]:
         """Everything the assignment breaks, worst first.
 
-        Constraint tolerance is `tol * max(1, |rhs|)`: solvers check feasibility on scaled rows,
-        so a purely absolute test flags harmless noise on rows with large right-hand sides.
+        A row may be off by `tol * max(1, |rhs|, sum|a_i x_i|)`: solvers check feasibility
+        relative to the row's magnitude (measured: SCIP returns rows off by 1e-5 whose terms are
+        ~100), so a purely absolute test flags noise, not errors.
         """
         out: list[Violation] = []
         for v in self.vars:
@@ -396,7 +403,7 @@ class Model:
                 out.append(Violation(v.name, "integrality", x, "integer", abs(x - round(x))))
         for c in self.constraints:
             amount = c.violation(values)
-            if amount > tol * max(1.0, abs(c.rhs)):
+            if amount > tol * max(1.0, abs(c.rhs)) and amount > tol * c.activity_norm(values):
                 out.append(Violation(c.name or "?", "constraint", c.lhs_value(values), f"{c.sense} {c.rhs:g}", amount))
         out.sort(key=lambda x: -x.amount)
         return out

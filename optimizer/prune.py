@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.candidates import JobTable
+from models.candidates import JobTable, ServiceTable
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,36 @@ def prune(table: JobTable, objective: str) -> Pruned:
                 best = days[k]
         idx = np.array(keep, dtype=np.int64)
     return Pruned(table, idx, len(table), int(fits.sum()), int(ok.sum()))
+
+
+@dataclass(frozen=True)
+class PrunedService:
+    table: ServiceTable
+    keep: np.ndarray
+    enumerated: int
+    fit_memory: int
+    meet_slo: int
+
+    @property
+    def survived(self) -> int:
+        return len(self.keep)
+
+
+def prune_service(table: ServiceTable) -> PrunedService:
+    """Keep, per (accelerator, tp), the batch serving the most requests/s within the SLOs: a replica's
+    cost (its t accelerators) does not depend on the batch, so this is exact. Then drop a layout when
+    another on the same accelerator uses no more accelerators and serves at least as much."""
+    ok = table.meets_slo()
+    idx = np.flatnonzero(ok)
+    g, rps = table.grid, table.perf["requests_per_s"]
+    best: dict[tuple[int, int], int] = {}
+    for i in idx:
+        key = (int(g.acc[i]), int(g.t[i]))
+        if key not in best or rps[i] > rps[best[key]]:
+            best[key] = int(i)
+    keep = [
+        i for (a, t), i in best.items()
+        if not any(a2 == a and t2 <= t and rps[j] >= rps[i] and (t2, j) != (t, i) for (a2, t2), j in best.items())
+    ]
+    return PrunedService(table, np.array(sorted(keep), dtype=np.int64), len(table),
+                         int(table.perf["fits_memory"].astype(bool).sum()), int(ok.sum()))

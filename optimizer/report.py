@@ -46,6 +46,22 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
              f"{j.candidates_enumerated:,} > {j.candidates_fit_memory:,} > {j.candidates_meet_deadline:,} > {j.candidates_in_mip}"]
             for j in sol.jobs
         ]))
+    if sol.services:
+        out.append(("Inference services", ["service", "demand", "served", "replicas (layout)", "TTFT / SLO", "TPOT / SLO",
+                                           "$ per M output tokens"], [
+            [sv.name, f"{sv.demand_rps:g} req/s ({sv.output_tokens_per_s:,.0f} tok/s)", f"{sv.served_rps:,.2f} req/s",
+             "; ".join(f"{g.replicas} x {g.accelerator} tp{g.tp} b{g.batch}" for g in sv.groups),
+             f"{sv.worst_ttft_s * 1000:.0f} / {sv.ttft_slo_s * 1000:g} ms (-{(sv.ttft_slo_s - sv.worst_ttft_s) * 1000:.0f})",
+             f"{sv.worst_tpot_s * 1000:.1f} / {sv.tpot_slo_s * 1000:g} ms (-{(sv.tpot_slo_s - sv.worst_tpot_s) * 1000:.1f})",
+             f"${sv.cost_per_million_output_tokens_usd:,.3f}"]
+            for sv in sol.services
+        ]))
+        out.append(("Replica layouts", ["service", "replicas", "accelerator", "tp", "batch", "req/s each", "out tok/s each",
+                                        "TTFT ms", "TPOT ms", "mem GB/acc"], [
+            [sv.name, str(g.replicas), g.accelerator, str(g.tp), str(g.batch), f"{g.requests_per_s_each:,.2f}",
+             f"{g.output_tokens_per_s_each:,.0f}", f"{g.ttft_s * 1000:.0f}", f"{g.tpot_s * 1000:.1f}", f"{g.memory_per_acc_gb:.1f}"]
+            for sv in sol.services for g in sv.groups
+        ]))
     d = sol.design
     if d is None:
         return out
@@ -60,7 +76,7 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     out.append(("Compute", ["accelerator", "cooling", "nodes", "accelerators", "racks", "node kW", "kW per rack / limit"], rows))
     rows = [[f.name, str(f.endpoints), str(f.tiers), str(f.leaves), str(f.aggregation), str(f.spines), str(f.switches), str(f.optics)]
             for f in d.fabrics]
-    out.append(("Scale-out fabric (fat-tree)", ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches",
+    out.append(("Networks (fat-trees; frontend: = serving front-end)", ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches",
                                                 "link optics"], rows))
     rows = [[s, f"{tb:,.1f}", f"{tb / cat.storage[s].replication:,.1f}", f"{tb * cat.storage[s].gbps_per_tb:,.1f}"]
             for s, tb in d.storage_tb.items()]

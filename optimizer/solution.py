@@ -38,8 +38,45 @@ class JobResult:
 
 
 @dataclass
-class FabricResult:
+class ReplicaGroup:
+    accelerator: str
+    tp: int
+    batch: int
+    replicas: int
+    requests_per_s_each: float
+    output_tokens_per_s_each: float
+    ttft_s: float
+    tpot_s: float
+    memory_per_acc_gb: float
+
+
+@dataclass
+class ServiceResult:
     name: str
+    demand_rps: float
+    served_rps: float
+    output_tokens_per_s: float  # demand
+    ttft_slo_s: float
+    tpot_slo_s: float
+    groups: list[ReplicaGroup]
+    tco_share_usd: float  # TCO allocated by share of compute capex
+    cost_per_million_output_tokens_usd: float  # at full demand, 24/7 over the horizon
+    candidates_enumerated: int
+    candidates_meet_slo: int
+    candidates_in_mip: int
+
+    @property
+    def worst_ttft_s(self) -> float:
+        return max(g.ttft_s for g in self.groups)
+
+    @property
+    def worst_tpot_s(self) -> float:
+        return max(g.tpot_s for g in self.groups)
+
+
+@dataclass
+class FabricResult:
+    name: str  # "frontend:<fabric>" for the serving front-end network
     endpoints: int
     tiers: int
     leaves: int
@@ -88,6 +125,7 @@ class Solution:
     solver: str = ""
     runtime_s: float = 0.0
     jobs: list[JobResult] = field(default_factory=list)
+    services: list[ServiceResult] = field(default_factory=list)
     design: Optional[Design] = None
     diagnosis: list[str] = field(default_factory=list)  # why infeasible, in the instance's units
     message: str = ""

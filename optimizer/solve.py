@@ -7,15 +7,15 @@ import time
 
 import numpy as np
 
-from models.candidates import JobTable, job_table
+from models.candidates import JobTable, ServiceTable, job_table, service_table
 from models.schema import Instance
 
 from .backends import SolveResult, Status
 from .backends import solve as run_backend
 from .build import Vars, build_model, fabric_endpoints, fabric_optics, objective_expr
-from .data import USD_PER_MUSD, MipData, build_data
-from .prune import Pruned, prune
-from .solution import Design, FabricResult, JobResult, Solution
+from .data import HOURS_PER_YEAR, USD_PER_MUSD, MipData, build_data
+from .prune import Pruned, PrunedService, prune, prune_service
+from .solution import Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, Solution
 
 # Lexicographic tie-break: after min_time or min_power, the cheapest (TCO) design at that optimum.
 SECOND_STAGE = {"min_time": "min_tco", "min_power": "min_tco"}
@@ -35,8 +35,34 @@ def objective_scale(objective: str) -> float:
 
 
 def prepare(instance: Instance) -> tuple[list[JobTable], list[Pruned]]:
-    tables = [job_table(job, instance.catalog) for job in instance.workloads]
+    tables = [job_table(job, instance.catalog) for job in instance.training_jobs]
     return tables, [prune(t, instance.objective) for t in tables]
+
+
+def prepare_services(instance: Instance) -> list[PrunedService]:
+    return [prune_service(service_table(s, instance.catalog)) for s in instance.services]
+
+
+def explain_service(ps: PrunedService) -> str:
+    """Why no replica layout of a service meets memory and its SLOs, with the nearest miss."""
+    t, s = ps.table, ps.table.service
+    if ps.fit_memory == 0:
+        return (f"service '{s.name}': the model's weights and one sequence's KV cache fit no accelerator at any "
+                "tensor-parallel degree within its scale-up domain (try fp8/int8 or larger accelerators)")
+    fits = t.perf["fits_memory"].astype(bool)
+    ttft = np.where(fits, t.perf["ttft_s"], np.inf)
+    tpot = np.where(fits & (t.perf["ttft_s"] <= s.ttft_s), t.perf["tpot_s"], np.inf)
+    if not np.isfinite(tpot).any():
+        i = int(np.argmin(ttft))
+        lay = t.layout(i)
+        return (f"service '{s.name}': no layout meets the TTFT SLO of {s.ttft_s:g} s; the fastest prefill is "
+                f"{ttft[i]:.3f} s ({lay['accelerator']}, tp={lay['tp']}): relax the SLO by {ttft[i] - s.ttft_s:.3f} s "
+                "or shorten prompts")
+    i = int(np.argmin(tpot))
+    lay = t.layout(i)
+    return (f"service '{s.name}': no layout meets the TPOT SLO of {s.tpot_s * 1000:g} ms; the best is "
+            f"{tpot[i] * 1000:.1f} ms ({lay['accelerator']}, tp={lay['tp']}, batch={lay['batch']}): relax it by "
+            f"{(tpot[i] - s.tpot_s) * 1000:.1f} ms")
 
 
 def explain_job(pr: Pruned) -> str:
@@ -193,6 +219,40 @@ def _jobs(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> 
     return out
 
 
+def _services(instance: Instance, data: MipData, pruned: list[PrunedService], v: Vars, values, design: Design,
+              jobs: list[JobResult]) -> list[ServiceResult]:
+    """Replicas by layout, SLO figures and cost per million output tokens (TCO allocated by compute capex)."""
+    cat = instance.catalog
+    price_per_acc = {n: a.node_price_usd / a.accelerators_per_node for n, a in cat.accelerators.items()}
+    groups_by_svc = []
+    for s, ps in zip(data.services, pruned):
+        t = ps.table
+        groups = []
+        for k, lay in enumerate(s.layouts):
+            r = int(round(values[v.replicas[s.name, k].index]))
+            if r:
+                i = lay.index
+                p = t.perf
+                groups.append(ReplicaGroup(lay.accelerator, lay.tp, lay.batch, r, float(p["requests_per_s"][i]),
+                                           float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
+                                           float(p["memory_per_acc_gb"][i])))
+        groups_by_svc.append(groups)
+    svc_capex = [sum(g.replicas * g.tp * price_per_acc[g.accelerator] for g in groups) for groups in groups_by_svc]
+    job_capex = [j.accelerators * price_per_acc[j.accelerator] for j in jobs]
+    total = sum(svc_capex) + sum(job_capex)
+    horizon_s = instance.budget.horizon_years * HOURS_PER_YEAR * 3600
+    out = []
+    for s, ps, groups, capex in zip(data.services, pruned, groups_by_svc, svc_capex):
+        svc = ps.table.service
+        share = design.tco_usd * capex / total if total else 0.0
+        tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
+        out.append(ServiceResult(
+            s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups), svc.demand_output_tokens_per_s,
+            svc.ttft_s, svc.tpot_s, groups, share, share / tokens_m, ps.enumerated, ps.meet_slo, ps.survived,
+        ))
+    return out
+
+
 def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None,
@@ -201,12 +261,14 @@ def solve_instance(
     start = time.perf_counter()
     sol = Solution(instance=instance.name, objective=instance.objective, status="infeasible", backend=backend)
     _, pruned = prepare(instance)
-    empty = [pr for pr in pruned if pr.survived == 0]
+    pruned_services = prepare_services(instance)
+    empty = [explain_job(pr) for pr in pruned if pr.survived == 0]
+    empty += [explain_service(ps) for ps in pruned_services if ps.survived == 0]
     if empty:
-        sol.diagnosis = [explain_job(pr) for pr in empty]
+        sol.diagnosis = empty
         sol.runtime_s = time.perf_counter() - start
         return sol
-    data = build_data(instance, pruned)
+    data = build_data(instance, pruned, pruned_services)
     res, v, m = _solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path)
     sol.status = STATUS_TEXT[res.status]
     sol.backend, sol.solver, sol.message = res.backend, res.solver, res.message
@@ -218,6 +280,7 @@ def solve_instance(
         sol.gap = res.gap
         sol.design = _design(data, v, res.values)
         sol.jobs = _jobs(data, pruned, v, res.values)
+        sol.services = _services(instance, data, pruned_services, v, res.values, sol.design, sol.jobs)
         if verify:
             from .verify import verify_solution
 

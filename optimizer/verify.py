@@ -37,7 +37,7 @@ def _close(a: float, b: float, rel: float = REL_TOL, abs_: float = 1e-6) -> bool
 
 def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     """The performance model on one layout: days (with checkpoint stalls), memory, nodes, rates."""
-    job = next(w for w in instance.workloads if w.name == job_name)
+    job = next(w for w in instance.training_jobs if w.name == job_name)
     cat = instance.catalog
     dims = resolve_model(job.model, job.seq_len)
     acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
@@ -57,6 +57,17 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     return r
 
 
+def recompute_replica(instance: Instance, svc, accelerator: str, tp: int, batch: int) -> dict:
+    """The serving model on one replica layout: TTFT, TPOT, memory, requests/s."""
+    from models.inference import ServingGrid, evaluate_serving
+
+    one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
+    grid = ServingGrid(acc=one(0), t=one(tp), batch=one(batch))
+    perf = evaluate_serving(resolve_model(svc.model), grid, [instance.catalog.accelerators[accelerator]],
+                            instance.catalog.calibration, svc.precision, svc.input_tokens, svc.output_tokens)
+    return {k: float(v[0]) for k, v in perf.items()}
+
+
 def verify_solution(instance: Instance, sol: Solution) -> None:
     """Raise VerificationError unless the design satisfies every limit of the instance."""
     problems: list[str] = []
@@ -69,11 +80,13 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
     need_nodes: dict[str, int] = {}
     need_endpoints: dict[str, int] = {}
     usable_tb = write_gbps = read_total = 0.0
-    if {j.name for j in sol.jobs} != {w.name for w in instance.workloads}:
-        problems.append("the solution does not place every job exactly once")
+    if {j.name for j in sol.jobs} != {w.name for w in instance.training_jobs}:
+        problems.append("the solution does not place every training job exactly once")
+    if {s.name for s in sol.services} != {w.name for w in instance.services}:
+        problems.append("the solution does not serve every service")
     for j in sol.jobs:
         lay = {k: getattr(j, k) for k in ("accelerator", "fabric", "tp", "pp", "dp", "micro_batch", "vp", "recompute", "distributed_optimizer")}
-        w = next(w for w in instance.workloads if w.name == j.name)
+        w = next(w for w in instance.training_jobs if w.name == j.name)
         if w.accelerator and w.accelerator != j.accelerator:
             problems.append(f"job {j.name}: pinned to {w.accelerator} but runs on {j.accelerator}")
         if w.fabric and w.fabric != j.fabric:
@@ -92,6 +105,37 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
         usable_tb += r["usable_tb"]
         write_gbps += r["write_gbps"]
         read_total += r["read_gbps"]
+
+    # Services: every replica layout re-run through the serving model; SLOs, memory, demand.
+    serving_accs: dict[str, int] = {}
+    for sr in sol.services:
+        svc = next(w for w in instance.services if w.name == sr.name)
+        served = 0.0
+        for g in sr.groups:
+            if svc.accelerators and g.accelerator not in svc.accelerators:
+                problems.append(f"service {sr.name}: {g.accelerator} is not among its allowed accelerators")
+            r = recompute_replica(instance, svc, g.accelerator, g.tp, g.batch)
+            where = f"service {sr.name} ({g.replicas} x {g.accelerator} tp={g.tp} batch={g.batch})"
+            if not r["fits_memory"]:
+                problems.append(f"{where}: needs {r['memory_per_acc_gb']:.1f} GB per accelerator, more than fits")
+            if r["ttft_s"] > svc.ttft_s * (1 + 1e-9):
+                problems.append(f"{where}: TTFT {r['ttft_s']:.3f} s breaks the SLO of {svc.ttft_s} s")
+            if r["tpot_s"] > svc.tpot_s * (1 + 1e-9):
+                problems.append(f"{where}: TPOT {r['tpot_s'] * 1000:.1f} ms breaks the SLO of {svc.tpot_s * 1000:g} ms")
+            if not _close(r["requests_per_s"], g.requests_per_s_each):
+                problems.append(f"{where}: reported {g.requests_per_s_each:.4f} req/s per replica, recomputed {r['requests_per_s']:.4f}")
+            served += g.replicas * r["requests_per_s"]
+            serving_accs[g.accelerator] = serving_accs.get(g.accelerator, 0) + g.replicas * g.tp
+        if served < svc.demand_rps * (1 - FEAS_TOL):
+            problems.append(f"service {sr.name}: replicas serve {served:.3f} req/s, demand is {svc.demand_rps:g}")
+    serving_nodes = 0
+    for acc, n_acc in serving_accs.items():
+        n = math.ceil(n_acc / cat.accelerators[acc].accelerators_per_node - 1e-9)
+        need_nodes[acc] = need_nodes.get(acc, 0) + n
+        serving_nodes += n
+    if serving_nodes:
+        fe = f"frontend:{fac.frontend_fabric}"
+        need_endpoints[fe] = serving_nodes * fac.frontend_ports_per_node
 
     # Nodes and racks.
     for acc, n in need_nodes.items():
@@ -121,7 +165,7 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
         if fab not in built or built[fab].endpoints < ep:
             problems.append(f"fabric {fab}: jobs attach {ep} endpoints, design has {built[fab].endpoints if fab in built else 0}")
     for f in d.fabrics:
-        spec = cat.fabrics[f.name]
+        spec = cat.frontend_fabrics[f.name.split(":", 1)[1]] if f.name.startswith("frontend:") else cat.fabrics[f.name]
         if f.tiers < 1 or f.endpoints > tier_capacity(f.tiers, spec.switch_radix, spec.oversubscription):
             problems.append(f"fabric {f.name}: {f.endpoints} endpoints do not fit {f.tiers} tiers of radix {spec.switch_radix}")
             continue

@@ -27,7 +27,7 @@ def tiny_data(y_price_usd=300_000, power_cap_kw=None, capex_cap_usd=None) -> Mip
         Candidate(1, "y", "f", nodes=3, endpoints=3, days=9.0, read_gbps=0.0),
     ])
     return MipData(
-        name="tiny", objective="min_tco", jobs=[job],
+        name="tiny", objective="min_tco", jobs=[job], services=[],
         accelerators=[AcceleratorData("x", 0.100, 5.0, {"air": 4}), AcceleratorData("y", y_price_usd / 1e6, 4.0, {"air": 4})],
         fabrics=[fab], storage=[StorageData("s", 1e-4, 0.001, 1.0, 1.0)],
         cooling_capex_musd_per_kw={"air": 0.001}, aux_cooling="air", pue=1.5, power_cap_kw=power_cap_kw, max_racks=None,
