@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .inference import (
+    BATCHES, BYTES_PER_PARAM, SERVING_PRECISIONS, ServingGrid, enumerate_serving_grid, evaluate_serving,
+)
 from .schema import Catalog, ModelDims, PinnedParallelism
 from .training import PRECISIONS, RECOMPUTE, enumerate_grid, evaluate
 
@@ -157,6 +160,133 @@ def estimate_training(
         days = float(out["time_to_train_days"][i])
         res["time_to_train_days"] = days if math.isfinite(days) else None
     res["breakdown"] = {k: float(out[k][i]) for k in BREAKDOWN}
+    if note:
+        res["note"] = note
+    return res
+
+
+INFERENCE_BREAKDOWN = (
+    "prefill_compute_s", "prefill_memory_s", "prefill_tp_comm_s", "decode_compute_s", "decode_memory_s",
+    "decode_tp_comm_s",
+)
+
+
+def estimate_inference(
+    dims: ModelDims,
+    catalog: Catalog,
+    accelerator: str,
+    tp: int | None = None,
+    batch: int | None = None,
+    precision: str = "bf16",
+    input_tokens: int = 1000,
+    output_tokens: int = 250,
+    *,
+    max_tpot_s: float | None = None,
+) -> dict[str, Any]:
+    """TTFT, TPOT, throughput and memory of one serving replica (`dcopt estimate --mode inference`).
+
+    Left out, batch is the largest of `inference.BATCHES` that fits in memory (and meets
+    `max_tpot_s` if given): more concurrent sequences always raise throughput, so memory or the SLO
+    is what stops it. tp is the one giving the most output tokens/s per accelerator at its batch
+    (ties: the smallest). Raises ValueError for impossible requests; a pinned batch too large for
+    memory is returned with fits_memory false and a `note`.
+    """
+    if accelerator not in catalog.accelerators:
+        raise ValueError(f"unknown accelerator '{accelerator}' (available: {', '.join(sorted(catalog.accelerators))})")
+    if precision not in SERVING_PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}' (available: {', '.join(SERVING_PRECISIONS)})")
+    acc = catalog.accelerators[accelerator]
+    if precision == "fp8" and acc.peak_fp8_tflops is None:
+        fp8 = sorted(k for k, a in catalog.accelerators.items() if a.peak_fp8_tflops is not None)
+        raise ValueError(
+            f"accelerator '{accelerator}' has no FP8 support (peak_fp8_tflops not set); use precision bf16 or int8 "
+            f"(weight-only) or an FP8 accelerator ({', '.join(fp8)})"
+        )
+    if input_tokens < 1 or output_tokens < 1:
+        raise ValueError(f"input_tokens and output_tokens must be at least 1; got {input_tokens} and {output_tokens}")
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1; got {batch}")
+    if max_tpot_s is not None and max_tpot_s <= 0:
+        raise ValueError(f"max_tpot_s must be positive; got {max_tpot_s}")
+    if tp is not None:
+        if tp < 1 or tp > dims.heads or dims.heads % tp:
+            raise ValueError(f"tp={tp} does not divide the model's {dims.heads} attention heads")
+        if tp > acc.scaleup_domain:
+            raise ValueError(
+                f"tp={tp} exceeds the scale-up domain of '{accelerator}' ({acc.scaleup_domain} accelerators); "
+                "a serving replica stays within one scale-up domain"
+            )
+
+    calib = catalog.calibration
+    grid = enumerate_serving_grid(
+        dims, [acc], precision, None if tp is None else [tp], BATCHES if batch is None else [batch]
+    )
+    if len(grid) == 0:  # only when no default tp divides the heads within the scale-up domain
+        raise ValueError(f"no tensor-parallel degree divides the model's {dims.heads} heads within "
+                         f"'{accelerator}''s scale-up domain of {acc.scaleup_domain}")
+    out = evaluate_serving(dims, grid, [acc], calib, precision, input_tokens, output_tokens)
+    limit_gb = acc.hbm_gb - calib.memory_reserved_gb
+    if not (out["max_batch_fitting"] >= 1).any():
+        j = int(np.argmax(grid.t))
+        one = ServingGrid(acc=grid.acc[[j]], t=grid.t[[j]], batch=np.ones(1, dtype=np.int64))
+        m1 = evaluate_serving(dims, one, [acc], calib, precision, input_tokens, output_tokens)
+        w_gb, kv_gb, need_gb = (
+            float(m1[k][0]) for k in ("weights_gb_per_acc", "kv_gb_per_seq_per_acc", "memory_per_acc_gb")
+        )
+        at = f"tp={int(grid.t[j])}"
+        if tp is None:
+            at = f"the largest {at} (scale-up domain {acc.scaleup_domain})"
+        larger_tp = tp is not None and len(enumerate_serving_grid(dims, [acc], precision, [2 * tp], [1])) > 0
+        hint = ("a larger tp, " if larger_tp else "") + (
+            "fp8/int8 weights, " if BYTES_PER_PARAM[precision] > 1 else "") + "an accelerator with more memory"
+        if w_gb <= limit_gb:
+            hint += f", or fewer than {input_tokens + output_tokens} tokens per sequence"
+        what = "weights do not fit" if w_gb > limit_gb else "weights fit but leave no room for one sequence's KV cache"
+        raise ValueError(
+            f"{dims.params / 1e9:.1f}B-parameter model in {precision} on '{accelerator}' at {at}: {what}; one sequence "
+            f"of {input_tokens + output_tokens} tokens needs {need_gb:.1f} GB per accelerator ({w_gb:.1f} GB weights + "
+            f"{kv_gb:.2f} GB KV + workspace) vs {limit_gb:.1f} GB available "
+            f"(hbm_gb {acc.hbm_gb:g} - memory_reserved_gb {calib.memory_reserved_gb:g}); use {hint}"
+        )
+
+    fits = out["fits_memory"]
+    ok = fits & (out["tpot_s"] <= max_tpot_s) if max_tpot_s is not None else fits
+    note = None
+    if ok.any():
+        # Per t the largest admissible batch, then the t with the most tokens/s per accelerator.
+        best_per_t: dict[int, int] = {}
+        for j in np.flatnonzero(ok):
+            k = int(grid.t[j])
+            if k not in best_per_t or grid.batch[j] > grid.batch[best_per_t[k]]:
+                best_per_t[k] = int(j)
+        i = min(best_per_t.values(), key=lambda j: (-out["output_tokens_per_s_per_acc"][j], grid.t[j]))
+    elif not fits.any():  # only a pinned batch can get here
+        i = int(np.argmax(out["max_batch_fitting"]))
+        note = (f"batch {batch} does not fit in memory: at most {int(out['max_batch_fitting'][i])} sequences of "
+                f"{input_tokens + output_tokens} tokens fit at tp={int(grid.t[i])}")
+    else:
+        cands = np.flatnonzero(fits)
+        i = int(cands[np.argmin(out["tpot_s"][cands])])
+        note = f"no layout that fits in memory meets max_tpot_s={max_tpot_s:g}; showing the lowest TPOT"
+
+    res: dict[str, Any] = {
+        "accelerator": accelerator,
+        "tp": int(grid.t[i]),
+        "batch": int(grid.batch[i]),
+        "precision": precision,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "params": dims.params,
+    }
+    if max_tpot_s is not None:
+        res["max_tpot_s"] = max_tpot_s
+    for k in ("ttft_s", "tpot_s", "decode_step_s", "output_tokens_per_s", "output_tokens_per_s_per_acc",
+              "requests_per_s", "memory_per_acc_gb", "weights_gb_per_acc", "kv_gb_per_seq_per_acc"):
+        res[k] = float(out[k][i])
+    res["max_batch_fitting"] = int(out["max_batch_fitting"][i])
+    res["memory_limit_gb"] = limit_gb
+    res["fits_memory"] = bool(out["fits_memory"][i])
+    res["breakdown"] = {k: float(out[k][i]) for k in INFERENCE_BREAKDOWN}
     if note:
         res["note"] = note
     return res

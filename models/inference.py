@@ -1,0 +1,275 @@
+"""Inference (serving) performance model: latency, throughput and memory of every replica layout at once.
+
+One row of a `ServingGrid` is one replica layout (accelerator, tensor-parallel degree t, decode
+batch beta); `evaluate_serving` computes every row with numpy broadcasting, like
+`models.training.evaluate`, and reuses its GEMM-efficiency and ring all-reduce helpers so serving
+and training share one calibration.
+
+Formulas (DOMAIN.md section 4; memory per Pope et al. 2022, "Efficiently Scaling Transformer
+Inference", and Kwon et al. 2023, "vLLM / PagedAttention"; all-reduce per Patarasuk & Yuan 2009).
+P parameters, l layers, h hidden, hd head dim, kv KV heads, n input tokens, o output tokens,
+beta concurrent sequences, t accelerators per replica, bpp bytes per parameter:
+
+  weights per accelerator      W   = P * bpp / t
+  KV per token per accelerator kv  = 2 * l * ceil(kv / t) * hd * KV_BYTES  (KV heads are replicated
+                                     once t > kv, as vLLM and TensorRT-LLM do)
+  context per sequence         memory at its longest: n + o;  HBM traffic, on average: n + o/2
+  memory per accelerator       W + beta * kv * (n + o) + workspace(n + beta tokens)  <= hbm - reserved
+  efficiency                   eff = _gemm_eff(thinnest GEMM dim): decode h/t (a skinny batch is
+                               a weight-streaming GEMV: the HBM term below bounds it, not a second
+                               compute ceiling), prefill min(h/t, n)
+  prefill (TTFT)               max((2*P*n + 2*l*n^2*h) / (t*peak*eff), W / hbm_bw_eff)
+                               + 2*l all-reduces of n*h*2 bytes            (causal attention: half
+                                                                            of 4*l*n^2*h)
+  decode step                  max((2*P*beta + 4*l*beta*ctx_avg*h) / (t*peak*eff),
+                                   (W + beta*kv*ctx_avg) / hbm_bw_eff)
+                               + 2*l all-reduces of beta*h*2 bytes (latency-dominated: the ring's
+                                                                    2*(t-1) hops are included)
+  hbm_bw_eff = hbm_bw * calib.hbm_efficiency; all-reduces run on the scale-up links at
+  scaleup_bw * calib.comm_efficiency (a replica stays within one scale-up domain).
+
+Serving assumptions (continuous batching, non-chunked prefill, no queueing):
+  A replica's timeline holds each request's prefill once and its o decode steps, shared by beta
+  sequences, so   requests_per_s = 1 / (prefill_s + o * decode_step_s / beta),
+                  output_tokens_per_s = requests_per_s * o.
+  A user sees each token after one decode step plus the other sequences' prefills that interrupt
+  decoding, amortised over its o tokens (Little's law with beta sequences in flight):
+                  TPOT = decode_step_s + beta * prefill_s / o.
+  TTFT = prefill time of one request: the replica is assumed to pick a new request up at once
+  (no queueing delay, so this is the lower bound an SLO is checked against).
+
+Not modelled: chunked prefill and prefill/decode disaggregation, speculative decoding, prefix
+caching, pipeline parallelism for serving, KV paging fragmentation (inside memory_reserved_gb), and
+the input embedding being a lookup (its FLOPs and bytes, ~1.5 % of Llama 3 70B, are counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .schema import Accelerator, Calibration, ModelDims
+from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _gemm_eff, _ring_allreduce_s
+
+SERVING_PRECISIONS = ("bf16", "fp8", "int8")
+BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0}
+# int8 is weight-only quantisation (W8A16, e.g. AWQ/GPTQ-style kernels): weights are dequantised to
+# bf16 on the fly, so the math runs at the bf16 peak and the KV cache stays in bf16.
+KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 2.0}
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+LOGIT_BYTES = 4.0  # fp32 logits of the last position of each sequence, sharded over t (vocab-parallel head)
+
+
+@dataclass(frozen=True)
+class ServingGrid:
+    """Candidate replica layouts, one per row; all arrays have equal length."""
+
+    acc: np.ndarray  # index into the accelerators list passed alongside
+    t: np.ndarray  # tensor-parallel degree = accelerators per replica
+    batch: np.ndarray  # decode batch beta: concurrent sequences per replica
+
+    def __len__(self) -> int:
+        return int(self.acc.shape[0])
+
+    def take(self, idx) -> "ServingGrid":
+        return ServingGrid(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in SERVING_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}; got '{precision}'")
+
+
+def _peak_flops_tab(accelerators: list[Accelerator], precision: str) -> np.ndarray:
+    """FP8 peak for fp8 (NaN where there are no FP8 units); bf16 peak otherwise (int8 is weight-only)."""
+    return np.array(
+        [(x.peak_fp8_tflops if precision == "fp8" else x.peak_bf16_tflops) or np.nan for x in accelerators]
+    ) * 1e12
+
+
+def enumerate_serving_grid(
+    dims: ModelDims,
+    accelerators: list[Accelerator],
+    precision: str = "bf16",
+    tp_options=None,
+    batches=BATCHES,
+) -> ServingGrid:
+    """Every (accelerator, t, batch) replica layout.
+
+    t: powers of two up to TP_MAX by default (a given `tp_options` bypasses that cap), dividing the
+    attention heads and within the accelerator's scale-up domain, since a replica's per-layer
+    all-reduces would be latency-bound across the scale-out fabric. fp8 needs FP8 units.
+    Rows that do not fit in memory are kept; `evaluate_serving` flags them.
+    """
+    _check_precision(precision)
+    if tp_options is None:
+        tp_options = 2 ** np.arange(0, int(np.log2(TP_MAX)) + 1)
+    t_c = np.asarray(tp_options, dtype=np.int64)
+    t_c = t_c[(t_c >= 1) & (dims.heads % np.maximum(t_c, 1) == 0)]
+    b_c = np.asarray(batches, dtype=np.int64)
+    A, T, Bt = [], [], []
+    for i, a in enumerate(accelerators):
+        if precision == "fp8" and a.peak_fp8_tflops is None:
+            continue
+        t_ok = t_c[t_c <= a.scaleup_domain]
+        tt, bb = (x.ravel() for x in np.meshgrid(t_ok, b_c, indexing="ij"))
+        A.append(np.full(tt.shape, i, dtype=np.int64))
+        T.append(tt)
+        Bt.append(bb)
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
+    return ServingGrid(acc=cat(A), t=cat(T), batch=cat(Bt))
+
+
+def _memory_terms(dims: ModelDims, precision: str, input_tokens: float, output_tokens: float, t):
+    """Bytes per accelerator: weights, KV per sequence at full context, and the workspace as
+    fixed + per-sequence parts (so the largest batch has a closed form)."""
+    h, l = float(dims.hidden), float(dims.layers)
+    weights_b = dims.params * BYTES_PER_PARAM[precision] / t
+    kv_heads_per_acc = np.ceil(dims.n_kv_heads / t)
+    kv_per_token_b = 2.0 * l * kv_heads_per_acc * dims.head_dim * KV_BYTES[precision]
+    kv_per_seq_b = kv_per_token_b * (float(input_tokens) + float(output_tokens))
+    # Workspace: one layer's live activations per token in flight (residual + normed input, and the
+    # MLP's up/gate/product sharded over t; flash attention, so no n^2 scores), for the prefill's n
+    # tokens plus a decode step's beta tokens, and each sequence's last-position logits.
+    act_per_token_b = ACT_BYTES * (2.0 * h + (3.0 if dims.gated_mlp else 2.0) * dims.ffn / t)
+    logits_per_seq_b = LOGIT_BYTES * dims.vocab / t
+    ws_fixed_b = float(input_tokens) * act_per_token_b + logits_per_seq_b
+    ws_per_seq_b = act_per_token_b + logits_per_seq_b
+    return weights_b, kv_per_token_b, kv_per_seq_b, ws_fixed_b, ws_per_seq_b
+
+
+def _max_batch(weights_b, kv_per_seq_b, ws_fixed_b, ws_per_seq_b, limit_b) -> np.ndarray:
+    room = limit_b - weights_b - ws_fixed_b
+    # The relative nudge keeps an exact fit (room an exact multiple) from flooring one below.
+    beta = np.floor(room / (kv_per_seq_b + ws_per_seq_b) * (1.0 + 1e-12))
+    return np.maximum(beta, 0.0).astype(np.int64)
+
+
+def max_batch_fitting(
+    dims: ModelDims,
+    accelerators: list[Accelerator],
+    calib: Calibration,
+    precision: str,
+    input_tokens: float,
+    output_tokens: float,
+    acc_idx,
+    t,
+) -> np.ndarray:
+    """Largest integer decode batch whose weights, KV at full context and workspace fit in
+    hbm_gb - memory_reserved_gb; 0 where the weights alone do not fit. Vectorized over (acc_idx, t)."""
+    _check_precision(precision)
+    acc_idx = np.asarray(acc_idx, dtype=np.int64)
+    t = np.asarray(t, dtype=np.float64)
+    limit_b = (np.array([x.hbm_gb for x in accelerators])[acc_idx] - calib.memory_reserved_gb) * 1e9
+    w, _, kv_seq, ws_fixed, ws_seq = _memory_terms(dims, precision, input_tokens, output_tokens, t)
+    return _max_batch(w, kv_seq, ws_fixed, ws_seq, limit_b)
+
+
+def evaluate_serving(
+    dims: ModelDims,
+    grid: ServingGrid,
+    accelerators: list[Accelerator],
+    calib: Calibration,
+    precision: str,
+    input_tokens: float,
+    output_tokens: float,
+) -> dict[str, np.ndarray]:
+    """TTFT, TPOT, throughput, memory and the time breakdown of every row of `grid` (per replica
+    unless the name says per accelerator)."""
+    _check_precision(precision)
+    if not input_tokens >= 1 or not output_tokens >= 1:
+        raise ValueError(f"input_tokens and output_tokens must be at least 1; got {input_tokens}, {output_tokens}")
+    args = (accelerators, calib, precision, float(input_tokens), float(output_tokens))
+    if len(grid) <= CHUNK_ROWS:
+        return _evaluate_serving(dims, grid, *args)
+    parts = [
+        _evaluate_serving(dims, grid.take(slice(i, i + CHUNK_ROWS)), *args) for i in range(0, len(grid), CHUNK_ROWS)
+    ]
+    return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
+
+
+def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -> dict[str, np.ndarray]:
+    h, l, P = float(dims.hidden), float(dims.layers), dims.params
+
+    peak = _peak_flops_tab(accelerators, precision)[grid.acc]
+    if np.isnan(peak).any():
+        raise ValueError("fp8 requested for an accelerator without FP8 units")
+    hbm_gb = np.array([x.hbm_gb for x in accelerators])[grid.acc]
+    hbm_bs = np.array([x.hbm_bw_tbs for x in accelerators])[grid.acc] * 1e12 * calib.hbm_efficiency
+    su_bs = np.array([x.scaleup_bw_gbs for x in accelerators])[grid.acc] * 1e9 * calib.comm_efficiency
+
+    t = grid.t.astype(np.float64)
+    beta = grid.batch.astype(np.float64)
+    ctx_avg = n_in + n_out / 2.0
+
+    # Memory.
+    limit_b = (hbm_gb - calib.memory_reserved_gb) * 1e9
+    weights_b, kv_tok_b, kv_seq_b, ws_fixed_b, ws_seq_b = _memory_terms(dims, precision, n_in, n_out, t)
+    memory_b = weights_b + beta * (kv_seq_b + ws_seq_b) + ws_fixed_b
+    max_beta = _max_batch(weights_b, kv_seq_b, ws_fixed_b, ws_seq_b, limit_b)
+
+    # Prefill of one request: compute-bound for any real prompt, but it still reads the weights once.
+    eff_pre = _gemm_eff(np.minimum(h / t, n_in), calib)
+    pre_flops = 2.0 * P * n_in + 2.0 * l * n_in * n_in * h
+    prefill_compute_s = pre_flops / (t * peak * eff_pre)
+    prefill_memory_s = weights_b / hbm_bs
+    prefill_tp_s = 2.0 * l * _ring_allreduce_s(t, n_in * h * ACT_BYTES, su_bs, SCALEUP_LATENCY_S)
+    prefill_s = np.maximum(prefill_compute_s, prefill_memory_s) + prefill_tp_s
+
+    # Decode step at batch beta: weights + the batch's KV streamed from HBM, or the GEMMs, whichever
+    # is slower; the tiny all-reduces are latency-bound and not overlapped.
+    eff_dec = _gemm_eff(h / t, calib)
+    dec_flops = 2.0 * P * beta + 4.0 * l * beta * ctx_avg * h
+    decode_compute_s = dec_flops / (t * peak * eff_dec)
+    decode_memory_s = (weights_b + beta * kv_tok_b * ctx_avg) / hbm_bs
+    decode_tp_s = 2.0 * l * _ring_allreduce_s(t, beta * h * ACT_BYTES, su_bs, SCALEUP_LATENCY_S)
+    step_s = np.maximum(decode_compute_s, decode_memory_s) + decode_tp_s
+
+    # Continuous batching, non-chunked prefill (module docstring).
+    requests_per_s = 1.0 / (prefill_s + n_out * step_s / beta)
+    out_tps = requests_per_s * n_out
+
+    return {
+        "weights_gb_per_acc": weights_b / 1e9,
+        "kv_gb_per_seq_per_acc": kv_seq_b / 1e9,
+        "memory_per_acc_gb": memory_b / 1e9,
+        "fits_memory": grid.batch <= max_beta,  # max_beta is 0 when the weights alone do not fit
+        "max_batch_fitting": max_beta,
+        "ttft_s": prefill_s,
+        "decode_step_s": step_s,
+        "tpot_s": step_s + beta * prefill_s / n_out,
+        "requests_per_s": requests_per_s,
+        "output_tokens_per_s": out_tps,
+        "output_tokens_per_s_per_acc": out_tps / t,
+        "prefill_compute_s": prefill_compute_s,
+        "prefill_memory_s": prefill_memory_s,
+        "prefill_tp_comm_s": prefill_tp_s,
+        "decode_compute_s": decode_compute_s,
+        "decode_memory_s": decode_memory_s,
+        "decode_tp_comm_s": decode_tp_s,
+    }
+
+
+def _throughput_benchmark() -> None:
+    """Rows/s of `evaluate_serving` on the built-in catalog, tiled (python -m models.inference)."""
+    import time
+
+    from .loader import default_catalog
+    from .presets import PRESETS
+
+    cat = default_catalog()
+    accs = list(cat.accelerators.values())
+    for name in ("llama3-70b", "llama3-8b", "llama3-405b"):
+        dims = PRESETS[name]
+        base = enumerate_serving_grid(dims, accs, "bf16")
+        grid = base.take(np.tile(np.arange(len(base)), 2_000_000 // len(base) + 1))
+        evaluate_serving(dims, base, accs, cat.calibration, "bf16", 1000, 250)  # warm-up
+        t0 = time.perf_counter()
+        evaluate_serving(dims, grid, accs, cat.calibration, "bf16", 1000, 250)
+        dt = time.perf_counter() - t0
+        print(f"{name}: {len(base)} distinct rows, tiled to {len(grid):,}; {dt:.3f} s = {len(grid) / dt:,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    _throughput_benchmark()
