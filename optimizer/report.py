@@ -80,7 +80,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
                                                 "link optics"], rows))
     rows = [[s, f"{tb:,.1f}", f"{tb / cat.storage[s].replication:,.1f}", f"{tb * cat.storage[s].gbps_per_tb:,.1f}"]
             for s, tb in d.storage_tb.items()]
-    out.append(("Storage", ["tier", "raw TB", "usable TB", "GB/s"], rows))
+    if rows:
+        out.append(("Storage", ["tier", "raw TB", "usable TB", "GB/s"], rows))
     out.append(("Power", ["", "kW"], [
         ["nodes", f"{d.node_power_kw:,.1f}"], ["network", f"{d.network_power_kw:,.1f}"], ["storage", f"{d.storage_power_kw:,.1f}"],
         ["IT total", f"{d.it_power_kw:,.1f}"],

@@ -114,7 +114,7 @@ def _solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, e
 def diagnose(data: MipData, backend: str, time_limit_s) -> list[str]:
     """Which facility-wide limit blocks: relax each alone, and say how far it must move."""
     limits = [
-        ("power_cap_kw", "min_power", "facility power cap", lambda x: f"{x / 1000:.2f} MW", lambda d: d.power_cap_kw),
+        ("power_cap_kw", "min_power", "facility power cap", lambda x: f"{x / 1000:.3f} MW", lambda d: d.power_cap_kw),
         ("capex_cap_musd", "min_capex", "capex budget", lambda x: f"${x:,.1f}M",
          lambda d: d.capex_cap_musd),
         ("max_racks", None, "rack space", lambda x: f"{x:.0f} racks", lambda d: d.max_racks),

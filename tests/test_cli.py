@@ -121,3 +121,27 @@ def test_schema_and_calibrate():
     r = run("calibrate", "--json")
     assert r.exit_code == 0
     assert json.loads(r.output)["mae_pct"] < 5
+
+
+def test_estimate_inference_json():
+    r = run("estimate", "--mode", "inference", "--model", "llama3-70b", "--accelerator", "h100-sxm", "--tp", "8",
+            "--batch", "64", "--input-tokens", "1000", "--output-tokens", "250", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    for key in ("ttft_s", "tpot_s", "max_batch_fitting", "output_tokens_per_s", "output_tokens_per_s_per_acc"):
+        assert key in out
+    assert out["output_tokens_per_s_per_acc"] == pytest.approx(out["output_tokens_per_s"] / 8)
+    r = run("estimate", "--mode", "inference", "--model", "llama3-405b", "--accelerator", "h100-sxm", "--tp", "8")
+    assert r.exit_code == 2 and "weights do not fit" in r.output
+
+
+def test_service_needs_exactly_one_demand(tmp_path):
+    bad = tmp_path / "svc.yaml"
+    bad.write_text(
+        "workloads:\n"
+        "  - {name: s, kind: inference, model: llama3-8b, input_tokens: 500, output_tokens: 100, ttft_s: 1, tpot_s: 0.05}\n"
+        "facility: {power_cap_mw: 1}\n"
+    )
+    r = run("solve", bad)
+    assert r.exit_code == 2 and "workloads[0]: got" not in r.output
+    assert "give exactly one of requests_per_s or output_tokens_per_s" in r.output

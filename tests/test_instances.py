@@ -84,3 +84,38 @@ def test_same_answer_every_run(solved):
     again = solve_instance(inst)
     assert again.to_dict()["design"] == sols["ortools"].to_dict()["design"]
     assert again.jobs == sols["ortools"].jobs
+
+
+def test_service_mix_beats_every_single_type(solved):
+    inst, sols = solved["three-services-mix.yaml"]
+    mix = sols["ortools"]
+    types = {g.accelerator for s in mix.services for g in s.groups}
+    assert len(types) >= 2
+    singles = {}
+    for acc in inst.catalog.accelerators:
+        only = inst.model_copy(update={"catalog": inst.catalog.model_copy(
+            update={"accelerators": {acc: inst.catalog.accelerators[acc]}})})
+        sol = solve_instance(only)
+        if sol.status == "optimal":
+            singles[acc] = sol.objective_value
+    assert singles and all(mix.objective_value < v * (1 - 1e-6) for v in singles.values()), singles
+
+
+def test_services_meet_slos_and_verifier_catches_breaks(solved):
+    inst, sols = solved["train-and-serve.yaml"]
+    sol = sols["ortools"]
+    for s in sol.services:
+        assert s.served_rps >= s.demand_rps
+        for g in s.groups:
+            assert g.ttft_s <= s.ttft_slo_s and g.tpot_s <= s.tpot_slo_s
+        assert s.cost_per_million_output_tokens_usd > 0
+
+    slow = copy.deepcopy(sol)
+    slow.services[0].groups[0].batch = 512  # a bigger decode batch: TPOT beyond 50 ms
+    with pytest.raises(VerificationError, match="breaks the SLO"):
+        verify_solution(inst, slow)
+
+    short = copy.deepcopy(sol)
+    short.services[0].groups[0].replicas -= 2
+    with pytest.raises(VerificationError, match="demand is"):
+        verify_solution(inst, short)

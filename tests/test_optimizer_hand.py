@@ -157,5 +157,48 @@ def test_power_cap_diagnosis_by_hand(backend):
     ok = solve_instance(ideal_instance(objective="min_power"), backend=backend)
     need_mw = ok.objective_value / 1000
     assert need_mw > 1.2 * 0.640
-    assert f"the least any design needs is {need_mw:.2f} MW against 0.50 MW" in sol.diagnosis[0]
+    assert f"the least any design needs is {need_mw:.3f} MW against 0.500 MW" in sol.diagnosis[0]
     assert math.isclose(ok.design.facility_power_kw, ok.objective_value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving, MIP level: integer replicas make a mix of accelerator types cheaper (Melange).
+# ---------------------------------------------------------------------------------------------
+
+
+def serving_data(b_node_price_usd: float) -> MipData:
+    from optimizer.data import ServiceData, ServingLayout
+
+    free_net = FabricData("frontend:eth", radix=64, down=32, up=32, tier_capacity={1: 64, 2: 2048, 3: 65536},
+                          switch_price_musd=0.0, switch_power_kw=0.0, endpoint_price_musd=0.0, endpoint_power_kw=0.0,
+                          optic_price_musd=0.0, optic_power_kw=0.0, frontend_ports_per_node=1)
+    svc = ServiceData("chat", demand_rps=10.0, layouts=[
+        ServingLayout(0, "a", tp=1, batch=8, requests_per_s=4.0),
+        ServingLayout(1, "b", tp=1, batch=8, requests_per_s=3.0),
+    ])
+    return MipData(
+        name="serve", objective="min_tco", jobs=[], services=[svc],
+        accelerators=[AcceleratorData("a", 0.100, 1.0, {"air": 10}, per_node=1),
+                      AcceleratorData("b", b_node_price_usd / 1e6, 1.0, {"air": 10}, per_node=1)],
+        fabrics=[free_net], storage=[StorageData("s", 1e-4, 0.001, 1.0, 1.0)],
+        cooling_capex_musd_per_kw={"air": 0.0}, aux_cooling="air", pue=1.0, power_cap_kw=None, max_racks=None,
+        rack_capex_musd=0.0, capex_cap_musd=None, horizon_years=1.0, maintenance_fraction=0.0, energy_musd_per_kw_year=0.0,
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mix_of_two_types_is_cheapest(backend):
+    # 10 req/s from replicas of 4 req/s ($100k) and 3 req/s ($80k): 3a = $300k, 4b = $320k,
+    # 2a + 1b = $280k, 1a + 2b = $260k (exactly 10 req/s) -> the mix wins.
+    data = serving_data(80_000)
+    res, v = _solve(data, backend)
+    assert res.objective * 1e6 == pytest.approx(260_000, abs=0.01)
+    assert [round(res.values[v.replicas["chat", k].index]) for k in (0, 1)] == [1, 2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_type_when_the_other_is_dear(backend):
+    # b at $120k: 1a + 2b = $340k, 2a + 1b = $320k, 4b = $480k, 3a = $300k -> a alone.
+    res, v = _solve(serving_data(120_000), backend)
+    assert res.objective * 1e6 == pytest.approx(300_000, abs=0.01)
+    assert [round(res.values[v.replicas["chat", k].index]) for k in (0, 1)] == [3, 0]
