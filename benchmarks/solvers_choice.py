@@ -1,11 +1,12 @@
 """Which MIP solver should OrToolsBackend use by default? Measure HiGHS vs SCIP (and CBC for
 reference) on seeded MILPs of the shapes dcopt builds, for speed and run-to-run determinism.
 
-    /work/venv/bin/python benchmarks/solvers_choice.py [--repeats 3] [--time-limit 30] [--quick]
+    python benchmarks/solvers_choice.py [--repeats 3] [--time-limit 30] [--quick]
 
 Each instance is solved `repeats` times per solver in one process; "det" means every repeat
 returned the same status, objective and values (bit for bit); the 4-hex hash of the values lets
-two runs in separate processes be diffed. Times are wall-clock medians including translation. CP-SAT is deliberately absent (SOLVERS.md: wrong on mixed models).
+two runs in separate processes be diffed. Times are wall-clock medians including translation.
+CP-SAT is deliberately absent (SOLVERS.md: wrong on mixed models).
 """
 
 from __future__ import annotations
@@ -122,6 +123,13 @@ INSTANCES: list[tuple[str, Callable[[], Model]]] = [
     ("dcopt 10x10x4", lambda: dcopt_like(10, 10, 4, 6)),
     ("dcopt 40x25x6", lambda: dcopt_like(40, 25, 6, 7, power_frac=0.3)),
     ("dcopt 80x25x8", lambda: dcopt_like(80, 25, 8, 8)),
+    ("gap 10x100 s52", lambda: generalized_assignment(10, 100, 52)),
+    ("gap 10x100 s53", lambda: generalized_assignment(10, 100, 53)),
+    ("gap 12x150", lambda: generalized_assignment(12, 150, 51)),
+    ("cfl 50x200", lambda: facility_location(50, 200, 54)),
+    ("dcopt 300x40x12", lambda: dcopt_like(300, 40, 12, 55, power_frac=0.3)),
+    ("mknap 100x8", lambda: int_knapsack(100, 8, 57)),
+    ("mknap 150x5", lambda: int_knapsack(150, 5, 56)),
     ("mknap 200x10", lambda: int_knapsack(200, 10, 5)),  # not solved in 30 s: incumbent quality
 ]
 QUICK = {"cfl 8x30", "mknap 80x5", "gap 5x40", "dcopt 10x10x4"}
@@ -131,7 +139,7 @@ def run(repeats: int, time_limit: float, quick: bool) -> None:
     backends = [("highs", OrToolsBackend("highs")), ("scip", OrToolsBackend("scip")), ("cbc", PulpBackend())]
     print(f"# python {platform.python_version()} on {platform.machine()}, repeats={repeats}, "
           f"time limit {time_limit:g}s per solve")
-    print(f"{'instance':<15}{'vars':>6}{'int':>6}{'rows':>6}  " +
+    print(f"{'instance':<17}{'vars':>6}{'int':>6}{'rows':>6}  " +
           "".join(f"{name:>26}" for name, _ in backends))
     for label, make in INSTANCES:
         if quick and label not in QUICK:
@@ -150,7 +158,7 @@ def run(repeats: int, time_limit: float, quick: bool) -> None:
             h = hashlib.sha1(repr(first.values).encode()).hexdigest()[:4]  # diff across processes
             cells.append(f"{t:8.3f}s {st:>4} {'det' if det else 'NONDET'} {h}")
         agree = len({round(o, 4) for o in objs.values() if o is not None}) <= 1
-        print(f"{label:<15}{model.num_vars:>6}{model.num_integer_vars:>6}{model.num_constraints:>6}  "
+        print(f"{label:<17}{model.num_vars:>6}{model.num_integer_vars:>6}{model.num_constraints:>6}  "
               + "".join(f"{c:>26}" for c in cells) + ("" if agree else f"   objectives differ: {objs}"))
         sys.stdout.flush()
 

@@ -121,10 +121,16 @@ def instance_from_dict(data: Any, source: str = "<instance>") -> Instance:
         raise InstanceError(source, [f"(top level): got {type(data).__name__}, expected a mapping of sections"])
     data = dict(data)
     data["catalog"] = merge_catalog(data.get("catalog"), source)
-    frontend = (data.get("facility") or {}).get("frontend_fabric", "eth-100g") if isinstance(data.get("facility"), dict) else "eth-100g"
-    spec = data["catalog"]["fabrics"].get(frontend) or default_catalog_raw()["fabrics"].get(frontend)
-    if spec is not None:
-        data["catalog"]["frontend_fabrics"] = {frontend: dict(spec)}
+    # Front-end networks named by the facility or sites: from the instance's fabrics, else built-in.
+    places = [data.get("facility")] + (data.get("sites") if isinstance(data.get("sites"), list) else [])
+    frontends = {}
+    for place in places:
+        if isinstance(place, dict):
+            name = place.get("frontend_fabric", "eth-100g")
+            spec = data["catalog"]["fabrics"].get(name) or default_catalog_raw()["fabrics"].get(name)
+            if isinstance(name, str) and spec is not None:
+                frontends[name] = dict(spec)
+    data["catalog"]["frontend_fabrics"] = frontends
     try:
         return Instance.model_validate(data)
     except ValidationError as exc:

@@ -197,6 +197,7 @@ class TrainingJob(Strict):
 
 
 ServingPrecision = Literal["bf16", "fp8", "int8"]
+ANY_REGION = "*"
 
 
 class InferenceService(Strict):
@@ -208,6 +209,10 @@ class InferenceService(Strict):
     precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B) or int8 (1 B, weight-only).")
     requests_per_s: Optional[PositiveFloat] = Field(None, description="Demand, requests per second.")
     output_tokens_per_s: Optional[PositiveFloat] = Field(None, description="Demand as output tokens per second.")
+    demand_by_region: Optional[dict[str, PositiveFloat]] = Field(
+        None, description="Demand per region, requests per second; a replica serves a region only if "
+        "the site's RTT to it plus TTFT stays within the TTFT SLO."
+    )
     input_tokens: PositiveFloat = Field(description="Mean prompt tokens per request.")
     output_tokens: PositiveFloat = Field(description="Mean generated tokens per request.")
     ttft_s: PositiveFloat = Field(description="SLO: time to first token, seconds.")
@@ -216,13 +221,22 @@ class InferenceService(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "InferenceService":
-        if (self.requests_per_s is None) == (self.output_tokens_per_s is None):
-            raise ValueError("give exactly one of requests_per_s or output_tokens_per_s")
+        given = [x is not None for x in (self.requests_per_s, self.output_tokens_per_s, self.demand_by_region)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of requests_per_s, output_tokens_per_s or demand_by_region")
         return self
 
     @property
+    def regional_demand_rps(self) -> dict[str, float]:
+        """Requests/s per region; a service without regions has one, ANY_REGION, reachable from every site."""
+        if self.demand_by_region is not None:
+            return dict(self.demand_by_region)
+        rps = self.requests_per_s if self.requests_per_s is not None else self.output_tokens_per_s / self.output_tokens
+        return {ANY_REGION: rps}
+
+    @property
     def demand_rps(self) -> float:
-        return self.requests_per_s if self.requests_per_s is not None else self.output_tokens_per_s / self.output_tokens
+        return sum(self.regional_demand_rps.values())
 
     @property
     def demand_output_tokens_per_s(self) -> float:
@@ -274,13 +288,28 @@ class Facility(Strict):
         return self
 
 
+class Site(Facility):
+    """One place to build: a facility plus what makes places differ (carbon, build-out, latency)."""
+
+    name: str = Field(min_length=1)
+    carbon_g_per_kwh: float = Field(0.0, ge=0, description="Grid carbon intensity, gCO2 per kWh.")
+    site_capex_usd: float = Field(0.0, ge=0, description="Build-out capex, paid only if the site is used.")
+    latency_ms: dict[str, float] = Field(
+        default_factory=dict, description="Network round-trip time to each demand region, ms (absent = unreachable)."
+    )
+
+
 class Budget(Strict):
     capex_usd: Optional[PositiveFloat] = Field(None, description="Capex cap, USD; null = no cap.")
     horizon_years: PositiveFloat = Field(5.0, description="TCO horizon, years.")
     maintenance_pct_per_year: float = Field(3.0, ge=0, description="Maintenance opex, % of capex per year.")
+    carbon_price_usd_per_t: float = Field(
+        0.0, ge=0, description="Carbon price, USD per tCO2; when set, TCO includes carbon cost over the horizon."
+    )
+    carbon_cap_t_per_year: Optional[PositiveFloat] = Field(None, description="Cap on emissions, tCO2 per year.")
 
 
-Objective = Literal["min_tco", "min_capex", "min_power", "min_time"]
+Objective = Literal["min_tco", "min_capex", "min_power", "min_time", "min_carbon"]
 
 
 class Instance(Strict):
@@ -288,7 +317,8 @@ class Instance(Strict):
     description: str = ""
     catalog: Catalog
     workloads: list[Workload] = Field(min_length=1)
-    facility: Facility
+    facility: Optional[Facility] = Field(None, description="A single site; or give `sites`.")
+    sites: Optional[list[Site]] = Field(None, description="Several places to build; or give `facility`.")
     budget: Budget = Field(default_factory=Budget)
     objective: Objective = "min_tco"
 
@@ -326,9 +356,38 @@ class Instance(Strict):
                 )
         if self.objective == "min_time" and (len(self.training_jobs) != 1 or self.services):
             raise ValueError("objective min_time needs exactly one training job and no services")
-        if self.services and self.facility.frontend_fabric not in self.catalog.frontend_fabrics:
-            raise ValueError(f"facility.frontend_fabric: '{self.facility.frontend_fabric}' is not a known fabric")
+        if (self.facility is None) == (self.sites is None):
+            raise ValueError("give either `facility` (one site) or `sites` (several), not both and not neither")
+        if self.sites is not None:
+            if not self.sites:
+                raise ValueError("sites: give at least one site")
+            names = [x.name for x in self.sites]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"sites: names must be unique; repeated: {', '.join(dup)}")
+        for i, site in enumerate(self.site_list):
+            where = "facility" if self.facility is not None else f"sites[{i}]"
+            if self.services and site.frontend_fabric not in self.catalog.frontend_fabrics:
+                raise ValueError(f"{where}.frontend_fabric: '{site.frontend_fabric}' is not a known fabric")
+        regions = {r for site in self.site_list for r in site.latency_ms}
+        for i, w in enumerate(self.workloads):
+            if isinstance(w, InferenceService) and w.demand_by_region:
+                if self.sites is None:
+                    continue  # one facility: it serves every region, latency unknown (0 ms)
+                missing = sorted(set(w.demand_by_region) - regions)
+                if missing:
+                    raise ValueError(
+                        f"workloads[{i}].demand_by_region: no site gives a latency to {', '.join(missing)} "
+                        "(add it to some site's latency_ms)"
+                    )
         return self
+
+    @property
+    def site_list(self) -> list["Site"]:
+        """The sites; a single `facility` is one site named after the instance."""
+        if self.sites is not None:
+            return list(self.sites)
+        return [Site(name="site", **self.facility.model_dump())]
 
     @property
     def training_jobs(self) -> list[TrainingJob]:

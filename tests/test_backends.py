@@ -289,7 +289,7 @@ def test_bad_arguments():
 
 
 def test_get_backend_names():
-    assert isinstance(get_backend(), OrToolsBackend) and get_backend().solver == "highs"
+    assert isinstance(get_backend(), OrToolsBackend) and get_backend().solver == "scip"
     assert isinstance(get_backend("pulp"), PulpBackend)
     with pytest.raises(ValueError) as e:
         get_backend("nope")
@@ -372,13 +372,14 @@ def test_pulp_imported_before_ortools_does_not_crash():
         y = m.add_var("y")
         m.add_constraint(3 * x + 2 * y >= 10.5, "d")
         m.minimize(5 * x + 4 * y)
-        for b in ("ortools", "pulp"):
+        for b in ("ortools-highs", "ortools-scip", "pulp"):
             r = solve(m, b)
             print(b, r.status.value, r.objective)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
-    assert out.stdout.split() == ["ortools", "optimal", "18.0", "pulp", "optimal", "18.0"]
+    assert out.stdout.split() == ["ortools-highs", "optimal", "18.0", "ortools-scip", "optimal", "18.0",
+                                  "pulp", "optimal", "18.0"]
 
 
 # -- the model itself -----------------------------------------------------------------------

@@ -144,4 +144,4 @@ def test_service_needs_exactly_one_demand(tmp_path):
     )
     r = run("solve", bad)
     assert r.exit_code == 2 and "workloads[0]: got" not in r.output
-    assert "give exactly one of requests_per_s or output_tokens_per_s" in r.output
+    assert "give exactly one of requests_per_s, output_tokens_per_s or demand_by_region" in r.output
