@@ -1,20 +1,27 @@
 """The datacenter design MIP, one function per constraint family.
 
-Data (optimizer.data.MipData, all numbers; $M, kW, TB, GB/s, days):
+Data (optimizer.data.MipData, all numbers; $M, kW, TB, GB/s, days, tCO2):
   jobs j with surviving candidates c: accelerator a(c), fabric f(c), nodes n_c, endpoints e_c,
-  days_c, data read rate r_c; per job usable storage U_j and checkpoint write rate W_j.
+  days_c, data read rate r_c; per job usable storage U_j and checkpoint write rate W_j;
+  services v with regional demand D_vr and layouts l (accelerator, tp, requests/s, TTFT);
+  sites s with power cap, PUE, racks, cooling, prices, carbon intensity, build-out capex, RTTs.
 Variables:
-  choose[job,cand] in {0,1}           the configuration each job runs
-  replicas[svc,layout] in Z+          serving replicas per layout (accelerator x tp x batch)
-  serving_nodes[acc] in Z+            nodes holding serving replicas (replicas of any service share nodes)
-  nodes[acc,cooling] in Z+            nodes bought, by the cooling of the racks they sit in
-  racks[acc,cooling] in Z+            racks of one node type and cooling option
-  fabric_tiers[fabric,tiers] in {0,1} the fat-tree depth built for each fabric
-  endpoints[fabric,tiers] >= 0        endpoint ports attached, on the chosen depth
-  leaves / aggregation / spines       switch counts per fabric and depth (integers)
-  storage_tb[tier] >= 0               raw TB bought per storage tier
-  it_power_kw, capex_musd, ...        named totals, defined by equalities, for reports and exports
-Objective: min TCO (default), capex, facility power or the single job's days.
+  site_open[s] in {0,1}               the site is built (its build-out capex is paid)
+  choose[job,cand,site] in {0,1}      the configuration each job runs, and where (one site, one fabric)
+  replicas[svc,layout,site,region] Z+ serving replicas, placed at a site, serving a region they reach
+                                      within the TTFT SLO (RTT + TTFT); only reachable triples exist
+  serving_nodes[acc,site] in Z+       nodes holding serving replicas (replicas of any service share nodes)
+  nodes[acc,cooling,site] in Z+       nodes bought, by site and by the cooling of their racks
+  racks[acc,cooling,site] in Z+       racks of one node type and cooling option
+  fabric_tiers[fabric,site,tiers]     the fat-tree depth built per fabric and site (binary), with
+  endpoints / leaves / aggregation / spines per depth
+  storage_tb[tier,site] >= 0          raw TB per storage tier at each site
+  named totals (it_power_kw[site=s], capex_musd, tco_musd, carbon_t_per_year, ...) by equalities
+Objective: min TCO (default; includes carbon cost when a carbon price is set), capex, facility
+power, the single job's days, or tCO2 per year.
+
+Site linking is tight, not big-M: sum_c choose[j,c,s] <= site_open[s] per job, each replica
+variable <= its own demand bound x site_open[s], and facility power <= cap x site_open[s].
 """
 
 from __future__ import annotations
@@ -22,26 +29,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .data import MipData
+from .data import FabricData, MipData, SiteData
 from .lp import Model, Var, lin_sum
 
-OBJECTIVES = ("min_tco", "min_capex", "min_power", "min_time")
+OBJECTIVES = ("min_tco", "min_capex", "min_power", "min_time", "min_carbon")
+DEPTHS = (1, 2, 3)
 
 
 @dataclass
 class Vars:
-    choose: dict[tuple[str, int], Var] = field(default_factory=dict)  # (job, candidate position)
-    replicas: dict[tuple[str, int], Var] = field(default_factory=dict)  # (service, layout position)
-    serving_nodes: dict[str, Var] = field(default_factory=dict)  # acc
-    nodes: dict[tuple[str, str], Var] = field(default_factory=dict)  # (acc, cooling)
-    racks: dict[tuple[str, str], Var] = field(default_factory=dict)
-    tiers: dict[tuple[str, int], Var] = field(default_factory=dict)  # (fabric, tiers)
-    endpoints: dict[tuple[str, int], Var] = field(default_factory=dict)
-    leaves: dict[tuple[str, int], Var] = field(default_factory=dict)
-    aggregation: dict[str, Var] = field(default_factory=dict)
-    spines: dict[tuple[str, int], Var] = field(default_factory=dict)
-    storage_tb: dict[str, Var] = field(default_factory=dict)
-    totals: dict[str, Var] = field(default_factory=dict)  # named totals (it_power_kw, capex_musd, ...)
+    site_open: dict[str, Var] = field(default_factory=dict)
+    choose: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (job, cand position, site)
+    replicas: dict[tuple[str, int, str, str], Var] = field(default_factory=dict)  # (svc, layout pos, site, region)
+    serving_nodes: dict[tuple[str, str], Var] = field(default_factory=dict)  # (acc, site)
+    nodes: dict[tuple[str, str, str], Var] = field(default_factory=dict)  # (acc, cooling, site)
+    racks: dict[tuple[str, str, str], Var] = field(default_factory=dict)
+    tiers: dict[tuple[str, str, int], Var] = field(default_factory=dict)  # (fabric, site, depth)
+    endpoints: dict[tuple[str, str, int], Var] = field(default_factory=dict)
+    leaves: dict[tuple[str, str, int], Var] = field(default_factory=dict)
+    aggregation: dict[tuple[str, str], Var] = field(default_factory=dict)
+    spines: dict[tuple[str, str, int], Var] = field(default_factory=dict)
+    storage_tb: dict[tuple[str, str], Var] = field(default_factory=dict)  # (tier, site)
+    totals: dict[str, Var] = field(default_factory=dict)  # named totals
+    fabrics_at: dict[str, list[FabricData]] = field(default_factory=dict)  # site -> fabrics built there (incl. front-end)
 
 
 def _total(m: Model, v: Vars, name: str, expr) -> Var:
@@ -52,184 +62,249 @@ def _total(m: Model, v: Vars, name: str, expr) -> Var:
     return var
 
 
+def at(name: str, site: str) -> str:
+    return f"{name}[site={site}]"
+
+
+def add_sites(m: Model, d: MipData, v: Vars) -> None:
+    """Constraint (0): a site is open if anything is placed there. One site is simply open."""
+    single = len(d.sites) == 1
+    for s in d.sites:
+        lb = 1 if single else 0
+        v.site_open[s.name] = m.add_var(f"site_open[site={s.name}]", lb=lb, ub=1, integer=True)
+
+
 def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (1): every job runs exactly one surviving configuration."""
+    """Constraint (1): every job runs exactly one surviving configuration, whole, at one site."""
     for job in d.jobs:
-        for k, c in enumerate(job.candidates):
-            v.choose[job.name, k] = m.add_binary(f"choose[job={job.name},cand={c.index}]")
-        m.add_constraint(lin_sum(v.choose[job.name, k] for k in range(len(job.candidates))) == 1, f"one_config[job={job.name}]")
+        for s in d.sites:
+            for k, c in enumerate(job.candidates):
+                v.choose[job.name, k, s.name] = m.add_binary(f"choose[job={job.name},cand={c.index},site={s.name}]")
+            m.add_constraint(
+                lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates))) <= v.site_open[s.name],
+                f"job_at_open_site[job={job.name},site={s.name}]",
+            )
+        m.add_constraint(lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates)) for s in d.sites) == 1,
+                         f"one_config[job={job.name}]")
 
 
 def add_serving(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (1b): every service's replicas together serve its demand (requests/s); replicas of
-    different accelerator types may be mixed (Melange). Layouts that break an SLO never get here."""
-    for s in d.services:
-        for k, lay in enumerate(s.layouts):
-            ub = math.ceil(s.demand_rps / lay.requests_per_s - 1e-9)
-            v.replicas[s.name, k] = m.add_var(
-                f"replicas[svc={s.name},acc={lay.accelerator},tp={lay.tp},batch={lay.batch}]", lb=0, ub=ub, integer=True
-            )
-        m.add_constraint(
-            lin_sum(lay.requests_per_s * v.replicas[s.name, k] for k, lay in enumerate(s.layouts)) >= s.demand_rps,
-            f"demand[svc={s.name}]",
-        )
+    """Constraint (1b): each region's demand of each service is met by replicas that reach it within
+    the TTFT SLO; replicas of different accelerator types and sites may be mixed (Melange).
+    Layouts that break an SLO or memory never get here."""
+    for svc in d.services:
+        for region, demand in sorted(svc.demand_rps.items()):
+            terms = []
+            for s in d.sites:
+                for k, lay in enumerate(svc.layouts):
+                    if not d.serves(s, region, lay, svc):
+                        continue
+                    ub = math.ceil(demand / lay.requests_per_s - 1e-9)
+                    x = m.add_var(f"replicas[svc={svc.name},acc={lay.accelerator},tp={lay.tp},batch={lay.batch},"
+                                  f"site={s.name},region={region}]", lb=0, ub=ub, integer=True)
+                    v.replicas[svc.name, k, s.name, region] = x
+                    if len(d.sites) > 1:
+                        m.add_constraint(x <= ub * v.site_open[s.name],
+                                         f"replicas_at_open_site[svc={svc.name},layout={lay.index},site={s.name},region={region}]")
+                    terms.append(lay.requests_per_s * x)
+            m.add_constraint(lin_sum(terms) >= demand, f"demand[svc={svc.name},region={region}]")
 
 
-def _serving_accelerators(d: MipData, v: Vars, acc: str):
-    return lin_sum(lay.tp * v.replicas[s.name, k] for s in d.services for k, lay in enumerate(s.layouts) if lay.accelerator == acc)
+def _layout(d: MipData, svc_name: str, k: int):
+    return next(s for s in d.services if s.name == svc_name).layouts[k]
 
 
-def _nodes_needed(d: MipData, v: Vars, acc: str):
-    training = lin_sum(
-        c.nodes * v.choose[j.name, k] for j in d.jobs for k, c in enumerate(j.candidates) if c.accelerator == acc
+def _serving_accelerators(d: MipData, v: Vars, acc: str, site: str):
+    return lin_sum(
+        _layout(d, svc, k).tp * x for (svc, k, s, _), x in v.replicas.items() if s == site and _layout(d, svc, k).accelerator == acc
     )
-    return training + v.serving_nodes[acc] if acc in v.serving_nodes else training
+
+
+def _training_nodes(d: MipData, v: Vars, acc: str, site: str):
+    return lin_sum(
+        c.nodes * v.choose[j.name, k, site] for j in d.jobs for k, c in enumerate(j.candidates) if c.accelerator == acc
+    )
 
 
 def add_nodes_and_racks(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (2): nodes bought cover the jobs' nodes (jobs run concurrently, on their own nodes)
-    plus the serving nodes (whole nodes holding the replicas' accelerators).
-    Constraint (3): racks hold whole nodes under each cooling option's kW-per-rack and the rack's units;
-    racks of a node type are homogeneous, so nodes_per_rack is exact, not a fractional relaxation."""
-    for a in d.accelerators:
-        ub = sum(max((c.nodes for c in j.candidates if c.accelerator == a.name), default=0) for j in d.jobs)
-        serving_ub = sum(
-            max((lay.tp * math.ceil(s.demand_rps / lay.requests_per_s - 1e-9) for lay in s.layouts if lay.accelerator == a.name), default=0)
-            for s in d.services
-        )
-        if serving_ub:
-            sn = m.add_var(f"serving_nodes[acc={a.name}]", lb=0, ub=-(-serving_ub // a.per_node), integer=True)
-            v.serving_nodes[a.name] = sn
-            m.add_constraint(a.per_node * sn >= _serving_accelerators(d, v, a.name), f"serving_node_count[acc={a.name}]")
-            ub += -(-serving_ub // a.per_node)
-        placed = []
-        for o, npr in a.nodes_per_rack.items():
-            if npr <= 0:
+    """Constraint (2): nodes bought at a site cover the jobs placed there (jobs run concurrently, on
+    their own nodes) plus the serving nodes (whole nodes holding the replicas' accelerators).
+    Constraint (3): racks hold whole nodes under each cooling option's kW per rack and the rack's
+    units; racks of a node type are homogeneous, so nodes_per_rack is exact, not a fractional relaxation."""
+    for s in d.sites:
+        for a in d.accelerators:
+            ub = sum(max((c.nodes for c in j.candidates if c.accelerator == a.name), default=0) for j in d.jobs)
+            serving = _serving_accelerators(d, v, a.name, s.name)
+            serving_ub = sum(
+                _layout(d, svc, k).tp * x.ub for (svc, k, site, _), x in v.replicas.items()
+                if site == s.name and _layout(d, svc, k).accelerator == a.name
+            )
+            needed = _training_nodes(d, v, a.name, s.name)
+            if serving_ub:
+                sn = m.add_var(f"serving_nodes[acc={a.name},site={s.name}]", lb=0, ub=-(-serving_ub // a.per_node), integer=True)
+                v.serving_nodes[a.name, s.name] = sn
+                m.add_constraint(a.per_node * sn >= serving, f"serving_node_count[acc={a.name},site={s.name}]")
+                ub += -(-serving_ub // a.per_node)
+                needed = needed + sn
+            if ub == 0:
                 continue
-            n = m.add_var(f"nodes[acc={a.name},cooling={o}]", lb=0, ub=ub, integer=True)
-            r = m.add_var(f"racks[acc={a.name},cooling={o}]", lb=0, ub=-(-ub // npr), integer=True)
-            v.nodes[a.name, o], v.racks[a.name, o] = n, r
-            m.add_constraint(npr * r >= n, f"rack_density[acc={a.name},cooling={o}]")
-            placed.append(n)
-        m.add_constraint(lin_sum(placed) == _nodes_needed(d, v, a.name), f"node_count[acc={a.name}]")
-    if d.max_racks is not None:
-        m.add_constraint(lin_sum(v.racks.values()) <= d.max_racks, "rack_space")
+            placed = []
+            for o, npr in s.nodes_per_rack[a.name].items():
+                if npr <= 0:
+                    continue
+                n = m.add_var(f"nodes[acc={a.name},cooling={o},site={s.name}]", lb=0, ub=ub, integer=True)
+                r = m.add_var(f"racks[acc={a.name},cooling={o},site={s.name}]", lb=0, ub=-(-ub // npr), integer=True)
+                v.nodes[a.name, o, s.name], v.racks[a.name, o, s.name] = n, r
+                m.add_constraint(npr * r >= n, f"rack_density[acc={a.name},cooling={o},site={s.name}]")
+                placed.append(n)
+            m.add_constraint(lin_sum(placed) == needed, f"node_count[acc={a.name},site={s.name}]")
+        if s.max_racks is not None:
+            m.add_constraint(lin_sum(r for (_, _, site), r in v.racks.items() if site == s.name) <= s.max_racks,
+                             f"rack_space[site={s.name}]")
 
 
 def add_fabric(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (4): each fabric is one fat-tree over all endpoints of the jobs that chose it
-    (models.network has the closed form). Endpoints are split over the depth options so that the
-    chosen depth's capacity and switch counts apply (a disaggregated, LP-tight form, no big-M
-    beyond each depth's own capacity)."""
-    for f in d.fabrics:
-        if f.frontend_ports_per_node:  # the serving front-end: every serving node attaches
-            attached = lin_sum(f.frontend_ports_per_node * sn for sn in v.serving_nodes.values())
-        else:
+    """Constraint (4): at each site, each training fabric is one fat-tree over the endpoints of the
+    jobs placed there on it, and the serving front-end one over the serving nodes (models.network
+    has the closed form). Endpoints are split over the depth options so that the chosen depth's
+    capacity and switch counts apply (a disaggregated form, no big-M beyond each depth's capacity)."""
+    for s in d.sites:
+        built = []
+        for f in d.fabrics:
             attached = lin_sum(
-                c.endpoints * v.choose[j.name, k] for j in d.jobs for k, c in enumerate(j.candidates) if c.fabric == f.name
+                c.endpoints * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates) if c.fabric == f.name
             )
-        ub = f.tier_capacity[3]
-        for n in (1, 2, 3):
-            v.tiers[f.name, n] = m.add_binary(f"fabric_tiers[fabric={f.name},tiers={n}]")
-            v.endpoints[f.name, n] = m.add_var(f"endpoints[fabric={f.name},tiers={n}]", lb=0.0, ub=f.tier_capacity[n])
-            m.add_constraint(
-                v.endpoints[f.name, n] <= f.tier_capacity[n] * v.tiers[f.name, n], f"tier_capacity[fabric={f.name},tiers={n}]"
-            )
-        m.add_constraint(lin_sum(v.tiers[f.name, n] for n in (1, 2, 3)) <= 1, f"one_depth[fabric={f.name}]")
-        m.add_constraint(lin_sum(v.endpoints[f.name, n] for n in (1, 2, 3)) == attached, f"endpoints_attached[fabric={f.name}]")
-        leaf_ub = -(-ub // f.down)
-        for n in (2, 3):
-            leaves = m.add_var(f"leaves[fabric={f.name},tiers={n}]", lb=0, ub=leaf_ub, integer=True)
-            spines = m.add_var(f"spines[fabric={f.name},tiers={n}]", lb=0, ub=leaf_ub, integer=True)
-            v.leaves[f.name, n], v.spines[f.name, n] = leaves, spines
-            m.add_constraint(f.down * leaves >= v.endpoints[f.name, n], f"leaf_ports[fabric={f.name},tiers={n}]")
-        m.add_constraint(
-            f.radix * v.spines[f.name, 2] >= f.up * v.leaves[f.name, 2], f"spine_ports[fabric={f.name},tiers=2]"
-        )
-        agg = m.add_var(f"aggregation[fabric={f.name},tiers=3]", lb=0, ub=leaf_ub, integer=True)
-        v.aggregation[f.name] = agg
-        m.add_constraint((f.radix // 2) * agg >= f.up * v.leaves[f.name, 3], f"aggregation_ports[fabric={f.name},tiers=3]")
-        m.add_constraint(2 * v.spines[f.name, 3] >= agg, f"core_ports[fabric={f.name},tiers=3]")
+            _fat_tree(m, v, f, s, attached)
+            built.append(f)
+        if s.frontend is not None and any(site == s.name for (_, site) in v.serving_nodes):
+            f = s.frontend
+            attached = lin_sum(f.frontend_ports_per_node * sn for (_, site), sn in v.serving_nodes.items() if site == s.name)
+            _fat_tree(m, v, f, s, attached)
+            built.append(f)
+        v.fabrics_at[s.name] = built
 
 
-def fabric_switches(v: Vars, name: str):
-    return v.tiers[name, 1] + v.leaves[name, 2] + v.spines[name, 2] + v.leaves[name, 3] + v.aggregation[name] + v.spines[name, 3]
+def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached) -> None:
+    key = f"fabric={f.name},site={s.name}"
+    for n in DEPTHS:
+        v.tiers[f.name, s.name, n] = m.add_binary(f"fabric_tiers[{key},tiers={n}]")
+        v.endpoints[f.name, s.name, n] = m.add_var(f"endpoints[{key},tiers={n}]", lb=0.0, ub=f.tier_capacity[n])
+        m.add_constraint(v.endpoints[f.name, s.name, n] <= f.tier_capacity[n] * v.tiers[f.name, s.name, n],
+                         f"tier_capacity[{key},tiers={n}]")
+    m.add_constraint(lin_sum(v.tiers[f.name, s.name, n] for n in DEPTHS) <= 1, f"one_depth[{key}]")
+    m.add_constraint(lin_sum(v.endpoints[f.name, s.name, n] for n in DEPTHS) == attached, f"endpoints_attached[{key}]")
+    leaf_ub = -(-f.tier_capacity[3] // f.down)
+    for n in (2, 3):
+        leaves = m.add_var(f"leaves[{key},tiers={n}]", lb=0, ub=leaf_ub, integer=True)
+        spines = m.add_var(f"spines[{key},tiers={n}]", lb=0, ub=leaf_ub, integer=True)
+        v.leaves[f.name, s.name, n], v.spines[f.name, s.name, n] = leaves, spines
+        m.add_constraint(f.down * leaves >= v.endpoints[f.name, s.name, n], f"leaf_ports[{key},tiers={n}]")
+    m.add_constraint(f.radix * v.spines[f.name, s.name, 2] >= f.up * v.leaves[f.name, s.name, 2], f"spine_ports[{key},tiers=2]")
+    agg = m.add_var(f"aggregation[{key},tiers=3]", lb=0, ub=leaf_ub, integer=True)
+    v.aggregation[f.name, s.name] = agg
+    m.add_constraint((f.radix // 2) * agg >= f.up * v.leaves[f.name, s.name, 3], f"aggregation_ports[{key},tiers=3]")
+    m.add_constraint(2 * v.spines[f.name, s.name, 3] >= agg, f"core_ports[{key},tiers=3]")
 
 
-def fabric_optics(d_f, v: Vars, name: str):
+def fabric_switches(v: Vars, f: str, s: str):
+    return (v.tiers[f, s, 1] + v.leaves[f, s, 2] + v.spines[f, s, 2] + v.leaves[f, s, 3] + v.aggregation[f, s]
+            + v.spines[f, s, 3])
+
+
+def fabric_optics(fd: FabricData, v: Vars, s: str):
     """Two transceivers per switch-to-switch link."""
-    links = d_f.up * v.leaves[name, 2] + d_f.up * v.leaves[name, 3] + (d_f.radix // 2) * v.aggregation[name]
-    return 2 * links
+    f = fd.name
+    return 2 * (fd.up * v.leaves[f, s, 2] + fd.up * v.leaves[f, s, 3] + (fd.radix // 2) * v.aggregation[f, s])
 
 
-def fabric_endpoints(v: Vars, name: str):
-    return lin_sum(v.endpoints[name, n] for n in (1, 2, 3))
+def fabric_endpoints(v: Vars, f: str, s: str):
+    return lin_sum(v.endpoints[f, s, n] for n in DEPTHS)
 
 
 def add_storage(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (5): storage, sized as one pool of tiers: usable capacity for datasets and retained
-    checkpoints (raw TB / replication), and bandwidth for every job writing a checkpoint within its
-    window while all jobs read training data at their token rate."""
-    for s in d.storage:
-        v.storage_tb[s.name] = m.add_var(f"storage_tb[tier={s.name}]", lb=0.0)
-    need_tb = sum(j.usable_tb for j in d.jobs)
-    m.add_constraint(lin_sum(v.storage_tb[s.name] * (1.0 / s.replication) for s in d.storage) >= need_tb, "storage_capacity")
-    read = lin_sum(c.read_gbps * v.choose[j.name, k] for j in d.jobs for k, c in enumerate(j.candidates))
-    m.add_constraint(
-        lin_sum(s.gbps_per_tb * v.storage_tb[s.name] for s in d.storage) >= read + sum(j.write_gbps for j in d.jobs),
-        "storage_bandwidth",
-    )
+    """Constraint (5): storage at each site, sized as one pool of tiers for the jobs placed there:
+    usable capacity for datasets and retained checkpoints (raw TB / replication), and bandwidth for
+    every job writing a checkpoint within its window while reading training data at its token rate."""
+    for s in d.sites:
+        for t in d.storage:
+            v.storage_tb[t.name, s.name] = m.add_var(f"storage_tb[tier={t.name},site={s.name}]", lb=0.0)
+        placed = {j.name: lin_sum(v.choose[j.name, k, s.name] for k in range(len(j.candidates))) for j in d.jobs}
+        m.add_constraint(
+            lin_sum(v.storage_tb[t.name, s.name] * (1.0 / t.replication) for t in d.storage)
+            >= lin_sum(j.usable_tb * placed[j.name] for j in d.jobs),
+            f"storage_capacity[site={s.name}]",
+        )
+        read = lin_sum(c.read_gbps * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates))
+        m.add_constraint(
+            lin_sum(t.gbps_per_tb * v.storage_tb[t.name, s.name] for t in d.storage)
+            >= read + lin_sum(j.write_gbps * placed[j.name] for j in d.jobs),
+            f"storage_bandwidth[site={s.name}]",
+        )
 
 
 def add_power(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (6): IT power = nodes at their rated maximum + switches, endpoint NICs/optics and link
-    optics + storage; facility power = PUE x IT power, within the contracted cap."""
-    nodes_kw = lin_sum(a.node_power_kw * v.nodes[a.name, o] for a in d.accelerators for o in a.nodes_per_rack if (a.name, o) in v.nodes)
-    network_kw = lin_sum(
-        f.switch_power_kw * fabric_switches(v, f.name) + f.endpoint_power_kw * fabric_endpoints(v, f.name)
-        + f.optic_power_kw * fabric_optics(f, v, f.name)
-        for f in d.fabrics
-    )
-    storage_kw = lin_sum(s.power_kw_per_tb * v.storage_tb[s.name] for s in d.storage)
-    _total(m, v, "node_power_kw", nodes_kw)
-    _total(m, v, "network_power_kw", network_kw)
-    _total(m, v, "storage_power_kw", storage_kw)
-    it = _total(m, v, "it_power_kw", v.totals["node_power_kw"] + v.totals["network_power_kw"] + v.totals["storage_power_kw"])
-    fac = _total(m, v, "facility_power_kw", d.pue * it)
-    if d.power_cap_kw is not None:
-        m.add_constraint(fac <= d.power_cap_kw, "power_cap")
+    """Constraint (6): IT power per site = nodes at their rated maximum + switches, endpoint NICs/optics
+    and link optics + storage; facility power = PUE x IT power, within the site's contracted cap."""
+    node_kw = {a.name: a.node_power_kw for a in d.accelerators}
+    for s in d.sites:
+        nodes_kw = lin_sum(node_kw[a] * n for (a, _, site), n in v.nodes.items() if site == s.name)
+        network_kw = lin_sum(
+            f.switch_power_kw * fabric_switches(v, f.name, s.name) + f.endpoint_power_kw * fabric_endpoints(v, f.name, s.name)
+            + f.optic_power_kw * fabric_optics(f, v, s.name)
+            for f in v.fabrics_at[s.name]
+        )
+        storage_kw = lin_sum(t.power_kw_per_tb * v.storage_tb[t.name, s.name] for t in d.storage)
+        _total(m, v, at("node_power_kw", s.name), nodes_kw)
+        _total(m, v, at("network_power_kw", s.name), network_kw)
+        _total(m, v, at("storage_power_kw", s.name), storage_kw)
+        it = _total(m, v, at("it_power_kw", s.name), lin_sum(v.totals[at(k, s.name)] for k in ("node_power_kw", "network_power_kw", "storage_power_kw")))
+        fac = _total(m, v, at("facility_power_kw", s.name), s.pue * it)
+        if s.power_cap_kw is not None:
+            m.add_constraint(fac <= s.power_cap_kw * v.site_open[s.name], f"power_cap[site={s.name}]")
+    _total(m, v, "facility_power_kw", lin_sum(v.totals[at("facility_power_kw", s.name)] for s in d.sites))
+
+
+CAPEX_PARTS = ("compute", "network", "storage", "racks", "cooling", "site")
 
 
 def add_costs(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (7): capex by category ($M), yearly opex, TCO over the horizon, capex budget.
-    Cooling capex is per kW of IT load cooled: nodes at their rack's option, switches and storage at
-    the cheapest option offered. Energy is billed at facility power for the whole horizon."""
+    """Constraint (7): capex by category and site ($M), yearly opex (energy, maintenance, carbon),
+    TCO over the horizon, the capex budget and the carbon cap. Cooling capex is per kW of IT load:
+    nodes at their rack's option, switches and storage at the cheapest option of the site. Energy is
+    billed at facility power for the whole horizon; carbon = energy x the site's grid intensity."""
     t = v.totals
     price = {a.name: a.node_price_musd for a in d.accelerators}
-    _total(m, v, "capex_compute_musd", lin_sum(price[acc] * n for (acc, _), n in v.nodes.items()))
-    _total(
-        m, v, "capex_network_musd",
-        lin_sum(
-            f.switch_price_musd * fabric_switches(v, f.name) + f.endpoint_price_musd * fabric_endpoints(v, f.name)
-            + f.optic_price_musd * fabric_optics(f, v, f.name)
-            for f in d.fabrics
-        ),
-    )
-    _total(m, v, "capex_storage_musd", lin_sum(s.price_musd_per_tb * v.storage_tb[s.name] for s in d.storage))
-    _total(m, v, "capex_racks_musd", lin_sum(d.rack_capex_musd * r for r in v.racks.values()))
     node_kw = {a.name: a.node_power_kw for a in d.accelerators}
-    cooled = lin_sum(d.cooling_capex_musd_per_kw[o] * node_kw[acc] * n for (acc, o), n in v.nodes.items())
-    aux = d.cooling_capex_musd_per_kw[d.aux_cooling] * (t["network_power_kw"] + t["storage_power_kw"])
-    _total(m, v, "capex_cooling_musd", cooled + aux)
-    capex = _total(
-        m, v, "capex_musd",
-        t["capex_compute_musd"] + t["capex_network_musd"] + t["capex_storage_musd"] + t["capex_racks_musd"] + t["capex_cooling_musd"],
-    )
-    _total(m, v, "energy_musd_per_year", d.energy_musd_per_kw_year * t["facility_power_kw"])
+    for s in d.sites:
+        n = s.name
+        _total(m, v, at("capex_compute_musd", n), lin_sum(price[a] * x for (a, _, site), x in v.nodes.items() if site == n))
+        _total(m, v, at("capex_network_musd", n), lin_sum(
+            f.switch_price_musd * fabric_switches(v, f.name, n) + f.endpoint_price_musd * fabric_endpoints(v, f.name, n)
+            + f.optic_price_musd * fabric_optics(f, v, n)
+            for f in v.fabrics_at[n]
+        ))
+        _total(m, v, at("capex_storage_musd", n), lin_sum(st.price_musd_per_tb * v.storage_tb[st.name, n] for st in d.storage))
+        _total(m, v, at("capex_racks_musd", n), lin_sum(s.rack_capex_musd * r for (_, _, site), r in v.racks.items() if site == n))
+        cooled = lin_sum(s.cooling_capex_musd_per_kw[o] * node_kw[a] * x for (a, o, site), x in v.nodes.items() if site == n)
+        aux = s.cooling_capex_musd_per_kw[s.aux_cooling] * (t[at("network_power_kw", n)] + t[at("storage_power_kw", n)])
+        _total(m, v, at("capex_cooling_musd", n), cooled + aux)
+        _total(m, v, at("capex_site_musd", n), s.site_capex_musd * v.site_open[n])
+        _total(m, v, at("capex_musd", n), lin_sum(t[at(f"capex_{p}_musd", n)] for p in CAPEX_PARTS))
+        _total(m, v, at("energy_musd_per_year", n), s.energy_musd_per_kw_year * t[at("facility_power_kw", n)])
+        _total(m, v, at("carbon_t_per_year", n), s.carbon_t_per_kw_year * t[at("facility_power_kw", n)])
+    for p in CAPEX_PARTS:
+        _total(m, v, f"capex_{p}_musd", lin_sum(t[at(f"capex_{p}_musd", s.name)] for s in d.sites))
+    capex = _total(m, v, "capex_musd", lin_sum(t[f"capex_{p}_musd"] for p in CAPEX_PARTS))
+    _total(m, v, "energy_musd_per_year", lin_sum(t[at("energy_musd_per_year", s.name)] for s in d.sites))
+    carbon = _total(m, v, "carbon_t_per_year", lin_sum(t[at("carbon_t_per_year", s.name)] for s in d.sites))
+    _total(m, v, "carbon_musd_per_year", d.carbon_price_musd_per_t * carbon)
     _total(m, v, "maintenance_musd_per_year", d.maintenance_fraction * capex)
-    _total(m, v, "tco_musd", capex + d.horizon_years * (t["energy_musd_per_year"] + t["maintenance_musd_per_year"]))
+    _total(m, v, "tco_musd", capex + d.horizon_years * (t["energy_musd_per_year"] + t["maintenance_musd_per_year"]
+                                                        + t["carbon_musd_per_year"]))
     if d.capex_cap_musd is not None:
         m.add_constraint(capex <= d.capex_cap_musd, "capex_budget")
+    if d.carbon_cap_t_per_year is not None:
+        m.add_constraint(carbon <= d.carbon_cap_t_per_year, "carbon_cap")
 
 
 def objective_expr(d: MipData, v: Vars, objective: str):
@@ -239,8 +314,10 @@ def objective_expr(d: MipData, v: Vars, objective: str):
         return v.totals["capex_musd"] + 0
     if objective == "min_power":
         return v.totals["facility_power_kw"] + 0
+    if objective == "min_carbon":
+        return v.totals["carbon_t_per_year"] + 0
     if objective == "min_time":
-        return lin_sum(c.days * v.choose[j.name, k] for j in d.jobs for k, c in enumerate(j.candidates))
+        return lin_sum(c.days * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates) for s in d.sites)
     raise ValueError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
 
 
@@ -248,6 +325,7 @@ def build_model(d: MipData) -> tuple[Model, Vars]:
     """All constraint families in a fixed order; the caller sets the objective."""
     m = Model(f"dcopt[{d.name}]")
     v = Vars()
+    add_sites(m, d, v)
     add_job_choice(m, d, v)
     add_serving(m, d, v)
     add_nodes_and_racks(m, d, v)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
 from models.network import MAX_TIERS, port_split, tier_capacity
-from models.schema import Instance
+from models.schema import ANY_REGION, Instance
 
 from .prune import Pruned, PrunedService
 
@@ -46,12 +46,14 @@ class ServingLayout:
     tp: int  # accelerators per replica
     batch: int
     requests_per_s: float  # per replica
+    ttft_s: float
 
 
 @dataclass(frozen=True)
 class ServiceData:
     name: str
-    demand_rps: float
+    demand_rps: dict[str, float]  # region -> requests/s (ANY_REGION: reachable from every site)
+    ttft_slo_s: float
     layouts: list[ServingLayout]
 
 
@@ -60,7 +62,6 @@ class AcceleratorData:
     name: str
     node_price_musd: float
     node_power_kw: float
-    nodes_per_rack: dict[str, int]  # cooling option -> whole nodes per rack (0 = not allowed)
     per_node: int = 8  # accelerators per node
 
 
@@ -90,24 +91,44 @@ class StorageData:
 
 
 @dataclass(frozen=True)
+class SiteData:
+    name: str
+    pue: float
+    power_cap_kw: float | None
+    max_racks: int | None
+    rack_capex_musd: float
+    cooling_capex_musd_per_kw: dict[str, float]
+    aux_cooling: str  # cooling option that cools switches and storage (the cheapest per kW)
+    nodes_per_rack: dict[str, dict[str, int]]  # accelerator -> cooling option -> whole nodes per rack (0 = not allowed)
+    energy_musd_per_kw_year: float
+    carbon_t_per_kw_year: float
+    site_capex_musd: float
+    rtt_ms: dict[str, float]  # region -> round trip; regions absent are unreachable
+    frontend: FabricData | None = None
+
+
+@dataclass(frozen=True)
 class MipData:
     name: str
     objective: str
     jobs: list[JobData]
     services: list[ServiceData]
     accelerators: list[AcceleratorData]
-    fabrics: list[FabricData]
+    fabrics: list[FabricData]  # training fabrics, built per site
     storage: list[StorageData]
-    cooling_capex_musd_per_kw: dict[str, float]
-    aux_cooling: str  # cooling option that cools switches and storage (the cheapest per kW)
-    pue: float
-    power_cap_kw: float | None
-    max_racks: int | None
-    rack_capex_musd: float
+    sites: list[SiteData]
     capex_cap_musd: float | None
     horizon_years: float
     maintenance_fraction: float
-    energy_musd_per_kw_year: float
+    carbon_price_musd_per_t: float = 0.0
+    carbon_cap_t_per_year: float | None = None
+
+    def serves(self, site: SiteData, region: str, lay: ServingLayout, svc: ServiceData) -> bool:
+        """A replica at `site` serves `region` if the round trip plus its TTFT fits the TTFT SLO."""
+        if region == ANY_REGION:
+            return True
+        rtt = site.rtt_ms.get(region)
+        return rtt is not None and rtt / 1000.0 + lay.ttft_s <= svc.ttft_slo_s * (1 + 1e-12)
 
 
 def nodes_per_rack(node_kw: float, node_ru: int, rack_kw: float, rack_ru: int, allowed: bool) -> int:
@@ -133,7 +154,7 @@ FRONTEND_PREFIX = "frontend:"
 
 
 def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[PrunedService] = ()) -> MipData:
-    cat, fac, bud = instance.catalog, instance.facility, instance.budget
+    cat, bud = instance.catalog, instance.budget
     jobs = []
     used_acc, used_fab = set(), set()
     for pr in pruned:
@@ -166,26 +187,48 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             i = int(i)
             lay = t.layout(i)
             used_acc.add(lay["accelerator"])
-            layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], float(t.perf["requests_per_s"][i])))
-        services.append(ServiceData(t.service.name, t.service.demand_rps, layouts))
-    accs = []
-    for name in sorted(used_acc):
-        a = cat.accelerators[name]
-        npr = {
-            o: nodes_per_rack(a.node_power_kw, a.node_rack_units, c.max_kw_per_rack, fac.rack_units_per_rack,
-                              allowed=not (a.liquid_cooled_only and o == "air"))
-            for o, c in fac.cooling.items()
-        }
-        accs.append(AcceleratorData(name, a.node_price_usd / USD_PER_MUSD, a.node_power_kw, npr, a.accelerators_per_node))
+            layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"],
+                                         float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i])))
+        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
+    accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
+                            cat.accelerators[n].accelerators_per_node) for n in sorted(used_acc)]
     fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]
-    if services:
-        fe = fac.frontend_fabric
-        fabs.append(_fabric_data(FRONTEND_PREFIX + fe, cat.frontend_fabrics[fe], fac.frontend_ports_per_node))
     stor = [
         StorageData(n, s.usd_per_tb / USD_PER_MUSD, s.w_per_tb / 1000.0, s.gbps_per_tb, s.replication)
         for n, s in sorted(cat.storage.items())
     ]
-    cool = {o: c.capex_usd_per_kw / USD_PER_MUSD for o, c in fac.cooling.items()}
+    one_facility = instance.sites is None
+    sites = []
+    for site in instance.site_list:
+        cool = {o: c.capex_usd_per_kw / USD_PER_MUSD for o, c in site.cooling.items()}
+        npr = {
+            n: {o: nodes_per_rack(a.node_power_kw, a.node_rack_units, c.max_kw_per_rack, site.rack_units_per_rack,
+                                  allowed=not (a.liquid_cooled_only and o == "air"))
+                for o, c in site.cooling.items()}
+            for n, a in ((n, cat.accelerators[n]) for n in sorted(used_acc))
+        }
+        # One facility knows no latencies: it serves every region the services name, at 0 ms.
+        regions = {r for svc in services for r in svc.demand_rps}
+        rtt = {r: 0.0 for r in regions} if one_facility else dict(site.latency_ms)
+        frontend = None
+        if services:
+            fe = site.frontend_fabric
+            frontend = _fabric_data(FRONTEND_PREFIX + fe, cat.frontend_fabrics[fe], site.frontend_ports_per_node)
+        sites.append(SiteData(
+            name=site.name,
+            pue=site.pue,
+            power_cap_kw=site.power_cap_mw * 1000.0,
+            max_racks=site.max_racks,
+            rack_capex_musd=site.rack_capex_usd / USD_PER_MUSD,
+            cooling_capex_musd_per_kw=cool,
+            aux_cooling=min(cool, key=lambda o: (cool[o], o)),
+            nodes_per_rack=npr,
+            energy_musd_per_kw_year=site.energy_usd_per_kwh * HOURS_PER_YEAR / USD_PER_MUSD,
+            carbon_t_per_kw_year=site.carbon_g_per_kwh * HOURS_PER_YEAR / 1e6,
+            site_capex_musd=site.site_capex_usd / USD_PER_MUSD,
+            rtt_ms=rtt,
+            frontend=frontend,
+        ))
     return MipData(
         name=instance.name,
         objective=instance.objective,
@@ -194,14 +237,10 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
         accelerators=accs,
         fabrics=fabs,
         storage=stor,
-        cooling_capex_musd_per_kw=cool,
-        aux_cooling=min(cool, key=lambda o: (cool[o], o)),
-        pue=fac.pue,
-        power_cap_kw=fac.power_cap_mw * 1000.0,
-        max_racks=fac.max_racks,
-        rack_capex_musd=fac.rack_capex_usd / USD_PER_MUSD,
+        sites=sites,
         capex_cap_musd=None if bud.capex_usd is None else bud.capex_usd / USD_PER_MUSD,
         horizon_years=bud.horizon_years,
         maintenance_fraction=bud.maintenance_pct_per_year / 100.0,
-        energy_musd_per_kw_year=fac.energy_usd_per_kwh * HOURS_PER_YEAR / USD_PER_MUSD,
+        carbon_price_musd_per_t=bud.carbon_price_usd_per_t / USD_PER_MUSD,
+        carbon_cap_t_per_year=bud.carbon_cap_t_per_year,
     )

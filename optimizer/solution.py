@@ -18,6 +18,7 @@ class JobResult:
     vp: int
     recompute: str
     distributed_optimizer: bool
+    site: str
     accelerators: int
     nodes: int
     days: float  # wall clock, checkpoint stalls included
@@ -39,6 +40,8 @@ class JobResult:
 
 @dataclass
 class ReplicaGroup:
+    site: str
+    region: str  # "*" = any region (the service gave no regions)
     accelerator: str
     tp: int
     batch: int
@@ -77,6 +80,7 @@ class ServiceResult:
 @dataclass
 class FabricResult:
     name: str  # "frontend:<fabric>" for the serving front-end network
+    site: str
     endpoints: int
     tiers: int
     leaves: int
@@ -90,27 +94,91 @@ class FabricResult:
 
 
 @dataclass
-class Design:
+class SiteResult:
+    name: str
+    open: bool
     nodes: dict[str, dict[str, int]]  # accelerator -> cooling -> nodes
     racks: dict[str, dict[str, int]]  # accelerator -> cooling -> racks
     fabrics: list[FabricResult]
     storage_tb: dict[str, float]  # raw TB per tier
-    it_power_kw: float
-    facility_power_kw: float
     node_power_kw: float
     network_power_kw: float
     storage_power_kw: float
-    capex_usd: dict[str, float]  # compute, network, storage, racks, cooling, total
+    it_power_kw: float
+    facility_power_kw: float
+    capex_usd: dict[str, float]  # compute, network, storage, racks, cooling, site, total
+    energy_usd_per_year: float
+    carbon_t_per_year: float
+
+    @property
+    def total_racks(self) -> int:
+        return sum(n for by_o in self.racks.values() for n in by_o.values())
+
+
+@dataclass
+class Design:
+    sites: list[SiteResult]
+    it_power_kw: float
+    facility_power_kw: float
+    capex_usd: dict[str, float]  # by category over all sites, and total
     energy_usd_per_year: float
     maintenance_usd_per_year: float
+    carbon_t_per_year: float
+    carbon_usd_per_year: float
     tco_usd: float
+
+    @property
+    def nodes(self) -> dict[str, dict[str, int]]:
+        """Nodes over all sites: accelerator -> cooling -> nodes."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.sites:
+            for acc, by_o in s.nodes.items():
+                for o, n in by_o.items():
+                    out.setdefault(acc, {})[o] = out.get(acc, {}).get(o, 0) + n
+        return out
+
+    @property
+    def racks(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for s in self.sites:
+            for acc, by_o in s.racks.items():
+                for o, n in by_o.items():
+                    out.setdefault(acc, {})[o] = out.get(acc, {}).get(o, 0) + n
+        return out
+
+    @property
+    def fabrics(self) -> list[FabricResult]:
+        return [f for s in self.sites for f in s.fabrics]
+
+    @property
+    def storage_tb(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.sites:
+            for t, tb in s.storage_tb.items():
+                out[t] = out.get(t, 0.0) + tb
+        return out
+
+    @property
+    def node_power_kw(self) -> float:
+        return sum(s.node_power_kw for s in self.sites)
+
+    @property
+    def network_power_kw(self) -> float:
+        return sum(s.network_power_kw for s in self.sites)
+
+    @property
+    def storage_power_kw(self) -> float:
+        return sum(s.storage_power_kw for s in self.sites)
 
     def total_nodes(self, acc: str) -> int:
         return sum(self.nodes.get(acc, {}).values())
 
     @property
     def total_racks(self) -> int:
-        return sum(n for by_o in self.racks.values() for n in by_o.values())
+        return sum(s.total_racks for s in self.sites)
+
+    def site(self, name: str) -> SiteResult:
+        return next(s for s in self.sites if s.name == name)
 
 
 @dataclass
@@ -141,6 +209,9 @@ class Solution:
         for j, job in zip(out["jobs"], self.jobs):
             j["margin_days"] = job.margin_days
         if self.design is not None:
-            for f, fab in zip(out["design"]["fabrics"], self.design.fabrics):
-                f["switches"] = fab.switches
+            for site_out, site in zip(out["design"]["sites"], self.design.sites):
+                for f, fab in zip(site_out["fabrics"], site.fabrics):
+                    f["switches"] = fab.switches
+            out["design"]["nodes"] = self.design.nodes
+            out["design"]["storage_tb"] = self.design.storage_tb
         return out

@@ -12,13 +12,13 @@ from models.schema import Instance
 
 from .backends import SolveResult, Status
 from .backends import solve as run_backend
-from .build import Vars, build_model, fabric_endpoints, fabric_optics, objective_expr
+from .build import CAPEX_PARTS, Vars, build_model, objective_expr
 from .data import HOURS_PER_YEAR, USD_PER_MUSD, MipData, build_data
 from .prune import Pruned, PrunedService, prune, prune_service
-from .solution import Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, Solution
+from .solution import Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, SiteResult, Solution
 
 # Lexicographic tie-break: after min_time or min_power, the cheapest (TCO) design at that optimum.
-SECOND_STAGE = {"min_time": "min_tco", "min_power": "min_tco"}
+SECOND_STAGE = {"min_time": "min_tco", "min_power": "min_tco", "min_carbon": "min_tco"}
 STATUS_TEXT = {
     Status.OPTIMAL: "optimal",
     Status.FEASIBLE: "feasible",
@@ -111,81 +111,104 @@ def _solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, e
     return res, v, m
 
 
+def _relaxations(data: MipData):
+    """Each facility-wide limit as (label, relaxed data, what to minimise, unit formatter, current value)."""
+    mw = lambda x: f"{x / 1000:.3f} MW"  # noqa: E731
+    musd = lambda x: f"${x:,.1f}M"  # noqa: E731
+    out = []
+    for i, s in enumerate(data.sites):
+        where = "" if len(data.sites) == 1 else f" of site {s.name}"
+        sites = list(data.sites)
+        if s.power_cap_kw is not None:
+            sites[i] = dataclasses.replace(s, power_cap_kw=None)
+            out.append((f"facility power cap{where}", dataclasses.replace(data, sites=list(sites)),
+                        ("site_power", s.name), mw, s.power_cap_kw))
+            sites = list(data.sites)
+        if s.max_racks is not None:
+            sites[i] = dataclasses.replace(s, max_racks=None)
+            out.append((f"rack space{where}", dataclasses.replace(data, sites=list(sites)), ("site_racks", s.name),
+                        lambda x: f"{x:.0f} racks", s.max_racks))
+    if data.capex_cap_musd is not None:
+        out.append(("capex budget", dataclasses.replace(data, capex_cap_musd=None), ("objective", "min_capex"), musd,
+                    data.capex_cap_musd))
+    if data.carbon_cap_t_per_year is not None:
+        out.append(("carbon cap", dataclasses.replace(data, carbon_cap_t_per_year=None), ("objective", "min_carbon"),
+                    lambda x: f"{x:,.0f} tCO2/yr", data.carbon_cap_t_per_year))
+    return out
+
+
 def diagnose(data: MipData, backend: str, time_limit_s) -> list[str]:
     """Which facility-wide limit blocks: relax each alone, and say how far it must move."""
-    limits = [
-        ("power_cap_kw", "min_power", "facility power cap", lambda x: f"{x / 1000:.3f} MW", lambda d: d.power_cap_kw),
-        ("capex_cap_musd", "min_capex", "capex budget", lambda x: f"${x:,.1f}M",
-         lambda d: d.capex_cap_musd),
-        ("max_racks", None, "rack space", lambda x: f"{x:.0f} racks", lambda d: d.max_racks),
-    ]
-    out = []
-    for field_name, measure, label, fmt, current in limits:
-        if current(data) is None:
-            continue
-        relaxed = dataclasses.replace(data, **{field_name: None})
-        m, v = build_model(relaxed)
-        if measure is None:
-            from .lp import lin_sum
+    from .lp import lin_sum
 
-            m.minimize(lin_sum(v.racks.values()))
+    out = []
+    for label, relaxed, (kind, arg), fmt, current in _relaxations(data):
+        m, v = build_model(relaxed)
+        if kind == "objective":
+            m.minimize(objective_expr(relaxed, v, arg))
+        elif kind == "site_power":
+            m.minimize(v.totals[f"facility_power_kw[site={arg}]"] + 0)
         else:
-            m.minimize(objective_expr(relaxed, v, measure))
+            m.minimize(lin_sum(r for (_, _, site), r in v.racks.items() if site == arg))
         res = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=None)
         if res.values is not None and res.objective is not None:
             need = res.objective
-            out.append(
-                f"the {label} blocks: the least any design needs is {fmt(need)} against {fmt(current(data))} "
-                f"(raise it by {fmt(need - current(data))})"
-            )
+            out.append(f"the {label} blocks: the least any design needs is {fmt(need)} against {fmt(current)} "
+                       f"(raise it by {fmt(need - current)})")
     if not out:
-        out.append("no single facility limit (power cap, capex budget, rack space) is the cause alone; several bind together")
+        out.append("no single limit (power caps, rack space, capex budget, carbon cap) is the cause alone; "
+                   "several bind together")
     return out
+
+
+def _fabric_result(f, v: Vars, site: str, val, rint):
+    ep = int(round(sum(val(v.endpoints[f.name, site, n]) for n in (1, 2, 3))))
+    if ep == 0:
+        return None
+    tiers = next((n for n in (1, 2, 3) if rint(v.tiers[f.name, site, n]) == 1), 0)
+    leaves = {1: rint(v.tiers[f.name, site, 1]), 2: rint(v.leaves[f.name, site, 2]), 3: rint(v.leaves[f.name, site, 3])}[tiers] if tiers else 0
+    agg = rint(v.aggregation[f.name, site]) if tiers == 3 else 0
+    spines = rint(v.spines[f.name, site, tiers]) if tiers in (2, 3) else 0
+    links = f.up * leaves + (f.radix // 2) * agg if tiers >= 2 else 0
+    return FabricResult(f.name, site, ep, tiers, leaves, agg, spines, 2 * links)
 
 
 def _design(data: MipData, v: Vars, values: list[float]) -> Design:
     val = lambda var: float(values[var.index])  # noqa: E731
     rint = lambda var: int(round(val(var)))  # noqa: E731
-    nodes: dict[str, dict[str, int]] = {}
-    racks: dict[str, dict[str, int]] = {}
-    for (acc, o), var in v.nodes.items():
-        n = rint(var)
-        if n:
-            nodes.setdefault(acc, {})[o] = n
-            racks.setdefault(acc, {})[o] = rint(v.racks[acc, o])
-    fabrics = []
-    for f in data.fabrics:
-        ep = int(round(sum(val(v.endpoints[f.name, n]) for n in (1, 2, 3))))
-        if ep == 0:
-            continue
-        tiers = next((n for n in (1, 2, 3) if rint(v.tiers[f.name, n]) == 1), 0)
-        leaves = {1: rint(v.tiers[f.name, 1]), 2: rint(v.leaves[f.name, 2]), 3: rint(v.leaves[f.name, 3])}[tiers] if tiers else 0
-        agg = rint(v.aggregation[f.name]) if tiers == 3 else 0
-        spines = rint(v.spines[f.name, tiers]) if tiers in (2, 3) else 0
-        links = f.up * leaves + (f.radix // 2) * agg if tiers >= 2 else 0
-        fabrics.append(FabricResult(f.name, ep, tiers, leaves, agg, spines, 2 * links))
     t = {k: val(var) for k, var in v.totals.items()}
     usd = USD_PER_MUSD
+    sites = []
+    for s in data.sites:
+        nodes: dict[str, dict[str, int]] = {}
+        racks: dict[str, dict[str, int]] = {}
+        for (acc, o, site), var in v.nodes.items():
+            n = rint(var)
+            if site == s.name and n:
+                nodes.setdefault(acc, {})[o] = n
+                racks.setdefault(acc, {})[o] = rint(v.racks[acc, o, site])
+        fabrics = [r for f in v.fabrics_at[s.name] if (r := _fabric_result(f, v, s.name, val, rint)) is not None]
+        g = lambda k: t[f"{k}[site={s.name}]"]  # noqa: E731
+        capex = {p: g(f"capex_{p}_musd") * usd for p in CAPEX_PARTS}
+        capex["total"] = g("capex_musd") * usd
+        sites.append(SiteResult(
+            name=s.name, open=rint(v.site_open[s.name]) == 1, nodes=nodes, racks=racks, fabrics=fabrics,
+            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-9},
+            node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
+            it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
+            energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),
+        ))
+    capex = {p: t[f"capex_{p}_musd"] * usd for p in CAPEX_PARTS}
+    capex["total"] = t["capex_musd"] * usd
     return Design(
-        nodes=nodes,
-        racks=racks,
-        fabrics=fabrics,
-        storage_tb={s: val(var) for s, var in v.storage_tb.items() if val(var) > 1e-9},
-        it_power_kw=t["it_power_kw"],
+        sites=sites,
+        it_power_kw=sum(x.it_power_kw for x in sites),
         facility_power_kw=t["facility_power_kw"],
-        node_power_kw=t["node_power_kw"],
-        network_power_kw=t["network_power_kw"],
-        storage_power_kw=t["storage_power_kw"],
-        capex_usd={
-            "compute": t["capex_compute_musd"] * usd,
-            "network": t["capex_network_musd"] * usd,
-            "storage": t["capex_storage_musd"] * usd,
-            "racks": t["capex_racks_musd"] * usd,
-            "cooling": t["capex_cooling_musd"] * usd,
-            "total": t["capex_musd"] * usd,
-        },
+        capex_usd=capex,
         energy_usd_per_year=t["energy_musd_per_year"] * usd,
         maintenance_usd_per_year=t["maintenance_musd_per_year"] * usd,
+        carbon_t_per_year=t["carbon_t_per_year"],
+        carbon_usd_per_year=t["carbon_musd_per_year"] * usd,
         tco_usd=t["tco_musd"] * usd,
     )
 
@@ -193,7 +216,8 @@ def _design(data: MipData, v: Vars, values: list[float]) -> Design:
 def _jobs(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
     out = []
     for job, pr in zip(data.jobs, pruned):
-        k = max(range(len(job.candidates)), key=lambda k: values[v.choose[job.name, k].index])
+        k, site = max(((k, s.name) for k in range(len(job.candidates)) for s in data.sites),
+                      key=lambda ks: values[v.choose[job.name, ks[0], ks[1]].index])
         i = job.candidates[k].index
         t = pr.table
         lay = t.layout(i)
@@ -201,6 +225,7 @@ def _jobs(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> 
             JobResult(
                 name=job.name,
                 **lay,
+                site=site,
                 accelerators=int(t.perf["n_acc"][i]),
                 nodes=int(t.perf["nodes"][i]),
                 days=float(t.days[i]),
@@ -221,21 +246,23 @@ def _jobs(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> 
 
 def _services(instance: Instance, data: MipData, pruned: list[PrunedService], v: Vars, values, design: Design,
               jobs: list[JobResult]) -> list[ServiceResult]:
-    """Replicas by layout, SLO figures and cost per million output tokens (TCO allocated by compute capex)."""
+    """Replicas by layout, site and region, SLO figures and cost per million output tokens (TCO
+    allocated by compute capex)."""
     cat = instance.catalog
     price_per_acc = {n: a.node_price_usd / a.accelerators_per_node for n, a in cat.accelerators.items()}
     groups_by_svc = []
     for s, ps in zip(data.services, pruned):
-        t = ps.table
+        p = ps.table.perf
         groups = []
-        for k, lay in enumerate(s.layouts):
-            r = int(round(values[v.replicas[s.name, k].index]))
-            if r:
-                i = lay.index
-                p = t.perf
-                groups.append(ReplicaGroup(lay.accelerator, lay.tp, lay.batch, r, float(p["requests_per_s"][i]),
-                                           float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
-                                           float(p["memory_per_acc_gb"][i])))
+        for (svc, k, site, region), var in v.replicas.items():
+            r = int(round(values[var.index]))
+            if svc != s.name or not r:
+                continue
+            lay = s.layouts[k]
+            i = lay.index
+            groups.append(ReplicaGroup(site, region, lay.accelerator, lay.tp, lay.batch, r, float(p["requests_per_s"][i]),
+                                       float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
+                                       float(p["memory_per_acc_gb"][i])))
         groups_by_svc.append(groups)
     svc_capex = [sum(g.replicas * g.tp * price_per_acc[g.accelerator] for g in groups) for groups in groups_by_svc]
     job_capex = [j.accelerators * price_per_acc[j.accelerator] for j in jobs]

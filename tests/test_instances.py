@@ -57,10 +57,11 @@ def test_verifier_catches_tampering(solved):
     verify_solution(inst, good)  # the real answer passes
 
     fewer_nodes = copy.deepcopy(good)
-    acc = next(iter(fewer_nodes.design.nodes))
-    cool = next(iter(fewer_nodes.design.nodes[acc]))
-    fewer_nodes.design.nodes[acc][cool] -= 1
-    with pytest.raises(VerificationError, match="jobs need .* nodes, design buys"):
+    site = fewer_nodes.design.sites[0]
+    acc = next(iter(site.nodes))
+    cool = next(iter(site.nodes[acc]))
+    site.nodes[acc][cool] -= 1
+    with pytest.raises(VerificationError, match="workloads need .* nodes, design buys"):
         verify_solution(inst, fewer_nodes)
 
     too_fast = copy.deepcopy(good)

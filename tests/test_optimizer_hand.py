@@ -7,7 +7,7 @@ import pytest
 from models.loader import instance_from_dict
 from optimizer.build import build_model, objective_expr
 from optimizer.backends import Status, solve as run_backend
-from optimizer.data import AcceleratorData, Candidate, FabricData, JobData, MipData, StorageData
+from optimizer.data import AcceleratorData, Candidate, FabricData, JobData, MipData, SiteData, StorageData
 from optimizer.solve import solve_instance
 
 BACKENDS = ["ortools", "pulp"]
@@ -26,13 +26,15 @@ def tiny_data(y_price_usd=300_000, power_cap_kw=None, capex_cap_usd=None) -> Mip
         Candidate(0, "x", "f", nodes=8, endpoints=8, days=10.0, read_gbps=0.0),
         Candidate(1, "y", "f", nodes=3, endpoints=3, days=9.0, read_gbps=0.0),
     ])
+    site = SiteData("dc", pue=1.5, power_cap_kw=power_cap_kw, max_racks=None, rack_capex_musd=0.010,
+                    cooling_capex_musd_per_kw={"air": 0.001}, aux_cooling="air",
+                    nodes_per_rack={"x": {"air": 4}, "y": {"air": 4}}, energy_musd_per_kw_year=0.1 * 8760 / 1e6,
+                    carbon_t_per_kw_year=0.0, site_capex_musd=0.0, rtt_ms={})
     return MipData(
         name="tiny", objective="min_tco", jobs=[job], services=[],
-        accelerators=[AcceleratorData("x", 0.100, 5.0, {"air": 4}), AcceleratorData("y", y_price_usd / 1e6, 4.0, {"air": 4})],
-        fabrics=[fab], storage=[StorageData("s", 1e-4, 0.001, 1.0, 1.0)],
-        cooling_capex_musd_per_kw={"air": 0.001}, aux_cooling="air", pue=1.5, power_cap_kw=power_cap_kw, max_racks=None,
-        rack_capex_musd=0.010, capex_cap_musd=None if capex_cap_usd is None else capex_cap_usd / 1e6,
-        horizon_years=1.0, maintenance_fraction=0.0, energy_musd_per_kw_year=0.1 * 8760 / 1e6,
+        accelerators=[AcceleratorData("x", 0.100, 5.0, 8), AcceleratorData("y", y_price_usd / 1e6, 4.0, 8)],
+        fabrics=[fab], storage=[StorageData("s", 1e-4, 0.001, 1.0, 1.0)], sites=[site],
+        capex_cap_musd=None if capex_cap_usd is None else capex_cap_usd / 1e6, horizon_years=1.0, maintenance_fraction=0.0,
     )
 
 
@@ -58,7 +60,7 @@ def test_cheaper_machine_wins_by_hand(backend):
     res, v = _solve(tiny_data(), backend)
     assert res.status == Status.OPTIMAL
     assert res.objective * 1e6 == pytest.approx(TCO_X, abs=0.01)
-    assert res.values[v.choose["j", 0].index] == pytest.approx(1)
+    assert res.values[v.choose["j", 0, "dc"].index] == pytest.approx(1)
     assert res.values[v.totals["capex_musd"].index] * 1e6 == pytest.approx(879_290, abs=0.01)
 
 
@@ -67,7 +69,7 @@ def test_power_cap_flips_the_choice(backend):
     # x draws 60.435 kW at the facility; a 50 kW cap leaves only y.
     res, v = _solve(tiny_data(power_cap_kw=50.0), backend)
     assert res.objective * 1e6 == pytest.approx(TCO_Y, abs=0.01)
-    assert res.values[v.choose["j", 1].index] == pytest.approx(1)
+    assert res.values[v.choose["j", 1, "dc"].index] == pytest.approx(1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -172,17 +174,19 @@ def serving_data(b_node_price_usd: float) -> MipData:
     free_net = FabricData("frontend:eth", radix=64, down=32, up=32, tier_capacity={1: 64, 2: 2048, 3: 65536},
                           switch_price_musd=0.0, switch_power_kw=0.0, endpoint_price_musd=0.0, endpoint_power_kw=0.0,
                           optic_price_musd=0.0, optic_power_kw=0.0, frontend_ports_per_node=1)
-    svc = ServiceData("chat", demand_rps=10.0, layouts=[
-        ServingLayout(0, "a", tp=1, batch=8, requests_per_s=4.0),
-        ServingLayout(1, "b", tp=1, batch=8, requests_per_s=3.0),
+    svc = ServiceData("chat", demand_rps={"*": 10.0}, ttft_slo_s=1.0, layouts=[
+        ServingLayout(0, "a", tp=1, batch=8, requests_per_s=4.0, ttft_s=0.1),
+        ServingLayout(1, "b", tp=1, batch=8, requests_per_s=3.0, ttft_s=0.1),
     ])
+    site = SiteData("dc", pue=1.0, power_cap_kw=None, max_racks=None, rack_capex_musd=0.0,
+                    cooling_capex_musd_per_kw={"air": 0.0}, aux_cooling="air",
+                    nodes_per_rack={"a": {"air": 10}, "b": {"air": 10}}, energy_musd_per_kw_year=0.0,
+                    carbon_t_per_kw_year=0.0, site_capex_musd=0.0, rtt_ms={}, frontend=free_net)
     return MipData(
         name="serve", objective="min_tco", jobs=[], services=[svc],
-        accelerators=[AcceleratorData("a", 0.100, 1.0, {"air": 10}, per_node=1),
-                      AcceleratorData("b", b_node_price_usd / 1e6, 1.0, {"air": 10}, per_node=1)],
-        fabrics=[free_net], storage=[StorageData("s", 1e-4, 0.001, 1.0, 1.0)],
-        cooling_capex_musd_per_kw={"air": 0.0}, aux_cooling="air", pue=1.0, power_cap_kw=None, max_racks=None,
-        rack_capex_musd=0.0, capex_cap_musd=None, horizon_years=1.0, maintenance_fraction=0.0, energy_musd_per_kw_year=0.0,
+        accelerators=[AcceleratorData("a", 0.100, 1.0, per_node=1), AcceleratorData("b", b_node_price_usd / 1e6, 1.0, per_node=1)],
+        fabrics=[], storage=[StorageData("s", 1e-4, 0.001, 1.0, 1.0)], sites=[site],
+        capex_cap_musd=None, horizon_years=1.0, maintenance_fraction=0.0,
     )
 
 
@@ -193,7 +197,7 @@ def test_mix_of_two_types_is_cheapest(backend):
     data = serving_data(80_000)
     res, v = _solve(data, backend)
     assert res.objective * 1e6 == pytest.approx(260_000, abs=0.01)
-    assert [round(res.values[v.replicas["chat", k].index]) for k in (0, 1)] == [1, 2]
+    assert [round(res.values[v.replicas["chat", k, "dc", "*"].index]) for k in (0, 1)] == [1, 2]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -201,4 +205,4 @@ def test_single_type_when_the_other_is_dear(backend):
     # b at $120k: 1a + 2b = $340k, 2a + 1b = $320k, 4b = $480k, 3a = $300k -> a alone.
     res, v = _solve(serving_data(120_000), backend)
     assert res.objective * 1e6 == pytest.approx(300_000, abs=0.01)
-    assert [round(res.values[v.replicas["chat", k].index]) for k in (0, 1)] == [3, 0]
+    assert [round(res.values[v.replicas["chat", k, "dc", "*"].index]) for k in (0, 1)] == [3, 0]
