@@ -8,9 +8,14 @@ Data (optimizer.data.MipData, all numbers; $M, kW, TB, GB/s, days, tCO2):
 Variables:
   site_open[s] in {0,1}               the site is built (its build-out capex is paid)
   choose[job,cand,site] in {0,1}      the configuration each job runs, and where (one site, one fabric)
-  replicas[svc,layout,site,region] Z+ serving replicas, placed at a site, serving a region they reach
-                                      within the TTFT SLO (RTT + TTFT); only reachable triples exist
-  serving_nodes[acc,site] in Z+       nodes holding serving replicas (replicas of any service share nodes)
+  units[svc,layout,site] in Z+        serving units of each layout at each site: a unit is one node
+                                      dedicated to one layout of one service, holding per_node/tp
+                                      replicas (or, for replicas wider than a node, one replica on
+                                      tp/per_node nodes)
+  served[svc,layout,site,region] >= 0 requests/s those replicas serve for a region they reach within
+                                      the TTFT SLO (RTT + TTFT); only reachable pairs exist. Capacity is
+                                      split continuously: a replica may serve several regions.
+  serving_nodes[acc,site] >= 0        nodes of serving units (integral because units are)
   nodes[acc,cooling,site] in Z+       nodes bought, by site and by the cooling of their racks
   racks[acc,cooling,site] in Z+       racks of one node type and cooling option
   fabric_tiers[fabric,site,tiers]     the fat-tree depth built per fabric and site (binary), with
@@ -40,7 +45,8 @@ DEPTHS = (1, 2, 3)
 class Vars:
     site_open: dict[str, Var] = field(default_factory=dict)
     choose: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (job, cand position, site)
-    replicas: dict[tuple[str, int, str, str], Var] = field(default_factory=dict)  # (svc, layout pos, site, region)
+    units: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (svc, layout pos, site)
+    served: dict[tuple[str, int, str, str], Var] = field(default_factory=dict)  # (svc, layout pos, site, region)
     serving_nodes: dict[tuple[str, str], Var] = field(default_factory=dict)  # (acc, site)
     nodes: dict[tuple[str, str, str], Var] = field(default_factory=dict)  # (acc, cooling, site)
     racks: dict[tuple[str, str, str], Var] = field(default_factory=dict)
@@ -90,33 +96,43 @@ def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
 
 def add_serving(m: Model, d: MipData, v: Vars) -> None:
     """Constraint (1b): each region's demand of each service is met by replicas that reach it within
-    the TTFT SLO; replicas of different accelerator types and sites may be mixed (Melange).
-    Layouts that break an SLO or memory never get here."""
+    the TTFT SLO; a replica's requests/s are split over the regions it reaches; replicas of different
+    accelerator types and sites may be mixed (Melange). Layouts that break an SLO never get here."""
+    multi = len(d.sites) > 1
     for svc in d.services:
-        for region, demand in sorted(svc.demand_rps.items()):
-            terms = []
-            for s in d.sites:
-                for k, lay in enumerate(svc.layouts):
-                    if not d.serves(s, region, lay, svc):
-                        continue
-                    ub = math.ceil(demand / lay.requests_per_s - 1e-9)
-                    x = m.add_var(f"replicas[svc={svc.name},acc={lay.accelerator},tp={lay.tp},batch={lay.batch},"
-                                  f"site={s.name},region={region}]", lb=0, ub=ub, integer=True)
-                    v.replicas[svc.name, k, s.name, region] = x
-                    if len(d.sites) > 1:
-                        m.add_constraint(x <= ub * v.site_open[s.name],
-                                         f"replicas_at_open_site[svc={svc.name},layout={lay.index},site={s.name},region={region}]")
-                    terms.append(lay.requests_per_s * x)
-            m.add_constraint(lin_sum(terms) >= demand, f"demand[svc={svc.name},region={region}]")
+        by_region: dict[str, list] = {r: [] for r in svc.demand_rps}
+        for s in d.sites:
+            for k, lay in enumerate(svc.layouts):
+                regions = [r for r in sorted(svc.demand_rps) if d.serves(s, r, lay, svc)]
+                if not regions:
+                    continue
+                unit_rps = lay.requests_per_s * lay.replicas_per_unit
+                ub = math.ceil(sum(svc.demand_rps[r] for r in regions) / unit_rps - 1e-9)
+                x = m.add_var(f"units[svc={svc.name},acc={lay.accelerator},tp={lay.tp},batch={lay.batch},site={s.name}]",
+                              lb=0, ub=ub, integer=True)
+                v.units[svc.name, k, s.name] = x
+                key = f"svc={svc.name},layout={lay.index},site={s.name}"
+                flows = []
+                for r in regions:
+                    f = m.add_var(f"served[{key},region={r}]", lb=0.0, ub=svc.demand_rps[r])
+                    v.served[svc.name, k, s.name, r] = f
+                    by_region[r].append(f)
+                    flows.append(f)
+                m.add_constraint(lin_sum(flows) <= unit_rps * x, f"serving_capacity[{key}]")
+                if multi:
+                    m.add_constraint(x <= ub * v.site_open[s.name], f"serving_at_open_site[{key}]")
+        for r, demand in sorted(svc.demand_rps.items()):
+            m.add_constraint(lin_sum(by_region[r]) >= demand, f"demand[svc={svc.name},region={r}]")
 
 
 def _layout(d: MipData, svc_name: str, k: int):
     return next(s for s in d.services if s.name == svc_name).layouts[k]
 
 
-def _serving_accelerators(d: MipData, v: Vars, acc: str, site: str):
+def _serving_nodes(d: MipData, v: Vars, acc: str, site: str):
     return lin_sum(
-        _layout(d, svc, k).tp * x for (svc, k, s, _), x in v.replicas.items() if s == site and _layout(d, svc, k).accelerator == acc
+        _layout(d, svc, k).nodes_per_unit * x for (svc, k, s), x in v.units.items()
+        if s == site and _layout(d, svc, k).accelerator == acc
     )
 
 
@@ -134,17 +150,15 @@ def add_nodes_and_racks(m: Model, d: MipData, v: Vars) -> None:
     for s in d.sites:
         for a in d.accelerators:
             ub = sum(max((c.nodes for c in j.candidates if c.accelerator == a.name), default=0) for j in d.jobs)
-            serving = _serving_accelerators(d, v, a.name, s.name)
             serving_ub = sum(
-                _layout(d, svc, k).tp * x.ub for (svc, k, site, _), x in v.replicas.items()
+                _layout(d, svc, k).nodes_per_unit * x.ub for (svc, k, site), x in v.units.items()
                 if site == s.name and _layout(d, svc, k).accelerator == a.name
             )
             needed = _training_nodes(d, v, a.name, s.name)
             if serving_ub:
-                sn = m.add_var(f"serving_nodes[acc={a.name},site={s.name}]", lb=0, ub=-(-serving_ub // a.per_node), integer=True)
+                sn = _total(m, v, f"serving_nodes[acc={a.name},site={s.name}]", _serving_nodes(d, v, a.name, s.name))
                 v.serving_nodes[a.name, s.name] = sn
-                m.add_constraint(a.per_node * sn >= serving, f"serving_node_count[acc={a.name},site={s.name}]")
-                ub += -(-serving_ub // a.per_node)
+                ub += serving_ub
                 needed = needed + sn
             if ub == 0:
                 continue

@@ -242,3 +242,6 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+from .cli_batch import register as _register_batch  # noqa: E402
+_register_batch(app)

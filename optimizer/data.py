@@ -47,6 +47,17 @@ class ServingLayout:
     batch: int
     requests_per_s: float  # per replica
     ttft_s: float
+    per_node: int = 8  # accelerators per node of this type
+
+    @property
+    def replicas_per_unit(self) -> int:
+        """Serving nodes are dedicated to one layout of one service: a node holds per_node // tp
+        replicas; a replica wider than a node spans whole nodes. A unit is whichever is larger."""
+        return max(1, self.per_node // self.tp)
+
+    @property
+    def nodes_per_unit(self) -> int:
+        return max(1, -(-self.tp // self.per_node))
 
 
 @dataclass(frozen=True)
@@ -188,7 +199,8 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             lay = t.layout(i)
             used_acc.add(lay["accelerator"])
             layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"],
-                                         float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i])))
+                                         float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i]),
+                                         cat.accelerators[lay["accelerator"]].accelerators_per_node))
         services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
                             cat.accelerators[n].accelerators_per_node) for n in sorted(used_acc)]

@@ -17,7 +17,7 @@ def summary_lines(sol: Solution, instance: Instance) -> list[str]:
     lines = [f"Instance: {sol.instance}    objective: {sol.objective}    status: {sol.status.upper()}"]
     if sol.objective_value is not None:
         unit = {"min_tco": _usd, "min_capex": _usd, "min_power": lambda x: f"{x / 1000:,.3f} MW facility",
-                "min_time": lambda x: f"{x:,.2f} days"}[sol.objective]
+                "min_time": lambda x: f"{x:,.2f} days", "min_carbon": lambda x: f"{x:,.1f} tCO2 per year"}[sol.objective]
         gap = "" if sol.gap is None else f"    gap {sol.gap:.2%}"
         bound = "" if sol.best_bound is None else f"    best bound {unit(sol.best_bound)}"
         lines.append(f"Objective: {unit(sol.objective_value)}{bound}{gap}")
@@ -50,48 +50,75 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
         out.append(("Inference services", ["service", "demand", "served", "replicas (layout)", "TTFT / SLO", "TPOT / SLO",
                                            "$ per M output tokens"], [
             [sv.name, f"{sv.demand_rps:g} req/s ({sv.output_tokens_per_s:,.0f} tok/s)", f"{sv.served_rps:,.2f} req/s",
-             "; ".join(f"{g.replicas} x {g.accelerator} tp{g.tp} b{g.batch}" for g in sv.groups),
+             "; ".join(f"{g.replicas} x {g.accelerator} tp{g.tp} b{g.batch}" + (f" @{g.site}" if instance.sites else "")
+                      for g in sv.groups),
              f"{sv.worst_ttft_s * 1000:.0f} / {sv.ttft_slo_s * 1000:g} ms (-{(sv.ttft_slo_s - sv.worst_ttft_s) * 1000:.0f})",
              f"{sv.worst_tpot_s * 1000:.1f} / {sv.tpot_slo_s * 1000:g} ms (-{(sv.tpot_slo_s - sv.worst_tpot_s) * 1000:.1f})",
              f"${sv.cost_per_million_output_tokens_usd:,.3f}"]
             for sv in sol.services
         ]))
-        out.append(("Replica layouts", ["service", "replicas", "accelerator", "tp", "batch", "req/s each", "out tok/s each",
-                                        "TTFT ms", "TPOT ms", "mem GB/acc"], [
-            [sv.name, str(g.replicas), g.accelerator, str(g.tp), str(g.batch), f"{g.requests_per_s_each:,.2f}",
+        where = (lambda g: [g.site, ", ".join(f"{r} {x:,.1f}" for r, x in g.regions.items())]) if instance.sites else (lambda g: [])  # noqa: E731
+        out.append(("Replica layouts", ["service"] + (["site", "serves req/s"] if instance.sites else []) + [
+            "replicas", "accelerator", "tp", "batch", "req/s each", "out tok/s each", "TTFT ms", "TPOT ms", "mem GB/acc"], [
+            [sv.name] + where(g) + [str(g.replicas), g.accelerator, str(g.tp), str(g.batch), f"{g.requests_per_s_each:,.2f}",
              f"{g.output_tokens_per_s_each:,.0f}", f"{g.ttft_s * 1000:.0f}", f"{g.tpot_s * 1000:.1f}", f"{g.memory_per_acc_gb:.1f}"]
             for sv in sol.services for g in sv.groups
         ]))
     d = sol.design
     if d is None:
         return out
-    cat, fac = instance.catalog, instance.facility
+    cat, bud = instance.catalog, instance.budget
+    multi = instance.sites is not None
+    sites = {x.name: x for x in instance.site_list}
+    pre = (lambda name: [name]) if multi else (lambda name: [])  # noqa: E731
+    site_h = ["site"] if multi else []
+    if multi:
+        rows = [[x.name, "yes" if x.open else "no", str(sum(n for by_o in x.nodes.values() for n in by_o.values())),
+                 str(x.total_racks), f"{x.it_power_kw:,.1f}",
+                 f"{x.facility_power_kw:,.1f} / {sites[x.name].power_cap_mw * 1000:,.0f}", _usd(x.capex_usd["total"]),
+                 _usd(x.energy_usd_per_year), f"{x.carbon_t_per_year:,.1f}"]
+                for x in d.sites]
+        out.append(("Sites", ["site", "open", "nodes", "racks", "IT kW", "facility kW / cap", "capex", "energy per year",
+                              "tCO2 per year"], rows))
+        rows = [[j.name, "training", j.site, f"{j.nodes} nodes ({j.accelerators} x {j.accelerator})"] for j in sol.jobs]
+        rows += [[sv.name, "serving", g.site, f"{g.replicas} x {g.accelerator} tp{g.tp}, serving "
+                  + ", ".join(f"{r} {x:,.1f} req/s" for r, x in g.regions.items())]
+                 for sv in sol.services for g in sv.groups]
+        out.append(("Placement", ["workload", "kind", "site", "what"], rows))
     rows = []
-    for acc, by_o in d.nodes.items():
-        a = cat.accelerators[acc]
-        for o, n in by_o.items():
-            r = d.racks[acc][o]
-            rows.append([acc, o, str(n), str(n * a.accelerators_per_node), str(r), f"{n * a.node_power_kw:,.1f}",
-                         f"{n * a.node_power_kw / max(r, 1):.1f} / {fac.cooling[o].max_kw_per_rack:g}"])
-    out.append(("Compute", ["accelerator", "cooling", "nodes", "accelerators", "racks", "node kW", "kW per rack / limit"], rows))
-    rows = [[f.name, str(f.endpoints), str(f.tiers), str(f.leaves), str(f.aggregation), str(f.spines), str(f.switches), str(f.optics)]
-            for f in d.fabrics]
-    out.append(("Networks (fat-trees; frontend: = serving front-end)", ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches",
-                                                "link optics"], rows))
-    rows = [[s, f"{tb:,.1f}", f"{tb / cat.storage[s].replication:,.1f}", f"{tb * cat.storage[s].gbps_per_tb:,.1f}"]
-            for s, tb in d.storage_tb.items()]
+    for x in d.sites:
+        site = sites[x.name]
+        for acc, by_o in x.nodes.items():
+            a = cat.accelerators[acc]
+            for o, n in by_o.items():
+                r = x.racks[acc][o]
+                rows.append(pre(x.name) + [acc, o, str(n), str(n * a.accelerators_per_node), str(r), f"{n * a.node_power_kw:,.1f}",
+                                           f"{n * a.node_power_kw / max(r, 1):.1f} / {site.cooling[o].max_kw_per_rack:g}"])
+    out.append(("Compute", site_h + ["accelerator", "cooling", "nodes", "accelerators", "racks", "node kW", "kW per rack / limit"], rows))
+    rows = [pre(f.site) + [f.name, str(f.endpoints), str(f.tiers), str(f.leaves), str(f.aggregation), str(f.spines),
+                           str(f.switches), str(f.optics)] for f in d.fabrics]
+    out.append(("Networks (fat-trees; frontend: = serving front-end)",
+                site_h + ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches", "link optics"], rows))
+    rows = [pre(x.name) + [t, f"{tb:,.1f}", f"{tb / cat.storage[t].replication:,.1f}", f"{tb * cat.storage[t].gbps_per_tb:,.1f}"]
+            for x in d.sites for t, tb in x.storage_tb.items()]
     if rows:
-        out.append(("Storage", ["tier", "raw TB", "usable TB", "GB/s"], rows))
-    out.append(("Power", ["", "kW"], [
-        ["nodes", f"{d.node_power_kw:,.1f}"], ["network", f"{d.network_power_kw:,.1f}"], ["storage", f"{d.storage_power_kw:,.1f}"],
-        ["IT total", f"{d.it_power_kw:,.1f}"],
-        [f"facility (PUE {fac.pue:g}) / cap", f"{d.facility_power_kw:,.1f} / {fac.power_cap_mw * 1000:,.0f}"],
-    ]))
-    bud = instance.budget
-    rows = [[k, _usd(v)] for k, v in d.capex_usd.items() if k != "total"]
+        out.append(("Storage", site_h + ["tier", "raw TB", "usable TB", "GB/s"], rows))
+    if not multi:
+        x, site = d.sites[0], instance.site_list[0]
+        out.append(("Power", ["", "kW"], [
+            ["nodes", f"{x.node_power_kw:,.1f}"], ["network", f"{x.network_power_kw:,.1f}"], ["storage", f"{x.storage_power_kw:,.1f}"],
+            ["IT total", f"{x.it_power_kw:,.1f}"],
+            [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / {site.power_cap_mw * 1000:,.0f}"],
+        ]))
+    rows = [[k if k != "site" else "site build-out", _usd(v)] for k, v in d.capex_usd.items()
+            if k != "total" and not (k == "site" and v == 0)]
     rows.append(["capex total" + (f" (budget {_usd(bud.capex_usd)})" if bud.capex_usd else ""), _usd(d.capex_usd["total"])])
     rows.append(["energy per year", _usd(d.energy_usd_per_year)])
     rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", _usd(d.maintenance_usd_per_year)])
+    if d.carbon_t_per_year > 0:
+        cap = f", cap {bud.carbon_cap_t_per_year:,.0f}" if bud.carbon_cap_t_per_year else ""
+        rows.append([f"carbon per year ({d.carbon_t_per_year:,.1f} tCO2{cap})",
+                     _usd(d.carbon_usd_per_year) + ("" if bud.carbon_price_usd_per_t else " (no carbon price)")])
     rows.append([f"TCO over {bud.horizon_years:g} years", _usd(d.tco_usd)])
     out.append(("Cost", ["", "USD"], rows))
     return out

@@ -67,10 +67,12 @@ def parse_path(dotted: str) -> list[str | int]:
     pos = 0
     for m in _TOKEN.finditer(dotted):
         gap = dotted[pos:m.start()]
-        if gap not in ("", "."):
+        is_name = m.group(1) is None
+        expected = "." if parts and is_name else ""  # names after the first need a dot; [..] never
+        if gap != expected:
             raise SweepError(f"bad field path '{dotted}'")
         pos = m.end()
-        if m.group(1) is not None:
+        if not is_name:
             key = m.group(1).strip()
             if not key:
                 raise SweepError(f"bad field path '{dotted}': empty []")

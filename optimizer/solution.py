@@ -41,11 +41,12 @@ class JobResult:
 @dataclass
 class ReplicaGroup:
     site: str
-    region: str  # "*" = any region (the service gave no regions)
+    regions: dict[str, float]  # requests/s served per region ("*" = the service gave no regions)
     accelerator: str
     tp: int
     batch: int
     replicas: int
+    nodes: int  # dedicated to this service and layout
     requests_per_s_each: float
     output_tokens_per_s_each: float
     ttft_s: float
@@ -62,7 +63,7 @@ class ServiceResult:
     ttft_slo_s: float
     tpot_slo_s: float
     groups: list[ReplicaGroup]
-    tco_share_usd: float  # TCO allocated by share of compute capex
+    tco_share_usd: float  # TCO allocated by share of compute capex (the nodes it occupies)
     cost_per_million_output_tokens_usd: float  # at full demand, 24/7 over the horizon
     candidates_enumerated: int
     candidates_meet_slo: int

@@ -193,7 +193,7 @@ def _design(data: MipData, v: Vars, values: list[float]) -> Design:
         capex["total"] = g("capex_musd") * usd
         sites.append(SiteResult(
             name=s.name, open=rint(v.site_open[s.name]) == 1, nodes=nodes, racks=racks, fabrics=fabrics,
-            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-9},
+            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-4},
             node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
             it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
             energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),
@@ -249,23 +249,27 @@ def _services(instance: Instance, data: MipData, pruned: list[PrunedService], v:
     """Replicas by layout, site and region, SLO figures and cost per million output tokens (TCO
     allocated by compute capex)."""
     cat = instance.catalog
-    price_per_acc = {n: a.node_price_usd / a.accelerators_per_node for n, a in cat.accelerators.items()}
+    node_price = {n: a.node_price_usd for n, a in cat.accelerators.items()}
     groups_by_svc = []
     for s, ps in zip(data.services, pruned):
         p = ps.table.perf
         groups = []
-        for (svc, k, site, region), var in v.replicas.items():
-            r = int(round(values[var.index]))
-            if svc != s.name or not r:
+        for (svc, k, site), var in v.units.items():
+            units = int(round(values[var.index]))
+            if svc != s.name or not units:
                 continue
             lay = s.layouts[k]
             i = lay.index
-            groups.append(ReplicaGroup(site, region, lay.accelerator, lay.tp, lay.batch, r, float(p["requests_per_s"][i]),
+            r = units * lay.replicas_per_unit
+            regions = {reg: values[f.index] for (sv2, k2, site2, reg), f in v.served.items()
+                       if (sv2, k2, site2) == (svc, k, site) and values[f.index] > 1e-7}
+            groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, r, units * lay.nodes_per_unit,
+                                       float(p["requests_per_s"][i]),
                                        float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
                                        float(p["memory_per_acc_gb"][i])))
         groups_by_svc.append(groups)
-    svc_capex = [sum(g.replicas * g.tp * price_per_acc[g.accelerator] for g in groups) for groups in groups_by_svc]
-    job_capex = [j.accelerators * price_per_acc[j.accelerator] for j in jobs]
+    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups) for groups in groups_by_svc]
+    job_capex = [j.nodes * node_price[j.accelerator] for j in jobs]
     total = sum(svc_capex) + sum(job_capex)
     horizon_s = instance.budget.horizon_years * HOURS_PER_YEAR * 3600
     out = []

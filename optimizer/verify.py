@@ -119,12 +119,12 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
         need_gbps[site] += r["write_gbps"] + r["read_gbps"]
 
     # Services: every replica layout re-run through the serving model; SLOs, latency, memory, demand.
-    serving_accs = {n: {} for n in sites}
+    serving_nodes_at = {n: {} for n in sites}  # site -> acc -> nodes dedicated to serving
     for sr in sol.services:
         svc = next(w for w in instance.services if w.name == sr.name)
         served: dict[str, float] = {}
         for g in sr.groups:
-            where = f"service {sr.name} ({g.replicas} x {g.accelerator} tp={g.tp} batch={g.batch} at {g.site} for {g.region})"
+            where = f"service {sr.name} ({g.replicas} x {g.accelerator} tp={g.tp} batch={g.batch} at {g.site})"
             if g.site not in sites:
                 problems.append(f"{where}: unknown site")
                 continue
@@ -137,16 +137,25 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
                 problems.append(f"{where}: TTFT {r['ttft_s']:.3f} s breaks the SLO of {svc.ttft_s} s")
             if r["tpot_s"] > svc.tpot_s * (1 + 1e-9):
                 problems.append(f"{where}: TPOT {r['tpot_s'] * 1000:.1f} ms breaks the SLO of {svc.tpot_s * 1000:g} ms")
-            if g.region != ANY_REGION and not one_facility:
-                rtt = sites[g.site].latency_ms.get(g.region)
-                if rtt is None:
-                    problems.append(f"{where}: the site has no route to {g.region}")
-                elif rtt / 1000 + r["ttft_s"] > svc.ttft_s * (1 + 1e-9):
-                    problems.append(f"{where}: RTT {rtt:g} ms + TTFT {r['ttft_s'] * 1000:.0f} ms breaks the TTFT SLO of {svc.ttft_s * 1000:g} ms")
+            for region, rps in g.regions.items():
+                if region != ANY_REGION and not one_facility:
+                    rtt = sites[g.site].latency_ms.get(region)
+                    if rtt is None:
+                        problems.append(f"{where}: serves {region}, to which the site has no route")
+                    elif rtt / 1000 + r["ttft_s"] > svc.ttft_s * (1 + 1e-9):
+                        problems.append(f"{where}: serves {region}, but RTT {rtt:g} ms + TTFT {r['ttft_s'] * 1000:.0f} ms "
+                                        f"breaks the TTFT SLO of {svc.ttft_s * 1000:g} ms")
+                served[region] = served.get(region, 0.0) + rps
             if not _close(r["requests_per_s"], g.requests_per_s_each):
                 problems.append(f"{where}: reported {g.requests_per_s_each:.4f} req/s per replica, recomputed {r['requests_per_s']:.4f}")
-            served[g.region] = served.get(g.region, 0.0) + g.replicas * r["requests_per_s"]
-            serving_accs[g.site][g.accelerator] = serving_accs[g.site].get(g.accelerator, 0) + g.replicas * g.tp
+            if sum(g.regions.values()) > g.replicas * r["requests_per_s"] * (1 + FEAS_TOL) + 1e-6:
+                problems.append(f"{where}: assigned {sum(g.regions.values()):.3f} req/s, more than its "
+                                f"{g.replicas * r['requests_per_s']:.3f} req/s of capacity")
+            per_node = cat.accelerators[g.accelerator].accelerators_per_node
+            need = math.ceil(g.replicas / max(1, per_node // g.tp)) * max(1, math.ceil(g.tp / per_node))
+            if g.nodes < need:
+                problems.append(f"{where}: {g.replicas} replicas of {g.tp} accelerators need {need} dedicated nodes, design has {g.nodes}")
+            serving_nodes_at[g.site][g.accelerator] = serving_nodes_at[g.site].get(g.accelerator, 0) + g.nodes
             used[g.site] = True
         for region, demand in svc.regional_demand_rps.items():
             if served.get(region, 0.0) < demand * (1 - FEAS_TOL):
@@ -154,8 +163,7 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
                 problems.append(f"service {sr.name}: replicas serve {served.get(region, 0.0):.3f} req/s{label}, demand is {demand:g}")
     for name, site in sites.items():
         serving_nodes = 0
-        for acc, n_acc in serving_accs[name].items():
-            n = math.ceil(n_acc / cat.accelerators[acc].accelerators_per_node - 1e-9)
+        for acc, n in serving_nodes_at[name].items():
             need_nodes[name][acc] = need_nodes[name].get(acc, 0) + n
             serving_nodes += n
         if serving_nodes:

@@ -117,6 +117,17 @@ def test_services_meet_slos_and_verifier_catches_breaks(solved):
         verify_solution(inst, slow)
 
     short = copy.deepcopy(sol)
-    short.services[0].groups[0].replicas -= 2
-    with pytest.raises(VerificationError, match="demand is"):
+    short.services[0].groups[0].replicas -= 2  # the same traffic on fewer replicas
+    with pytest.raises(VerificationError, match="more than its .* of capacity"):
         verify_solution(inst, short)
+
+    unserved = copy.deepcopy(sol)
+    g = unserved.services[0].groups[0]
+    g.regions = {r: x * 0.9 for r, x in g.regions.items()}
+    with pytest.raises(VerificationError, match="demand is"):
+        verify_solution(inst, unserved)
+
+    crowded = copy.deepcopy(sol)
+    crowded.services[0].groups[0].nodes -= 1
+    with pytest.raises(VerificationError, match="dedicated nodes"):
+        verify_solution(inst, crowded)

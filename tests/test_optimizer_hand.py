@@ -175,8 +175,8 @@ def serving_data(b_node_price_usd: float) -> MipData:
                           switch_price_musd=0.0, switch_power_kw=0.0, endpoint_price_musd=0.0, endpoint_power_kw=0.0,
                           optic_price_musd=0.0, optic_power_kw=0.0, frontend_ports_per_node=1)
     svc = ServiceData("chat", demand_rps={"*": 10.0}, ttft_slo_s=1.0, layouts=[
-        ServingLayout(0, "a", tp=1, batch=8, requests_per_s=4.0, ttft_s=0.1),
-        ServingLayout(1, "b", tp=1, batch=8, requests_per_s=3.0, ttft_s=0.1),
+        ServingLayout(0, "a", tp=1, batch=8, requests_per_s=4.0, ttft_s=0.1, per_node=1),
+        ServingLayout(1, "b", tp=1, batch=8, requests_per_s=3.0, ttft_s=0.1, per_node=1),
     ])
     site = SiteData("dc", pue=1.0, power_cap_kw=None, max_racks=None, rack_capex_musd=0.0,
                     cooling_capex_musd_per_kw={"air": 0.0}, aux_cooling="air",
@@ -197,7 +197,7 @@ def test_mix_of_two_types_is_cheapest(backend):
     data = serving_data(80_000)
     res, v = _solve(data, backend)
     assert res.objective * 1e6 == pytest.approx(260_000, abs=0.01)
-    assert [round(res.values[v.replicas["chat", k, "dc", "*"].index]) for k in (0, 1)] == [1, 2]
+    assert [round(res.values[v.units["chat", k, "dc"].index]) for k in (0, 1)] == [1, 2]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -205,4 +205,4 @@ def test_single_type_when_the_other_is_dear(backend):
     # b at $120k: 1a + 2b = $340k, 2a + 1b = $320k, 4b = $480k, 3a = $300k -> a alone.
     res, v = _solve(serving_data(120_000), backend)
     assert res.objective * 1e6 == pytest.approx(300_000, abs=0.01)
-    assert [round(res.values[v.replicas["chat", k, "dc", "*"].index]) for k in (0, 1)] == [3, 0]
+    assert [round(res.values[v.units["chat", k, "dc"].index]) for k in (0, 1)] == [3, 0]
