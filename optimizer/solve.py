@@ -192,7 +192,8 @@ def _design(data: MipData, v: Vars, values: list[float]) -> Design:
         capex = {p: g(f"capex_{p}_musd") * usd for p in CAPEX_PARTS}
         capex["total"] = g("capex_musd") * usd
         sites.append(SiteResult(
-            name=s.name, open=rint(v.site_open[s.name]) == 1, nodes=nodes, racks=racks, fabrics=fabrics,
+            # Open = something is placed there, or its build-out is paid (a free site may sit "open" empty).
+            name=s.name, open=bool(nodes) or (rint(v.site_open[s.name]) == 1 and s.site_capex_musd > 0), nodes=nodes, racks=racks, fabrics=fabrics,
             storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-4},
             node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
             it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
