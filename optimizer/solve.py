@@ -34,9 +34,53 @@ def objective_scale(objective: str) -> float:
     return USD_PER_MUSD if objective in ("min_tco", "min_capex") else 1.0
 
 
-def prepare(instance: Instance) -> tuple[list[JobTable], list[Pruned]]:
+def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable], list[Pruned]]:
+    """Candidate tables and their pruning; `frontier` keeps every job's whole nodes/time front
+    (needed when time is bounded or traded off, e.g. Pareto fronts), not only its fewest-node point."""
     tables = [job_table(job, instance.catalog) for job in instance.training_jobs]
-    return tables, [prune(t, instance.objective) for t in tables]
+    return tables, [prune(t, "min_time" if frontier else instance.objective) for t in tables]
+
+
+# Metrics that can be bounded (`bounds=`) or read back from a solution, in the user's units.
+METRICS = ("tco_usd", "capex_usd", "facility_power_kw", "carbon_t_per_year", "days:<job>")
+
+
+def metric_expr(data: MipData, v: Vars, metric: str):
+    """A metric as a MIP expression in the MIP's units, with the factor from user units."""
+    from .lp import lin_sum
+
+    if metric == "tco_usd":
+        return v.totals["tco_musd"] + 0, 1 / USD_PER_MUSD
+    if metric == "capex_usd":
+        return v.totals["capex_musd"] + 0, 1 / USD_PER_MUSD
+    if metric == "facility_power_kw":
+        return v.totals["facility_power_kw"] + 0, 1.0
+    if metric == "carbon_t_per_year":
+        return v.totals["carbon_t_per_year"] + 0, 1.0
+    if metric.startswith("days:"):
+        name = metric.split(":", 1)[1]
+        job = next((j for j in data.jobs if j.name == name), None)
+        if job is None:
+            raise ValueError(f"unknown training job '{name}' in metric '{metric}' (jobs: {', '.join(j.name for j in data.jobs)})")
+        return lin_sum(c.days * v.choose[job.name, k, s.name] for k, c in enumerate(job.candidates) for s in data.sites), 1.0
+    raise ValueError(f"unknown metric '{metric}' (expected one of {', '.join(METRICS)})")
+
+
+def metric_value(sol: Solution, metric: str) -> float:
+    """A metric read from a solved design, in the user's units."""
+    d = sol.design
+    if metric == "tco_usd":
+        return d.tco_usd
+    if metric == "capex_usd":
+        return d.capex_usd["total"]
+    if metric == "facility_power_kw":
+        return d.facility_power_kw
+    if metric == "carbon_t_per_year":
+        return d.carbon_t_per_year
+    if metric.startswith("days:"):
+        name = metric.split(":", 1)[1]
+        return next(j.days for j in sol.jobs if j.name == name)
+    raise ValueError(f"unknown metric '{metric}' (expected one of {', '.join(METRICS)})")
 
 
 def prepare_services(instance: Instance) -> list[PrunedService]:
@@ -93,8 +137,12 @@ def explain_job(pr: Pruned) -> str:
     )
 
 
-def _solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None) -> tuple[SolveResult, Vars, object]:
+def _solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
+               bounds: dict[str, float] | None = None) -> tuple[SolveResult, Vars, object]:
     m, v = build_model(data)
+    for metric, bound in sorted((bounds or {}).items()):
+        expr, factor = metric_expr(data, v, metric)
+        m.add_constraint(expr <= bound * factor, f"bound[{metric}]")
     m.minimize(objective_expr(data, v, objective))
     if export_path is not None:
         m.export(str(export_path))
@@ -287,12 +335,20 @@ def _services(instance: Instance, data: MipData, pruned: list[PrunedService], v:
 
 def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
-    verify: bool = True, export_path=None,
+    verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
+    frontier: bool = False,
 ) -> Solution:
-    """Solve one instance; the returned design has passed the independent verifier (when verify)."""
+    """Solve one instance; the returned design has passed the independent verifier (when verify).
+
+    `objective` overrides the instance's; `bounds` caps metrics (see METRICS) in user units, e.g.
+    {"days:gpt3": 30} or {"tco_usd": 2e8} (the epsilon constraints of a Pareto front); `frontier`
+    keeps every job's nodes/time front in the MIP (implied when a job's days are bounded)."""
     start = time.perf_counter()
+    if objective is not None and objective != instance.objective:
+        instance = instance.model_copy(update={"objective": objective})
+    frontier = frontier or instance.objective == "min_time" or any(k.startswith("days:") for k in (bounds or {}))
     sol = Solution(instance=instance.name, objective=instance.objective, status="infeasible", backend=backend)
-    _, pruned = prepare(instance)
+    _, pruned = prepare(instance, frontier=frontier)
     pruned_services = prepare_services(instance)
     empty = [explain_job(pr) for pr in pruned if pr.survived == 0]
     empty += [explain_service(ps) for ps in pruned_services if ps.survived == 0]
@@ -301,7 +357,7 @@ def solve_instance(
         sol.runtime_s = time.perf_counter() - start
         return sol
     data = build_data(instance, pruned, pruned_services)
-    res, v, m = _solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path)
+    res, v, m = _solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds)
     sol.status = STATUS_TEXT[res.status]
     sol.backend, sol.solver, sol.message = res.backend, res.solver, res.message
     sol.mip_size = {"variables": m.num_vars, "integer_variables": m.num_integer_vars, "constraints": m.num_constraints}
