@@ -557,3 +557,31 @@ def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float 
         result.message = "; ".join(notes)
     result.runtime_s = time.perf_counter() - t0
     return result
+
+
+def lp_duals(model: Model) -> dict[str, float]:
+    """Constraint duals (d objective / d right-hand side) of a continuous model, by constraint name.
+
+    Solved with MathOpt's GLOP (an LP solver: exact duals, unlike a MIP solver's), falling back to
+    CBC through PuLP. Empty when the model is not an LP or no solver answers."""
+    if model.num_integer_vars:
+        raise ValueError("lp_duals needs a continuous model (fix the integers first)")
+    try:
+        from ortools.math_opt.python import mathopt
+
+        proto = _to_model_proto(model)
+        mm = mathopt.Model.from_model_proto(proto)
+        res = mathopt.solve(mm, mathopt.SolverType.GLOP)
+        if res.termination.reason != mathopt.TerminationReason.OPTIMAL:
+            return {}
+        return {c.name: float(x) for c, x in res.dual_values().items()}
+    except ImportError:
+        pass
+    pulp = _import_pulp()
+    prob, _ = _to_pulp(pulp, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        prob.solve(pulp.PULP_CBC_CMD(msg=False))
+    if prob.status != pulp.LpStatusOptimal:
+        return {}
+    return {model.constraints[k].name: float(prob.constraints[f"c{k}"].pi or 0.0) for k in range(model.num_constraints)}

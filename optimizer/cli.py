@@ -203,6 +203,57 @@ def calibrate(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
+def explain(
+    instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
+    backend: str = typer.Option("ortools", help="ortools (default) or pulp."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per MIP solve (soft)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Why no design exists and the smallest fixes; or, for a solved design, what binds and what one
+    more unit of each limit is worth."""
+    from .explain import shadow_prices, what_binds
+    from .solve import solve_instance
+
+    try:
+        inst = load_instance(instance)
+        sol = solve_instance(inst, backend=backend, time_limit_s=time_limit)
+    except InstanceError as exc:
+        _fail(exc.format(), EXIT_INVALID)
+    if not sol.has_design:
+        if as_json:
+            print(json.dumps({"status": sol.status, "diagnosis": sol.diagnosis}, indent=2))
+        else:
+            console.print(f"{inst.name}: no design exists ({sol.status}).", highlight=False)
+            for x in sol.diagnosis:
+                console.print(f"    * {x.strip()}" if x.startswith("  ") else f"  - {x}", highlight=False)
+        raise typer.Exit(EXIT_INFEASIBLE if sol.status == "infeasible" else EXIT_NO_DESIGN)
+    binds = what_binds(inst, sol)
+    prices = shadow_prices(inst, sol, backend=backend, time_limit_s=time_limit)
+    if as_json:
+        print(json.dumps({
+            "status": sol.status, "objective": sol.objective, "objective_value": sol.objective_value,
+            "limits": [{"limit": b.limit, "value": b.value, "bound": b.bound, "slack": b.slack, "unit": b.unit,
+                        "tight": b.tight} for b in binds],
+            "shadow_prices": [{"limit": p.limit, "per": p.unit, "lp_dual_usd": p.lp_dual_usd,
+                               "resolve_delta": p.resolve_delta, "text": p.text()} for p in prices],
+        }, indent=2))
+        return
+    from rich.table import Table
+
+    from .explain import _FMT
+
+    t = Table(title=f"What binds in {inst.name} (tight = under 2% left)", title_justify="left")
+    for h in ("limit", "used", "limit value", "slack", "tight"):
+        t.add_column(h)
+    for b in sorted(binds, key=lambda b: (not b.tight, b.limit)):
+        f = _FMT.get(b.unit, lambda x, u=b.unit: f"{x:,.4g} {u}")
+        t.add_row(b.limit, f(b.value), f(b.bound), f(b.slack), "TIGHT" if b.tight else "")
+    console.print(t)
+    for p in prices:
+        console.print(f"- {p.text()}", highlight=False)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of instance files (for editors)."""
     from models.schema import instance_file_schema

@@ -367,6 +367,22 @@ class Model:
     def var(self, name: str) -> Var:
         return self.vars[self._var_by_name[name]]
 
+    def with_integers_fixed(self, values: Values) -> "Model":
+        """A copy whose integer variables are fixed at `values` (rounded) and made continuous: the LP
+        whose duals price the limits around this integer design. Same indices and names."""
+        m = Model(self.name + "[integers fixed]")
+        for v in self.vars:
+            if v.integer:
+                x = float(round(values[v.index]))
+                m.vars.append(Var(v.index, v.name, x, x, False))
+            else:
+                m.vars.append(Var(v.index, v.name, v.lb, v.ub, False))
+        m._var_by_name = dict(self._var_by_name)
+        m.constraints = list(self.constraints)
+        m._con_by_name = dict(self._con_by_name)
+        m.objective, m.sense = self.objective, self.sense
+        return m
+
     def constraint(self, name: str) -> Constraint:
         return self.constraints[self._con_by_name[name]]
 

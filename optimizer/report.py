@@ -131,7 +131,8 @@ def render_markdown(sol: Solution, instance: Instance) -> str:
         parts += ["| " + " | ".join(r) + " |" for r in rows]
         parts.append("")
     if sol.diagnosis:
-        parts += ["## Why no design exists", ""] + [f"- {x}" for x in sol.diagnosis] + [""]
+        parts += ["## Why no design exists", ""] + [f"  - {x.strip()}" if x.startswith("  ") else f"- {x}"
+                                                     for x in sol.diagnosis] + [""]
     return "\n".join(parts)
 
 
@@ -150,4 +151,4 @@ def render_rich(sol: Solution, instance: Instance, console) -> None:
     if sol.diagnosis:
         console.print("[bold red]No design exists.[/] Why:")
         for x in sol.diagnosis:
-            console.print(f"  - {x}", highlight=False)
+            console.print(f"    * {x.strip()}" if x.startswith("  ") else f"  - {x}", highlight=False)

@@ -159,54 +159,10 @@ def _solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, e
     return res, v, m
 
 
-def _relaxations(data: MipData):
-    """Each facility-wide limit as (label, relaxed data, what to minimise, unit formatter, current value)."""
-    mw = lambda x: f"{x / 1000:.3f} MW"  # noqa: E731
-    musd = lambda x: f"${x:,.1f}M"  # noqa: E731
-    out = []
-    for i, s in enumerate(data.sites):
-        where = "" if len(data.sites) == 1 else f" of site {s.name}"
-        sites = list(data.sites)
-        if s.power_cap_kw is not None:
-            sites[i] = dataclasses.replace(s, power_cap_kw=None)
-            out.append((f"facility power cap{where}", dataclasses.replace(data, sites=list(sites)),
-                        ("site_power", s.name), mw, s.power_cap_kw))
-            sites = list(data.sites)
-        if s.max_racks is not None:
-            sites[i] = dataclasses.replace(s, max_racks=None)
-            out.append((f"rack space{where}", dataclasses.replace(data, sites=list(sites)), ("site_racks", s.name),
-                        lambda x: f"{x:.0f} racks", s.max_racks))
-    if data.capex_cap_musd is not None:
-        out.append(("capex budget", dataclasses.replace(data, capex_cap_musd=None), ("objective", "min_capex"), musd,
-                    data.capex_cap_musd))
-    if data.carbon_cap_t_per_year is not None:
-        out.append(("carbon cap", dataclasses.replace(data, carbon_cap_t_per_year=None), ("objective", "min_carbon"),
-                    lambda x: f"{x:,.0f} tCO2/yr", data.carbon_cap_t_per_year))
-    return out
+def _diagnose(instance: Instance, backend: str, time_limit_s) -> list[str]:
+    from .explain import diagnose
 
-
-def diagnose(data: MipData, backend: str, time_limit_s) -> list[str]:
-    """Which facility-wide limit blocks: relax each alone, and say how far it must move."""
-    from .lp import lin_sum
-
-    out = []
-    for label, relaxed, (kind, arg), fmt, current in _relaxations(data):
-        m, v = build_model(relaxed)
-        if kind == "objective":
-            m.minimize(objective_expr(relaxed, v, arg))
-        elif kind == "site_power":
-            m.minimize(v.totals[f"facility_power_kw[site={arg}]"] + 0)
-        else:
-            m.minimize(lin_sum(r for (_, _, site), r in v.racks.items() if site == arg))
-        res = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=None)
-        if res.values is not None and res.objective is not None:
-            need = res.objective
-            out.append(f"the {label} blocks: the least any design needs is {fmt(need)} against {fmt(current)} "
-                       f"(raise it by {fmt(need - current)})")
-    if not out:
-        out.append("no single limit (power caps, rack space, capex budget, carbon cap) is the cause alone; "
-                   "several bind together")
-    return out
+    return diagnose(instance, backend, time_limit_s)
 
 
 def _fabric_result(f, v: Vars, site: str, val, rint):
@@ -336,13 +292,15 @@ def _services(instance: Instance, data: MipData, pruned: list[PrunedService], v:
 def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
-    frontier: bool = False,
+    frontier: bool = False, diagnose_infeasible: bool = True,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
     `objective` overrides the instance's; `bounds` caps metrics (see METRICS) in user units, e.g.
     {"days:gpt3": 30} or {"tco_usd": 2e8} (the epsilon constraints of a Pareto front); `frontier`
-    keeps every job's nodes/time front in the MIP (implied when a job's days are bounded)."""
+    keeps every job's nodes/time front in the MIP (implied when a job's days are bounded).
+    An infeasible instance gets `diagnosis` lines (optimizer.explain: what must grow, by how much,
+    each fix confirmed by a verified design) unless `diagnose_infeasible` is off."""
     start = time.perf_counter()
     if objective is not None and objective != instance.objective:
         instance = instance.model_copy(update={"objective": objective})
@@ -353,7 +311,7 @@ def solve_instance(
     empty = [explain_job(pr) for pr in pruned if pr.survived == 0]
     empty += [explain_service(ps) for ps in pruned_services if ps.survived == 0]
     if empty:
-        sol.diagnosis = empty
+        sol.diagnosis = _diagnose(instance, backend, time_limit_s) if diagnose_infeasible and not bounds else empty
         sol.runtime_s = time.perf_counter() - start
         return sol
     data = build_data(instance, pruned, pruned_services)
@@ -374,7 +332,7 @@ def solve_instance(
 
             verify_solution(instance, sol)
             sol.verified = True
-    elif res.status == Status.INFEASIBLE:
-        sol.diagnosis = diagnose(data, backend, time_limit_s)
+    elif res.status == Status.INFEASIBLE and diagnose_infeasible and not bounds:
+        sol.diagnosis = _diagnose(instance, backend, time_limit_s)
     sol.runtime_s = time.perf_counter() - start
     return sol

@@ -33,7 +33,7 @@ def test_solve_json_and_markdown():
 def test_infeasible_exits_3_with_a_diagnosis():
     r = run("solve", ROOT / "instances/infeasible-deadline-power.yaml")
     assert r.exit_code == 3
-    assert "power cap blocks" in r.output
+    assert "raise the power cap by" in r.output
 
 
 def test_bad_file_exits_2_naming_file_field_and_expectation(tmp_path):

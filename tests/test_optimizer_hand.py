@@ -151,16 +151,51 @@ def test_deadline_out_of_reach_names_the_job():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_power_cap_diagnosis_by_hand(backend):
-    # The on-time design draws 640 kW of nodes plus network and storage; a 0.5 MW cap cannot hold it.
-    sol = solve_instance(ideal_instance(facility={"power_cap_mw": 0.5, "pue": 1.2,
-                                                  "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}}),
-                         backend=backend)
-    assert sol.status == "infeasible"
-    ok = solve_instance(ideal_instance(objective="min_power"), backend=backend)
-    need_mw = ok.objective_value / 1000
-    assert need_mw > 1.2 * 0.640
-    assert f"the least any design needs is {need_mw:.3f} MW against 0.500 MW" in sol.diagnosis[0]
-    assert math.isclose(ok.design.facility_power_kw, ok.objective_value)
+    from optimizer.explain import find_fixes
+
+    # The on-time design (64 toy nodes, dp=512) draws, in kW:
+    #   nodes 64 x 10 = 640; NDR fabric for 512 ports: 16 leaves + 8 spines = 24 switches x 1.5 = 36,
+    #   512 NICs x 0.040 = 20.48, 1024 link optics x 0.015 = 15.36;
+    #   storage: no data reads here, so the checkpoint write bandwidth sizes it: 14 B x 90,701,824
+    #   params = 1.27 GB in 36 s = 0.03527 GB/s on flash at 1 GB/s per TB, 8 W/TB -> 0.000282 kW.
+    params = 2 * (2 * 1024**2 + 2 * 1024 * 8 * 128 + 2 * 1024 * 4096) + 2 * 32000 * 1024
+    assert params == 90_701_824
+    storage_kw = 14 * params / 1e9 / 36 * 8 / 1000
+    facility_kw = 1.2 * (640 + 24 * 1.5 + 512 * 0.040 + 1024 * 0.015 + storage_kw)
+    assert facility_kw == pytest.approx(854.2083, abs=1e-3)
+    job = {"name": "toy-job", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
+           "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "data_bytes_per_token": 0,
+           "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
+           "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}
+    tight = ideal_instance(workloads=[job], facility={"power_cap_mw": 0.5, "pue": 1.2, "rack_capex_usd": 0,
+                                                     "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}})
+    sol = solve_instance(tight, backend=backend)
+    assert sol.status == "infeasible" and sol.design is None
+    fixes = {f.limit: f for f in find_fixes(tight, backend=backend)}
+    power = fixes["power cap"]
+    assert power.needed == pytest.approx(0.855)  # 854.208 kW, rounded up to the next kW
+    assert power.verified and power.path == "facility.power_cap_mw"
+    assert "raise the power cap by 0.355 MW (0.500 MW -> 0.855 MW" in sol.diagnosis[-2] + sol.diagnosis[-1]
+    ok = solve_instance(ideal_instance(workloads=[job], objective="min_power"), backend=backend)
+    assert ok.objective_value == pytest.approx(facility_kw, rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_the_deadline_can_fix_it(backend):
+    from optimizer.explain import find_fixes
+
+    # No facility limit binds (10 MW, no budget) but the deadline of 2 days is beyond any dp the
+    # global batch allows: dp = 1536 gives 4357.6 / 1536 = 2.837 days. Only the deadline can move.
+    acc_days = 1e13 * 372_768_768 / 10e12 / 86400 * 1.01
+    inst = ideal_instance(workloads=[{
+        "name": "rush", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
+        "tokens": 1e13, "deadline_days": 2, "global_batch": 1536,
+        "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
+        "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}])
+    fixes = find_fixes(inst, backend=backend)
+    assert [f.limit for f in fixes] == ["deadline of job rush"]
+    assert fixes[0].needed == pytest.approx(math.ceil(acc_days / 1536 * 100) / 100)  # 2.84 days
+    assert fixes[0].verified
 
 
 # ---------------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def test_tight_ttft_forces_the_edge(backend):
     sol = solve_instance(instance(sites, [SERVICE]), backend=backend)
     g = sol.services[0].groups
     assert {x.site for x in g} == {"edge"} and sol.verified
-    one_acc_s = (2 * 90_734_592 * 500 + 2 * 2 * 500**2 * 1024) / 10e12
+    one_acc_s = (2 * 90_701_824 * 500 + 2 * 2 * 500**2 * 1024) / 10e12
     assert one_acc_s == pytest.approx(0.0092, abs=1e-4)
     assert all(x.ttft_s <= one_acc_s * 1.001 for x in g)
     loose = solve_instance(instance(sites, [dict(SERVICE, ttft_s=0.100)]), backend=backend)

@@ -1,0 +1,379 @@
+"""Explain an answer: what must grow when nothing fits, what binds when something does, and what
+one more unit of a limit is worth.
+
+Infeasible instances (`find_fixes`): every hard limit — each site's power cap and rack space, the
+capex budget, the carbon cap, each job's deadline, each service's TTFT and TPOT SLOs — is relaxed
+alone (an elastic copy with that one limit open). The least value any design needs is found by a
+solve that minimises that quantity under all the other limits (a bisection over the layouts'
+latencies for SLOs), and then the instance with the limit moved to exactly that value is solved
+again, so every fix printed comes with a real, verified design and its objective. No open solver
+here gives an IIS (SOLVERS.md); this is the elastic alternative, one limit at a time.
+
+Solved instances (`what_binds`, `shadow_prices`): the slack of every limit, and for the
+budget-like ones (power caps, capex budget, carbon cap) the LP dual with the integer choices fixed
+(local: it holds only while the integer design stays the same) next to the MIP re-solved with one
+more unit of the limit (the real, global effect of that one step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from models.schema import ANY_REGION, Instance
+
+from .backends import Status
+from .backends import solve as run_backend
+from .build import build_model, objective_expr
+from .data import USD_PER_MUSD, build_data
+from .solution import Solution
+
+TIGHT_REL = 0.02  # a limit is "tight" when its slack is under 2% of the limit
+BIG = 1e9
+
+
+# ------------------------------------------------------------------------------------------------
+# Editing an instance without re-validating it (values stay valid: limits only grow)
+# ------------------------------------------------------------------------------------------------
+
+
+def _with_site(inst: Instance, i: int, **upd) -> Instance:
+    if inst.sites is None:
+        return inst.model_copy(update={"facility": inst.facility.model_copy(update=upd)})
+    sites = list(inst.sites)
+    sites[i] = sites[i].model_copy(update=upd)
+    return inst.model_copy(update={"sites": sites})
+
+
+def _with_workload(inst: Instance, name: str, **upd) -> Instance:
+    wl = [w.model_copy(update=upd) if w.name == name else w for w in inst.workloads]
+    return inst.model_copy(update={"workloads": wl})
+
+
+def _with_budget(inst: Instance, **upd) -> Instance:
+    return inst.model_copy(update={"budget": inst.budget.model_copy(update=upd)})
+
+
+def _site_path(inst: Instance, i: int, fld: str) -> str:
+    return f"facility.{fld}" if inst.sites is None else f"sites[{i}].{fld}"
+
+
+def _workload_path(inst: Instance, name: str, fld: str) -> str:
+    i = next(k for k, w in enumerate(inst.workloads) if w.name == name)
+    return f"workloads[{i}].{fld}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Infeasibility: the smallest single relaxation, each with a verified design
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fix:
+    limit: str  # in words: "power cap of site campus", "deadline of job gpt3", ...
+    path: str  # the instance field to change
+    current: float
+    needed: float  # the least value that admits a design
+    unit: str
+    objective: str = ""
+    objective_value: float | None = None  # of the verified design at `needed`
+    verified: bool = False
+
+    @property
+    def delta(self) -> float:
+        return self.needed - self.current
+
+    def text(self) -> str:
+        fmt = _FMT.get(self.unit, lambda x: f"{x:,.4g} {self.unit}")
+        verb = "raise" if self.unit not in ("days", "s") else "extend" if self.unit == "days" else "relax"
+        design = ""
+        if self.verified and self.objective_value is not None:
+            design = f"; a verified design then exists ({_fmt_objective(self.objective, self.objective_value)})"
+        return (f"{verb} the {self.limit} by {fmt(self.delta)} ({fmt(self.current)} -> {fmt(self.needed)}; "
+                f"{self.path}){design}")
+
+
+_FMT = {
+    "MW": lambda x: f"{x:,.3f} MW",
+    "$": lambda x: f"${x / 1e6:,.2f}M",
+    "racks": lambda x: f"{x:,.0f} racks",
+    "tCO2/yr": lambda x: f"{x:,.1f} tCO2/yr",
+    "days": lambda x: f"{x:,.2f} days",
+    "s": lambda x: f"{x * 1000:,.1f} ms",
+}
+
+
+def _fmt_objective(objective: str, value: float) -> str:
+    return {"min_tco": f"TCO ${value / 1e6:,.2f}M", "min_capex": f"capex ${value / 1e6:,.2f}M",
+            "min_power": f"facility power {value / 1000:,.3f} MW", "min_time": f"{value:,.2f} days",
+            "min_carbon": f"{value:,.1f} tCO2/yr"}.get(objective, f"{value:,.4g}")
+
+
+def _least(inst: Instance, measure, backend: str, time_limit_s, frontier: bool = False) -> float | None:
+    """The least value of `measure(data, vars)` over all designs of `inst`, or None if none exists."""
+    from .solve import prepare, prepare_services
+
+    _, pruned = prepare(inst, frontier=frontier)
+    ps = prepare_services(inst)
+    if any(p.survived == 0 for p in pruned) or any(p.survived == 0 for p in ps):
+        return None
+    data = build_data(inst, pruned, ps)
+    m, v = build_model(data)
+    m.minimize(measure(data, v))
+    res = run_backend(m, backend=backend, time_limit_s=time_limit_s)
+    return res.objective if res.values is not None and res.status in (Status.OPTIMAL, Status.FEASIBLE) else None
+
+
+def _solve(inst: Instance, backend: str, time_limit_s) -> Solution:
+    from .solve import solve_instance
+
+    return solve_instance(inst, backend=backend, time_limit_s=time_limit_s, diagnose_infeasible=False)
+
+
+def _confirm(fix: Fix, inst: Instance, backend: str, time_limit_s) -> Fix | None:
+    """Solve the instance with the limit moved to the needed value; keep the fix only if it holds."""
+    sol = _solve(inst, backend, time_limit_s)
+    if not sol.has_design:
+        return None
+    fix.objective, fix.objective_value, fix.verified = sol.objective, sol.objective_value, sol.verified
+    return fix
+
+
+def _up(x: float, step: float) -> float:
+    """Round a needed value up to a step users can type, never below the need."""
+    return math.ceil(x / step - 1e-9) * step
+
+
+def find_fixes(instance: Instance, backend: str = "ortools", time_limit_s: float | None = None) -> list[Fix]:
+    """Every single-limit relaxation that makes `instance` feasible, smallest first per limit."""
+    fixes: list[Fix] = []
+    for i, site in enumerate(instance.site_list):
+        where = "" if instance.sites is None else f" of site {site.name}"
+        relaxed = _with_site(instance, i, power_cap_mw=BIG)
+        kw = _least(relaxed, lambda d, v, s=site.name: v.totals[f"facility_power_kw[site={s}]"] + 0, backend, time_limit_s)
+        if kw is not None:
+            need = _up(kw / 1000, 0.001)
+            fix = Fix(f"power cap{where}", _site_path(instance, i, "power_cap_mw"), site.power_cap_mw, need, "MW")
+            fixes.append(_confirm(fix, _with_site(instance, i, power_cap_mw=need), backend, time_limit_s))
+        if site.max_racks is not None:
+            from .lp import lin_sum
+
+            relaxed = _with_site(instance, i, max_racks=None)
+            racks = _least(relaxed, lambda d, v, s=site.name: lin_sum(r for (_, _, x), r in v.racks.items() if x == s),
+                           backend, time_limit_s)
+            if racks is not None:
+                need = int(round(racks))
+                fix = Fix(f"rack space{where}", _site_path(instance, i, "max_racks"), site.max_racks, need, "racks")
+                fixes.append(_confirm(fix, _with_site(instance, i, max_racks=max(need, 1)), backend, time_limit_s))
+    if instance.budget.capex_usd is not None:
+        relaxed = _with_budget(instance, capex_usd=None)
+        musd = _least(relaxed, lambda d, v: objective_expr(d, v, "min_capex"), backend, time_limit_s)
+        if musd is not None:
+            need = _up(musd * USD_PER_MUSD, 1000.0)
+            fix = Fix("capex budget", "budget.capex_usd", instance.budget.capex_usd, need, "$")
+            fixes.append(_confirm(fix, _with_budget(instance, capex_usd=need), backend, time_limit_s))
+    if instance.budget.carbon_cap_t_per_year is not None:
+        relaxed = _with_budget(instance, carbon_cap_t_per_year=None)
+        t = _least(relaxed, lambda d, v: objective_expr(d, v, "min_carbon"), backend, time_limit_s)
+        if t is not None:
+            need = _up(t, 0.1)
+            fix = Fix("carbon cap", "budget.carbon_cap_t_per_year", instance.budget.carbon_cap_t_per_year, need, "tCO2/yr")
+            fixes.append(_confirm(fix, _with_budget(instance, carbon_cap_t_per_year=need), backend, time_limit_s))
+    for job in instance.training_jobs:
+        from .solve import metric_expr
+
+        relaxed = _with_workload(instance, job.name, deadline_days=BIG)
+        days = _least(relaxed, lambda d, v, n=job.name: metric_expr(d, v, f"days:{n}")[0], backend, time_limit_s, frontier=True)
+        if days is not None and days > job.deadline_days * (1 + 1e-9):
+            need = _up(days, 0.01)
+            fix = Fix(f"deadline of job {job.name}", _workload_path(instance, job.name, "deadline_days"), job.deadline_days,
+                      need, "days")
+            fixes.append(_confirm(fix, _with_workload(instance, job.name, deadline_days=need), backend, time_limit_s))
+    for svc in instance.services:
+        for slo in ("ttft_s", "tpot_s"):
+            fix = _slo_fix(instance, svc, slo, backend, time_limit_s)
+            if fix is not None:
+                fixes.append(fix)
+    return [f for f in fixes if f is not None]
+
+
+def _slo_fix(instance: Instance, svc, slo: str, backend: str, time_limit_s) -> Fix | None:
+    """Smallest SLO value with a design: bisection over the latencies layouts can actually reach."""
+    from models.candidates import service_table
+
+    current = getattr(svc, slo)
+    if _solve(_with_workload(instance, svc.name, **{slo: BIG}), backend, time_limit_s).has_design is False:
+        return None  # this SLO alone is not the cause
+    t = service_table(svc, instance.catalog)
+    ok = t.perf["fits_memory"].astype(bool)
+    values = set(float(x) for x in t.perf[slo][ok])
+    if slo == "ttft_s" and instance.sites is not None:  # the SLO covers the network round trip too
+        rtts = {site.latency_ms.get(r) for site in instance.site_list for r in svc.regional_demand_rps if r != ANY_REGION}
+        values = {x + r / 1000 for x in values for r in rtts if r is not None} | values
+    cands = sorted(x for x in values if x > current)
+    lo, hi, best = 0, len(cands) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        sol = _solve(_with_workload(instance, svc.name, **{slo: cands[mid] * (1 + 1e-9)}), backend, time_limit_s)
+        if sol.has_design:
+            best, hi = (cands[mid], sol), mid - 1
+        else:
+            lo = mid + 1
+    if best is None:
+        return None
+    need, sol = best
+    label = "TTFT SLO" if slo == "ttft_s" else "TPOT SLO"
+    fix = Fix(f"{label} of service {svc.name}", _workload_path(instance, svc.name, slo), current, need * (1 + 1e-9), "s")
+    fix.objective, fix.objective_value, fix.verified = sol.objective, sol.objective_value, sol.verified
+    return fix
+
+
+def alone_infeasible(instance: Instance) -> list[str]:
+    """Workloads that no design can run, whatever the facility: memory, batch or SLO reasons."""
+    from .solve import explain_job, explain_service, prepare, prepare_services
+
+    _, pruned = prepare(instance, frontier=True)
+    out = [explain_job(p) for p in pruned if p.fit_memory == 0 or p.enumerated == 0]
+    out += [explain_service(p) for p in prepare_services(instance) if p.fit_memory == 0]
+    return out
+
+
+def diagnose(instance: Instance, backend: str = "ortools", time_limit_s: float | None = None) -> list[str]:
+    """Lines for the user: what cannot run at all, and each single change that makes a design exist."""
+    lines = alone_infeasible(instance)
+    if lines:
+        return lines + ["no change of power, space, budget or deadline can fix that: change the model, "
+                        "the precision, the layout pins or the catalog"]
+    from .solve import explain_job, explain_service, prepare, prepare_services
+
+    _, pruned = prepare(instance)
+    lines += [explain_job(p) for p in pruned if p.survived == 0]
+    lines += [explain_service(p) for p in prepare_services(instance) if p.survived == 0]
+    fixes = find_fixes(instance, backend, time_limit_s)
+    if fixes:
+        lines.append("any one of these makes a design exist:" if len(fixes) > 1 else "this makes a design exist:")
+        lines += [f"  {f.text()}" for f in fixes]
+    else:
+        lines.append("no single limit is the cause: several bind together (relax two at once, e.g. power and deadline)")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# Solved instances: what binds, and what a unit of each limit is worth
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Binding:
+    limit: str
+    value: float
+    bound: float
+    unit: str
+
+    @property
+    def slack(self) -> float:
+        return self.bound - self.value
+
+    @property
+    def tight(self) -> bool:
+        return self.slack <= TIGHT_REL * abs(self.bound) + 1e-9
+
+
+def what_binds(instance: Instance, sol: Solution) -> list[Binding]:
+    """Every limit with its use and slack; `tight` when under 2% is left."""
+    d = sol.design
+    out: list[Binding] = []
+    for site, sd in zip(instance.site_list, d.sites):
+        where = "" if instance.sites is None else f" of site {site.name}"
+        out.append(Binding(f"power cap{where}", sd.facility_power_kw / 1000, site.power_cap_mw, "MW"))
+        if site.max_racks is not None:
+            out.append(Binding(f"rack space{where}", sd.total_racks, site.max_racks, "racks"))
+    if instance.budget.capex_usd is not None:
+        out.append(Binding("capex budget", d.capex_usd["total"], instance.budget.capex_usd, "$"))
+    if instance.budget.carbon_cap_t_per_year is not None:
+        out.append(Binding("carbon cap", d.carbon_t_per_year, instance.budget.carbon_cap_t_per_year, "tCO2/yr"))
+    for j in sol.jobs:
+        out.append(Binding(f"deadline of job {j.name}", j.days, j.deadline_days, "days"))
+    sites = {s.name: s for s in instance.site_list}
+    for s in sol.services:
+        ttft = max(g.ttft_s + max((sites[g.site].latency_ms.get(r, 0.0) if instance.sites else 0.0) / 1000
+                                  for r in g.regions) for g in s.groups)
+        out.append(Binding(f"TTFT SLO of service {s.name} (with network RTT)", ttft, s.ttft_slo_s, "s"))
+        out.append(Binding(f"TPOT SLO of service {s.name}", s.worst_tpot_s, s.tpot_slo_s, "s"))
+    return out
+
+
+@dataclass
+class ShadowPrice:
+    limit: str
+    unit: str  # of one step of the limit
+    lp_dual_usd: float | None  # d objective / d limit from the LP with integer choices fixed (local)
+    resolve_delta: float | None  # objective change when the MIP is re-solved with one more unit
+    objective: str = ""
+
+    def text(self) -> str:
+        obj = {"min_tco": "TCO", "min_capex": "capex"}.get(self.objective, self.objective)
+        parts = []
+        if self.resolve_delta is not None:
+            change = "lower" if self.resolve_delta < 0 else "raise" if self.resolve_delta > 0 else "not change"
+            amount = "" if self.resolve_delta == 0 else f" by ${abs(self.resolve_delta) / 1e6:,.2f}M"
+            parts.append(f"one more {self.unit} of the {self.limit} would {change} {obj}{amount} (MIP re-solved)")
+        if self.lp_dual_usd is not None:
+            worth = -self.lp_dual_usd
+            amount = f"${worth:,.0f}" if abs(worth) < 1e5 else f"${worth / 1e6:,.2f}M"
+            parts.append(f"LP shadow price with the integer design fixed: {amount} per {self.unit} "
+                         "(holds only while the integer choices stay as they are)")
+        return "; ".join(parts)
+
+
+def shadow_prices(instance: Instance, sol: Solution, backend: str = "ortools",
+                  time_limit_s: float | None = None) -> list[ShadowPrice]:
+    """What one more MW, $1M of capex or tonne of carbon cap is worth, for cost objectives."""
+    if instance.objective not in ("min_tco", "min_capex") or sol.design is None:
+        return []
+    duals = _lp_duals(instance, sol, backend)
+    out = []
+    for i, site in enumerate(instance.site_list):
+        where = "" if instance.sites is None else f" of site {site.name}"
+        name = f"power_cap[site={site.name}]"
+        lp = duals.get(name)
+        resolved = _solve(_with_site(instance, i, power_cap_mw=site.power_cap_mw + 1), backend, time_limit_s)
+        delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
+        out.append(ShadowPrice(f"power cap{where}", "MW", None if lp is None else lp * 1000 * USD_PER_MUSD, delta,
+                               instance.objective))
+    if instance.budget.capex_usd is not None:
+        lp = duals.get("capex_budget")
+        resolved = _solve(_with_budget(instance, capex_usd=instance.budget.capex_usd + 1e6), backend, time_limit_s)
+        delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
+        out.append(ShadowPrice("capex budget", "$1M", None if lp is None else lp * USD_PER_MUSD, delta, instance.objective))
+    if instance.budget.carbon_cap_t_per_year is not None:
+        lp = duals.get("carbon_cap")
+        resolved = _solve(_with_budget(instance, carbon_cap_t_per_year=instance.budget.carbon_cap_t_per_year + 1), backend,
+                          time_limit_s)
+        delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
+        out.append(ShadowPrice("carbon cap", "tCO2/yr", None if lp is None else lp * USD_PER_MUSD, delta, instance.objective))
+    return out
+
+
+def _lp_duals(instance: Instance, sol: Solution, backend: str) -> dict[str, float]:
+    """Constraint duals of the MIP with every integer variable fixed at the solution ($M per unit)."""
+    from .backends import lp_duals
+    from .solve import _solve_mip, prepare, prepare_services
+
+    _, pruned = prepare(instance)
+    ps = prepare_services(instance)
+    data = build_data(instance, pruned, ps)
+    res, v, m = _solve_mip(data, instance.objective, backend, None, None)
+    if res.values is None:
+        return {}
+    fixed = m.with_integers_fixed(res.values)
+    fixed.minimize(objective_expr(data, v, instance.objective))
+    return lp_duals(fixed)
+
+
+@dataclass
+class Explanation:
+    feasible: bool
+    diagnosis: list[str] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)
+    prices: list[ShadowPrice] = field(default_factory=list)
