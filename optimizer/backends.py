@@ -139,12 +139,13 @@ class OrToolsBackend:
     """OR-Tools MathOpt with SCIP (default) or HiGHS. Never CP-SAT: it is integer-only and
     returned a wrong optimum on a mixed model (SOLVERS.md).
 
-    SCIP is the default (benchmarks/solvers_choice.py, 2-core x86_64): on 14 non-trivial MILPs it
-    needed 22% less total time than HiGHS (geometric mean 14% faster) and won 7 to 3, while
-    HiGHS won the LP-heavy ones (facility location with 10k continuous variables, 3.7x). Both
-    were bit-for-bit deterministic across repeats and processes. SCIP also accepts threads=1,
-    reports INFEASIBLE/UNBOUNDED directly where HiGHS says "infeasible or unbounded", prints
-    nothing to stdout, and is immune to the pulp+highspy segfault.
+    SCIP is the default (benchmarks/solvers_choice.py, 2-core x86_64, 3 repeats): on 14 MILPs
+    that took either solver > 0.05 s it needed 18% less total time than HiGHS (35 s vs 43 s;
+    geometric mean 14% faster) and was >1.2x faster on 7 vs 3 (4 ties). HiGHS won the LP-heavy
+    facility location (10k continuous vars, 3.4x) and one assignment instance (3.2x). Both were
+    bit-for-bit deterministic across repeats and processes, time-limited runs included. SCIP also
+    takes threads=1, reports INFEASIBLE/UNBOUNDED where HiGHS says "infeasible or unbounded",
+    prints nothing to stdout, and is immune to the pulp+highspy segfault.
     """
 
     name = "ortools"
