@@ -296,3 +296,5 @@ if __name__ == "__main__":  # pragma: no cover
 
 from .cli_batch import register as _register_batch  # noqa: E402
 _register_batch(app)
+from .cli_explore import register as _register_explore
+_register_explore(app)

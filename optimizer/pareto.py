@@ -7,8 +7,11 @@ that x, so every point is a proven-optimal, verified design that no other design
 plain `min x s.t. y <= eps` may return a design with the right x but needlessly high y).
 
 The grid is walked from y at x's minimum downwards: once a point with y = y_k is known, every eps
-in [y_k, previous eps] has the same answer, so it is not solved again. A front of k points costs
-at most 2k + 2 solves, whatever the grid.
+in [y_k, previous eps] has the same answer, so it is not solved again: a front of k points costs
+about 2k + 2 solves, whatever the grid (plus the bisection probes below). A grid can step over
+points of a discrete front; `points=None` (`--all`) walks it point by point instead (each next
+bound just below the last point), so every nondominated design is found, again at about two
+solves per point.
 
 Axes: tco, capex, power (facility, PUE included), carbon, time_to_train:JOB. Time to train is
 minimised with the `min_time` objective when the instance has exactly one training job and no
@@ -28,10 +31,19 @@ from models.schema import Instance
 from .solution import Solution
 
 REL_TOL = 1e-6  # the MIP's optimality gap: values closer than this are the same value
+MAX_POINTS = 10_000  # a safety stop for the point-by-point walk
+# The walk's next bound sits this far (relative) below the last point. It must clear the solvers'
+# integrality and feasibility tolerances (1e-6): a binary at 0.999999 would let a design at the
+# last point's y pass a bound a hair below it. Points closer than this in y are one point.
+STEP = 1e-5
 
 
 class ParetoError(ValueError):
-    """Bad axes, or an instance without any design (the message says why)."""
+    """Bad axes or arguments (the message says why)."""
+
+
+class ParetoInfeasible(ParetoError):
+    """No design satisfies the instance at all: there is no front (the message carries the diagnosis)."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +118,9 @@ class ParetoPoint:
 
     @property
     def label(self) -> str:
-        """Accelerator(s) and node count, for plots and tables: '128 x a100-sxm-80gb'."""
+        """Accelerator(s) and node count, for plots and tables: '128 nodes a100-sxm-80gb'."""
         nodes = self.solution.design.nodes
-        return " + ".join(f"{sum(by_o.values())} x {acc}" for acc, by_o in sorted(nodes.items()) if sum(by_o.values()))
+        return " + ".join(f"{sum(by_o.values())} nodes {acc}" for acc, by_o in sorted(nodes.items()) if sum(by_o.values()))
 
 
 @dataclass
@@ -213,47 +225,72 @@ class _Solver:
         while lo < hi:
             mid = (lo + hi) // 2
             sol = self._solve("min_tco", {**bounds, metric: _up(cand[mid])}, f"{what} (probe {metric} <= {cand[mid]:.4g})")
-            if sol.design is not None:
+            if sol.design is not None and at(sol) <= mid:
                 best, hi = sol, at(sol)
-            else:
+            else:  # no design (or one a solver tolerance let through from just above the bound)
                 lo = mid + 1
         return best
 
 
-def pareto_front(instance: Instance, x: str = "tco", y: str = "time_to_train", points: int = 8,
+def pareto_front(instance: Instance, x: str = "tco", y: str = "time_to_train", points: Optional[int] = 8,
                  backend: str = "ortools", time_limit_s: Optional[float] = None, gap: Optional[float] = None,
                  on_solve: Optional[Callable[[str, Solution], None]] = None) -> ParetoFront:
-    """The front of (x, y), both minimised, over `points` eps values of y (at least 2: the two ends)."""
-    from .solve import metric_value
+    """The front of (x, y), both minimised, over `points` eps values of y (at least 2: the two ends),
+    or every point of it when `points` is None (about two solves per point)."""
+    from .solve import SECOND_STAGE, metric_value
 
     ax, ay = parse_axis(x, instance), parse_axis(y, instance)
     if ax.metric == ay.metric:
         raise ParetoError(f"--x and --y are the same metric ({ax.metric})")
-    if points < 2:
+    if points is not None and points < 2:
         raise ParetoError("--points must be at least 2 (the two ends of the front)")
     if gap:
         raise ParetoError("a Pareto front needs proven optima; leave --gap out")
     s = _Solver(instance, backend, time_limit_s, gap, on_solve)
     front = ParetoFront(instance.name, ax, ay)
 
-    def lexicographic(eps: Optional[float]) -> Optional[ParetoPoint]:
+    def lexicographic(eps: Optional[float], first: Optional[Solution] = None) -> Optional[ParetoPoint]:
         """min x s.t. y <= eps, then min y s.t. x <= that minimum."""
-        first = s.minimize(ax, {} if eps is None else {ay.metric: _up(eps)})
+        first = first or s.minimize(ax, {} if eps is None else {ay.metric: _up(eps)})
         if first.design is None:
             return None
-        xe = metric_value(first, ax.metric)
-        second = s.minimize(ay, {ax.metric: _up(xe)})
-        sol = second if second.design is not None else first
+        xe, y1 = metric_value(first, ax.metric), metric_value(first, ay.metric)
+        sol = first
+        if y1 > _up(y_lo):  # at y's own minimum no design does better on y: nothing to tie-break
+            # The known y1 as a bound too: it changes no answer and helps the solver prune.
+            second = s.minimize(ay, {ax.metric: _up(xe), ay.metric: _up(y1)})
+            sol = second if second.design is not None else first
         return ParetoPoint(metric_value(sol, ax.metric), metric_value(sol, ay.metric), eps, sol)
 
-    top = lexicographic(None)
-    if top is None:
-        sol = s.minimize(ax, {})
-        raise ParetoError("no design satisfies the instance: " + "; ".join(sol.diagnosis or [sol.status]))
-    y_lo = metric_value(s.minimize(ay, {}), ay.metric)
+    anchor = s.minimize(ax, {})
+    if anchor.design is None:
+        raise ParetoInfeasible("no design satisfies the instance, so there is no front:\n"
+                               + "\n".join(f"  {x.strip()}" for x in anchor.diagnosis or [anchor.status]))
+    low = s.minimize(ay, {})
+    y_lo = metric_value(low, ay.metric)
+    # min_time / min_power / min_carbon (and the days bisection) break ties by TCO: with x = TCO the
+    # y-minimum solve already is the front's last point.
+    bottom = None
+    if ax.metric == "tco_usd" and (ay.objective is None or ay.objective in SECOND_STAGE):
+        bottom = ParetoPoint(metric_value(low, ax.metric), y_lo, y_lo, low)
+    top = lexicographic(None, anchor)
     y_hi = top.y
     found = [top]
-    if not _close(y_lo, y_hi):
+    if _close(y_lo, y_hi):
+        front.grid = [y_hi]
+    elif points is None:
+        # Every point: each next bound sits just below the last point's y, so no design is skipped.
+        current = top
+        front.grid = [y_hi]
+        while current.y > _up(y_lo) and len(found) < MAX_POINTS:
+            eps = current.y - STEP * max(1.0, abs(current.y))
+            front.grid.append(eps)
+            p = lexicographic(eps)
+            if p is None or p.y >= current.y:
+                break
+            found.append(p)
+            current = p
+    else:
         n = points - 1
         front.grid = [y_hi - k * (y_hi - y_lo) / n for k in range(n + 1)]
         front.grid[-1] = y_lo
@@ -261,25 +298,29 @@ def pareto_front(instance: Instance, x: str = "tco", y: str = "time_to_train", p
         for eps in front.grid[1:]:
             if current.y <= _up(eps):
                 continue  # min x under this eps is `current` again (its bound was looser, and it satisfies this one)
-            p = lexicographic(eps)
+            p = bottom if bottom is not None and eps == y_lo else lexicographic(eps)
             if p is None:  # cannot happen above y's minimum; guard against solver noise
                 continue
             found.append(p)
             current = p
-    else:
-        front.grid = [y_hi]
     front.solves = s.count
-    # Dedupe, then keep only points no other point dominates (sorted by x, y must strictly fall).
-    found.sort(key=lambda p: (p.x, p.y))
-    unique: list[ParetoPoint] = []
-    for p in found:
+    front.points, front.duplicates, front.dominated = nondominated(found)
+    return front
+
+
+def nondominated(points: list) -> tuple[list, int, int]:
+    """(the points no other point dominates, by increasing x; duplicates dropped; dominated dropped).
+
+    Both coordinates are minimised; values within REL_TOL count as equal (the solvers' gap), so a
+    point with the same x and a higher y is dominated, and two with the same x and y are one."""
+    pts = sorted(points, key=lambda p: (p.x, p.y))
+    unique, kept = [], []
+    for p in pts:
         if unique and _close(p.x, unique[-1].x) and _close(p.y, unique[-1].y):
-            front.duplicates += 1
             continue
         unique.append(p)
     for p in unique:
-        if front.points and not (p.y < front.points[-1].y and not _close(p.y, front.points[-1].y)):
-            front.dominated += 1
-            continue
-        front.points.append(p)
-    return front
+        if kept and not (p.y < kept[-1].y and not _close(p.y, kept[-1].y)):
+            continue  # some earlier point has x no larger and y no larger
+        kept.append(p)
+    return kept, len(pts) - len(unique), len(unique) - len(kept)

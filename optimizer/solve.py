@@ -303,6 +303,9 @@ def solve_instance(
     each fix confirmed by a verified design) unless `diagnose_infeasible` is off."""
     start = time.perf_counter()
     if objective is not None and objective != instance.objective:
+        if objective == "min_time" and (len(instance.training_jobs) != 1 or instance.services):
+            raise ValueError("objective min_time needs exactly one training job and no services "
+                             "(bound other jobs' days with `bounds` instead)")
         instance = instance.model_copy(update={"objective": objective})
     frontier = frontier or instance.objective == "min_time" or any(k.startswith("days:") for k in (bounds or {}))
     sol = Solution(instance=instance.name, objective=instance.objective, status="infeasible", backend=backend)

@@ -11,8 +11,8 @@ Field paths are the ones sweep files use (`optimizer.scenarios`): `facility.powe
 into the equivalent mapping first, so only the price changes).
 
 No warm start: neither SCIP/HiGHS through MathOpt nor CBC through PuLP is handed a MIP start by our
-backends today, so every value is solved from scratch. The models solve in about a second, so a
-sweep costs roughly one `dcopt solve` per value.
+backends today, so every value is solved from scratch: a sweep costs one `dcopt solve` per value
+(plus the infeasibility diagnosis for values without a design).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ class SweepResult:
                 rec[f"{name}.accelerator"] = j.accelerator if j else None
                 rec[f"{name}.accelerators"] = j.accelerators if j else None
                 rec[f"{name}.days"] = j.days if j else None
-            rec["note"] = r.error or ("; ".join(sol.diagnosis) if sol and not r.has_design else "")
+            rec["note"] = r.error or (" | ".join(x.strip() for x in sol.diagnosis) if sol and not r.has_design else "")
             out.append(rec)
         return out
 
