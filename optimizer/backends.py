@@ -135,7 +135,20 @@ def _exc_message(exc: BaseException) -> str:
 
 # -- OR-Tools MathOpt -------------------------------------------------------------------------
 
-class OrToolsBackend:
+class _Results:
+    """Builds this backend's normalised SolveResult (both backends share the shape)."""
+
+    name: str
+    solver: str
+
+    def _result(self, status: Status, t0: float, message: str = "", **kw) -> SolveResult:
+        base = dict(objective=None, best_bound=None, gap=None, values=None)
+        base.update(kw)
+        return SolveResult(status=status, runtime_s=time.perf_counter() - t0, backend=self.name,
+                           solver=self.solver, message=message, **base)
+
+
+class OrToolsBackend(_Results):
     """OR-Tools MathOpt with SCIP (default) or HiGHS. Never CP-SAT: it is integer-only and
     returned a wrong optimum on a mixed model (SOLVERS.md).
 
@@ -165,12 +178,6 @@ class OrToolsBackend:
         except ImportError:
             return False
         return True
-
-    def _result(self, status: Status, t0: float, message: str = "", **kw) -> SolveResult:
-        base = dict(objective=None, best_bound=None, gap=None, values=None)
-        base.update(kw)
-        return SolveResult(status=status, runtime_s=time.perf_counter() - t0, backend=self.name,
-                           solver=self.solver, message=message, **base)
 
     def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult:
         _check_limits(time_limit_s, gap)
@@ -340,7 +347,7 @@ def _import_pulp():
     return pulp
 
 
-class PulpBackend:
+class PulpBackend(_Results):
     """PuLP's bundled CBC binary, single-threaded with fixed seeds so reruns agree.
 
     Variables/constraints are renamed x<i>/c<k> inside PuLP (it rejects some characters and
@@ -374,12 +381,6 @@ class PulpBackend:
                     return cmd
             cmd = pulp.COIN_CMD(**kw)
         return cmd if cmd.available() else None
-
-    def _result(self, status: Status, t0: float, message: str = "", **kw) -> SolveResult:
-        base = dict(objective=None, best_bound=None, gap=None, values=None)
-        base.update(kw)
-        return SolveResult(status=status, runtime_s=time.perf_counter() - t0, backend=self.name,
-                           solver=self.solver, message=message, **base)
 
     def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult:
         _check_limits(time_limit_s, gap)
