@@ -99,7 +99,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
                            str(f.switches), str(f.optics)] for f in d.fabrics]
     out.append(("Networks (fat-trees; frontend: = serving front-end)",
                 site_h + ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches", "link optics"], rows))
-    rows = [pre(x.name) + [t, f"{tb:,.1f}", f"{tb / cat.storage[t].replication:,.1f}", f"{tb * cat.storage[t].gbps_per_tb:,.1f}"]
+    num = lambda x: f"{x:,.1f}" if abs(x) >= 1 else f"{x:.3f}"  # noqa: E731  (small pools stay visible)
+    rows = [pre(x.name) + [t, num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
             for x in d.sites for t, tb in x.storage_tb.items()]
     if rows:
         out.append(("Storage", site_h + ["tier", "raw TB", "usable TB", "GB/s"], rows))
