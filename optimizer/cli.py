@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from models.loader import InstanceError, load_instance
+from models.loader import InstanceError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -42,12 +42,12 @@ def solve(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
-    from .solve import solve_instance
+    from . import api
     from .verify import VerificationError
 
     try:
-        inst = load_instance(instance)
-        sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, export_path=export)
+        res = api.solve(api.load(instance), backend=backend, time_limit=time_limit, gap=gap, export=export)
+        inst, sol = res.instance, res.solution
     except InstanceError as exc:
         _fail(exc.format(), EXIT_INVALID)
     except VerificationError as exc:
@@ -211,12 +211,12 @@ def explain(
 ) -> None:
     """Why no design exists and the smallest fixes; or, for a solved design, what binds and what one
     more unit of each limit is worth."""
+    from . import api
     from .explain import shadow_prices, what_binds
-    from .solve import solve_instance
 
     try:
-        inst = load_instance(instance)
-        sol = solve_instance(inst, backend=backend, time_limit_s=time_limit)
+        res = api.solve(api.load(instance), backend=backend, time_limit=time_limit)
+        inst, sol = res.instance, res.solution
     except InstanceError as exc:
         _fail(exc.format(), EXIT_INVALID)
     if not sol.has_design:
