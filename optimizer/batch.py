@@ -466,8 +466,6 @@ def _worker_main(conn, parent_pid: int, solver_spec: str) -> None:  # pragma: no
 
 class _Worker:
     def __init__(self, ctx, solver_spec: str):
-        import multiprocessing.connection  # noqa: F401
-
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
         self.proc = ctx.Process(target=_worker_main, args=(child, os.getpid(), solver_spec), daemon=True)
@@ -703,8 +701,9 @@ def run_batch(paths: list[str], out: Path | str, *, workers: Optional[int] = Non
     todo: list[Task] = []
     for t in tasks:
         read_task(t)
-        if t.preset is not None:
+        if t.preset is not None:  # decided without a solve: still one result file per instance
             records[t.path] = t.preset
+            atomic_write(store.result_path(t.path), (json.dumps(t.preset, indent=2) + "\n").encode())
             continue
         prev = store.load(t) if resume else None
         if prev is not None and not (retry_failed and prev.get("status") in FAILED):
@@ -726,6 +725,9 @@ def run_batch(paths: list[str], out: Path | str, *, workers: Optional[int] = Non
         report.solved += 1
         listener.finished(task, rec)
 
+    # Largest files first: bigger instances tend to take longer, and starting them early keeps one
+    # long solve from running alone at the end (results and summaries do not depend on the order).
+    todo.sort(key=lambda t: (-len(t.data), t.path))
     if todo:
         if engine == "ray":
             run_ray(todo, opts, workers, ray_address, done, listener)

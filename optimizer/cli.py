@@ -287,14 +287,17 @@ def catalog() -> None:
     console.print("Model presets: " + ", ".join(f"{k} ({v.params / 1e9:.0f}B)" for k, v in PRESETS.items()), highlight=False)
 
 
+# Commands that live in their own modules (batch and generate; sweep and pareto).
+from .cli_batch import register as _register_batch  # noqa: E402
+from .cli_explore import register as _register_explore  # noqa: E402
+
+_register_batch(app)
+_register_explore(app)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
-
-from .cli_batch import register as _register_batch  # noqa: E402
-_register_batch(app)
-from .cli_explore import register as _register_explore
-_register_explore(app)

@@ -63,8 +63,9 @@ def _final_table(report, out: Path, console: Console) -> None:
     from .batch import FAILED, one_line
 
     counts = report.counts()
-    t = Table(title=f"Batch: {len(report.records)} instances ({report.solved} solved now, {report.skipped} reused) "
-                    f"in {report.wall_s:.1f} s", title_justify="left")
+    console.print(f"Batch: {len(report.records)} instances ({report.solved} solved now, {report.skipped} reused) "
+                  f"in {report.wall_s:.1f} s", highlight=False)
+    t = Table()
     t.add_column("status")
     t.add_column("instances", justify="right")
     t.add_column("e.g.")
@@ -74,7 +75,9 @@ def _final_table(report, out: Path, console: Console) -> None:
     console.print(t)
     failed = [r for r in report.records if r["status"] in FAILED]
     for r in failed[:20]:
-        console.print(f"  [red]{r['status']}[/] {one_line(r.get('error'), 200)}", highlight=False, soft_wrap=True)
+        err = one_line(r.get("error"), 200) or ""
+        where = "" if err.startswith(r["path"]) else f"{r['path']}: "
+        console.print(f"  [red]{r['status']}[/] {where}{err}", highlight=False, soft_wrap=True)
     if len(failed) > 20:
         console.print(f"  ... and {len(failed) - 20} more (see summary.csv)")
     console.print(f"Results: {out / 'results'}/, summary: {out / 'summary.csv'} and {out / 'summary.jsonl'}",
@@ -95,7 +98,8 @@ def batch(
     backend: str = typer.Option("ortools", help="ortools (default) or pulp."),
     engine: str = typer.Option("local", help="local (a process pool on this machine) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (e.g. "
-                                              "ray://head:10001 or auto); default: start a local Ray."),
+                                              "ray://head:10001 or auto; dcopt must be installed on its nodes); default: "
+                                              "start a local Ray."),
     resume: bool = typer.Option(False, "--resume", help="Skip instances whose result exists for the same bytes."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: solve again instances that "
                                       "ended invalid, error or timeout."),

@@ -117,8 +117,6 @@ class _Generator:
                            else f"site-{i + 1}" for i, h in enumerate(self.homes)]
         self.loads = [_SiteLoad() for _ in range(sites)]
         self.latency = self._latencies()
-        self.notes: list[str] = []
-        self.min_job_need: list[tuple[float, float]] = []  # per job: least IT kW and node capex of any layout
 
     # -- sites -------------------------------------------------------------------------------
 
@@ -132,7 +130,7 @@ class _Generator:
             out.append(rtt)
         return out
 
-    def _site_for(self, kw: float) -> int:
+    def _site_for(self) -> int:
         """Spread the witness: the least loaded site, ties broken at random (seeded)."""
         least = min(x.it_kw for x in self.loads)
         choices = [i for i, x in enumerate(self.loads) if x.it_kw <= least + 1e-9]
@@ -142,15 +140,13 @@ class _Generator:
 
     def job(self, k: int) -> dict:
         from models.candidates import job_table
-        from models.schema import TrainingJob
+        from models.presets import resolve_model
+        from models.schema import ModelDims, TrainingJob
 
         rng = self.rng
         for attempt in range(40):
             preset = _pick(rng, TRAIN_MODELS) if attempt < 30 else "llama3-8b"
             model: Any = preset if preset else _random_dims(rng)
-            from models.presets import resolve_model
-            from models.schema import ModelDims
-
             dims = resolve_model(preset) if preset else ModelDims(**model)
             seq = dims.seq_len
             precision = "fp8" if rng.random() < 0.2 else "bf16"
@@ -194,7 +190,7 @@ class _Generator:
         a = self.cat.accelerators[acc]
         nodes = int(t.perf["nodes"][i])
         it_kw = nodes * a.node_power_kw
-        s = self._site_for(it_kw)
+        s = self._site_for()
         load = self.loads[s]
         load.it_kw += it_kw
         per_rack = max(1, int(40 // a.node_power_kw)) if not a.liquid_cooled_only else max(1, int(120 // a.node_power_kw))
@@ -211,7 +207,7 @@ class _Generator:
         from models.schema import InferenceService
 
         rng = self.rng
-        s = self._site_for(0.0)
+        s = self._site_for()
         max_rtt_s = max(self.latency[s].values(), default=0.0) / 1000.0
         for attempt in range(40):
             preset = _pick(rng, SERVE_MODELS) if attempt < 30 else "llama3-8b"
@@ -224,15 +220,17 @@ class _Generator:
             if not accs:
                 continue
             svc = dict(name=f"{preset}-serve-{k + 1}", kind="inference", model=preset, precision=precision,
-                       requests_per_s=rps, input_tokens=float(n_in), output_tokens=float(n_out), ttft_s=ttft, tpot_s=tpot,
-                       accelerators=None)
-            svc.pop("accelerators")
+                       requests_per_s=rps, input_tokens=float(n_in), output_tokens=float(n_out), ttft_s=ttft, tpot_s=tpot)
             sub = self.cat.model_copy(update={"accelerators": {a: self.cat.accelerators[a] for a in accs}})
             table = service_table(InferenceService(**svc), sub)
             p = table.perf
             fits = p["fits_memory"].astype(bool)
             if not fits.any():
                 continue
+            if self.n_sites > 1:  # regional demand; the witness covers the sum of the rounded parts
+                svc.pop("requests_per_s")
+                svc["demand_by_region"] = self._split(rps)
+                rps = sum(svc["demand_by_region"].values())
             need_ttft = p["ttft_s"] + max_rtt_s
             ok = fits & (need_ttft <= ttft) & (p["tpot_s"] <= tpot)
             if not ok.any():
@@ -256,9 +254,6 @@ class _Generator:
             load.racks += nodes
             load.capex_usd += nodes * a.node_price_usd
             load.what.append(f"{svc['name']}: {int(reps[j])} x tp{int(t_acc[j])} {acc} replicas")
-            if self.n_sites > 1:
-                svc.pop("requests_per_s")
-                svc["demand_by_region"] = self._split(rps)
             return svc
         raise RuntimeError("generate: could not build a feasible service (catalog too small?)")
 

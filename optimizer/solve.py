@@ -187,10 +187,10 @@ def _design(data: MipData, v: Vars, values: list[float]) -> Design:
         nodes: dict[str, dict[str, int]] = {}
         racks: dict[str, dict[str, int]] = {}
         for (acc, o, site), var in v.nodes.items():
-            n = rint(var)
-            if site == s.name and n:
+            n, r = rint(var), rint(v.racks[acc, o, site])
+            if site == s.name and (n or r):  # an unproven incumbent may hold a spare rack: keep it, it is paid for
                 nodes.setdefault(acc, {})[o] = n
-                racks.setdefault(acc, {})[o] = rint(v.racks[acc, o, site])
+                racks.setdefault(acc, {})[o] = r
         fabrics = [r for f in v.fabrics_at[s.name] if (r := _fabric_result(f, v, s.name, val, rint)) is not None]
         g = lambda k: t[f"{k}[site={s.name}]"]  # noqa: E731
         capex = {p: g(f"capex_{p}_musd") * usd for p in CAPEX_PARTS}

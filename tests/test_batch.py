@@ -4,7 +4,6 @@ same results; the Ray engine agrees with the local one; sweep files expand as wr
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
