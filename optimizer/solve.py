@@ -188,7 +188,8 @@ def _design(data: MipData, v: Vars, values: list[float]) -> Design:
         racks: dict[str, dict[str, int]] = {}
         for (acc, o, site), var in v.nodes.items():
             n, r = rint(var), rint(v.racks[acc, o, site])
-            if site == s.name and (n or r):  # an unproven incumbent may hold a spare rack: keep it, it is paid for
+            # An unproven incumbent may hold a spare rack: keep it when it is paid for (free ones are noise).
+            if site == s.name and (n or (r and s.rack_capex_musd > 0)):
                 nodes.setdefault(acc, {})[o] = n
                 racks.setdefault(acc, {})[o] = r
         fabrics = [r for f in v.fabrics_at[s.name] if (r := _fabric_result(f, v, s.name, val, rint)) is not None]
@@ -197,7 +198,8 @@ def _design(data: MipData, v: Vars, values: list[float]) -> Design:
         capex["total"] = g("capex_musd") * usd
         sites.append(SiteResult(
             # Open = something is placed there, or its build-out is paid (a free site may sit "open" empty).
-            name=s.name, open=bool(nodes) or (rint(v.site_open[s.name]) == 1 and s.site_capex_musd > 0), nodes=nodes, racks=racks, fabrics=fabrics,
+            name=s.name, open=any(n for by_o in nodes.values() for n in by_o.values())
+            or (rint(v.site_open[s.name]) == 1 and s.site_capex_musd > 0), nodes=nodes, racks=racks, fabrics=fabrics,
             storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-4},
             node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
             it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
