@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -289,7 +290,10 @@ def test_bad_arguments():
 
 
 def test_get_backend_names():
-    assert isinstance(get_backend(), OrToolsBackend) and get_backend().solver == "scip"
+    assert isinstance(get_backend(), OrToolsBackend) and get_backend().solver == "auto"
+    # auto: SCIP below OrToolsBackend.AUTO_HIGHS_INTEGERS integer variables, HiGHS from there on
+    assert get_backend().solve(hand_milp()).solver == "scip"
+    assert get_backend("ortools-highs").solve(hand_milp()).solver == "highs"
     assert isinstance(get_backend("pulp"), PulpBackend)
     with pytest.raises(ValueError) as e:
         get_backend("nope")
@@ -517,3 +521,16 @@ def test_export_lp_readable_by_cbc(tmp_path):
     assert obj == pytest.approx(-14.0)
     with pytest.raises(ValueError, match="use .lp or .mps"):
         m.export(tmp_path / "m.txt")
+
+
+def test_highs_stray_output_stays_off_stdout():
+    """HiGHS prints from C++ to fd 1; `dcopt solve --json` must stay parseable, so it goes to stderr."""
+    import subprocess
+
+    code = ("from tests.test_backends import hand_milp\n"
+            "from optimizer.backends import OrToolsBackend\n"
+            "r = OrToolsBackend('highs').solve(hand_milp())\n"
+            "print('RESULT', r.status.value)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "RESULT optimal"
