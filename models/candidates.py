@@ -80,27 +80,45 @@ class JobTable:
         }
 
 
-def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
-    """Enumerate and evaluate every configuration of `job` on the catalog (pins respected)."""
+def _evaluated(job: TrainingJob, catalog: Catalog):
+    """The token-independent part of a job's table: names, grid, performance (no time to train)."""
     dims = resolve_model(job.model, job.seq_len)
     acc_names = [job.accelerator] if job.accelerator else sorted(catalog.accelerators)
     fab_names = [job.fabric] if job.fabric else sorted(catalog.fabrics)
     accs = [catalog.accelerators[a] for a in acc_names]
     fabs = [catalog.fabrics[f] for f in fab_names]
     grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism)
-    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, tokens=job.tokens)
+    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch)
     ports = np.array([a.fabric_ports_per_node for a in accs], dtype=np.int64)
-    return JobTable(
-        job=job,
-        dims=dims,
-        accelerators=acc_names,
-        fabrics=fab_names,
-        grid=grid,
-        perf=perf,
-        days=effective_days(job, perf["time_to_train_days"]),
-        read_gbps=read_gbps(job, perf["tokens_per_s"]),
-        endpoints=perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64),
-    )
+    endpoints = perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64)
+    return dims, acc_names, fab_names, grid, perf, endpoints
+
+
+def _for_job(job: TrainingJob, base) -> JobTable:
+    dims, acc_names, fab_names, grid, perf, endpoints = base
+    perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0)
+    return JobTable(job=job, dims=dims, accelerators=acc_names, fabrics=fab_names, grid=grid, perf=perf,
+                    days=effective_days(job, perf["time_to_train_days"]), read_gbps=read_gbps(job, perf["tokens_per_s"]),
+                    endpoints=endpoints)
+
+
+def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
+    """Enumerate and evaluate every configuration of `job` on the catalog (pins respected)."""
+    return _for_job(job, _evaluated(job, catalog))
+
+
+def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
+    """Tables for several jobs; jobs that differ only in tokens, deadline or storage share one
+    evaluation (a step's time does not depend on how many steps there are)."""
+    shared: dict[tuple, tuple] = {}
+    out = []
+    for job in jobs:
+        key = (resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
+               job.accelerator, job.fabric)
+        if key not in shared:
+            shared[key] = _evaluated(job, catalog)
+        out.append(_for_job(job, shared[key]))
+    return out
 
 
 @dataclass(frozen=True)

@@ -49,18 +49,16 @@ def prune(table: JobTable, objective: str) -> Pruned:
         idx, nodes, days = idx[order], nodes[order], days[order]
         acc, fab = g.acc[idx], g.fab[idx]
         new_group = np.r_[True, (acc[1:] != acc[:-1]) | (fab[1:] != fab[:-1])]
-        keep = []
-        best = np.inf
-        for k in range(len(idx)):
-            if new_group[k]:
-                best = np.inf
-                if objective != "min_time":
-                    keep.append(idx[k])  # fewest nodes, fastest among them
-                    continue
-            if objective == "min_time" and days[k] < best - 1e-12:
-                keep.append(idx[k])
-                best = days[k]
-        idx = np.array(keep, dtype=np.int64)
+        if objective != "min_time":
+            idx = idx[new_group]  # fewest nodes, fastest among them
+        else:
+            # Keep a row only if strictly faster than every row before it in its (acc, fab) group.
+            starts = np.flatnonzero(new_group)
+            keep = np.zeros(len(idx), dtype=bool)
+            for lo, hi in zip(starts, np.r_[starts[1:], len(idx)]):
+                before = np.r_[np.inf, np.minimum.accumulate(days[lo:hi])[:-1]]
+                keep[lo:hi] = days[lo:hi] < before - 1e-12
+            idx = idx[keep]
     return Pruned(table, idx, len(table), int(fits.sum()), int(ok.sum()))
 
 

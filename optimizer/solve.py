@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from models.candidates import JobTable, ServiceTable, job_table, service_table
+from models.candidates import JobTable, ServiceTable, job_tables, service_table
 from models.schema import Instance
 
 from .backends import SolveResult, Status
@@ -37,7 +37,7 @@ def objective_scale(objective: str) -> float:
 def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable], list[Pruned]]:
     """Candidate tables and their pruning; `frontier` keeps every job's whole nodes/time front
     (needed when time is bounded or traded off, e.g. Pareto fronts), not only its fewest-node point."""
-    tables = [job_table(job, instance.catalog) for job in instance.training_jobs]
+    tables = job_tables(instance.training_jobs, instance.catalog)
     return tables, [prune(t, "min_time" if frontier else instance.objective) for t in tables]
 
 
