@@ -110,15 +110,20 @@ def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
 def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
     """Tables for several jobs; jobs that differ only in tokens, deadline or storage share one
     evaluation (a step's time does not depend on how many steps there are)."""
-    shared: dict[tuple, tuple] = {}
-    out = []
-    for job in jobs:
-        key = (resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
-               job.accelerator, job.fabric)
-        if key not in shared:
-            shared[key] = _evaluated(job, catalog)
-        out.append(_for_job(job, shared[key]))
-    return out
+    keys = [(resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
+             job.accelerator, job.fabric) for job in jobs]
+    first = {}
+    for key, job in zip(keys, jobs):
+        first.setdefault(key, job)
+    if len(first) > 1:
+        # numpy releases the GIL in its array kernels: two threads keep both cores busy.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            shared = dict(zip(first, pool.map(lambda j: _evaluated(j, catalog), first.values())))
+    else:
+        shared = {k: _evaluated(j, catalog) for k, j in first.items()}
+    return [_for_job(job, shared[key]) for key, job in zip(keys, jobs)]
 
 
 @dataclass(frozen=True)
