@@ -7,12 +7,16 @@ The optimizer never sees a pydantic object or a formula: it gets, per job, one r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .presets import resolve_model
 from .schema import Catalog, InferenceService, ModelDims, TrainingJob
 from .training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
+
+if TYPE_CHECKING:
+    from .inference import ServingGrid
 
 # A checkpoint holds bf16 weights (2 B) plus fp32 master weights, Adam momentum and variance (12 B).
 CHECKPOINT_BYTES_PER_PARAM = 14.0
@@ -133,7 +137,7 @@ class ServiceTable:
     service: InferenceService
     dims: ModelDims
     accelerators: list[str]
-    grid: "ServingGrid"
+    grid: ServingGrid
     perf: dict[str, np.ndarray]
 
     def __len__(self) -> int:

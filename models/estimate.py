@@ -71,6 +71,22 @@ def _check_layout(dims: ModelDims, gpus: int, tp, pp, global_batch: int, micro_b
             raise ValueError(f"pp*vp = {pp}*{vp} does not divide the model's {dims.layers} layers")
 
 
+def _checked_accelerator(catalog: Catalog, accelerator: str, precision: str, precisions, fallback: str):
+    """The catalog accelerator, after checking it exists and can run `precision`."""
+    if accelerator not in catalog.accelerators:
+        raise ValueError(f"unknown accelerator '{accelerator}' (available: {', '.join(sorted(catalog.accelerators))})")
+    if precision not in precisions:
+        raise ValueError(f"unknown precision '{precision}' (available: {', '.join(precisions)})")
+    acc = catalog.accelerators[accelerator]
+    if precision == "fp8" and acc.peak_fp8_tflops is None:
+        fp8 = sorted(k for k, a in catalog.accelerators.items() if a.peak_fp8_tflops is not None)
+        raise ValueError(
+            f"accelerator '{accelerator}' has no FP8 support (peak_fp8_tflops not set); use precision {fallback} "
+            f"or an FP8 accelerator ({', '.join(fp8)})"
+        )
+    return acc
+
+
 def estimate_training(
     dims: ModelDims,
     catalog: Catalog,
@@ -98,15 +114,7 @@ def estimate_training(
     fabric = fabric or default_fabric(accelerator, catalog)
     if fabric not in catalog.fabrics:
         raise ValueError(f"unknown fabric '{fabric}' (available: {', '.join(sorted(catalog.fabrics))})")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision '{precision}' (available: {', '.join(PRECISIONS)})")
-    acc = catalog.accelerators[accelerator]
-    if precision == "fp8" and acc.peak_fp8_tflops is None:
-        fp8 = sorted(k for k, a in catalog.accelerators.items() if a.peak_fp8_tflops is not None)
-        raise ValueError(
-            f"accelerator '{accelerator}' has no FP8 support (peak_fp8_tflops not set); use precision bf16 "
-            f"or an FP8 accelerator ({', '.join(fp8)})"
-        )
+    acc = _checked_accelerator(catalog, accelerator, precision, PRECISIONS, "bf16")
     if recompute is not None and recompute not in RECOMPUTE:
         raise ValueError(f"unknown recompute '{recompute}' (available: {', '.join(RECOMPUTE)})")
     _check_layout(dims, gpus, tp, pp, global_batch, micro_batch, vp)
@@ -191,17 +199,7 @@ def estimate_inference(
     (ties: the smallest). Raises ValueError for impossible requests; a pinned batch too large for
     memory is returned with fits_memory false and a `note`.
     """
-    if accelerator not in catalog.accelerators:
-        raise ValueError(f"unknown accelerator '{accelerator}' (available: {', '.join(sorted(catalog.accelerators))})")
-    if precision not in SERVING_PRECISIONS:
-        raise ValueError(f"unknown precision '{precision}' (available: {', '.join(SERVING_PRECISIONS)})")
-    acc = catalog.accelerators[accelerator]
-    if precision == "fp8" and acc.peak_fp8_tflops is None:
-        fp8 = sorted(k for k, a in catalog.accelerators.items() if a.peak_fp8_tflops is not None)
-        raise ValueError(
-            f"accelerator '{accelerator}' has no FP8 support (peak_fp8_tflops not set); use precision bf16 or int8 "
-            f"(weight-only) or an FP8 accelerator ({', '.join(fp8)})"
-        )
+    acc = _checked_accelerator(catalog, accelerator, precision, SERVING_PRECISIONS, "bf16 or int8 (weight-only)")
     if input_tokens < 1 or output_tokens < 1:
         raise ValueError(f"input_tokens and output_tokens must be at least 1; got {input_tokens} and {output_tokens}")
     if batch is not None and batch < 1:

@@ -11,8 +11,6 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveFloat, PositiveInt, Tag, model_validator
 
-NonNegFloat = float
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -9,25 +9,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from models.loader import InstanceError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
-console = Console(width=None if sys.stdout.isatty() else 150)
+from .cli_common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_NO_DESIGN, EXIT_OK, console, fail
 
-EXIT_OK, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_NO_DESIGN, EXIT_VERIFY = 0, 2, 3, 4, 1
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
 
 
 class Format(str, Enum):
     table = "table"
     md = "md"
     json = "json"
-
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(message, err=True)  # plain text: no wrapping, so paths and field names stay whole
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -49,15 +42,15 @@ def solve(
         res = api.solve(api.load(instance), backend=backend, time_limit=time_limit, gap=gap, export=export)
         inst, sol = res.instance, res.solution
     except InstanceError as exc:
-        _fail(exc.format(), EXIT_INVALID)
+        fail(exc.format(), EXIT_INVALID)
     except VerificationError as exc:
         if debug:
             raise
-        _fail(f"{instance}: {exc}", EXIT_VERIFY)
+        fail(f"{instance}: {exc}", EXIT_ERROR)
     except ValueError as exc:
         if debug:
             raise
-        _fail(f"{instance}: {exc}", EXIT_INVALID)
+        fail(f"{instance}: {exc}", EXIT_INVALID)
     if as_json or fmt == Format.json:
         print(json.dumps(sol.to_dict(), indent=2))
     elif fmt == Format.md:
@@ -74,7 +67,7 @@ def solve(
         raise typer.Exit(EXIT_INFEASIBLE)
     if sol.status == "time_limit":
         raise typer.Exit(EXIT_NO_DESIGN)
-    _fail(f"{instance}: solver error: {sol.message}", EXIT_VERIFY)
+    fail(f"{instance}: solver error: {sol.message}", EXIT_ERROR)
 
 
 class Precision(str, Enum):
@@ -136,7 +129,7 @@ def estimate(
             missing = [n for n, v in (("--layers", layers), ("--hidden", hidden), ("--heads", heads), ("--vocab", vocab),
                                       ("--seq-len", seq_len)) if v is None]
             if missing:
-                _fail(f"give --model PRESET or the dimensions (missing: {', '.join(missing)})", EXIT_INVALID)
+                fail(f"give --model PRESET or the dimensions (missing: {', '.join(missing)})", EXIT_INVALID)
             dims = ModelDims(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn_hidden,
                              gated_mlp=gated_mlp, vocab=vocab, seq_len=seq_len)
         if mode == Mode.inference:
@@ -147,9 +140,9 @@ def estimate(
             _print_estimate(out, as_json, "Inference estimate (one replica)")
             return
         if gpus is None or global_batch is None:
-            _fail("estimate: training needs --gpus and --global-batch", EXIT_INVALID)
+            fail("estimate: training needs --gpus and --global-batch", EXIT_INVALID)
         if precision == Precision.int8:
-            _fail("estimate: int8 is a serving precision; train in bf16 or fp8", EXIT_INVALID)
+            fail("estimate: int8 is a serving precision; train in bf16 or fp8", EXIT_INVALID)
         out = estimate_training(
             dims, default_catalog(), accelerator=accelerator, fabric=fabric, gpus=gpus, tp=tp, pp=pp,
             global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
@@ -157,7 +150,7 @@ def estimate(
         )
     except (ValueError, KeyError) as exc:
         msg = exc.args[0] if exc.args else str(exc)
-        _fail(f"estimate: {msg}", EXIT_INVALID)
+        fail(f"estimate: {msg}", EXIT_INVALID)
     _print_estimate(out, as_json, "Training estimate")
 
 
@@ -218,7 +211,7 @@ def explain(
         res = api.solve(api.load(instance), backend=backend, time_limit=time_limit)
         inst, sol = res.instance, res.solution
     except InstanceError as exc:
-        _fail(exc.format(), EXIT_INVALID)
+        fail(exc.format(), EXIT_INVALID)
     if not sol.has_design:
         if as_json:
             print(json.dumps({"status": sol.status, "diagnosis": sol.diagnosis}, indent=2))

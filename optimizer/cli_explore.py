@@ -10,21 +10,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
-console = Console(width=None if sys.stdout.isatty() else 150)
+from .cli_common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_OK, console, fail
 
 
 class OutFormat(str, Enum):
     table = "table"
     csv = "csv"
     json = "json"
-
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
 
 
 def _progress(text: str) -> None:
@@ -50,7 +43,7 @@ def _plot(kind: str, result, path: Path, fmt: OutFormat) -> None:
     try:
         (plot_sweep if kind == "sweep" else plot_pareto)(result, path)
     except PlotUnavailable as exc:
-        _fail(str(exc), EXIT_INVALID)
+        fail(str(exc), EXIT_INVALID)
     _note(f"Plot: {path}", fmt)
 
 
@@ -125,11 +118,11 @@ def sweep(
         res = run_sweep(raw, param, vals, source=str(instance), backend=backend, time_limit_s=time_limit, gap=gap,
                         on_row=lambda i, r: _progress(f"[{i + 1}/{n}] {param} = {r.value:g}: {r.status}"))
     except InstanceError as exc:
-        _fail(exc.format(), EXIT_INVALID)
+        fail(exc.format(), EXIT_INVALID)
     except (SweepError, ValueError) as exc:
         if debug:
             raise
-        _fail(f"{instance}: {exc}", EXIT_INVALID)
+        fail(f"{instance}: {exc}", EXIT_INVALID)
     if fmt == OutFormat.csv:
         sys.stdout.write(res.to_csv())
     elif fmt == OutFormat.json:
@@ -212,17 +205,17 @@ def pareto(
         front = pareto_front(inst, x=x, y=y, points=None if every else points, backend=backend, time_limit_s=time_limit,
                              on_solve=lambda what, sol: _progress(f"{what}: {sol.status}"))
     except InstanceError as exc:
-        _fail(exc.format(), EXIT_INVALID)
+        fail(exc.format(), EXIT_INVALID)
     except VerificationError as exc:
         if debug:
             raise
-        _fail(f"{instance}: {exc}", EXIT_ERROR)
+        fail(f"{instance}: {exc}", EXIT_ERROR)
     except ParetoInfeasible as exc:
-        _fail(f"{instance}: {exc}", EXIT_INFEASIBLE)
+        fail(f"{instance}: {exc}", EXIT_INFEASIBLE)
     except (ParetoError, ValueError) as exc:
         if debug:
             raise
-        _fail(f"{instance}: {exc}", EXIT_INVALID)
+        fail(f"{instance}: {exc}", EXIT_INVALID)
     if fmt == OutFormat.csv:
         sys.stdout.write(front.to_csv())
     elif fmt == OutFormat.json:

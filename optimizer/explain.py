@@ -18,7 +18,7 @@ more unit of the limit (the real, global effect of that one step).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from models.schema import ANY_REGION, Instance
 
@@ -369,11 +369,3 @@ def _lp_duals(instance: Instance, sol: Solution, backend: str) -> dict[str, floa
     fixed = m.with_integers_fixed(res.values)
     fixed.minimize(objective_expr(data, v, instance.objective))
     return lp_duals(fixed)
-
-
-@dataclass
-class Explanation:
-    feasible: bool
-    diagnosis: list[str] = field(default_factory=list)
-    bindings: list[Binding] = field(default_factory=list)
-    prices: list[ShadowPrice] = field(default_factory=list)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from models.candidates import JobTable, ServiceTable, job_tables, service_table
+from models.candidates import JobTable, job_tables, service_table
 from models.schema import Instance
 
 from .backends import SolveResult, Status
