@@ -39,6 +39,7 @@ from .lp import Model, Var, lin_sum
 
 OBJECTIVES = ("min_tco", "min_capex", "min_power", "min_time", "min_carbon")
 DEPTHS = (1, 2, 3)
+COVER_MAX_SITES = 10
 
 
 @dataclass
@@ -78,6 +79,42 @@ def add_sites(m: Model, d: MipData, v: Vars) -> None:
     for s in d.sites:
         lb = 1 if single else 0
         v.site_open[s.name] = m.add_var(f"site_open[site={s.name}]", lb=lb, ub=1, integer=True)
+
+
+def least_it_power_kw(d: MipData) -> float:
+    """A lower bound on the IT power any design needs: each job on its least-power surviving
+    configuration and each service's demand at the best kW per request/s of its layouts (nodes
+    only; network and storage only add to it)."""
+    node_kw = {a.name: a.node_power_kw for a in d.accelerators}
+    kw = sum(min(c.nodes * node_kw[c.accelerator] for c in j.candidates) for j in d.jobs)
+    for svc in d.services:
+        per_rps = min(lay.nodes_per_unit * node_kw[lay.accelerator] / (lay.requests_per_s * lay.replicas_per_unit)
+                      for lay in svc.layouts)
+        kw += per_rps * sum(svc.demand_rps.values())
+    return kw
+
+
+def add_site_cover(m: Model, d: MipData, v: Vars) -> None:
+    """Constraint (0b): if a set of sites cannot power even the least IT load the workloads need,
+    some site outside it is open. Implied by the integer model, but not by its LP relaxation, where
+    each job may sit 16 % at a site that is then only 16 % built (and pays 16 % of its build-out):
+    these cover cuts make the bound see the build-out a capped site forces. Exhaustive over site
+    sets up to COVER_MAX_SITES sites; beyond that, single sites and their complements only."""
+    caps = {s.name: math.inf if s.power_cap_kw is None else s.power_cap_kw / s.pue for s in d.sites}
+    if len(caps) < 2 or all(math.isinf(c) for c in caps.values()):
+        return
+    need = least_it_power_kw(d) * (1 - 1e-9)
+    names = [s.name for s in d.sites]
+    if len(names) <= COVER_MAX_SITES:
+        subsets = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(1, 2 ** len(names) - 1)]
+    else:
+        subsets = [frozenset([n]) for n in names] + [frozenset(names) - {n} for n in names]
+    short = [t for t in subsets if sum(caps[n] for n in t) < need]
+    maximal = [t for t in short if not any(t < u for u in short)]
+    for t in sorted(maximal, key=sorted):
+        rest = [n for n in names if n not in t]
+        m.add_constraint(lin_sum(v.site_open[n] for n in rest) >= 1,
+                         f"site_cover[closed_alone_too_small={'+'.join(sorted(t))}]")
 
 
 def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
@@ -188,26 +225,34 @@ def add_fabric(m: Model, d: MipData, v: Vars) -> None:
             attached = lin_sum(
                 c.endpoints * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates) if c.fabric == f.name
             )
-            _fat_tree(m, v, f, s, attached)
+            most = sum(max((c.endpoints for c in j.candidates if c.fabric == f.name), default=0) for j in d.jobs)
+            _fat_tree(m, v, f, s, attached, most)
             built.append(f)
         if s.frontend is not None and any(site == s.name for (_, site) in v.serving_nodes):
             f = s.frontend
             attached = lin_sum(f.frontend_ports_per_node * sn for (_, site), sn in v.serving_nodes.items() if site == s.name)
-            _fat_tree(m, v, f, s, attached)
+            most = f.frontend_ports_per_node * sum(
+                _layout(d, svc, k).nodes_per_unit * x.ub for (svc, k, site), x in v.units.items() if site == s.name)
+            _fat_tree(m, v, f, s, attached, most)
             built.append(f)
         v.fabrics_at[s.name] = built
 
 
-def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached) -> None:
+def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int) -> None:
+    """`most`: the most endpoints that can ever attach here; it caps each depth's capacity (a
+    3-tier fat-tree of radix 64 holds 65,536 endpoints: a big-M that slows the solvers' cuts), and
+    a depth whose shallower sibling already holds `most` is never worth building."""
     key = f"fabric={f.name},site={s.name}"
     for n in DEPTHS:
-        v.tiers[f.name, s.name, n] = m.add_binary(f"fabric_tiers[{key},tiers={n}]")
-        v.endpoints[f.name, s.name, n] = m.add_var(f"endpoints[{key},tiers={n}]", lb=0.0, ub=f.tier_capacity[n])
-        m.add_constraint(v.endpoints[f.name, s.name, n] <= f.tier_capacity[n] * v.tiers[f.name, s.name, n],
+        useful = n == 1 or f.tier_capacity[n - 1] < most
+        cap = min(f.tier_capacity[n], most) if useful else 0
+        v.tiers[f.name, s.name, n] = m.add_var(f"fabric_tiers[{key},tiers={n}]", lb=0, ub=1 if useful else 0, integer=True)
+        v.endpoints[f.name, s.name, n] = m.add_var(f"endpoints[{key},tiers={n}]", lb=0.0, ub=cap)
+        m.add_constraint(v.endpoints[f.name, s.name, n] <= cap * v.tiers[f.name, s.name, n],
                          f"tier_capacity[{key},tiers={n}]")
     m.add_constraint(lin_sum(v.tiers[f.name, s.name, n] for n in DEPTHS) <= 1, f"one_depth[{key}]")
     m.add_constraint(lin_sum(v.endpoints[f.name, s.name, n] for n in DEPTHS) == attached, f"endpoints_attached[{key}]")
-    leaf_ub = -(-f.tier_capacity[3] // f.down)
+    leaf_ub = -(-min(f.tier_capacity[3], most) // f.down)
     for n in (2, 3):
         leaves = m.add_var(f"leaves[{key},tiers={n}]", lb=0, ub=leaf_ub, integer=True)
         spines = m.add_var(f"spines[{key},tiers={n}]", lb=0, ub=leaf_ub, integer=True)
@@ -218,6 +263,13 @@ def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached) -> None:
     v.aggregation[f.name, s.name] = agg
     m.add_constraint((f.radix // 2) * agg >= f.up * v.leaves[f.name, s.name, 3], f"aggregation_ports[{key},tiers=3]")
     m.add_constraint(2 * v.spines[f.name, s.name, 3] >= agg, f"core_ports[{key},tiers=3]")
+    # Switches only in the depth built, and no depth built without endpoints: an incumbent the
+    # solver stops at cannot carry switches the design would not report.
+    for n in DEPTHS:
+        m.add_constraint(v.endpoints[f.name, s.name, n] >= v.tiers[f.name, s.name, n], f"tier_in_use[{key},tiers={n}]")
+    for n in (2, 3):
+        switches = v.leaves[f.name, s.name, n] + v.spines[f.name, s.name, n] + (agg if n == 3 else 0)
+        m.add_constraint(switches <= 3 * leaf_ub * v.tiers[f.name, s.name, n], f"switches_in_depth[{key},tiers={n}]")
 
 
 def fabric_switches(v: Vars, f: str, s: str):
@@ -340,6 +392,7 @@ def build_model(d: MipData) -> tuple[Model, Vars]:
     m = Model(f"dcopt[{d.name}]")
     v = Vars()
     add_sites(m, d, v)
+    add_site_cover(m, d, v)
     add_job_choice(m, d, v)
     add_serving(m, d, v)
     add_nodes_and_racks(m, d, v)

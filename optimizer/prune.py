@@ -39,7 +39,9 @@ def prune(table: JobTable, objective: str) -> Pruned:
     fits = perf["fits_memory"].astype(bool)
     ok = fits & np.isfinite(table.days) & (table.days <= table.job.deadline_days)
     idx = np.flatnonzero(ok)
-    if len(idx):
+    if len(idx) and objective != "min_time":
+        idx = _fewest_nodes_then_fastest(table, idx)
+    elif len(idx):
         g = table.grid
         nodes = perf["nodes"][idx]
         days = table.days[idx]
@@ -49,17 +51,32 @@ def prune(table: JobTable, objective: str) -> Pruned:
         idx, nodes, days = idx[order], nodes[order], days[order]
         acc, fab = g.acc[idx], g.fab[idx]
         new_group = np.r_[True, (acc[1:] != acc[:-1]) | (fab[1:] != fab[:-1])]
-        if objective != "min_time":
-            idx = idx[new_group]  # fewest nodes, fastest among them
-        else:
-            # Keep a row only if strictly faster than every row before it in its (acc, fab) group.
-            starts = np.flatnonzero(new_group)
-            keep = np.zeros(len(idx), dtype=bool)
-            for lo, hi in zip(starts, np.r_[starts[1:], len(idx)]):
-                before = np.r_[np.inf, np.minimum.accumulate(days[lo:hi])[:-1]]
-                keep[lo:hi] = days[lo:hi] < before - 1e-12
-            idx = idx[keep]
+        # Keep a row only if strictly faster than every row before it in its (acc, fab) group.
+        starts = np.flatnonzero(new_group)
+        keep = np.zeros(len(idx), dtype=bool)
+        for lo, hi in zip(starts, np.r_[starts[1:], len(idx)]):
+            before = np.r_[np.inf, np.minimum.accumulate(days[lo:hi])[:-1]]
+            keep[lo:hi] = days[lo:hi] < before - 1e-12
+        idx = idx[keep]
     return Pruned(table, idx, len(table), int(fits.sum()), int(ok.sum()))
+
+
+def _fewest_nodes_then_fastest(table: JobTable, idx: np.ndarray) -> np.ndarray:
+    """Per (accelerator, fabric), the row with the fewest nodes, fastest among those, lowest index
+    among exact ties; in linear time (a sort of ~400k rows per job dominated large instances)."""
+    g = table.grid
+    group = g.acc[idx].astype(np.int64) * (int(g.fab.max()) + 1) + g.fab[idx]
+    nodes = table.perf["nodes"][idx]
+    days = table.days[idx]
+    n_groups = int(group.max()) + 1
+    fewest = np.full(n_groups, np.inf)
+    np.minimum.at(fewest, group, nodes)
+    on_min = nodes == fewest[group]
+    fastest = np.full(n_groups, np.inf)
+    np.minimum.at(fastest, group[on_min], days[on_min])
+    best = np.flatnonzero(on_min & (days == fastest[group]))  # ascending, so the first per group is the lowest index
+    _, first = np.unique(group[best], return_index=True)
+    return idx[best[first]]
 
 
 @dataclass(frozen=True)
