@@ -125,3 +125,64 @@ def test_facility_or_sites_not_both():
 
     with pytest.raises(InstanceError, match="either `facility`"):
         instance_from_dict({"workloads": [JOB], "facility": {"power_cap_mw": 1}, "sites": [site("a")]}, "x")
+
+
+def _built(inst):
+    from optimizer.build import build_model
+    from optimizer.data import build_data
+    from optimizer.solve import prepare, prepare_services
+
+    d = build_data(inst, prepare(inst)[1], prepare_services(inst))
+    return d, *build_model(d)
+
+
+def test_site_cover_cuts_follow_the_hand_arithmetic():
+    # The job needs 64 nodes x 10 kW = 640 kW of IT. 'small' and 'mid' each hold 0.5 MW / PUE 1.2 =
+    # 416.7 kW: too small alone, enough together (833 kW). So some site besides 'small' is open, and
+    # some site besides 'mid' is open.
+    from optimizer.build import least_it_power_kw
+
+    sites = [site("small", power_cap_mw=0.5), site("mid", power_cap_mw=0.5), site("big", power_cap_mw=10)]
+    d, m, v = _built(instance(sites, [JOB]))
+    assert least_it_power_kw(d) == pytest.approx(640.0)
+    cuts = {c.name: c for c in m.constraints if c.name.startswith("site_cover")}
+    assert sorted(cuts) == ["site_cover[closed_alone_too_small=mid]", "site_cover[closed_alone_too_small=small]"]
+    small_cut = cuts["site_cover[closed_alone_too_small=small]"]
+    assert small_cut.sense == ">=" and small_cut.rhs == 1
+    assert {m.vars[i].name for i in small_cut.coefs} == {"site_open[site=mid]", "site_open[site=big]"}
+    # Enough room at every site alone: no cut.
+    sites[0]["power_cap_mw"] = sites[1]["power_cap_mw"] = 0.8
+    _, m2, _ = _built(instance(sites, [JOB]))
+    assert not [c for c in m2.constraints if c.name.startswith("site_cover")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_site_cover_cuts_do_not_change_the_answer(backend, monkeypatch):
+    import optimizer.build as build
+
+    sites = [site("small", power_cap_mw=0.5, energy_usd_per_kwh=0.01), site("big", energy_usd_per_kwh=0.05)]
+    with_cuts = solve_instance(instance(sites, [JOB]), backend=backend)
+    monkeypatch.setattr(build, "add_site_cover", lambda m, d, v: None)
+    without = solve_instance(instance(sites, [JOB]), backend=backend)
+    assert with_cuts.jobs[0].site == without.jobs[0].site == "big"  # 'small' is cheap but cannot hold it
+    assert with_cuts.objective_value == pytest.approx(without.objective_value, rel=1e-9)
+
+
+def test_switches_outside_the_built_depth_are_infeasible():
+    """An incumbent a solver stops at must not pay for switches the design does not report."""
+    from optimizer.backends import solve as run
+    from optimizer.build import objective_expr
+
+    inst = instance([site("only")], [JOB])
+    d, m, v = _built(inst)
+    m.minimize(objective_expr(d, v, "min_tco"))
+    values = list(run(m).values)
+    assert not m.violations(values)
+    # 64 nodes x 8 ports = 512 endpoints: two tiers of radix-64 switches (16 leaves, 8 spines).
+    assert values[v.tiers["ib-ndr-400g", "only", 2].index] == pytest.approx(1)
+    assert values[v.leaves["ib-ndr-400g", "only", 2].index] == pytest.approx(16)
+    values[v.spines["ib-ndr-400g", "only", 3].index] += 1  # a spare core switch of a depth not built
+    assert "switches_in_depth[fabric=ib-ndr-400g,site=only,tiers=3]" in [x.name for x in m.violations(values)]
+    values[v.spines["ib-ndr-400g", "only", 3].index] -= 1
+    values[v.tiers["ib-ndr-400g", "only", 1].index] = 1  # a one-switch depth built beside, with nothing on it
+    assert "tier_in_use[fabric=ib-ndr-400g,site=only,tiers=1]" in [x.name for x in m.violations(values)]
