@@ -162,14 +162,16 @@ class OrToolsBackend(_Results):
     prints nothing to stdout, and is immune to the pulp+highspy segfault.
 
     "auto" (the default) picks SCIP for small models and HiGHS from AUTO_HIGHS_INTEGERS integer
-    variables up: on dcopt's generated 50-workload x 3-site instance (6,900 integers) HiGHS reached
-    a 0.5% gap in 29 s where SCIP needed 55 s, while on the shipped instances (< 500 integers)
-    SCIP answers in 0.01-1.2 s and HiGHS pays ~0.1 s of start-up on each.
+    variables up. dcopt's own MIPs are not those 14: on 18 generated instances of 92-1,646
+    integers (1-3 sites) HiGHS was as fast or faster from ~250 integers on, and much faster on
+    multi-site ones (885 integers, 3 sites: 12 s vs 60 s; 624: 2.7 s vs 7.5 s; 6,900: 22 s vs 55 s
+    to a 0.5% gap), while below that both answer in well under a second and SCIP avoids HiGHS's
+    ~0.1 s start-up.
     """
 
     name = "ortools"
     SOLVERS = ("auto", "scip", "highs")
-    AUTO_HIGHS_INTEGERS = 3000
+    AUTO_HIGHS_INTEGERS = 250
 
     def __init__(self, solver: str = "auto"):
         if solver not in self.SOLVERS:
