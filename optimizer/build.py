@@ -109,6 +109,11 @@ def add_site_cover(m: Model, d: MipData, v: Vars) -> None:
         subsets = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(1, 2 ** len(names) - 1)]
     else:
         subsets = [frozenset([n]) for n in names] + [frozenset(names) - {n} for n in names]
+    # However the sites are picked, at least this many: the largest caps first.
+    largest = sorted(caps.values(), reverse=True)
+    at_least = next((k for k in range(1, len(largest) + 1) if sum(largest[:k]) >= need), None)
+    if at_least is not None and at_least > 1:
+        m.add_constraint(lin_sum(v.site_open.values()) >= at_least, "site_count[least_sites_for_least_it_power]")
     short = [t for t in subsets if sum(caps[n] for n in t) < need]
     maximal = [t for t in short if not any(t < u for u in short)]
     for t in sorted(maximal, key=sorted):
@@ -143,7 +148,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                 regions = [r for r in sorted(svc.demand_rps) if d.serves(s, r, lay, svc)]
                 if not regions:
                     continue
-                unit_rps = lay.requests_per_s * lay.replicas_per_unit
+                unit_rps = _unit_rps(lay)
                 ub = math.ceil(sum(svc.demand_rps[r] for r in regions) / unit_rps - 1e-9)
                 x = m.add_var(f"units[svc={svc.name},acc={lay.accelerator},tp={lay.tp},batch={lay.batch},site={s.name}]",
                               lb=0, ub=ub, integer=True)
@@ -160,6 +165,32 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                     m.add_constraint(x <= ub * v.site_open[s.name], f"serving_at_open_site[{key}]")
         for r, demand in sorted(svc.demand_rps.items()):
             m.add_constraint(lin_sum(by_region[r]) >= demand, f"demand[svc={svc.name},region={r}]")
+        _serving_unit_floors(m, d, v, svc)
+
+
+def _serving_unit_floors(m: Model, d: MipData, v: Vars, svc) -> None:
+    """Whole units: the units that reach a region, and all units of the service, number at least
+    the demand over the largest unit's requests/s, rounded up. Implied by integrality but not by the
+    LP relaxation, which would otherwise serve a small service with a tenth of a node."""
+    def floor_cut(keys, demand, name):
+        keys = list(keys)
+        if not keys:
+            return
+        biggest = max(_unit_rps(svc.layouts[k]) for (_, k, _) in keys)
+        need = math.ceil(demand / biggest - 1e-9)
+        if need >= 1:
+            m.add_constraint(lin_sum(v.units[key] for key in keys) >= need, name)
+
+    mine = [key for key in v.units if key[0] == svc.name]
+    floor_cut(mine, sum(svc.demand_rps.values()), f"serving_units_floor[svc={svc.name}]")
+    if len(svc.demand_rps) > 1:
+        for r, demand in sorted(svc.demand_rps.items()):
+            reach = [key for key in mine if (svc.name, key[1], key[2], r) in v.served]
+            floor_cut(reach, demand, f"serving_units_floor[svc={svc.name},region={r}]")
+
+
+def _unit_rps(lay) -> float:
+    return lay.requests_per_s * lay.replicas_per_unit
 
 
 def _layout(d: MipData, svc_name: str, k: int):
@@ -250,7 +281,10 @@ def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int
         v.endpoints[f.name, s.name, n] = m.add_var(f"endpoints[{key},tiers={n}]", lb=0.0, ub=cap)
         m.add_constraint(v.endpoints[f.name, s.name, n] <= cap * v.tiers[f.name, s.name, n],
                          f"tier_capacity[{key},tiers={n}]")
-    m.add_constraint(lin_sum(v.tiers[f.name, s.name, n] for n in DEPTHS) <= 1, f"one_depth[{key}]")
+    # At most one depth, and only at an open site: implied by the integers, but in the LP relaxation
+    # it stops a site that is 25 % open from holding a whole 2-tier fabric (2,048 ports at radix 64)
+    # and so from splitting a large fabric into cheap shallow pieces across sites.
+    m.add_constraint(lin_sum(v.tiers[f.name, s.name, n] for n in DEPTHS) <= v.site_open[s.name], f"one_depth[{key}]")
     m.add_constraint(lin_sum(v.endpoints[f.name, s.name, n] for n in DEPTHS) == attached, f"endpoints_attached[{key}]")
     leaf_ub = -(-min(f.tier_capacity[3], most) // f.down)
     for n in (2, 3):

@@ -168,7 +168,9 @@ def test_killed_batch_resumes_to_the_same_results(tmp_path):
 
 
 def test_ray_engine_gives_the_local_engine_rows(tmp_path, monkeypatch):
-    pytest.importorskip("ray")
+    """On a local Ray the test starts itself (as on a cluster the user connected to), and on one
+    the batch starts and stops on its own: both give the local engine's rows."""
+    ray_mod = pytest.importorskip("ray")
     src = tmp_path / "in"
     src.mkdir()
     _small(src / "a.yaml", 21)
@@ -178,11 +180,19 @@ def test_ray_engine_gives_the_local_engine_rows(tmp_path, monkeypatch):
     (src / "d-malformed.yaml").write_text("facility: {power_cap_mw: 1}\n")
     monkeypatch.chdir(tmp_path)
     local = run_batch(["in"], tmp_path / "local", workers=2)
-    ray = run_batch(["in"], tmp_path / "ray", workers=2, engine="ray")
     assert [r["status"] for r in local.records] == ["optimal", "optimal", "infeasible", "invalid"]
-    assert comparable(read_summary(tmp_path / "ray")) == comparable(read_summary(tmp_path / "local"))
+    ray_mod.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ours = run_batch(["in"], tmp_path / "ray-ours", workers=2, engine="ray")
+        assert ray_mod.is_initialized()  # the batch leaves a Ray it did not start alone
+    finally:
+        ray_mod.shutdown()
+    own = run_batch(["in"], tmp_path / "ray-own", workers=2, engine="ray")
+    assert not ray_mod.is_initialized()
     strip = lambda r: {k: v for k, v in r.items() if k not in ("runtime_s", "wall_s")}  # noqa: E731
-    assert [strip(r) for r in ray.records] == [strip(r) for r in local.records]
+    for name, res in (("ray-ours", ours), ("ray-own", own)):
+        assert comparable(read_summary(tmp_path / name)) == comparable(read_summary(tmp_path / "local"))
+        assert [strip(r) for r in res.records] == [strip(r) for r in local.records]
 
 
 # -- sweep files --------------------------------------------------------------------------------

@@ -241,3 +241,26 @@ def test_single_type_when_the_other_is_dear(backend):
     res, v = _solve(serving_data(120_000), backend)
     assert res.objective * 1e6 == pytest.approx(300_000, abs=0.01)
     assert [round(res.values[v.units["chat", k, "dc"].index]) for k in (0, 1)] == [3, 0]
+
+
+def test_serving_unit_floor_and_the_lp_bound_it_buys(monkeypatch):
+    # 10 req/s, the biggest unit serves 4: at least ceil(10 / 4) = 3 units. Without the floor the LP
+    # relaxation buys 2.5 a-units ($250k); with it, 3 units that serve 10 req/s at least cost
+    # 1a + 2b = $260k (b at $80k, 3 req/s): the LP bound becomes the integer optimum.
+    import optimizer.build as build
+    from optimizer.backends import solve as run
+
+    def lp_bound():
+        data = serving_data(80_000)
+        m, v = build.build_model(data)
+        m.minimize(build.objective_expr(data, v, "min_tco"))
+        for var in m.vars:
+            var.integer = False
+        return m, run(m).objective * 1e6
+
+    m, with_floor = lp_bound()
+    floor = m.constraint("serving_units_floor[svc=chat]")
+    assert floor.sense == ">=" and floor.rhs == 3
+    assert with_floor == pytest.approx(260_000, abs=0.01)
+    monkeypatch.setattr(build, "_serving_unit_floors", lambda *a: None)
+    assert lp_bound()[1] == pytest.approx(250_000, abs=0.01)

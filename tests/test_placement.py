@@ -150,8 +150,15 @@ def test_site_cover_cuts_follow_the_hand_arithmetic():
     small_cut = cuts["site_cover[closed_alone_too_small=small]"]
     assert small_cut.sense == ">=" and small_cut.rhs == 1
     assert {m.vars[i].name for i in small_cut.coefs} == {"site_open[site=mid]", "site_open[site=big]"}
+    assert "site_count[least_sites_for_least_it_power]" not in {c.name for c in m.constraints}  # 'big' alone will do
+    # Three sites of 416.7 kW: any two hold 640 kW, none alone: at least two open.
+    sites[2]["power_cap_mw"] = 0.5
+    _, m3, _ = _built(instance(sites, [JOB]))
+    count = m3.constraint("site_count[least_sites_for_least_it_power]")
+    assert count.sense == ">=" and count.rhs == 2 and len(count.coefs) == 3
+    assert len([c for c in m3.constraints if c.name.startswith("site_cover")]) == 3
     # Enough room at every site alone: no cut.
-    sites[0]["power_cap_mw"] = sites[1]["power_cap_mw"] = 0.8
+    sites[0]["power_cap_mw"] = sites[1]["power_cap_mw"] = sites[2]["power_cap_mw"] = 0.8
     _, m2, _ = _built(instance(sites, [JOB]))
     assert not [c for c in m2.constraints if c.name.startswith("site_cover")]
 
