@@ -209,6 +209,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch-instances", type=int, default=24)
     ap.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
+    ap.add_argument("--other-seeds", type=lambda x: [int(v) for v in x.split(",") if v], default=[2, 3],
+                    help="also run the 50-workload target size on these seeds (comma list; empty for none)")
     args = ap.parse_args()
 
     print(f"# dcopt scale benchmark\n\n{machine()}\n")
@@ -220,6 +222,13 @@ def main() -> None:
     print(text + "\n")
     t_text, t = ("(skipped in --quick)", {}) if args.quick else target(args.seed, args.time_limit)
     print("## Target run\n\n" + t_text + "\n")
+    if not args.quick and args.other_seeds:
+        # The same size, other random instances: how typical the target instance is.
+        print("Same size, other seeds (not part of the target):\n")
+        for other in args.other_seeds:
+            print("- " + target(other, args.time_limit)[0])
+            print(f"  [target] seed {other} done", file=sys.stderr, flush=True)
+        print()
     print("## Batch throughput\n")
     print(batch_throughput(8 if args.quick else args.batch_instances, args.seed) + "\n")
     removed = 1 - largest["kept"] / largest["total"]

@@ -27,6 +27,12 @@ power, the single job's days, or tCO2 per year.
 
 Site linking is tight, not big-M: sum_c choose[j,c,s] <= site_open[s] per job, each replica
 variable <= its own demand bound x site_open[s], and facility power <= cap x site_open[s].
+
+Valid inequalities (implied by the integers, not by the LP relaxation; they change no optimum but
+lift the bound the solver must close): site_cover / site_count (sites too small for the least IT
+load the workloads need force others open), one_depth <= site_open (a fabric only at an open site),
+serving_units_floor (whole units cover each region's demand). On the generated 50-workload x 3-site
+instance they raise the root LP bound from 208.0 to 222.3 ($M; optimum 227.5).
 """
 
 from __future__ import annotations
