@@ -171,10 +171,10 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                     m.add_constraint(x <= ub * v.site_open[s.name], f"serving_at_open_site[{key}]")
         for r, demand in sorted(svc.demand_rps.items()):
             m.add_constraint(lin_sum(by_region[r]) >= demand, f"demand[svc={svc.name},region={r}]")
-        _serving_unit_floors(m, d, v, svc)
+        _serving_unit_floors(m, v, svc)
 
 
-def _serving_unit_floors(m: Model, d: MipData, v: Vars, svc) -> None:
+def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
     """Whole units: the units that reach a region, and all units of the service, number at least
     the demand over the largest unit's requests/s, rounded up. Implied by integrality but not by the
     LP relaxation, which would otherwise serve a small service with a tenth of a node."""
