@@ -94,8 +94,7 @@ def least_it_power_kw(d: MipData) -> float:
     node_kw = {a.name: a.node_power_kw for a in d.accelerators}
     kw = sum(min(c.nodes * node_kw[c.accelerator] for c in j.candidates) for j in d.jobs)
     for svc in d.services:
-        per_rps = min(lay.nodes_per_unit * node_kw[lay.accelerator] / (lay.requests_per_s * lay.replicas_per_unit)
-                      for lay in svc.layouts)
+        per_rps = min(lay.nodes_per_unit * node_kw[lay.accelerator] / lay.unit_requests_per_s for lay in svc.layouts)
         kw += per_rps * sum(svc.demand_rps.values())
     return kw
 
@@ -154,7 +153,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                 regions = [r for r in sorted(svc.demand_rps) if d.serves(s, r, lay, svc)]
                 if not regions:
                     continue
-                unit_rps = _unit_rps(lay)
+                unit_rps = lay.unit_requests_per_s
                 ub = math.ceil(sum(svc.demand_rps[r] for r in regions) / unit_rps - 1e-9)
                 x = m.add_var(f"units[svc={svc.name},acc={lay.accelerator},tp={lay.tp},batch={lay.batch},site={s.name}]",
                               lb=0, ub=ub, integer=True)
@@ -182,7 +181,7 @@ def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
         keys = list(keys)
         if not keys:
             return
-        biggest = max(_unit_rps(svc.layouts[k]) for (_, k, _) in keys)
+        biggest = max(svc.layouts[k].unit_requests_per_s for (_, k, _) in keys)
         need = math.ceil(demand / biggest - 1e-9)
         if need >= 1:
             m.add_constraint(lin_sum(v.units[key] for key in keys) >= need, name)
@@ -195,10 +194,6 @@ def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
             floor_cut(reach, demand, f"serving_units_floor[svc={svc.name},region={r}]")
 
 
-def _unit_rps(lay) -> float:
-    return lay.requests_per_s * lay.replicas_per_unit
-
-
 def _layout(d: MipData, svc_name: str, k: int):
     return next(s for s in d.services if s.name == svc_name).layouts[k]
 
@@ -207,6 +202,14 @@ def _serving_nodes(d: MipData, v: Vars, acc: str, site: str):
     return lin_sum(
         _layout(d, svc, k).nodes_per_unit * x for (svc, k, s), x in v.units.items()
         if s == site and _layout(d, svc, k).accelerator == acc
+    )
+
+
+def _serving_nodes_ub(d: MipData, v: Vars, site: str, acc: str | None = None) -> float:
+    """The most serving nodes a site can hold (of one accelerator type, or of all)."""
+    return sum(
+        _layout(d, svc, k).nodes_per_unit * x.ub for (svc, k, s), x in v.units.items()
+        if s == site and acc in (None, _layout(d, svc, k).accelerator)
     )
 
 
@@ -224,10 +227,7 @@ def add_nodes_and_racks(m: Model, d: MipData, v: Vars) -> None:
     for s in d.sites:
         for a in d.accelerators:
             ub = sum(max((c.nodes for c in j.candidates if c.accelerator == a.name), default=0) for j in d.jobs)
-            serving_ub = sum(
-                _layout(d, svc, k).nodes_per_unit * x.ub for (svc, k, site), x in v.units.items()
-                if site == s.name and _layout(d, svc, k).accelerator == a.name
-            )
+            serving_ub = _serving_nodes_ub(d, v, s.name, a.name)
             needed = _training_nodes(d, v, a.name, s.name)
             if serving_ub:
                 sn = _total(m, v, f"serving_nodes[acc={a.name},site={s.name}]", _serving_nodes(d, v, a.name, s.name))
@@ -268,8 +268,7 @@ def add_fabric(m: Model, d: MipData, v: Vars) -> None:
         if s.frontend is not None and any(site == s.name for (_, site) in v.serving_nodes):
             f = s.frontend
             attached = lin_sum(f.frontend_ports_per_node * sn for (_, site), sn in v.serving_nodes.items() if site == s.name)
-            most = f.frontend_ports_per_node * sum(
-                _layout(d, svc, k).nodes_per_unit * x.ub for (svc, k, site), x in v.units.items() if site == s.name)
+            most = f.frontend_ports_per_node * _serving_nodes_ub(d, v, s.name)
             _fat_tree(m, v, f, s, attached, most)
             built.append(f)
         v.fabrics_at[s.name] = built

@@ -56,6 +56,10 @@ class ServingLayout:
         return max(1, self.per_node // self.tp)
 
     @property
+    def unit_requests_per_s(self) -> float:
+        return self.requests_per_s * self.replicas_per_unit
+
+    @property
     def nodes_per_unit(self) -> int:
         return max(1, -(-self.tp // self.per_node))
 
