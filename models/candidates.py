@@ -13,10 +13,10 @@ import numpy as np
 
 from .presets import resolve_model
 from .schema import Catalog, InferenceService, ModelDims, TrainingJob
-from .training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
+from .perf.training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
 
 if TYPE_CHECKING:
-    from .inference import ServingGrid
+    from .perf.inference import ServingGrid
 
 # A checkpoint holds bf16 weights (2 B) plus fp32 master weights, Adam momentum and variance (12 B).
 CHECKPOINT_BYTES_PER_PARAM = 14.0
@@ -152,7 +152,7 @@ class ServiceTable:
 
 
 def service_table(service: InferenceService, catalog: Catalog) -> ServiceTable:
-    from .inference import enumerate_serving_grid, evaluate_serving
+    from .perf.inference import enumerate_serving_grid, evaluate_serving
 
     dims = resolve_model(service.model)
     names = sorted(service.accelerators or catalog.accelerators)

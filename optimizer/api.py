@@ -413,7 +413,7 @@ def estimate(model: Union[str, _schema.ModelDims, Mapping[str, Any]], accelerato
     distributed_optimizer, tokens. Inference keywords: tp, batch, precision, input_tokens,
     output_tokens, max_tpot_s. What is left out is chosen (fastest layout that fits) and echoed.
     Raises ValueError for an impossible layout."""
-    from models.estimate import estimate_inference, estimate_training
+    from models.perf.estimate import estimate_inference, estimate_training
     from models.loader import default_catalog
     from models.presets import resolve_model
 

@@ -117,7 +117,7 @@ def estimate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One training configuration (step time, tokens/s, MFU, memory) or one serving replica (TTFT, TPOT, tokens/s)."""
-    from models.estimate import estimate_training
+    from models.perf.estimate import estimate_training
     from models.loader import default_catalog
     from models.presets import resolve_model
     from models.schema import ModelDims
@@ -133,7 +133,7 @@ def estimate(
             dims = ModelDims(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn_hidden,
                              gated_mlp=gated_mlp, vocab=vocab, seq_len=seq_len)
         if mode == Mode.inference:
-            from models.estimate import estimate_inference
+            from models.perf.estimate import estimate_inference
 
             out = estimate_inference(dims, default_catalog(), accelerator=accelerator, tp=tp, batch=batch,
                                      precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens)
@@ -173,7 +173,7 @@ def _print_estimate(out: dict, as_json: bool, title: str) -> None:
 @app.command()
 def calibrate(as_json: bool = typer.Option(False, "--json")) -> None:
     """Predict published training runs (Megatron-LM, SC'21) and print the error of each."""
-    from models.calibration import run_calibration
+    from models.perf.calibration import run_calibration
     from models.loader import default_catalog
 
     rep = run_calibration(default_catalog())

@@ -16,7 +16,7 @@ from models.candidates import checkpoint_write_gbps, effective_days, read_gbps, 
 from models.network import fat_tree, tier_capacity
 from models.presets import resolve_model
 from models.schema import ANY_REGION, Instance
-from models.training import RECOMPUTE, ConfigGrid, evaluate
+from models.perf.training import evaluate_layout
 
 from .solution import Solution
 
@@ -41,14 +41,7 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     cat = instance.catalog
     dims = resolve_model(job.model, job.seq_len)
     acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
-    one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
-    grid = ConfigGrid(
-        acc=one(0), fab=one(0), t=one(layout["tp"]), p=one(layout["pp"]), d=one(layout["dp"]), b=one(layout["micro_batch"]),
-        v=one(layout["vp"]), recompute=one(RECOMPUTE.index(layout["recompute"])),
-        dist_opt=np.array([layout["distributed_optimizer"]], dtype=bool),
-    )
-    perf = evaluate(dims, grid, [acc], [fab], cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
-    r = {k: float(v[0]) for k, v in perf.items()}
+    r = evaluate_layout(dims, layout, acc, fab, cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
     r["days"] = float(effective_days(job, r["time_to_train_days"]))
     r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
     r["usable_tb"] = storage_usable_tb(job, dims)
@@ -59,7 +52,7 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
 
 def recompute_replica(instance: Instance, svc, accelerator: str, tp: int, batch: int) -> dict:
     """The serving model on one replica layout: TTFT, TPOT, memory, requests/s."""
-    from models.inference import ServingGrid, evaluate_serving
+    from models.perf.inference import ServingGrid, evaluate_serving
 
     one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
     grid = ServingGrid(acc=one(0), t=one(tp), batch=one(batch))

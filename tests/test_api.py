@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from models.estimate import estimate_inference, estimate_training
+from models.perf.estimate import estimate_inference, estimate_training
 from models.loader import default_catalog, load_instance
 from models.presets import resolve_model
 from models.schema import Instance as SchemaInstance

@@ -2,7 +2,7 @@
 
 import pytest
 
-from models.calibration import KNOB_BOUNDS, fit_calibration, format_report, load_reference, run_calibration
+from models.perf.calibration import KNOB_BOUNDS, fit_calibration, format_report, load_reference, run_calibration
 from models.loader import default_catalog
 
 CAT = default_catalog()

@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from models.estimate import estimate_inference
-from models.inference import (
+from models.perf.estimate import estimate_inference
+from models.perf.inference import (
     BATCHES, ServingGrid, enumerate_serving_grid, evaluate_serving, max_batch_fitting,
 )
 from models.loader import default_catalog
 from models.presets import PRESETS
 from models.schema import Accelerator, Calibration
-from models.training import CHUNK_ROWS, SCALEUP_LATENCY_S
+from models.perf.training import CHUNK_ROWS, SCALEUP_LATENCY_S
 
 CAT = default_catalog()
 L70 = PRESETS["llama3-70b"]

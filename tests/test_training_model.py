@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from models.estimate import default_fabric, estimate_training
+from models.perf.estimate import default_fabric, estimate_training
 from models.loader import default_catalog
 from models.presets import PRESETS
 from models.schema import Calibration, ModelDims, PinnedParallelism
-from models.training import RECOMPUTE, SCALEUP_LATENCY_S, ConfigGrid, enumerate_grid, evaluate
+from models.perf.training import RECOMPUTE, SCALEUP_LATENCY_S, ConfigGrid, enumerate_grid, evaluate
 
 CAT = default_catalog()
 A100 = CAT.accelerators["a100-sxm-80gb"]

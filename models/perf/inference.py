@@ -2,7 +2,7 @@
 
 One row of a `ServingGrid` is one replica layout (accelerator, tensor-parallel degree t, decode
 batch beta); `evaluate_serving` computes every row with numpy broadcasting, like
-`models.training.evaluate`, and reuses its GEMM-efficiency and ring all-reduce helpers so serving
+`models.perf.training.evaluate`, and reuses its GEMM-efficiency and ring all-reduce helpers so serving
 and training share one calibration.
 
 Formulas (DOMAIN.md section 4; memory per Pope et al. 2022, "Efficiently Scaling Transformer
@@ -49,7 +49,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .schema import Accelerator, Calibration, ModelDims
+from ..schema import Accelerator, Calibration, ModelDims
 from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _gemm_eff, _ring_allreduce_s
 
 SERVING_PRECISIONS = ("bf16", "fp8", "int8")
@@ -252,11 +252,11 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
 
 
 def _throughput_benchmark() -> None:
-    """Rows/s of `evaluate_serving` on the built-in catalog, tiled (python -m models.inference)."""
+    """Rows/s of `evaluate_serving` on the built-in catalog, tiled (python -m models.perf.inference)."""
     import time
 
-    from .loader import default_catalog
-    from .presets import PRESETS
+    from ..loader import default_catalog
+    from ..presets import PRESETS
 
     cat = default_catalog()
     accs = list(cat.accelerators.values())

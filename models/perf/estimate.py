@@ -15,7 +15,7 @@ import numpy as np
 from .inference import (
     BATCHES, BYTES_PER_PARAM, SERVING_PRECISIONS, ServingGrid, enumerate_serving_grid, evaluate_serving,
 )
-from .schema import Catalog, ModelDims, PinnedParallelism
+from ..schema import Catalog, ModelDims, PinnedParallelism
 from .training import PRECISIONS, RECOMPUTE, enumerate_grid, evaluate
 
 # The fabric each accelerator is usually deployed with (by name prefix); the one place this lives.

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .schema import Calibration, Catalog, ModelDims
-from .training import RECOMPUTE, ConfigGrid, evaluate
+from ..schema import Calibration, Catalog, ModelDims
+from .training import evaluate_layout
 
 # The paper's end-to-end estimates give no layout; these are ours. 96 stages do not divide 1024
 # GPUs, so GPT-3 uses t=8, p=8 (d=16) at the Table 2 batch; the 1T model keeps its Table 1 layout.
@@ -102,12 +102,10 @@ def _predict(dims: ModelDims, tp: int, pp: int, gpus: int, global_batch: int, ca
     acc, fab = catalog.accelerators[ref["accelerator"]], catalog.fabrics[ref["fabric"]]
     if gpus % (tp * pp) or global_batch % (gpus // (tp * pp)):
         raise ValueError(f"calibration layout t={tp} p={pp} does not divide {gpus} GPUs / batch {global_batch}")
-    one = lambda x: np.asarray([x])  # noqa: E731
     # 2021 Megatron-LM: micro-batch 1, full recomputation, no interleaving, no distributed optimizer.
-    grid = ConfigGrid(acc=one(0), fab=one(0), t=one(tp), p=one(pp), d=one(gpus // (tp * pp)), b=one(1), v=one(1),
-                      recompute=one(RECOMPUTE.index("full")), dist_opt=one(False))
-    out = evaluate(dims, grid, [acc], [fab], calib, "bf16", global_batch, tokens)
-    return {k: float(v[0]) for k, v in out.items()}
+    layout = {"tp": tp, "pp": pp, "dp": gpus // (tp * pp), "micro_batch": 1, "vp": 1, "recompute": "full",
+              "distributed_optimizer": False}
+    return evaluate_layout(dims, layout, acc, fab, calib, "bf16", global_batch, tokens)
 
 
 def run_calibration(
@@ -186,7 +184,7 @@ def format_report(rep: CalibrationReport) -> str:
 
 
 if __name__ == "__main__":
-    from .loader import default_catalog
+    from ..loader import default_catalog
 
     cat = default_catalog()
     print(format_report(run_calibration(cat)))

@@ -5,7 +5,7 @@ distributed optimizer); `evaluate` computes every row with numpy broadcasting, s
 score ~10^6 layouts per second. Formulas and sources: the project's DOMAIN.md sections 1-3
 (Narayanan et al. SC'21; Korthikanti et al. 2022; PaLM App. B; Patarasuk & Yuan 2009), generalised
 to GQA and gated MLPs through `ModelDims.params_per_layer`. Knobs in `Calibration` are fitted
-against published Megatron-LM runs by `models.calibration`.
+against published Megatron-LM runs by `models.perf.calibration`.
 
 Not modelled: fabric oversubscription, the optimizer step, uneven pipeline stages, and flash
 attention's memory saving (attention_passes = 0 only removes its HBM traffic).
@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .schema import Accelerator, Calibration, Fabric, ModelDims, PinnedParallelism
+from ..schema import Accelerator, Calibration, Fabric, ModelDims, PinnedParallelism
 
 RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2
 PRECISIONS = ("bf16", "fp8")
@@ -259,12 +259,27 @@ def _evaluate(dims, grid, accelerators, fabrics, calib, precision, global_batch,
     }
 
 
+def evaluate_layout(dims: ModelDims, layout: dict, accelerator: Accelerator, fabric: Fabric, calib: Calibration,
+                    precision: str, global_batch: int, tokens: float | None = None) -> dict[str, float]:
+    """`evaluate` on one layout given by name (tp, pp, dp, micro_batch, vp, recompute, distributed_optimizer):
+    the one place a single layout is evaluated (verifier, calibration, estimate)."""
+    one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
+    grid = ConfigGrid(
+        acc=one(0), fab=one(0), t=one(layout["tp"]), p=one(layout["pp"]), d=one(layout["dp"]),
+        b=one(layout.get("micro_batch", 1)), v=one(layout.get("vp", 1)),
+        recompute=one(RECOMPUTE.index(layout.get("recompute", "none"))),
+        dist_opt=np.array([bool(layout.get("distributed_optimizer", True))], dtype=bool),
+    )
+    out = evaluate(dims, grid, [accelerator], [fabric], calib, precision, global_batch, tokens)
+    return {k: float(v[0]) for k, v in out.items()}
+
+
 def _throughput_benchmark() -> None:
-    """Configs/s of `evaluate` on the full built-in catalog (python -m models.training)."""
+    """Configs/s of `evaluate` on the full built-in catalog (python -m models.perf.training)."""
     import time
 
-    from .loader import default_catalog
-    from .presets import PRESETS
+    from ..loader import default_catalog
+    from ..presets import PRESETS
 
     cat = default_catalog()
     accs, fabs = list(cat.accelerators.values()), list(cat.fabrics.values())

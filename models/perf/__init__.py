@@ -1,0 +1,1 @@
+"""Performance formulas: training step time and memory, serving latency and throughput, calibration."""
