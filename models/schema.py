@@ -37,6 +37,17 @@ class Accelerator(Strict):
         None, description="Scale-out fabric ports per node; default one per accelerator (rail-optimized)."
     )
     liquid_cooled_only: bool = Field(False, description="True if the node can only be liquid cooled.")
+    peak_fp4_tflops: Optional[PositiveFloat] = Field(None, description="Dense FP4 (NVFP4/MXFP4) peak, TFLOP/s; null if none.")
+    gemm_tflops_measured: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Measured dense GEMM ceiling per precision (bf16, fp8, mxfp8, nvfp4), TFLOP/s; source in `source`.",
+    )
+    hbm_bw_measured_tbs: Optional[PositiveFloat] = Field(
+        None, description="Measured (achievable) HBM bandwidth, TB/s; null = datasheet x calibration.hbm_efficiency."
+    )
+    scaleup_busbw_gbs: Optional[PositiveFloat] = Field(
+        None, description="Measured all-reduce bus bandwidth inside the scale-up domain, GB/s; null = link rate x efficiency."
+    )
     source: str = Field("", description="Where the figures come from.")
 
     @property
