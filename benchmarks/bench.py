@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from models.loader import default_catalog, load_instance  # noqa: E402
 from models.presets import PRESETS  # noqa: E402
 from models.perf.training import enumerate_grid, evaluate  # noqa: E402
-from optimizer.solve import prepare, solve_instance  # noqa: E402
+from optimizer.solving.pipeline import prepare, solve_instance  # noqa: E402
 
 
 def perf_model_rate(repeats: int = 3) -> None:

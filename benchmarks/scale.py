@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from models.loader import default_catalog, instance_from_dict  # noqa: E402
 from models.presets import PRESETS  # noqa: E402
 from models.perf.training import enumerate_grid, evaluate  # noqa: E402
-from optimizer import solve as S  # noqa: E402
+from optimizer.solving import pipeline as S  # noqa: E402
 from optimizer.generate import generate, write  # noqa: E402
 
 # (label, jobs, services, sites, accelerators (0 = all), fabrics (0 = all))

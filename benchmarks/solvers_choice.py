@@ -50,8 +50,8 @@ import statistics
 import sys
 from collections.abc import Callable
 
-from optimizer.backends import OrToolsBackend, PulpBackend
-from optimizer.lp import Model, lin_sum
+from optimizer.mip.backends import OrToolsBackend, PulpBackend
+from optimizer.mip.lp import Model, lin_sum
 
 
 # -- instance generators (all seeded) ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """The Python API: dcopt from a notebook or a script, in a handful of functions.
 
 ```python
-from optimizer import api as dc    # not `import optimizer`: optimizer.solve, .sweep, ... are modules
+from optimizer import api as dc    # not `import optimizer`: optimizer.solving.pipeline, .sweep, ... are modules
 
 inst = dc.load("instances/llama3-70b-20mw.yaml")          # shows itself as a table in a notebook
 tight = dc.with_(inst, {"facility.power_cap_mw": 3})      # a changed copy, validated like a file
@@ -20,7 +20,7 @@ Why these shapes:
   dumped back to a document, the fields set, and the whole document re-validated by the loader, so
   a bad value gets the same error a bad file gets, naming the field.
 - **Results keep their instance**: the report tables need both, so `Result` pairs them, and its
-  HTML is built from `optimizer.report.tables`: a notebook shows what `dcopt solve` prints.
+  HTML is built from `optimizer.present.report.tables`: a notebook shows what `dcopt solve` prints.
 - **pandas is optional** (`pip install "dcopt[notebooks]"`) and imported only by the functions
   that return frames.
 - Only public pieces of dcopt are wrapped here (loader, solve, report, estimate, sweep, pareto,
@@ -41,7 +41,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 from models import schema as _schema
 from models.loader import InstanceError, instance_from_dict, load_instance
 
-from .solution import Solution
+from optimizer.mip.design import Solution
 
 __all__ = [
     "Instance", "InstanceError", "Result", "Estimate", "load", "show", "with_", "solve", "estimate", "sweep",
@@ -129,8 +129,8 @@ def with_(inst: _schema.Instance, changes: Optional[Mapping[str, Any]] = None, /
     value, and `ValueError` for a path that does not exist or a catalog entry the instance does not
     offer (setting its price would add it to the offer).
     """
-    from .scenarios import set_path
-    from .sweep import check_param
+    from optimizer.scenarios import set_path
+    from optimizer.studies.sweep import check_param
 
     paths = {**(changes or {}), **more}
     if not paths:
@@ -259,12 +259,12 @@ class Result:
 
     def tables(self) -> list[tuple[str, list[str], list[list[str]]]]:
         """The report's tables (title, header, rows), exactly as `dcopt solve` prints them."""
-        from .report import tables
+        from optimizer.present.report import tables
 
         return tables(self.solution, self.instance)
 
     def summary(self) -> list[str]:
-        from .report import summary_lines
+        from optimizer.present.report import summary_lines
 
         return summary_lines(self.solution, self.instance)
 
@@ -375,8 +375,8 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
     """Solve (and verify) one instance, or an instance file. `time_limit` is seconds per MIP solve
     (soft); `objective` overrides the instance's; `export` also writes the MIP (.lp or .mps). An
     infeasible instance gives a Result whose `diagnosis` says what blocks and by how much; a design
-    the verifier rejects raises `optimizer.verify.VerificationError`."""
-    from .solve import solve_instance
+    the verifier rejects raises `optimizer.solving.verify.VerificationError`."""
+    from optimizer.solving.pipeline import solve_instance
 
     inst = _as_instance(inst)
     sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, objective=objective,
@@ -451,7 +451,7 @@ def sweep(inst: Union[_schema.Instance, PathLike], param: str, values: Sequence[
     need not be numbers: `sweep(inst, "workloads[0].fabric", ["roce-400g", "ib-ndr-400g"])`."""
     from models.loader import read_file
 
-    from .sweep import run_sweep
+    from optimizer.studies.sweep import run_sweep
 
     pd = _pandas()
     if isinstance(inst, (str, Path)):
@@ -473,7 +473,7 @@ def pareto(inst: Union[_schema.Instance, PathLike], x: str = "tco", y: str = "ti
     a DataFrame by increasing x, one proven-optimal, verified design a row, with a `result` column.
     `points=None` finds every point of the front. Raises `ValueError` (ParetoInfeasible) when no
     design exists at all."""
-    from .pareto import pareto_front
+    from optimizer.studies.pareto import pareto_front
 
     pd = _pandas()
     inst = _as_instance(inst)
@@ -495,7 +495,7 @@ def generate(directory: PathLike, seeds: Iterable[int] = range(4), *, jobs: int 
              objective: str = "min_tco") -> list[Path]:
     """Write one random, realistic instance per seed into `directory` (feasible by construction
     unless `infeasible`), as `dcopt generate` does; returns the paths."""
-    from .generate import write
+    from optimizer.generate import write
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -511,7 +511,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
 
     Results go to `out` (a new temporary directory if not given; `df.attrs["out"]` says where), so
     `batch_workloads(df)` can read the per-workload figures and `resume=True` can reuse them."""
-    from .batch import Options, run_batch, summary_row
+    from optimizer.batch import Options, run_batch, summary_row
 
     pd = _pandas()
     if isinstance(paths, (str, Path)):
@@ -526,7 +526,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
 
 def read_batch(out: PathLike):
     """The summary of a finished batch directory (this API's or `dcopt batch --out`'s) as a DataFrame."""
-    from .batch import read_summary
+    from optimizer.batch import read_summary
 
     return _pandas().DataFrame(read_summary(Path(out)))
 

@@ -132,7 +132,7 @@ def discover(paths: list[str], out_dir: Path) -> list[Task]:
     """PATHS (files, directories, globs) -> tasks, deduplicated, sweep files expanded into scenarios.
 
     Raises BatchArgumentError when a path matches nothing or nothing at all is found."""
-    from .scenarios import SweepError, looks_like_sweep, materialize
+    from optimizer.scenarios import SweepError, looks_like_sweep, materialize
 
     files: list[Path] = []
     for p in paths:
@@ -202,7 +202,7 @@ def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s
     rec: dict[str, Any] = {"path": path, "sha256": sha256_bytes(data), "status": "error", "error": None}
     try:
         from models.loader import InstanceError, load_instance
-        from optimizer.solve import solve_instance
+        from optimizer.solving.pipeline import solve_instance
 
         try:
             with tempfile.TemporaryDirectory(prefix="dcopt-batch-") as tmp:
@@ -443,7 +443,7 @@ def _worker_main(conn, parent_pid: int, solver_spec: str) -> None:  # pragma: no
 
     threading.Thread(target=watchdog, daemon=True).start()
     solve = _load_solver(solver_spec)
-    import optimizer.solve  # noqa: F401  warm imports before the first task's clock starts
+    import optimizer.solving.pipeline  # noqa: F401  warm imports before the first task's clock starts
 
     try:
         conn.send(("ready", None))
@@ -650,7 +650,7 @@ def run_ray(tasks: list[Task], opts: Options, workers: Optional[int], address: O
 
 
 def _ray_warm() -> bool:
-    import optimizer.solve  # noqa: F401
+    import optimizer.solving.pipeline  # noqa: F401
 
     return True
 

@@ -421,7 +421,7 @@ def render(doc: dict, notes: list[str], command: str) -> str:
 
 def write(path: Path | str, jobs: int = 2, services: int = 1, sites: int = 1, accelerators: int = 4, seed: int = 0,
           *, fabrics: int = 2, infeasible: bool = False, objective: str = "min_tco", command: str = "") -> Path:
-    from .batch import atomic_write
+    from optimizer.batch import atomic_write
 
     doc, notes = generate(jobs, services, sites, accelerators, seed, fabrics=fabrics, infeasible=infeasible,
                           objective=objective)

@@ -241,7 +241,7 @@ def scenario_text(sweep_path: Path, index: int, sc: Scenario) -> str:
 
 def materialize(sweep_path: Path, out_dir: Path) -> list[Path]:
     """Write each scenario of a sweep to out_dir/<sweep stem>/NNNN.yaml; unchanged files keep their bytes."""
-    from .batch import atomic_write
+    from optimizer.batch import atomic_write
 
     scenarios = expand(sweep_path)
     width = max(4, len(str(len(scenarios))))

@@ -14,9 +14,9 @@ from models.loader import default_catalog, load_instance
 from models.presets import resolve_model
 from models.schema import Instance as SchemaInstance
 from optimizer import api as dc
-from optimizer.report import tables
-from optimizer.solve import solve_instance
-from optimizer.sweep import run_sweep
+from optimizer.present.report import tables
+from optimizer.solving.pipeline import solve_instance
+from optimizer.studies.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCES = ROOT / "instances"

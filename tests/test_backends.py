@@ -1,4 +1,4 @@
-"""optimizer.lp (model + evaluator + export) and optimizer.backends, on every backend.
+"""optimizer.mip.lp (model + evaluator + export) and optimizer.mip.backends, on every backend.
 
 Hand-solved micro models with exact asserts, the same tests parametrized over each solver,
 seeded random MILPs on which all solvers must agree, and the crash/failure paths (import order,
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.backends import (BACKEND_NAMES, OrToolsBackend, PulpBackend, SolveResult, Status,
+from optimizer.mip.backends import (BACKEND_NAMES, OrToolsBackend, PulpBackend, SolveResult, Status,
                                 get_backend, solve)
-from optimizer.lp import Constraint, LinExpr, Model, expr_value, lin_sum
+from optimizer.mip.lp import Constraint, LinExpr, Model, expr_value, lin_sum
 
 BACKENDS = ["ortools-highs", "ortools-scip", "pulp"]
 
@@ -356,7 +356,7 @@ def test_no_fallback_on_infeasible():
 
 
 def test_importing_backends_loads_no_solver():
-    code = "import sys, optimizer.backends, optimizer.lp; " \
+    code = "import sys, optimizer.mip.backends, optimizer.mip.lp; " \
            "print([m for m in ('pulp', 'ortools') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -369,8 +369,8 @@ def test_pulp_imported_before_ortools_does_not_crash():
     # instead of killing pytest.
     code = textwrap.dedent("""
         import pulp  # the bad order: before anything imports ortools
-        from optimizer.lp import Model
-        from optimizer.backends import solve
+        from optimizer.mip.lp import Model
+        from optimizer.mip.backends import solve
         m = Model("t")
         x = m.add_var("x", ub=100, integer=True)
         y = m.add_var("y")
@@ -528,7 +528,7 @@ def test_highs_stray_output_stays_off_stdout():
     import subprocess
 
     code = ("from tests.test_backends import hand_milp\n"
-            "from optimizer.backends import OrToolsBackend\n"
+            "from optimizer.mip.backends import OrToolsBackend\n"
             "r = OrToolsBackend('highs').solve(hand_milp())\n"
             "print('RESULT', r.status.value)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)

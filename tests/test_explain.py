@@ -3,8 +3,8 @@
 import pytest
 
 from models.loader import load_instance
-from optimizer.explain import shadow_prices, what_binds
-from optimizer.solve import solve_instance
+from optimizer.studies.explain import shadow_prices, what_binds
+from optimizer.solving.pipeline import solve_instance
 from tests.test_optimizer_hand import ideal_instance
 from tests.test_placement import JOB, instance, site
 
@@ -56,7 +56,7 @@ def test_explain_cli_on_shipped_instances():
 
 
 def test_every_fix_on_the_infeasible_instance_is_a_verified_design():
-    from optimizer.explain import find_fixes
+    from optimizer.studies.explain import find_fixes
 
     fixes = find_fixes(load_instance("instances/infeasible-deadline-power.yaml"))
     assert {f.limit for f in fixes} == {"power cap", "deadline of job gpt3-175b-rush"}

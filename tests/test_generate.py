@@ -10,11 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import optimizer.solve as solve_mod
+import optimizer.solving.pipeline as solve_mod
 from models.loader import instance_from_dict, load_instance
 from optimizer.cli import app
 from optimizer.generate import generate, render
-from optimizer.solve import solve_instance
+from optimizer.solving.pipeline import solve_instance
 
 runner = CliRunner()
 

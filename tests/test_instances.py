@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from models.loader import load_instance
-from optimizer.solve import solve_instance
-from optimizer.verify import VerificationError, verify_solution
+from optimizer.solving.pipeline import solve_instance
+from optimizer.solving.verify import VerificationError, verify_solution
 
 INSTANCES = sorted((Path(__file__).parent.parent / "instances").glob("*.yaml"))
 

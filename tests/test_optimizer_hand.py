@@ -5,10 +5,10 @@ import math
 import pytest
 
 from models.loader import instance_from_dict
-from optimizer.build import build_model, objective_expr
-from optimizer.backends import Status, solve as run_backend
-from optimizer.data import AcceleratorData, Candidate, FabricData, JobData, MipData, SiteData, StorageData
-from optimizer.solve import solve_instance
+from optimizer.mip.build import build_model, objective_expr
+from optimizer.mip.backends import Status, solve as run_backend
+from optimizer.mip.data import AcceleratorData, Candidate, FabricData, JobData, MipData, SiteData, StorageData
+from optimizer.solving.pipeline import solve_instance
 
 BACKENDS = ["ortools", "pulp"]
 
@@ -151,7 +151,7 @@ def test_deadline_out_of_reach_names_the_job():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_power_cap_diagnosis_by_hand(backend):
-    from optimizer.explain import find_fixes
+    from optimizer.studies.explain import find_fixes
 
     # The on-time design (64 toy nodes, dp=512) draws, in kW:
     #   nodes 64 x 10 = 640; NDR fabric for 512 ports: 16 leaves + 8 spines = 24 switches x 1.5 = 36,
@@ -182,7 +182,7 @@ def test_power_cap_diagnosis_by_hand(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_only_the_deadline_can_fix_it(backend):
-    from optimizer.explain import find_fixes
+    from optimizer.studies.explain import find_fixes
 
     # No facility limit binds (10 MW, no budget) but the deadline of 2 days is beyond any dp the
     # global batch allows: dp = 1536 gives 4357.6 / 1536 = 2.837 days. Only the deadline can move.
@@ -204,7 +204,7 @@ def test_only_the_deadline_can_fix_it(backend):
 
 
 def serving_data(b_node_price_usd: float) -> MipData:
-    from optimizer.data import ServiceData, ServingLayout
+    from optimizer.mip.data import ServiceData, ServingLayout
 
     free_net = FabricData("frontend:eth", radix=64, down=32, up=32, tier_capacity={1: 64, 2: 2048, 3: 65536},
                           switch_price_musd=0.0, switch_power_kw=0.0, endpoint_price_musd=0.0, endpoint_power_kw=0.0,
@@ -247,8 +247,8 @@ def test_serving_unit_floor_and_the_lp_bound_it_buys(monkeypatch):
     # 10 req/s, the biggest unit serves 4: at least ceil(10 / 4) = 3 units. Without the floor the LP
     # relaxation buys 2.5 a-units ($250k); with it, 3 units that serve 10 req/s at least cost
     # 1a + 2b = $260k (b at $80k, 3 req/s): the LP bound becomes the integer optimum.
-    import optimizer.build as build
-    from optimizer.backends import solve as run
+    import optimizer.mip.build as build
+    from optimizer.mip.backends import solve as run
 
     def lp_bound():
         data = serving_data(80_000)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from models.loader import instance_from_dict
 from optimizer.cli import app
-from optimizer.pareto import ParetoError, nondominated, pareto_front
+from optimizer.studies.pareto import ParetoError, nondominated, pareto_front
 
 from .test_sweep import SLOW_ACC_DAYS, two_accelerators
 

@@ -5,8 +5,8 @@ import copy
 import pytest
 
 from models.loader import instance_from_dict
-from optimizer.solve import solve_instance
-from optimizer.verify import VerificationError, verify_solution
+from optimizer.solving.pipeline import solve_instance
+from optimizer.solving.verify import VerificationError, verify_solution
 
 BACKENDS = ["ortools", "pulp"]
 IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
@@ -128,9 +128,9 @@ def test_facility_or_sites_not_both():
 
 
 def _built(inst):
-    from optimizer.build import build_model
-    from optimizer.data import build_data
-    from optimizer.solve import prepare, prepare_services
+    from optimizer.mip.build import build_model
+    from optimizer.mip.data import build_data
+    from optimizer.solving.pipeline import prepare, prepare_services
 
     d = build_data(inst, prepare(inst)[1], prepare_services(inst))
     return d, *build_model(d)
@@ -140,7 +140,7 @@ def test_site_cover_cuts_follow_the_hand_arithmetic():
     # The job needs 64 nodes x 10 kW = 640 kW of IT. 'small' and 'mid' each hold 0.5 MW / PUE 1.2 =
     # 416.7 kW: too small alone, enough together (833 kW). So some site besides 'small' is open, and
     # some site besides 'mid' is open.
-    from optimizer.build import least_it_power_kw
+    from optimizer.mip.build import least_it_power_kw
 
     sites = [site("small", power_cap_mw=0.5), site("mid", power_cap_mw=0.5), site("big", power_cap_mw=10)]
     d, m, v = _built(instance(sites, [JOB]))
@@ -165,7 +165,7 @@ def test_site_cover_cuts_follow_the_hand_arithmetic():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_site_cover_cuts_do_not_change_the_answer(backend, monkeypatch):
-    import optimizer.build as build
+    import optimizer.mip.build as build
 
     sites = [site("small", power_cap_mw=0.5, energy_usd_per_kwh=0.01), site("big", energy_usd_per_kwh=0.05)]
     with_cuts = solve_instance(instance(sites, [JOB]), backend=backend)
@@ -177,8 +177,8 @@ def test_site_cover_cuts_do_not_change_the_answer(backend, monkeypatch):
 
 def test_switches_outside_the_built_depth_are_infeasible():
     """An incumbent a solver stops at must not pay for switches the design does not report."""
-    from optimizer.backends import solve as run
-    from optimizer.build import objective_expr
+    from optimizer.mip.backends import solve as run
+    from optimizer.mip.build import objective_expr
 
     inst = instance([site("only")], [JOB])
     d, m, v = _built(inst)

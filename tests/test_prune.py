@@ -4,7 +4,7 @@ import numpy as np
 
 from models.loader import load_instance
 from models.candidates import job_tables
-from optimizer.prune import prune
+from optimizer.mip.prune import prune
 
 
 def _reference(table, objective):

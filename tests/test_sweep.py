@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from models.loader import InstanceError
 from optimizer.cli import app
 from optimizer.scenarios import SweepError
-from optimizer.sweep import build_instances, parse_values, run_sweep
+from optimizer.studies.sweep import build_instances, parse_values, run_sweep
 
 # Idealised accelerators: time to train is pure arithmetic (as in test_optimizer_hand).
 IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
@@ -170,7 +170,7 @@ def test_cli_table_marks_the_flip(instance_file):
 def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, tmp_path):
     import sys
 
-    from optimizer.plots import PlotUnavailable, plot_sweep
+    from optimizer.present.plots import PlotUnavailable, plot_sweep
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
     with pytest.raises(PlotUnavailable, match=r"pip install 'dcopt\[plot\]'"):

@@ -18,7 +18,7 @@ from models.presets import resolve_model
 from models.schema import ANY_REGION, Instance
 from models.perf.training import evaluate_layout
 
-from .solution import Solution
+from optimizer.mip.design import Solution
 
 REL_TOL = 1e-6
 # Solvers meet constraints to ~1e-6 in scaled units; continuous sizing is checked at this slack.

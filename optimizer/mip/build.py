@@ -1,6 +1,6 @@
 """The datacenter design MIP, one function per constraint family.
 
-Data (optimizer.data.MipData, all numbers; $M, kW, TB, GB/s, days, tCO2):
+Data (optimizer.mip.data.MipData, all numbers; $M, kW, TB, GB/s, days, tCO2):
   jobs j with surviving candidates c: accelerator a(c), fabric f(c), nodes n_c, endpoints e_c,
   days_c, data read rate r_c; per job usable storage U_j and checkpoint write rate W_j;
   services v with regional demand D_vr and layouts l (accelerator, tp, requests/s, TTFT);
@@ -40,8 +40,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .data import FabricData, MipData, SiteData
-from .lp import Model, Var, lin_sum
+from optimizer.mip.data import FabricData, MipData, SiteData
+from optimizer.mip.lp import Model, Var, lin_sum
 
 OBJECTIVES = ("min_tco", "min_capex", "min_power", "min_time", "min_carbon")
 DEPTHS = (1, 2, 3)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pareto import ParetoFront
-    from .sweep import SweepResult
+    from optimizer.studies.pareto import ParetoFront
+    from optimizer.studies.sweep import SweepResult
 
 
 class PlotUnavailable(RuntimeError):

@@ -28,8 +28,8 @@ from typing import Any, Callable, Optional, Union
 from models.loader import CATALOG_SECTIONS, InstanceError, default_catalog_raw, instance_from_dict
 from models.schema import Instance
 
-from .scenarios import SweepError, parse_path, set_path
-from .solution import Solution
+from optimizer.scenarios import SweepError, parse_path, set_path
+from optimizer.mip.design import Solution
 
 Number = Union[int, float]
 MAX_VALUES = 1000  # a typo like 0:1e9:1 should fail at once, not after a week of solving
@@ -233,8 +233,8 @@ def run_sweep(raw: dict, param: str, values: list[Number], source: str = "<insta
     """Solve the instance once per value, in the order given (flips compare neighbouring rows).
 
     Raises InstanceError / SweepError before solving anything if the path or any value is bad."""
-    from .solve import solve_instance
-    from .verify import VerificationError
+    from optimizer.solving.pipeline import solve_instance
+    from optimizer.solving.verify import VerificationError
 
     instances = build_instances(raw, param, values, source)
     first = instances[0] if instances else instance_from_dict(raw, source)

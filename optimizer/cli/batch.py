@@ -46,7 +46,7 @@ class _Progress:
         self._update()
 
     def finished(self, task, rec: dict, skipped: bool = False) -> None:
-        from .batch import FAILED
+        from optimizer.batch import FAILED
 
         if not skipped:
             self.running -= 1
@@ -60,7 +60,7 @@ class _Progress:
 def _final_table(report, out: Path, console: Console) -> None:
     from rich.table import Table
 
-    from .batch import FAILED, one_line
+    from optimizer.batch import FAILED, one_line
 
     counts = report.counts()
     console.print(f"Batch: {len(report.records)} instances ({report.solved} solved now, {report.skipped} reused) "
@@ -110,7 +110,7 @@ def batch(
     """Solve many instances in parallel, each in its own worker, into OUT/results/*.json and OUT/summary.{csv,jsonl}.
 
     Exit 0 when the batch ran (whatever each instance's status), 2 on bad arguments."""
-    from .batch import BatchArgumentError, Options, run_batch
+    from optimizer.batch import BatchArgumentError, Options, run_batch
 
     err = Console(stderr=True)
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -119,7 +119,7 @@ def batch(
         typer.echo(f"--backend: got '{backend}', expected ortools or pulp", err=True)
         raise typer.Exit(EXIT_INVALID)
     try:
-        from .batch import discover
+        from optimizer.batch import discover
 
         if engine not in ("local", "ray"):
             raise BatchArgumentError(f"--engine: got '{engine}', expected local or ray")
@@ -157,8 +157,8 @@ def generate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: print it)."),
 ) -> None:
     """Write a realistic random instance, feasible by construction (a witness design is noted in its header)."""
-    from .generate import generate as gen
-    from .generate import render, write
+    from optimizer.generate import generate as gen
+    from optimizer.generate import render, write
 
     if objective not in ("min_tco", "min_capex", "min_power", "min_carbon"):
         typer.echo(f"--objective: got '{objective}', expected min_tco, min_capex, min_power or min_carbon", err=True)

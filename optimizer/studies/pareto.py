@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from models.schema import Instance
 
-from .solution import Solution
+from optimizer.mip.design import Solution
 
 REL_TOL = 1e-6  # the MIP's optimality gap: values closer than this are the same value
 MAX_POINTS = 10_000  # a safety stop for the point-by-point walk
@@ -183,7 +183,7 @@ class _Solver:
         self._days: dict[str, list[float]] = {}
 
     def _solve(self, objective: str, bounds: dict[str, float], what: str) -> Solution:
-        from .solve import solve_instance
+        from optimizer.solving.pipeline import solve_instance
 
         sol = solve_instance(self.instance, objective=objective, bounds=bounds, **self.kw)
         self.count += 1
@@ -202,7 +202,7 @@ class _Solver:
 
     def _candidate_days(self, job: str) -> list[float]:
         if job not in self._days:
-            from .solve import prepare
+            from optimizer.solving.pipeline import prepare
 
             _, pruned = prepare(self.instance, frontier=True)
             pr = next(p for p in pruned if p.table.job.name == job)
@@ -237,7 +237,7 @@ def pareto_front(instance: Instance, x: str = "tco", y: str = "time_to_train", p
                  on_solve: Optional[Callable[[str, Solution], None]] = None) -> ParetoFront:
     """The front of (x, y), both minimised, over `points` eps values of y (at least 2: the two ends),
     or every point of it when `points` is None (about two solves per point)."""
-    from .solve import SECOND_STAGE, metric_value
+    from optimizer.solving.pipeline import SECOND_STAGE, metric_value
 
     ax, ay = parse_axis(x, instance), parse_axis(y, instance)
     if ax.metric == ay.metric:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from models.schema import ANY_REGION, Instance
 
-from .backends import Status
-from .backends import solve as run_backend
-from .build import build_model, objective_expr
-from .data import USD_PER_MUSD, build_data
-from .solution import Solution
+from optimizer.mip.backends import Status
+from optimizer.mip.backends import solve as run_backend
+from optimizer.mip.build import build_model, objective_expr
+from optimizer.mip.data import USD_PER_MUSD, build_data
+from optimizer.mip.design import Solution
 
 TIGHT_REL = 0.02  # a limit is "tight" when its slack is under 2% of the limit
 BIG = 1e9
@@ -111,7 +111,7 @@ def _fmt_objective(objective: str, value: float) -> str:
 
 def _least(inst: Instance, measure, backend: str, time_limit_s, frontier: bool = False) -> float | None:
     """The least value of `measure(data, vars)` over all designs of `inst`, or None if none exists."""
-    from .solve import prepare, prepare_services
+    from optimizer.solving.pipeline import prepare, prepare_services
 
     _, pruned = prepare(inst, frontier=frontier)
     ps = prepare_services(inst)
@@ -125,7 +125,7 @@ def _least(inst: Instance, measure, backend: str, time_limit_s, frontier: bool =
 
 
 def _solve(inst: Instance, backend: str, time_limit_s) -> Solution:
-    from .solve import solve_instance
+    from optimizer.solving.pipeline import solve_instance
 
     return solve_instance(inst, backend=backend, time_limit_s=time_limit_s, diagnose_infeasible=False)
 
@@ -156,7 +156,7 @@ def find_fixes(instance: Instance, backend: str = "ortools", time_limit_s: float
             fix = Fix(f"power cap{where}", _site_path(instance, i, "power_cap_mw"), site.power_cap_mw, need, "MW")
             fixes.append(_confirm(fix, _with_site(instance, i, power_cap_mw=need), backend, time_limit_s))
         if site.max_racks is not None:
-            from .lp import lin_sum
+            from optimizer.mip.lp import lin_sum
 
             relaxed = _with_site(instance, i, max_racks=None)
             racks = _least(relaxed, lambda d, v, s=site.name: lin_sum(r for (_, _, x), r in v.racks.items() if x == s),
@@ -180,7 +180,7 @@ def find_fixes(instance: Instance, backend: str = "ortools", time_limit_s: float
             fix = Fix("carbon cap", "budget.carbon_cap_t_per_year", instance.budget.carbon_cap_t_per_year, need, "tCO2/yr")
             fixes.append(_confirm(fix, _with_budget(instance, carbon_cap_t_per_year=need), backend, time_limit_s))
     for job in instance.training_jobs:
-        from .solve import metric_expr
+        from optimizer.solving.pipeline import metric_expr
 
         relaxed = _with_workload(instance, job.name, deadline_days=BIG)
         days = _least(relaxed, lambda d, v, n=job.name: metric_expr(d, v, f"days:{n}")[0], backend, time_limit_s, frontier=True)
@@ -230,7 +230,7 @@ def _slo_fix(instance: Instance, svc, slo: str, backend: str, time_limit_s) -> F
 
 def alone_infeasible(instance: Instance) -> list[str]:
     """Workloads that no design can run, whatever the facility: memory, batch or SLO reasons."""
-    from .solve import explain_job, explain_service, prepare, prepare_services
+    from optimizer.solving.pipeline import explain_job, explain_service, prepare, prepare_services
 
     _, pruned = prepare(instance, frontier=True)
     out = [explain_job(p) for p in pruned if p.fit_memory == 0 or p.enumerated == 0]
@@ -244,7 +244,7 @@ def diagnose(instance: Instance, backend: str = "ortools", time_limit_s: float |
     if lines:
         return lines + ["no change of power, space, budget or deadline can fix that: change the model, "
                         "the precision, the layout pins or the catalog"]
-    from .solve import explain_job, explain_service, prepare, prepare_services
+    from optimizer.solving.pipeline import explain_job, explain_service, prepare, prepare_services
 
     _, pruned = prepare(instance)
     lines += [explain_job(p) for p in pruned if p.survived == 0]
@@ -357,8 +357,8 @@ def shadow_prices(instance: Instance, sol: Solution, backend: str = "ortools",
 
 def _lp_duals(instance: Instance, sol: Solution, backend: str) -> dict[str, float]:
     """Constraint duals of the MIP with every integer variable fixed at the solution ($M per unit)."""
-    from .backends import lp_duals
-    from .solve import _solve_mip, prepare, prepare_services
+    from optimizer.mip.backends import lp_duals
+    from optimizer.solving.pipeline import _solve_mip, prepare, prepare_services
 
     _, pruned = prepare(instance)
     ps = prepare_services(instance)

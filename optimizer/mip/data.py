@@ -13,7 +13,7 @@ from models.candidates import checkpoint_write_gbps, storage_usable_tb
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 
-from .prune import Pruned, PrunedService
+from optimizer.mip.prune import Pruned, PrunedService
 
 USD_PER_MUSD = 1e6
 HOURS_PER_YEAR = 8760.0

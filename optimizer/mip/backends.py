@@ -1,4 +1,4 @@
-"""Solve an `optimizer.lp.Model` with OR-Tools MathOpt (default) or PuLP/CBC (fallback).
+"""Solve an `optimizer.mip.lp.Model` with OR-Tools MathOpt (default) or PuLP/CBC (fallback).
 
 Each backend translates the model, solves, and returns a `SolveResult` normalised across solvers:
 one status enum, the objective *including* its constant, the best bound, the relative gap and
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
-from .lp import EQ, GE, LE, Model
+from optimizer.mip.lp import EQ, GE, LE, Model
 
 DEFAULT_GAP = 1e-6  # relative; so that OPTIMAL means optimal, not "within solver default 1e-4"
 ABS_GAP = 1e-6  # absolute; only matters for objectives near 0

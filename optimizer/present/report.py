@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.schema import Instance
 
-from .solution import Solution
+from optimizer.mip.design import Solution
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 

@@ -10,12 +10,12 @@ import numpy as np
 from models.candidates import JobTable, job_tables, service_table
 from models.schema import Instance
 
-from .backends import SolveResult, Status
-from .backends import solve as run_backend
-from .build import CAPEX_PARTS, Vars, build_model, objective_expr
-from .data import HOURS_PER_YEAR, USD_PER_MUSD, MipData, build_data
-from .prune import Pruned, PrunedService, prune, prune_service
-from .solution import Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, SiteResult, Solution
+from optimizer.mip.backends import SolveResult, Status
+from optimizer.mip.backends import solve as run_backend
+from optimizer.mip.build import CAPEX_PARTS, Vars, build_model, objective_expr
+from optimizer.mip.data import HOURS_PER_YEAR, USD_PER_MUSD, MipData, build_data
+from optimizer.mip.prune import Pruned, PrunedService, prune, prune_service
+from optimizer.mip.design import Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, SiteResult, Solution
 
 # Lexicographic tie-break: after min_time or min_power, the cheapest (TCO) design at that optimum.
 SECOND_STAGE = {"min_time": "min_tco", "min_power": "min_tco", "min_carbon": "min_tco"}
@@ -47,7 +47,7 @@ METRICS = ("tco_usd", "capex_usd", "facility_power_kw", "carbon_t_per_year", "da
 
 def metric_expr(data: MipData, v: Vars, metric: str):
     """A metric as a MIP expression in the MIP's units, with the factor from user units."""
-    from .lp import lin_sum
+    from optimizer.mip.lp import lin_sum
 
     if metric == "tco_usd":
         return v.totals["tco_musd"] + 0, 1 / USD_PER_MUSD
@@ -160,7 +160,7 @@ def _solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, e
 
 
 def _diagnose(instance: Instance, backend: str, time_limit_s) -> list[str]:
-    from .explain import diagnose
+    from optimizer.studies.explain import diagnose
 
     return diagnose(instance, backend, time_limit_s)
 
@@ -301,7 +301,7 @@ def solve_instance(
     `objective` overrides the instance's; `bounds` caps metrics (see METRICS) in user units, e.g.
     {"days:gpt3": 30} or {"tco_usd": 2e8} (the epsilon constraints of a Pareto front); `frontier`
     keeps every job's nodes/time front in the MIP (implied when a job's days are bounded).
-    An infeasible instance gets `diagnosis` lines (optimizer.explain: what must grow, by how much,
+    An infeasible instance gets `diagnosis` lines (optimizer.studies.explain: what must grow, by how much,
     each fix confirmed by a verified design) unless `diagnose_infeasible` is off."""
     start = time.perf_counter()
     if objective is not None and objective != instance.objective:
@@ -333,7 +333,7 @@ def solve_instance(
         sol.jobs = _jobs(data, pruned, v, res.values)
         sol.services = _services(instance, data, pruned_services, v, res.values, sol.design, sol.jobs)
         if verify:
-            from .verify import verify_solution
+            from optimizer.solving.verify import verify_solution
 
             verify_solution(instance, sol)
             sol.verified = True

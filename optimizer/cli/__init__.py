@@ -12,7 +12,7 @@ import typer
 
 from models.loader import InstanceError
 
-from .cli_common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_NO_DESIGN, EXIT_OK, console, fail
+from optimizer.cli.common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_NO_DESIGN, EXIT_OK, console, fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
 
@@ -35,8 +35,8 @@ def solve(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
-    from . import api
-    from .verify import VerificationError
+    from optimizer import api
+    from optimizer.solving.verify import VerificationError
 
     try:
         res = api.solve(api.load(instance), backend=backend, time_limit=time_limit, gap=gap, export=export)
@@ -54,11 +54,11 @@ def solve(
     if as_json or fmt == Format.json:
         print(json.dumps(sol.to_dict(), indent=2))
     elif fmt == Format.md:
-        from .report import render_markdown
+        from optimizer.present.report import render_markdown
 
         print(render_markdown(sol, inst))
     else:
-        from .report import render_rich
+        from optimizer.present.report import render_rich
 
         render_rich(sol, inst, console)
     if sol.has_design:
@@ -204,8 +204,8 @@ def explain(
 ) -> None:
     """Why no design exists and the smallest fixes; or, for a solved design, what binds and what one
     more unit of each limit is worth."""
-    from . import api
-    from .explain import shadow_prices, what_binds
+    from optimizer import api
+    from optimizer.studies.explain import shadow_prices, what_binds
 
     try:
         res = api.solve(api.load(instance), backend=backend, time_limit=time_limit)
@@ -233,7 +233,7 @@ def explain(
         return
     from rich.table import Table
 
-    from .explain import _FMT
+    from optimizer.studies.explain import _FMT
 
     t = Table(title=f"What binds in {inst.name} (tight = under 2% left)", title_justify="left")
     for h in ("limit", "used", "limit value", "slack", "tight"):
@@ -281,8 +281,8 @@ def catalog() -> None:
 
 
 # Commands that live in their own modules (batch and generate; sweep and pareto).
-from .cli_batch import register as _register_batch  # noqa: E402
-from .cli_explore import register as _register_explore  # noqa: E402
+from optimizer.cli.batch import register as _register_batch  # noqa: E402
+from optimizer.cli.explore import register as _register_explore  # noqa: E402
 
 _register_batch(app)
 _register_explore(app)

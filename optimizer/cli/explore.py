@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .cli_common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_OK, console, fail
+from optimizer.cli.common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_OK, console, fail
 
 
 class OutFormat(str, Enum):
@@ -38,7 +38,7 @@ def _objective(objective: str, x: Optional[float]) -> str:
 
 
 def _plot(kind: str, result, path: Path, fmt: OutFormat) -> None:
-    from .plots import PlotUnavailable, plot_pareto, plot_sweep
+    from optimizer.present.plots import PlotUnavailable, plot_pareto, plot_sweep
 
     try:
         (plot_sweep if kind == "sweep" else plot_pareto)(result, path)
@@ -108,8 +108,8 @@ def sweep(
     Every value is solved from scratch: our backends take no MIP start today, so nothing is warm-started."""
     from models.loader import InstanceError, read_file
 
-    from .scenarios import SweepError
-    from .sweep import parse_values, run_sweep
+    from optimizer.scenarios import SweepError
+    from optimizer.studies.sweep import parse_values, run_sweep
 
     try:
         vals = parse_values(values)
@@ -197,8 +197,8 @@ def pareto(
     """Trade-off front of two metrics by the epsilon-constraint method: every point an optimal, verified design."""
     from models.loader import InstanceError, load_instance
 
-    from .pareto import ParetoError, ParetoInfeasible, pareto_front
-    from .verify import VerificationError
+    from optimizer.studies.pareto import ParetoError, ParetoInfeasible, pareto_front
+    from optimizer.solving.verify import VerificationError
 
     try:
         inst = load_instance(instance)

@@ -1,0 +1,1 @@
+"""Presentation: formatting, reports and plots of solved designs."""

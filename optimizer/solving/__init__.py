@@ -1,0 +1,1 @@
+"""Solving: instance -> candidates -> MIP -> backend -> design -> independent verification."""

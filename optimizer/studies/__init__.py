@@ -1,0 +1,1 @@
+"""Studies over solves: infeasibility diagnosis and what binds, what-if sweeps, Pareto fronts."""
