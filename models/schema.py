@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, model_validator
+from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, field_validator, model_validator
 
 from .dims import ModelDims, Strict
+from .metrics import objectives
 from .presets import PRESETS
 
 
@@ -140,7 +141,7 @@ class TrainingJob(Strict):
     model: Union[str, ModelDims] = Field(description="A preset name (see `dcopt presets`) or the model's dimensions.")
     seq_len: Optional[PositiveInt] = Field(None, description="Override the preset's sequence length.")
     tokens: PositiveFloat = Field(description="Tokens to train on.")
-    deadline_days: PositiveFloat
+    deadline_days: Optional[PositiveFloat] = Field(None, description="Days to train within; null = no deadline.")
     global_batch: PositiveInt = Field(description="Global batch, sequences per step.")
     precision: Precision = "bf16"
     parallelism: Optional[PinnedParallelism] = None
@@ -223,7 +224,9 @@ class CoolingOption(Strict):
 
 
 class Facility(Strict):
-    power_cap_mw: PositiveFloat = Field(description="Contracted facility power (PUE included), MW.")
+    power_cap_mw: Optional[PositiveFloat] = Field(
+        None, description="Contracted facility power (PUE included), MW; null = no cap (what `explain` relaxes to)."
+    )
     pue: float = Field(1.3, ge=1.0, description="Facility power / IT power.")
     energy_usd_per_kwh: float = Field(0.08, ge=0)
     cooling: dict[Literal["air", "liquid"], CoolingOption] = Field(
@@ -268,7 +271,6 @@ class Budget(Strict):
     carbon_cap_t_per_year: Optional[PositiveFloat] = Field(None, description="Cap on emissions, tCO2 per year.")
 
 
-Objective = Literal["min_tco", "min_capex", "min_power", "min_time", "min_carbon"]
 
 
 class Instance(Strict):
@@ -279,7 +281,17 @@ class Instance(Strict):
     facility: Optional[Facility] = Field(None, description="A single site; or give `sites`.")
     sites: Optional[list[Site]] = Field(None, description="Several places to build; or give `facility`.")
     budget: Budget = Field(default_factory=Budget)
-    objective: Objective = "min_tco"
+    objective: str = Field(
+        "min_tco", description="What to minimise (the objectives of models.metrics).",
+        json_schema_extra=lambda s: s.update(enum=objectives()),
+    )
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, v: str) -> str:
+        if v not in objectives():
+            raise ValueError(f"expected one of {', '.join(objectives())}")
+        return v
 
     @model_validator(mode="after")
     def _cross_refs(self) -> "Instance":

@@ -377,10 +377,12 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
     infeasible instance gives a Result whose `diagnosis` says what blocks and by how much; a design
     the verifier rejects raises `optimizer.solving.verify.VerificationError`."""
     from optimizer.solving.pipeline import solve_instance
+    from optimizer.studies.explain import diagnose_solution
 
     inst = _as_instance(inst)
     sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, objective=objective,
                          export_path=export)
+    diagnose_solution(inst, sol, backend, time_limit)
     return Result(sol, inst)
 
 

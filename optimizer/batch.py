@@ -203,6 +203,7 @@ def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s
     try:
         from models.loader import InstanceError, load_instance
         from optimizer.solving.pipeline import solve_instance
+        from optimizer.studies.explain import diagnose_solution
 
         try:
             with tempfile.TemporaryDirectory(prefix="dcopt-batch-") as tmp:
@@ -216,6 +217,7 @@ def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s
             rec.update(status="invalid", error=exc.format())
         else:
             sol = solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap)
+            diagnose_solution(inst, sol, backend, time_limit_s)
             d = sol.to_dict()
             status = d.pop("status")
             rec["status"] = status

@@ -53,7 +53,7 @@ def test_mip_matches_brute_force(seed):
                               "vp": lay["vp"], "recompute": lay["recompute"]})
             for w, lay in zip(raw["workloads"], combo)
         ])
-        sol = solve_instance(instance_from_dict(pinned, "pinned"), diagnose_infeasible=False)
+        sol = solve_instance(instance_from_dict(pinned, "pinned"))
         if sol.has_design:
             values.append(sol.objective_value)
     if best.has_design:

@@ -7,6 +7,7 @@ import pytest
 
 from models.loader import load_instance
 from optimizer.solving.pipeline import solve_instance
+from optimizer.studies.explain import diagnose_solution
 from optimizer.solving.verify import VerificationError, verify_solution
 
 INSTANCES = sorted((Path(__file__).parent.parent / "instances").glob("*.yaml"))
@@ -17,7 +18,7 @@ def solved():
     out = {}
     for path in INSTANCES:
         inst = load_instance(path)
-        out[path.name] = (inst, {b: solve_instance(inst, backend=b) for b in ("ortools", "pulp")})
+        out[path.name] = (inst, {b: diagnose_solution(inst, solve_instance(inst, backend=b), b) for b in ("ortools", "pulp")})
     return out
 
 

@@ -151,7 +151,7 @@ def test_deadline_out_of_reach_names_the_job():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_power_cap_diagnosis_by_hand(backend):
-    from optimizer.studies.explain import find_fixes
+    from optimizer.studies.explain import diagnose_solution, find_fixes
 
     # The on-time design (64 toy nodes, dp=512) draws, in kW:
     #   nodes 64 x 10 = 640; NDR fabric for 512 ports: 16 leaves + 8 spines = 24 switches x 1.5 = 36,
@@ -169,7 +169,7 @@ def test_power_cap_diagnosis_by_hand(backend):
            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}
     tight = ideal_instance(workloads=[job], facility={"power_cap_mw": 0.5, "pue": 1.2, "rack_capex_usd": 0,
                                                      "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}})
-    sol = solve_instance(tight, backend=backend)
+    sol = diagnose_solution(tight, solve_instance(tight, backend=backend), backend)
     assert sol.status == "infeasible" and sol.design is None
     fixes = {f.limit: f for f in find_fixes(tight, backend=backend)}
     power = fixes["power cap"]
@@ -262,5 +262,7 @@ def test_serving_unit_floor_and_the_lp_bound_it_buys(monkeypatch):
     floor = m.constraint("serving_units_floor[svc=chat]")
     assert floor.sense == ">=" and floor.rhs == 3
     assert with_floor == pytest.approx(260_000, abs=0.01)
-    monkeypatch.setattr(build, "_serving_unit_floors", lambda *a: None)
+    import optimizer.mip.families.serving as serving
+
+    monkeypatch.setattr(serving, "_serving_unit_floors", lambda *a: None)
     assert lp_bound()[1] == pytest.approx(250_000, abs=0.01)

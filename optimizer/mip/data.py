@@ -33,7 +33,7 @@ class Candidate:
 @dataclass(frozen=True)
 class JobData:
     name: str
-    deadline_days: float
+    deadline_days: float | None
     usable_tb: float
     write_gbps: float
     candidates: list[Candidate]
@@ -233,7 +233,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
         sites.append(SiteData(
             name=site.name,
             pue=site.pue,
-            power_cap_kw=site.power_cap_mw * 1000.0,
+            power_cap_kw=None if site.power_cap_mw is None else site.power_cap_mw * 1000.0,
             max_racks=site.max_racks,
             rack_capex_musd=site.rack_capex_usd / USD_PER_MUSD,
             cooling_capex_musd_per_kw=cool,

@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 
+LAYOUT_FIELDS = ("accelerator", "fabric", "tp", "pp", "dp", "micro_batch", "vp", "recompute", "distributed_optimizer")
+
+
 @dataclass
 class JobResult:
     name: str
@@ -22,7 +25,7 @@ class JobResult:
     accelerators: int
     nodes: int
     days: float  # wall clock, checkpoint stalls included
-    deadline_days: float
+    deadline_days: float | None
     tokens_per_s: float
     mfu: float
     tflops_per_gpu_hw: float
@@ -32,10 +35,18 @@ class JobResult:
     candidates_fit_memory: int
     candidates_meet_deadline: int
     candidates_in_mip: int
+    layout_extra: dict = field(default_factory=dict)  # layout keys the performance model adds (flattened in JSON)
 
     @property
-    def margin_days(self) -> float:
-        return self.deadline_days - self.days
+    def margin_days(self) -> float | None:
+        return None if self.deadline_days is None else self.deadline_days - self.days
+
+    @property
+    def layout(self) -> dict:
+        """The layout as the performance model takes it (`models.perf.training.evaluate_layout`)."""
+        out = {k: getattr(self, k) for k in LAYOUT_FIELDS}
+        out.update(self.layout_extra)
+        return out
 
 
 @dataclass
@@ -200,6 +211,7 @@ class Solution:
     message: str = ""
     verified: bool = False
     mip_size: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, float] = field(default_factory=dict)  # the MIP's named totals over all sites, MIP units
 
     @property
     def has_design(self) -> bool:
@@ -208,6 +220,7 @@ class Solution:
     def to_dict(self) -> dict:
         out = asdict(self)
         for j, job in zip(out["jobs"], self.jobs):
+            j.update(j.pop("layout_extra"))
             j["margin_days"] = job.margin_days
         if self.design is not None:
             for site_out, site in zip(out["design"]["sites"], self.design.sites):

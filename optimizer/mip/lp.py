@@ -31,6 +31,31 @@ SENSES = (LE, GE, EQ)
 Values = Union[Mapping[int, float], Sequence[float]]
 
 
+class Key(str):
+    """A name that is structure: a family and its coordinates, rendered `family[k=v,...]`.
+
+    Variables, named totals and constraints are keyed by `Key`s; values and duals are read back by
+    building the same key (`K("power_cap", site="campus")`), never by re-typing the rendered text.
+    It is a str, so exports, reports and plain-string lookups see exactly the readable name."""
+
+    def __new__(cls, family: str, *index: object, **coords: object) -> "Key":
+        parts = [str(i) for i in index] + [f"{k}={v}" for k, v in coords.items()]
+        self = super().__new__(cls, family + ("[" + ",".join(parts) + "]" if parts else ""))
+        self.family = family
+        self.index = index
+        self.coords = tuple(coords.items())
+        return self
+
+    def __getnewargs_ex__(self):  # pickling (batch workers) rebuilds the structure
+        return (self.family, *self.index), dict(self.coords)
+
+    def coord(self, name: str) -> object:
+        return dict(self.coords)[name]
+
+
+K = Key
+
+
 def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) or (isinstance(x, numbers.Real) and not isinstance(x, bool))
 

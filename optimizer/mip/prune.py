@@ -37,7 +37,7 @@ class Pruned:
 def prune(table: JobTable, objective: str) -> Pruned:
     perf = table.perf
     fits = perf["fits_memory"].astype(bool)
-    ok = fits & np.isfinite(table.days) & (table.days <= table.job.deadline_days)
+    ok = fits & np.isfinite(table.days) & (table.days <= (np.inf if table.job.deadline_days is None else table.job.deadline_days))
     idx = np.flatnonzero(ok)
     if len(idx) and objective != "min_time":
         idx = _fewest_nodes_then_fastest(table, idx)

@@ -20,38 +20,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from models.edit import with_changes
 from models.schema import ANY_REGION, Instance
 
-from optimizer.mip.backends import Status
+from optimizer.mip.backends import Status, lp_duals
 from optimizer.mip.backends import solve as run_backend
 from optimizer.mip.build import build_model, objective_expr
 from optimizer.mip.data import USD_PER_MUSD, build_data
 from optimizer.mip.design import Solution
+from optimizer.mip.families.jobs import job_days_expr
+from optimizer.mip.lp import K, lin_sum
+from optimizer.solving.pipeline import prepare, prepare_services, solve_instance, solve_mip
+from optimizer.solving.unfit import explain_job, explain_service
 
 TIGHT_REL = 0.02  # a limit is "tight" when its slack is under 2% of the limit
-BIG = 1e9
 
 
 # ------------------------------------------------------------------------------------------------
-# Editing an instance without re-validating it (values stay valid: limits only grow)
+# Editing an instance: through models.edit (dotted paths, re-validated); None removes a limit
 # ------------------------------------------------------------------------------------------------
-
-
-def _with_site(inst: Instance, i: int, **upd) -> Instance:
-    if inst.sites is None:
-        return inst.model_copy(update={"facility": inst.facility.model_copy(update=upd)})
-    sites = list(inst.sites)
-    sites[i] = sites[i].model_copy(update=upd)
-    return inst.model_copy(update={"sites": sites})
-
-
-def _with_workload(inst: Instance, name: str, **upd) -> Instance:
-    wl = [w.model_copy(update=upd) if w.name == name else w for w in inst.workloads]
-    return inst.model_copy(update={"workloads": wl})
-
-
-def _with_budget(inst: Instance, **upd) -> Instance:
-    return inst.model_copy(update={"budget": inst.budget.model_copy(update=upd)})
 
 
 def _site_path(inst: Instance, i: int, fld: str) -> str:
@@ -61,6 +48,18 @@ def _site_path(inst: Instance, i: int, fld: str) -> str:
 def _workload_path(inst: Instance, name: str, fld: str) -> str:
     i = next(k for k, w in enumerate(inst.workloads) if w.name == name)
     return f"workloads[{i}].{fld}"
+
+
+def _with_site(inst: Instance, i: int, fld: str, value) -> Instance:
+    return with_changes(inst, {_site_path(inst, i, fld): value})
+
+
+def _with_workload(inst: Instance, name: str, fld: str, value) -> Instance:
+    return with_changes(inst, {_workload_path(inst, name, fld): value})
+
+
+def _with_budget(inst: Instance, fld: str, value) -> Instance:
+    return with_changes(inst, {f"budget.{fld}": value})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,8 +110,6 @@ def _fmt_objective(objective: str, value: float) -> str:
 
 def _least(inst: Instance, measure, backend: str, time_limit_s, frontier: bool = False) -> float | None:
     """The least value of `measure(data, vars)` over all designs of `inst`, or None if none exists."""
-    from optimizer.solving.pipeline import prepare, prepare_services
-
     _, pruned = prepare(inst, frontier=frontier)
     ps = prepare_services(inst)
     if any(p.survived == 0 for p in pruned) or any(p.survived == 0 for p in ps):
@@ -125,9 +122,7 @@ def _least(inst: Instance, measure, backend: str, time_limit_s, frontier: bool =
 
 
 def _solve(inst: Instance, backend: str, time_limit_s) -> Solution:
-    from optimizer.solving.pipeline import solve_instance
-
-    return solve_instance(inst, backend=backend, time_limit_s=time_limit_s, diagnose_infeasible=False)
+    return solve_instance(inst, backend=backend, time_limit_s=time_limit_s)
 
 
 def _confirm(fix: Fix, inst: Instance, backend: str, time_limit_s) -> Fix | None:
@@ -149,46 +144,46 @@ def find_fixes(instance: Instance, backend: str = "ortools", time_limit_s: float
     fixes: list[Fix] = []
     for i, site in enumerate(instance.site_list):
         where = "" if instance.sites is None else f" of site {site.name}"
-        relaxed = _with_site(instance, i, power_cap_mw=BIG)
-        kw = _least(relaxed, lambda d, v, s=site.name: v.totals[f"facility_power_kw[site={s}]"] + 0, backend, time_limit_s)
+        kw = None
+        if site.power_cap_mw is not None:
+            relaxed = _with_site(instance, i, "power_cap_mw", None)
+            kw = _least(relaxed, lambda d, v, s=site.name: v.total("facility_power_kw", site=s) + 0, backend, time_limit_s)
         if kw is not None:
             need = _up(kw / 1000, 0.001)
             fix = Fix(f"power cap{where}", _site_path(instance, i, "power_cap_mw"), site.power_cap_mw, need, "MW")
-            fixes.append(_confirm(fix, _with_site(instance, i, power_cap_mw=need), backend, time_limit_s))
+            fixes.append(_confirm(fix, _with_site(instance, i, "power_cap_mw", need), backend, time_limit_s))
         if site.max_racks is not None:
-            from optimizer.mip.lp import lin_sum
-
-            relaxed = _with_site(instance, i, max_racks=None)
+            relaxed = _with_site(instance, i, "max_racks", None)
             racks = _least(relaxed, lambda d, v, s=site.name: lin_sum(r for (_, _, x), r in v.racks.items() if x == s),
                            backend, time_limit_s)
             if racks is not None:
                 need = int(round(racks))
                 fix = Fix(f"rack space{where}", _site_path(instance, i, "max_racks"), site.max_racks, need, "racks")
-                fixes.append(_confirm(fix, _with_site(instance, i, max_racks=max(need, 1)), backend, time_limit_s))
+                fixes.append(_confirm(fix, _with_site(instance, i, "max_racks", max(need, 1)), backend, time_limit_s))
     if instance.budget.capex_usd is not None:
-        relaxed = _with_budget(instance, capex_usd=None)
+        relaxed = _with_budget(instance, "capex_usd", None)
         musd = _least(relaxed, lambda d, v: objective_expr(d, v, "min_capex"), backend, time_limit_s)
         if musd is not None:
             need = _up(musd * USD_PER_MUSD, 1000.0)
             fix = Fix("capex budget", "budget.capex_usd", instance.budget.capex_usd, need, "$")
-            fixes.append(_confirm(fix, _with_budget(instance, capex_usd=need), backend, time_limit_s))
+            fixes.append(_confirm(fix, _with_budget(instance, "capex_usd", need), backend, time_limit_s))
     if instance.budget.carbon_cap_t_per_year is not None:
-        relaxed = _with_budget(instance, carbon_cap_t_per_year=None)
+        relaxed = _with_budget(instance, "carbon_cap_t_per_year", None)
         t = _least(relaxed, lambda d, v: objective_expr(d, v, "min_carbon"), backend, time_limit_s)
         if t is not None:
             need = _up(t, 0.1)
             fix = Fix("carbon cap", "budget.carbon_cap_t_per_year", instance.budget.carbon_cap_t_per_year, need, "tCO2/yr")
-            fixes.append(_confirm(fix, _with_budget(instance, carbon_cap_t_per_year=need), backend, time_limit_s))
+            fixes.append(_confirm(fix, _with_budget(instance, "carbon_cap_t_per_year", need), backend, time_limit_s))
     for job in instance.training_jobs:
-        from optimizer.solving.pipeline import metric_expr
-
-        relaxed = _with_workload(instance, job.name, deadline_days=BIG)
-        days = _least(relaxed, lambda d, v, n=job.name: metric_expr(d, v, f"days:{n}")[0], backend, time_limit_s, frontier=True)
+        if job.deadline_days is None:
+            continue
+        relaxed = _with_workload(instance, job.name, "deadline_days", None)
+        days = _least(relaxed, lambda d, v, n=job.name: job_days_expr(d, v, n), backend, time_limit_s, frontier=True)
         if days is not None and days > job.deadline_days * (1 + 1e-9):
             need = _up(days, 0.01)
             fix = Fix(f"deadline of job {job.name}", _workload_path(instance, job.name, "deadline_days"), job.deadline_days,
                       need, "days")
-            fixes.append(_confirm(fix, _with_workload(instance, job.name, deadline_days=need), backend, time_limit_s))
+            fixes.append(_confirm(fix, _with_workload(instance, job.name, "deadline_days", need), backend, time_limit_s))
     for svc in instance.services:
         for slo in ("ttft_s", "tpot_s"):
             fix = _slo_fix(instance, svc, slo, backend, time_limit_s)
@@ -202,8 +197,6 @@ def _slo_fix(instance: Instance, svc, slo: str, backend: str, time_limit_s) -> F
     from models.candidates import service_table
 
     current = getattr(svc, slo)
-    if _solve(_with_workload(instance, svc.name, **{slo: BIG}), backend, time_limit_s).has_design is False:
-        return None  # this SLO alone is not the cause
     t = service_table(svc, instance.catalog)
     ok = t.perf["fits_memory"].astype(bool)
     values = set(float(x) for x in t.perf[slo][ok])
@@ -211,10 +204,15 @@ def _slo_fix(instance: Instance, svc, slo: str, backend: str, time_limit_s) -> F
         rtts = {site.latency_ms.get(r) for site in instance.site_list for r in svc.regional_demand_rps if r != ANY_REGION}
         values = {x + r / 1000 for x in values for r in rtts if r is not None} | values
     cands = sorted(x for x in values if x > current)
+    # The loosest value any layout can need: an SLO beyond it admits every layout, so if no design
+    # exists there, this SLO alone is not the cause.
+    if not cands or not _solve(_with_workload(instance, svc.name, slo, cands[-1] * (1 + 1e-9)), backend,
+                               time_limit_s).has_design:
+        return None
     lo, hi, best = 0, len(cands) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
-        sol = _solve(_with_workload(instance, svc.name, **{slo: cands[mid] * (1 + 1e-9)}), backend, time_limit_s)
+        sol = _solve(_with_workload(instance, svc.name, slo, cands[mid] * (1 + 1e-9)), backend, time_limit_s)
         if sol.has_design:
             best, hi = (cands[mid], sol), mid - 1
         else:
@@ -230,12 +228,19 @@ def _slo_fix(instance: Instance, svc, slo: str, backend: str, time_limit_s) -> F
 
 def alone_infeasible(instance: Instance) -> list[str]:
     """Workloads that no design can run, whatever the facility: memory, batch or SLO reasons."""
-    from optimizer.solving.pipeline import explain_job, explain_service, prepare, prepare_services
-
     _, pruned = prepare(instance, frontier=True)
     out = [explain_job(p) for p in pruned if p.fit_memory == 0 or p.enumerated == 0]
     out += [explain_service(p) for p in prepare_services(instance) if p.fit_memory == 0]
     return out
+
+
+def diagnose_solution(instance: Instance, sol: Solution, backend: str = "ortools",
+                      time_limit_s: float | None = None) -> Solution:
+    """Fill `sol.diagnosis` when the instance is infeasible: the study a caller asks for after a solve."""
+    if sol.status == "infeasible" and not sol.has_design:
+        objective = instance.objective if sol.objective == instance.objective else sol.objective
+        sol.diagnosis = diagnose(instance.model_copy(update={"objective": objective}), backend, time_limit_s)
+    return sol
 
 
 def diagnose(instance: Instance, backend: str = "ortools", time_limit_s: float | None = None) -> list[str]:
@@ -244,8 +249,6 @@ def diagnose(instance: Instance, backend: str = "ortools", time_limit_s: float |
     if lines:
         return lines + ["no change of power, space, budget or deadline can fix that: change the model, "
                         "the precision, the layout pins or the catalog"]
-    from optimizer.solving.pipeline import explain_job, explain_service, prepare, prepare_services
-
     _, pruned = prepare(instance)
     lines += [explain_job(p) for p in pruned if p.survived == 0]
     lines += [explain_service(p) for p in prepare_services(instance) if p.survived == 0]
@@ -285,7 +288,8 @@ def what_binds(instance: Instance, sol: Solution) -> list[Binding]:
     out: list[Binding] = []
     for site, sd in zip(instance.site_list, d.sites):
         where = "" if instance.sites is None else f" of site {site.name}"
-        out.append(Binding(f"power cap{where}", sd.facility_power_kw / 1000, site.power_cap_mw, "MW"))
+        if site.power_cap_mw is not None:
+            out.append(Binding(f"power cap{where}", sd.facility_power_kw / 1000, site.power_cap_mw, "MW"))
         if site.max_racks is not None:
             out.append(Binding(f"rack space{where}", sd.total_racks, site.max_racks, "racks"))
     if instance.budget.capex_usd is not None:
@@ -293,7 +297,8 @@ def what_binds(instance: Instance, sol: Solution) -> list[Binding]:
     if instance.budget.carbon_cap_t_per_year is not None:
         out.append(Binding("carbon cap", d.carbon_t_per_year, instance.budget.carbon_cap_t_per_year, "tCO2/yr"))
     for j in sol.jobs:
-        out.append(Binding(f"deadline of job {j.name}", j.days, j.deadline_days, "days"))
+        if j.deadline_days is not None:
+            out.append(Binding(f"deadline of job {j.name}", j.days, j.deadline_days, "days"))
     sites = {s.name: s for s in instance.site_list}
     for s in sol.services:
         ttft = max(g.ttft_s + max((sites[g.site].latency_ms.get(r, 0.0) if instance.sites else 0.0) / 1000
@@ -334,22 +339,23 @@ def shadow_prices(instance: Instance, sol: Solution, backend: str = "ortools",
     duals = _lp_duals(instance, sol, backend)
     out = []
     for i, site in enumerate(instance.site_list):
+        if site.power_cap_mw is None:
+            continue
         where = "" if instance.sites is None else f" of site {site.name}"
-        name = f"power_cap[site={site.name}]"
-        lp = duals.get(name)
-        resolved = _solve(_with_site(instance, i, power_cap_mw=site.power_cap_mw + 1), backend, time_limit_s)
+        lp = duals.get(K("power_cap", site=site.name))
+        resolved = _solve(_with_site(instance, i, "power_cap_mw", site.power_cap_mw + 1), backend, time_limit_s)
         delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
         out.append(ShadowPrice(f"power cap{where}", "MW", None if lp is None else lp * 1000 * USD_PER_MUSD, delta,
                                instance.objective))
     if instance.budget.capex_usd is not None:
-        lp = duals.get("capex_budget")
-        resolved = _solve(_with_budget(instance, capex_usd=instance.budget.capex_usd + 1e6), backend, time_limit_s)
+        lp = duals.get(K("capex_budget"))
+        resolved = _solve(_with_budget(instance, "capex_usd", instance.budget.capex_usd + 1e6), backend, time_limit_s)
         delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
         out.append(ShadowPrice("capex budget", "$1M", None if lp is None else lp * USD_PER_MUSD, delta, instance.objective))
     if instance.budget.carbon_cap_t_per_year is not None:
-        lp = duals.get("carbon_cap")
-        resolved = _solve(_with_budget(instance, carbon_cap_t_per_year=instance.budget.carbon_cap_t_per_year + 1), backend,
-                          time_limit_s)
+        lp = duals.get(K("carbon_cap"))
+        resolved = _solve(_with_budget(instance, "carbon_cap_t_per_year", instance.budget.carbon_cap_t_per_year + 1),
+                          backend, time_limit_s)
         delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
         out.append(ShadowPrice("carbon cap", "tCO2/yr", None if lp is None else lp * USD_PER_MUSD, delta, instance.objective))
     return out
@@ -357,13 +363,10 @@ def shadow_prices(instance: Instance, sol: Solution, backend: str = "ortools",
 
 def _lp_duals(instance: Instance, sol: Solution, backend: str) -> dict[str, float]:
     """Constraint duals of the MIP with every integer variable fixed at the solution ($M per unit)."""
-    from optimizer.mip.backends import lp_duals
-    from optimizer.solving.pipeline import _solve_mip, prepare, prepare_services
-
     _, pruned = prepare(instance)
     ps = prepare_services(instance)
     data = build_data(instance, pruned, ps)
-    res, v, m = _solve_mip(data, instance.objective, backend, None, None)
+    res, v, m = solve_mip(data, instance.objective, backend, None, None)
     if res.values is None:
         return {}
     fixed = m.with_integers_fixed(res.values)

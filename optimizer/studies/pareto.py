@@ -26,9 +26,13 @@ import io
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from models.metrics import METRICS, by_objective, parse
 from models.schema import Instance
 
 from optimizer.mip.design import Solution
+from optimizer.solving.measure import metric_value
+from optimizer.solving.pipeline import prepare, solve_instance
+from optimizer.studies.explain import diagnose_solution
 
 REL_TOL = 1e-6  # the MIP's optimality gap: values closer than this are the same value
 MAX_POINTS = 10_000  # a safety stop for the point-by-point walk
@@ -49,7 +53,7 @@ class ParetoInfeasible(ParetoError):
 @dataclass(frozen=True)
 class Axis:
     spec: str  # what the user wrote
-    metric: str  # a `solve.metric_value` name
+    metric: str  # a `solving.measure.metric_value` spec
     objective: Optional[str]  # the objective that minimises it; None = bisection over a job's days
     label: str
     unit: str
@@ -63,28 +67,23 @@ class Axis:
         return f"{self.label} ({self.unit})"
 
 
-_FIXED = {
-    "tco": ("tco_usd", "min_tco", "TCO", "$M", 1e-6),
-    "capex": ("capex_usd", "min_capex", "capex", "$M", 1e-6),
-    "power": ("facility_power_kw", "min_power", "facility power", "MW", 1e-3),
-    "carbon": ("carbon_t_per_year", "min_carbon", "carbon", "tCO2/yr", 1.0),
-}
-_ALIASES = {"tco_usd": "tco", "capex_usd": "capex", "facility_power_kw": "power", "facility_power": "power",
-            "carbon_t_per_year": "carbon"}
-AXIS_NAMES = ("tco", "capex", "power", "carbon", "time_to_train:JOB")
+def _axis_names() -> tuple[str, ...]:
+    return tuple(m.axis + (":JOB" if m.per_job else "") for m in METRICS.values() if m.axis)
+
+
+AXIS_NAMES = _axis_names()
 
 
 def parse_axis(spec: str, instance: Instance) -> Axis:
-    """'tco' | 'capex' | 'power' | 'carbon' | 'time_to_train:JOB' (also 'days:JOB'; the job may be
-    left out when the instance has one training job)."""
-    key = spec.strip()
-    key = _ALIASES.get(key, key)
-    if key in _FIXED:
-        metric, obj, label, unit, scale = _FIXED[key]
-        return Axis(spec, metric, obj, label, unit, scale)
-    head, _, job = key.partition(":")
-    if head not in ("time_to_train", "days", "time"):
-        raise ParetoError(f"unknown axis '{spec}' (expected one of: {', '.join(AXIS_NAMES)})")
+    """A registry metric by its axis name or alias ('tco', 'capex', 'power', 'carbon',
+    'time_to_train:JOB', also 'days:JOB'; the job may be left out when the instance has one
+    training job)."""
+    try:
+        metric, job = parse(spec)
+    except ValueError:
+        raise ParetoError(f"unknown axis '{spec}' (expected one of: {', '.join(_axis_names())})") from None
+    if not metric.per_job:
+        return Axis(spec, metric.name, metric.objective, metric.label, metric.display_unit, metric.display_scale)
     names = [j.name for j in instance.training_jobs]
     if not job:
         if len(names) != 1:
@@ -93,7 +92,8 @@ def parse_axis(spec: str, instance: Instance) -> Axis:
     if job not in names:
         raise ParetoError(f"axis '{spec}': no training job '{job}' (jobs: {', '.join(names) or 'none'})")
     single = len(names) == 1 and not instance.services
-    return Axis(spec, f"days:{job}", "min_time" if single else None, f"time to train {job}", "days", 1.0)
+    return Axis(spec, f"{metric.name}:{job}", metric.objective if single else None, f"{metric.label} {job}",
+                metric.display_unit, metric.display_scale)
 
 
 def _up(v: float) -> float:
@@ -183,8 +183,6 @@ class _Solver:
         self._days: dict[str, list[float]] = {}
 
     def _solve(self, objective: str, bounds: dict[str, float], what: str) -> Solution:
-        from optimizer.solving.pipeline import solve_instance
-
         sol = solve_instance(self.instance, objective=objective, bounds=bounds, **self.kw)
         self.count += 1
         if sol.status not in ("optimal", "infeasible"):
@@ -202,8 +200,6 @@ class _Solver:
 
     def _candidate_days(self, job: str) -> list[float]:
         if job not in self._days:
-            from optimizer.solving.pipeline import prepare
-
             _, pruned = prepare(self.instance, frontier=True)
             pr = next(p for p in pruned if p.table.job.name == job)
             self._days[job] = sorted({float(d) for d in pr.table.days[pr.keep]})
@@ -237,8 +233,6 @@ def pareto_front(instance: Instance, x: str = "tco", y: str = "time_to_train", p
                  on_solve: Optional[Callable[[str, Solution], None]] = None) -> ParetoFront:
     """The front of (x, y), both minimised, over `points` eps values of y (at least 2: the two ends),
     or every point of it when `points` is None (about two solves per point)."""
-    from optimizer.solving.pipeline import SECOND_STAGE, metric_value
-
     ax, ay = parse_axis(x, instance), parse_axis(y, instance)
     if ax.metric == ay.metric:
         raise ParetoError(f"--x and --y are the same metric ({ax.metric})")
@@ -264,6 +258,7 @@ def pareto_front(instance: Instance, x: str = "tco", y: str = "time_to_train", p
 
     anchor = s.minimize(ax, {})
     if anchor.design is None:
+        diagnose_solution(instance.model_copy(update={"objective": anchor.objective}), anchor, backend, time_limit_s)
         raise ParetoInfeasible("no design satisfies the instance, so there is no front:\n"
                                + "\n".join(f"  {x.strip()}" for x in anchor.diagnosis or [anchor.status]))
     low = s.minimize(ay, {})
@@ -271,7 +266,7 @@ def pareto_front(instance: Instance, x: str = "tco", y: str = "time_to_train", p
     # min_time / min_power / min_carbon (and the days bisection) break ties by TCO: with x = TCO the
     # y-minimum solve already is the front's last point.
     bottom = None
-    if ax.metric == "tco_usd" and (ay.objective is None or ay.objective in SECOND_STAGE):
+    if ax.metric == "tco_usd" and (ay.objective is None or by_objective(ay.objective).tie_break == "min_tco"):
         bottom = ParetoPoint(metric_value(low, ax.metric), y_lo, y_lo, low)
     top = lexicographic(None, anchor)
     y_hi = top.y

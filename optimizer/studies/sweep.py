@@ -235,6 +235,7 @@ def run_sweep(raw: dict, param: str, values: list[Number], source: str = "<insta
     Raises InstanceError / SweepError before solving anything if the path or any value is bad."""
     from optimizer.solving.pipeline import solve_instance
     from optimizer.solving.verify import VerificationError
+    from optimizer.studies.explain import diagnose_solution
 
     instances = build_instances(raw, param, values, source)
     first = instances[0] if instances else instance_from_dict(raw, source)
@@ -242,7 +243,8 @@ def run_sweep(raw: dict, param: str, values: list[Number], source: str = "<insta
     prev = None
     for i, (v, inst) in enumerate(zip(values, instances)):
         try:
-            row = SweepRow(v, solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap))
+            sol = solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap)
+            row = SweepRow(v, diagnose_solution(inst, sol, backend, time_limit_s))
             if row.solution.status == "error":
                 row.error = f"solver error: {row.solution.message}"
         except VerificationError as exc:

@@ -1,0 +1,114 @@
+"""Fabrics: per site, each training fabric is one fat-tree over the endpoints of the jobs placed
+there on it, and the serving front-end one over the serving nodes (models.network has the closed
+form). Endpoints are split over the depth options so that the chosen depth's capacity and switch
+counts apply (a disaggregated form, no big-M beyond each depth's capacity)."""
+
+from __future__ import annotations
+
+from models.network import fat_tree, tier_capacity
+
+from optimizer.mip.audit import Audit
+from optimizer.mip.data import FabricData, MipData, SiteData
+from optimizer.mip.families.serving import serving_nodes_ub
+from optimizer.mip.lp import K, Model, lin_sum
+from optimizer.mip.vars import Vars
+
+DEPTHS = (1, 2, 3)
+
+
+def add_fabric(m: Model, d: MipData, v: Vars) -> None:
+    """Constraint (4): the fat-trees of every site (training fabrics and the serving front-end)."""
+    for s in d.sites:
+        built = []
+        for f in d.fabrics:
+            attached = lin_sum(
+                c.endpoints * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates) if c.fabric == f.name
+            )
+            most = sum(max((c.endpoints for c in j.candidates if c.fabric == f.name), default=0) for j in d.jobs)
+            _fat_tree(m, v, f, s, attached, most)
+            built.append(f)
+        if s.frontend is not None and any(site == s.name for (_, site) in v.serving_nodes):
+            f = s.frontend
+            attached = lin_sum(f.frontend_ports_per_node * sn for (_, site), sn in v.serving_nodes.items() if site == s.name)
+            most = f.frontend_ports_per_node * serving_nodes_ub(d, v, s.name)
+            _fat_tree(m, v, f, s, attached, most)
+            built.append(f)
+        v.fabrics_at[s.name] = built
+
+
+def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int) -> None:
+    """`most`: the most endpoints that can ever attach here; it caps each depth's capacity (a
+    3-tier fat-tree of radix 64 holds 65,536 endpoints: a big-M that slows the solvers' cuts), and
+    a depth whose shallower sibling already holds `most` is never worth building."""
+    fs = (f.name, s.name)
+    at = dict(fabric=f.name, site=s.name)
+    for n in DEPTHS:
+        useful = n == 1 or f.tier_capacity[n - 1] < most
+        cap = min(f.tier_capacity[n], most) if useful else 0
+        v.tiers[(*fs, n)] = m.add_var(K("fabric_tiers", **at, tiers=n), lb=0, ub=1 if useful else 0, integer=True)
+        v.endpoints[(*fs, n)] = m.add_var(K("endpoints", **at, tiers=n), lb=0.0, ub=cap)
+        m.add_constraint(v.endpoints[(*fs, n)] <= cap * v.tiers[(*fs, n)], K("tier_capacity", **at, tiers=n))
+    # At most one depth, and only at an open site: implied by the integers, but in the LP relaxation
+    # it stops a site that is 25 % open from holding a whole 2-tier fabric (2,048 ports at radix 64)
+    # and so from splitting a large fabric into cheap shallow pieces across sites.
+    m.add_constraint(lin_sum(v.tiers[(*fs, n)] for n in DEPTHS) <= v.site_open[s.name], K("one_depth", **at))
+    m.add_constraint(lin_sum(v.endpoints[(*fs, n)] for n in DEPTHS) == attached, K("endpoints_attached", **at))
+    leaf_ub = -(-min(f.tier_capacity[3], most) // f.down)
+    for n in (2, 3):
+        leaves = m.add_var(K("leaves", **at, tiers=n), lb=0, ub=leaf_ub, integer=True)
+        spines = m.add_var(K("spines", **at, tiers=n), lb=0, ub=leaf_ub, integer=True)
+        v.leaves[(*fs, n)], v.spines[(*fs, n)] = leaves, spines
+        m.add_constraint(f.down * leaves >= v.endpoints[(*fs, n)], K("leaf_ports", **at, tiers=n))
+    m.add_constraint(f.radix * v.spines[(*fs, 2)] >= f.up * v.leaves[(*fs, 2)], K("spine_ports", **at, tiers=2))
+    agg = m.add_var(K("aggregation", **at, tiers=3), lb=0, ub=leaf_ub, integer=True)
+    v.aggregation[fs] = agg
+    m.add_constraint((f.radix // 2) * agg >= f.up * v.leaves[(*fs, 3)], K("aggregation_ports", **at, tiers=3))
+    m.add_constraint(2 * v.spines[(*fs, 3)] >= agg, K("core_ports", **at, tiers=3))
+    # Switches only in the depth built, and no depth built without endpoints: an incumbent the
+    # solver stops at cannot carry switches the design would not report.
+    for n in DEPTHS:
+        m.add_constraint(v.endpoints[(*fs, n)] >= v.tiers[(*fs, n)], K("tier_in_use", **at, tiers=n))
+    for n in (2, 3):
+        switches = v.leaves[(*fs, n)] + v.spines[(*fs, n)] + (agg if n == 3 else 0)
+        m.add_constraint(switches <= 3 * leaf_ub * v.tiers[(*fs, n)], K("switches_in_depth", **at, tiers=n))
+
+
+def fabric_switches(v: Vars, f: str, s: str):
+    return (v.tiers[f, s, 1] + v.leaves[f, s, 2] + v.spines[f, s, 2] + v.leaves[f, s, 3] + v.aggregation[f, s]
+            + v.spines[f, s, 3])
+
+
+def fabric_optics(fd: FabricData, v: Vars, s: str):
+    """Two transceivers per switch-to-switch link."""
+    f = fd.name
+    return 2 * (fd.up * v.leaves[f, s, 2] + fd.up * v.leaves[f, s, 3] + (fd.radix // 2) * v.aggregation[f, s])
+
+
+def fabric_endpoints(v: Vars, f: str, s: str):
+    return lin_sum(v.endpoints[f, s, n] for n in DEPTHS)
+
+
+def check_fabric(a: Audit) -> None:
+    """Every workload's endpoints attached; each fat-tree's depth holds its endpoints and has the
+    switches and optics a fat-tree of that depth needs. Records network power and capex per site."""
+    cat = a.instance.catalog
+    for sd in a.sol.design.sites:
+        tag = a.tag(sd.name)
+        built = {f.name: f for f in sd.fabrics}
+        for fab, ep in a.need_endpoints[sd.name].items():
+            if fab not in built or built[fab].endpoints < ep:
+                a.problem(f"{tag}fabric {fab}: workloads attach {ep} endpoints, design has "
+                          f"{built[fab].endpoints if fab in built else 0}")
+        for f in sd.fabrics:
+            spec = cat.frontend_fabrics[f.name.split(":", 1)[1]] if f.name.startswith("frontend:") else cat.fabrics[f.name]
+            if f.tiers < 1 or f.endpoints > tier_capacity(f.tiers, spec.switch_radix, spec.oversubscription):
+                a.problem(f"{tag}fabric {f.name}: {f.endpoints} endpoints do not fit {f.tiers} tiers of radix {spec.switch_radix}")
+                continue
+            ref = fat_tree(f.endpoints, spec.switch_radix, spec.oversubscription, tiers=f.tiers)
+            for part in ("leaves", "aggregation", "spines", "optics"):
+                if getattr(f, part) < getattr(ref, part):
+                    a.problem(f"{tag}fabric {f.name}: {getattr(f, part)} {part}, a {f.tiers}-tier fat-tree needs {getattr(ref, part)}")
+            a.network_kw[sd.name] += (f.switches * spec.switch_power_w + f.endpoints * spec.endpoint_power_w
+                                      + f.optics * spec.optic_power_w) / 1000
+            a.network_usd[sd.name] += (f.switches * spec.switch_price_usd + f.endpoints * spec.endpoint_price_usd
+                                       + f.optics * spec.optic_price_usd)

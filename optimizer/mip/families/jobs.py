@@ -1,0 +1,84 @@
+"""Training jobs: each runs exactly one surviving configuration, whole, at one open site."""
+
+from __future__ import annotations
+
+from models.candidates import checkpoint_write_gbps, effective_days, read_gbps, storage_usable_tb
+from models.perf.training import evaluate_layout
+from models.presets import resolve_model
+from models.schema import Instance
+
+from optimizer.mip.audit import Audit, close
+from optimizer.mip.data import MipData
+from optimizer.mip.lp import K, Model, lin_sum
+from optimizer.mip.vars import Vars
+
+
+def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
+    """Constraint (1): every job runs exactly one surviving configuration, whole, at one site; only
+    at an open site (sum_c choose[j,c,s] <= site_open[s]: tight, no big-M)."""
+    for job in d.jobs:
+        for s in d.sites:
+            for k, c in enumerate(job.candidates):
+                v.choose[job.name, k, s.name] = m.add_binary(K("choose", job=job.name, cand=c.index, site=s.name))
+            m.add_constraint(
+                lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates))) <= v.site_open[s.name],
+                K("job_at_open_site", job=job.name, site=s.name),
+            )
+        m.add_constraint(lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates)) for s in d.sites) == 1,
+                         K("one_config", job=job.name))
+
+
+def job_days_expr(d: MipData, v: Vars, job_name: str):
+    """The days of one job's chosen configuration, as a MIP expression."""
+    job = next((j for j in d.jobs if j.name == job_name), None)
+    if job is None:
+        raise ValueError(f"unknown training job '{job_name}' (jobs: {', '.join(j.name for j in d.jobs)})")
+    return lin_sum(c.days * v.choose[job.name, k, s.name] for k, c in enumerate(job.candidates) for s in d.sites)
+
+
+def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
+    """The performance model on one layout: days (with checkpoint stalls), memory, nodes, rates."""
+    job = next(w for w in instance.training_jobs if w.name == job_name)
+    cat = instance.catalog
+    dims = resolve_model(job.model, job.seq_len)
+    acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
+    r = evaluate_layout(dims, layout, acc, fab, cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
+    r["days"] = float(effective_days(job, r["time_to_train_days"]))
+    r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
+    r["usable_tb"] = storage_usable_tb(job, dims)
+    r["write_gbps"] = checkpoint_write_gbps(job, dims)
+    r["endpoints"] = int(r["nodes"]) * acc.fabric_ports_per_node
+    return r
+
+
+def check_job_choice(a: Audit) -> None:
+    """Each job once, at a known open site, on its pins; its layout valid, in memory, within its
+    deadline and as fast as reported. Records the nodes, endpoints and storage it needs."""
+    inst, sol = a.instance, a.sol
+    if sorted(j.name for j in sol.jobs) != sorted(w.name for w in inst.training_jobs):
+        a.problem("the solution does not place every training job exactly once")
+    for j in sol.jobs:
+        w = next(w for w in inst.training_jobs if w.name == j.name)
+        if j.site not in a.sites:
+            a.problem(f"job {j.name}: placed at unknown site {j.site}")
+            continue
+        if w.accelerator and w.accelerator != j.accelerator:
+            a.problem(f"job {j.name}: pinned to {w.accelerator} but runs on {j.accelerator}")
+        if w.fabric and w.fabric != j.fabric:
+            a.problem(f"job {j.name}: pinned to fabric {w.fabric} but uses {j.fabric}")
+        if w.global_batch % (j.micro_batch * j.dp):
+            a.problem(f"job {j.name}: global batch {w.global_batch} is not a multiple of micro-batch x dp")
+        r = recompute_job(inst, j.name, j.layout)
+        if not r["fits_memory"]:
+            a.problem(f"job {j.name}: needs {r['memory_per_gpu_gb']:.1f} GB per accelerator, more than fits")
+        if w.deadline_days is not None and r["days"] > w.deadline_days * (1 + 1e-9):
+            a.problem(f"job {j.name}: takes {r['days']:.3f} days, deadline {w.deadline_days} days")
+        if not close(r["days"], j.days) or int(r["nodes"]) != j.nodes:
+            a.problem(f"job {j.name}: reported {j.days:.4f} days on {j.nodes} nodes, recomputed {r['days']:.4f} "
+                      f"on {int(r['nodes'])}")
+        site = j.site
+        a.used[site] = True
+        a.need_nodes[site][j.accelerator] = a.need_nodes[site].get(j.accelerator, 0) + int(r["nodes"])
+        a.need_endpoints[site][j.fabric] = a.need_endpoints[site].get(j.fabric, 0) + r["endpoints"]
+        a.usable_tb[site] += r["usable_tb"]
+        a.need_gbps[site] += r["write_gbps"] + r["read_gbps"]

@@ -1,0 +1,141 @@
+"""Solver values -> the typed design: what is bought per site, each job's layout, each service's replicas.
+
+Named totals are read back by their keys (`K("capex_musd", site=...)`), never re-typed as text.
+"""
+
+from __future__ import annotations
+
+from models.schema import Instance
+
+from optimizer.mip.build import CAPEX_PARTS, Vars
+from optimizer.mip.data import HOURS_PER_YEAR, USD_PER_MUSD, MipData
+from optimizer.mip.design import LAYOUT_FIELDS, Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, SiteResult
+from optimizer.mip.lp import K
+from optimizer.mip.prune import Pruned, PrunedService
+
+
+def fabric_result(f, v: Vars, site: str, val, rint):
+    ep = int(round(sum(val(v.endpoints[f.name, site, n]) for n in (1, 2, 3))))
+    if ep == 0:
+        return None
+    tiers = next((n for n in (1, 2, 3) if rint(v.tiers[f.name, site, n]) == 1), 0)
+    leaves = {1: rint(v.tiers[f.name, site, 1]), 2: rint(v.leaves[f.name, site, 2]), 3: rint(v.leaves[f.name, site, 3])}[tiers] if tiers else 0
+    agg = rint(v.aggregation[f.name, site]) if tiers == 3 else 0
+    spines = rint(v.spines[f.name, site, tiers]) if tiers in (2, 3) else 0
+    links = f.up * leaves + (f.radix // 2) * agg if tiers >= 2 else 0
+    return FabricResult(f.name, site, ep, tiers, leaves, agg, spines, 2 * links)
+
+
+def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
+    val = lambda var: float(values[var.index])  # noqa: E731
+    rint = lambda var: int(round(val(var)))  # noqa: E731
+    t = {k: val(var) for k, var in v.totals.items()}
+    usd = USD_PER_MUSD
+    sites = []
+    for s in data.sites:
+        nodes: dict[str, dict[str, int]] = {}
+        racks: dict[str, dict[str, int]] = {}
+        for (acc, o, site), var in v.nodes.items():
+            n, r = rint(var), rint(v.racks[acc, o, site])
+            # An unproven incumbent may hold a spare rack: keep it when it is paid for (free ones are noise).
+            if site == s.name and (n or (r and s.rack_capex_musd > 0)):
+                nodes.setdefault(acc, {})[o] = n
+                racks.setdefault(acc, {})[o] = r
+        fabrics = [r for f in v.fabrics_at[s.name] if (r := fabric_result(f, v, s.name, val, rint)) is not None]
+        g = lambda k: t[K(k, site=s.name)]  # noqa: E731
+        capex = {p: g(f"capex_{p}_musd") * usd for p in CAPEX_PARTS}
+        capex["total"] = g("capex_musd") * usd
+        sites.append(SiteResult(
+            # Open = something is placed there, or its build-out is paid (a free site may sit "open" empty).
+            name=s.name, open=any(n for by_o in nodes.values() for n in by_o.values())
+            or (rint(v.site_open[s.name]) == 1 and s.site_capex_musd > 0), nodes=nodes, racks=racks, fabrics=fabrics,
+            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-4},
+            node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
+            it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
+            energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),
+        ))
+    capex = {p: t[f"capex_{p}_musd"] * usd for p in CAPEX_PARTS}
+    capex["total"] = t["capex_musd"] * usd
+    return Design(
+        sites=sites,
+        it_power_kw=sum(x.it_power_kw for x in sites),
+        facility_power_kw=t["facility_power_kw"],
+        capex_usd=capex,
+        energy_usd_per_year=t["energy_musd_per_year"] * usd,
+        maintenance_usd_per_year=t["maintenance_musd_per_year"] * usd,
+        carbon_t_per_year=t["carbon_t_per_year"],
+        carbon_usd_per_year=t["carbon_musd_per_year"] * usd,
+        tco_usd=t["tco_musd"] * usd,
+    )
+
+
+def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
+    out = []
+    for job, pr in zip(data.jobs, pruned):
+        k, site = max(((k, s.name) for k in range(len(job.candidates)) for s in data.sites),
+                      key=lambda ks: values[v.choose[job.name, ks[0], ks[1]].index])
+        i = job.candidates[k].index
+        t = pr.table
+        lay = t.layout(i)
+        out.append(
+            JobResult(
+                name=job.name,
+                **{k: lay[k] for k in LAYOUT_FIELDS},
+                layout_extra={k: x for k, x in lay.items() if k not in LAYOUT_FIELDS},
+                site=site,
+                accelerators=int(t.perf["n_acc"][i]),
+                nodes=int(t.perf["nodes"][i]),
+                days=float(t.days[i]),
+                deadline_days=job.deadline_days,
+                tokens_per_s=float(t.perf["tokens_per_s"][i]),
+                mfu=float(t.perf["mfu"][i]),
+                tflops_per_gpu_hw=float(t.perf["tflops_per_gpu_hw"][i]),
+                tflops_per_gpu_model=float(t.perf["tflops_per_gpu_model"][i]),
+                memory_per_gpu_gb=float(t.perf["memory_per_gpu_gb"][i]),
+                candidates_enumerated=pr.enumerated,
+                candidates_fit_memory=pr.fit_memory,
+                candidates_meet_deadline=pr.meet_deadline,
+                candidates_in_mip=pr.survived,
+            )
+        )
+    return out
+
+
+def services_from(instance: Instance, data: MipData, pruned: list[PrunedService], v: Vars, values, design: Design,
+              jobs: list[JobResult]) -> list[ServiceResult]:
+    """Replicas by layout, site and region, SLO figures and cost per million output tokens (TCO
+    allocated by compute capex)."""
+    cat = instance.catalog
+    node_price = {n: a.node_price_usd for n, a in cat.accelerators.items()}
+    groups_by_svc = []
+    for s, ps in zip(data.services, pruned):
+        p = ps.table.perf
+        groups = []
+        for (svc, k, site), var in v.units.items():
+            units = int(round(values[var.index]))
+            if svc != s.name or not units:
+                continue
+            lay = s.layouts[k]
+            i = lay.index
+            r = units * lay.replicas_per_unit
+            regions = {reg: values[f.index] for (sv2, k2, site2, reg), f in v.served.items()
+                       if (sv2, k2, site2) == (svc, k, site) and values[f.index] > 1e-7}
+            groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, r, units * lay.nodes_per_unit,
+                                       float(p["requests_per_s"][i]),
+                                       float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
+                                       float(p["memory_per_acc_gb"][i])))
+        groups_by_svc.append(groups)
+    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups) for groups in groups_by_svc]
+    job_capex = [j.nodes * node_price[j.accelerator] for j in jobs]
+    total = sum(svc_capex) + sum(job_capex)
+    horizon_s = instance.budget.horizon_years * HOURS_PER_YEAR * 3600
+    out = []
+    for s, ps, groups, capex in zip(data.services, pruned, groups_by_svc, svc_capex):
+        svc = ps.table.service
+        share = design.tco_usd * capex / total if total else 0.0
+        tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
+        out.append(ServiceResult(
+            s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups), svc.demand_output_tokens_per_s,
+            svc.ttft_s, svc.tpot_s, groups, share, share / tokens_m, ps.enumerated, ps.meet_slo, ps.survived,
+        ))
+    return out
