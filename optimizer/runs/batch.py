@@ -44,7 +44,7 @@ SUMMARY_FIELDS = (
     "tco_usd", "capex_usd", "facility_power_kw", "nodes", "accelerators", "sites", "mip_variables",
     "mip_constraints", "error", "sha256",
 )
-DEFAULT_SOLVER = "optimizer.batch:solve_payload"
+DEFAULT_SOLVER = "optimizer.runs.batch:solve_payload"
 
 
 class BatchArgumentError(ValueError):
