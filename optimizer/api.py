@@ -511,7 +511,9 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
 
     Results go to `out` (a new temporary directory if not given; `df.attrs["out"]` says where), so
     `batch_workloads(df)` can read the per-workload figures and `resume=True` can reuse them."""
-    from .runs.batch import Options, run_batch, summary_row
+    from .runs.batch import run_batch
+    from .runs.store import summary_row
+    from .runs.worker import Options
 
     pd = _pandas()
     if isinstance(paths, (str, Path)):
@@ -526,7 +528,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
 
 def read_batch(out: PathLike):
     """The summary of a finished batch directory (this API's or `dcopt batch --out`'s) as a DataFrame."""
-    from .runs.batch import read_summary
+    from .runs.store import read_summary
 
     return _pandas().DataFrame(read_summary(Path(out)))
 
