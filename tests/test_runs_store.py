@@ -48,3 +48,39 @@ def test_store_summaries_and_resume_by_hash(tmp_path):
     assert read_summary(tmp_path)[0]["wall_s"] == 0.25
     assert store.load("in/a.yaml", "ab")["objective_value"] == 1.5
     assert store.load("in/a.yaml", "other bytes") is None and store.load("in/b.yaml", "ab") is None
+
+
+def _runs_imports() -> dict[str, set[str]]:
+    """module name -> the optimizer/models modules it imports (top level or inside functions)."""
+    import ast
+    from pathlib import Path
+
+    import optimizer.runs as pkg
+
+    out = {}
+    for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = "optimizer.runs." * (node.level == 1) + "optimizer." * (node.level == 2) + (node.module or "")
+                names.add(base.rstrip("."))
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        out[f"optimizer.runs.{f.stem}"] = {n for n in names if n.split(".")[0] in ("optimizer", "models")}
+    return out
+
+
+def test_runs_import_only_downward_and_without_cycles():
+    imports = _runs_imports()
+    above = ("optimizer.api", "optimizer.cli", "optimizer.report", "optimizer.plots", "optimizer.sweep",
+             "optimizer.pareto", "optimizer.explain")
+    for mod, names in imports.items():
+        assert not [n for n in names if n.startswith(above)], mod
+    pipeline = {m for m, names in imports.items() if any(not n.startswith(("optimizer.runs", "models")) for n in names)}
+    assert pipeline == {"optimizer.runs.worker"}  # the one door to the solving pipeline
+    inner = {m: {n for n in names if n in imports} for m, names in imports.items()}
+
+    def reaches(a, b, seen=()):
+        return any(n == b or (n not in seen and reaches(n, b, (*seen, n))) for n in inner[a])
+
+    assert not [m for m in inner if reaches(m, m)]
