@@ -30,7 +30,7 @@ from models.loader import default_catalog, instance_from_dict  # noqa: E402
 from models.presets import PRESETS  # noqa: E402
 from models.perf.training import enumerate_grid, evaluate  # noqa: E402
 from optimizer.solving import pipeline as S  # noqa: E402
-from optimizer.generate import generate, write  # noqa: E402
+from optimizer.runs.generate import generate, write  # noqa: E402
 
 # (label, jobs, services, sites, accelerators (0 = all), fabrics (0 = all))
 LADDER = [
@@ -175,7 +175,7 @@ def target(seed: int, time_limit: float) -> tuple[str, dict]:
 
 
 def batch_throughput(n: int, seed: int) -> str:
-    from optimizer.batch import run_batch
+    from optimizer.runs.batch import run_batch
 
     lines = [f"{n} generated instances (3-6 jobs, 1-3 services, 1-2 sites, 6 accelerator types, 3 fabrics; "
              "seeded), a fresh output directory per run; wall clock includes starting the workers.", "",

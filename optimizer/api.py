@@ -129,7 +129,7 @@ def with_(inst: _schema.Instance, changes: Optional[Mapping[str, Any]] = None, /
     value, and `ValueError` for a path that does not exist or a catalog entry the instance does not
     offer (setting its price would add it to the offer).
     """
-    from optimizer.scenarios import set_path
+    from optimizer.runs.scenarios import set_path
     from optimizer.studies.sweep import check_param
 
     paths = {**(changes or {}), **more}
@@ -497,7 +497,7 @@ def generate(directory: PathLike, seeds: Iterable[int] = range(4), *, jobs: int 
              objective: str = "min_tco") -> list[Path]:
     """Write one random, realistic instance per seed into `directory` (feasible by construction
     unless `infeasible`), as `dcopt generate` does; returns the paths."""
-    from optimizer.generate import write
+    from optimizer.runs.generate import write
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -513,7 +513,9 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
 
     Results go to `out` (a new temporary directory if not given; `df.attrs["out"]` says where), so
     `batch_workloads(df)` can read the per-workload figures and `resume=True` can reuse them."""
-    from optimizer.batch import Options, run_batch, summary_row
+    from optimizer.runs.batch import run_batch
+    from optimizer.runs.store import summary_row
+    from optimizer.runs.worker import Options
 
     pd = _pandas()
     if isinstance(paths, (str, Path)):
@@ -528,7 +530,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
 
 def read_batch(out: PathLike):
     """The summary of a finished batch directory (this API's or `dcopt batch --out`'s) as a DataFrame."""
-    from optimizer.batch import read_summary
+    from optimizer.runs.store import read_summary
 
     return _pandas().DataFrame(read_summary(Path(out)))
 

@@ -14,10 +14,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from optimizer.batch import comparable, read_summary, run_batch, sha256_bytes
+from optimizer.runs.batch import run_batch
 from optimizer.cli import app
-from optimizer.generate import write as generate_file
-from optimizer.scenarios import SweepError, expand, parse_path, set_path
+from optimizer.runs.generate import write as generate_file
+from optimizer.runs.scenarios import SweepError, expand, parse_path, set_path
+from optimizer.runs.store import comparable, read_summary, sha256_bytes
 
 runner = CliRunner()
 
@@ -25,7 +26,7 @@ runner = CliRunner()
 # it by name; they inherit the test's sys.path.
 HOOK = '''
 import os, time
-from optimizer.batch import solve_payload
+from optimizer.runs.worker import solve_payload
 
 def solve(path, data, backend, time_limit_s, gap):
     if "hang" in path:

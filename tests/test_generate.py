@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import optimizer.solving.pipeline as solve_mod
 from models.loader import instance_from_dict, load_instance
 from optimizer.cli import app
-from optimizer.generate import generate, render
+from optimizer.runs.generate import generate, render
 from optimizer.solving.pipeline import solve_instance
 from optimizer.studies.explain import diagnose_solution
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from models.loader import InstanceError
 from optimizer.cli import app
-from optimizer.scenarios import SweepError
+from optimizer.runs.scenarios import SweepError
 from optimizer.studies.sweep import build_instances, parse_values, run_sweep
 
 # Idealised accelerators: time to train is pure arithmetic (as in test_optimizer_hand).

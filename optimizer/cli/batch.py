@@ -46,7 +46,7 @@ class _Progress:
         self._update()
 
     def finished(self, task, rec: dict, skipped: bool = False) -> None:
-        from optimizer.batch import FAILED
+        from optimizer.runs.worker import FAILED
 
         if not skipped:
             self.running -= 1
@@ -60,7 +60,8 @@ class _Progress:
 def _final_table(report, out: Path, console: Console) -> None:
     from rich.table import Table
 
-    from optimizer.batch import FAILED, one_line
+    from optimizer.runs.store import one_line
+    from optimizer.runs.worker import FAILED
 
     counts = report.counts()
     console.print(f"Batch: {len(report.records)} instances ({report.solved} solved now, {report.skipped} reused) "
@@ -104,13 +105,15 @@ def batch(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="With --resume: solve again instances that "
                                       "ended invalid, error or timeout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table: one summary line."),
-    solver: str = typer.Option("optimizer.batch:solve_payload", "--solver", hidden=True,
+    solver: str = typer.Option("optimizer.runs.worker:solve_payload", "--solver", hidden=True,
                                help="module:function solving one instance (tests swap in one that crashes or hangs)."),
 ) -> None:
     """Solve many instances in parallel, each in its own worker, into OUT/results/*.json and OUT/summary.{csv,jsonl}.
 
     Exit 0 when the batch ran (whatever each instance's status), 2 on bad arguments."""
-    from optimizer.batch import BatchArgumentError, Options, run_batch
+    from optimizer.runs.batch import run_batch
+    from optimizer.runs.discover import BatchArgumentError, discover
+    from optimizer.runs.worker import Options
 
     err = Console(stderr=True)
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -119,8 +122,6 @@ def batch(
         typer.echo(f"--backend: got '{backend}', expected ortools or pulp", err=True)
         raise typer.Exit(EXIT_INVALID)
     try:
-        from optimizer.batch import discover
-
         if engine not in ("local", "ray"):
             raise BatchArgumentError(f"--engine: got '{engine}', expected local or ray")
         if out.exists() and not out.is_dir():
@@ -157,8 +158,8 @@ def generate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: print it)."),
 ) -> None:
     """Write a realistic random instance, feasible by construction (a witness design is noted in its header)."""
-    from optimizer.generate import generate as gen
-    from optimizer.generate import render, write
+    from optimizer.runs.generate import generate as gen
+    from optimizer.runs.generate import render, write
 
     if objective not in ("min_tco", "min_capex", "min_power", "min_carbon"):
         typer.echo(f"--objective: got '{objective}', expected min_tco, min_capex, min_power or min_carbon", err=True)

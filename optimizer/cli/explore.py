@@ -108,7 +108,7 @@ def sweep(
     Every value is solved from scratch: our backends take no MIP start today, so nothing is warm-started."""
     from models.loader import InstanceError, read_file
 
-    from optimizer.scenarios import SweepError
+    from optimizer.runs.scenarios import SweepError
     from optimizer.studies.sweep import parse_values, run_sweep
 
     try:

@@ -5,7 +5,7 @@ B200 price would we buy H100s instead?". A sweep answers by solving the instance
 each time from the raw instance document with the field set and the whole instance re-validated
 (so a bad value gets the loader's error naming the path), and each design verified as usual.
 
-Field paths are the ones sweep files use (`optimizer.scenarios`): `facility.power_cap_mw`,
+Field paths are the ones sweep files use (`optimizer.runs.scenarios`): `facility.power_cap_mw`,
 `workloads[0].deadline_days`, `sites[campus].power_cap_mw`,
 `catalog.accelerators.b200.node_price_usd` (a catalog section given as a list of names is turned
 into the equivalent mapping first, so only the price changes).
@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Union
 from models.loader import CATALOG_SECTIONS, InstanceError, default_catalog_raw, instance_from_dict
 from models.schema import Instance
 
-from optimizer.scenarios import SweepError, parse_path, set_path
+from optimizer.runs.scenarios import SweepError, parse_path, set_path
 from optimizer.mip.design import Solution
 
 Number = Union[int, float]

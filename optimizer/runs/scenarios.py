@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from .store import atomic_write
+
 MAX_SCENARIOS = 100_000
 _SWEEP_KEY = re.compile(r"^sweep\s*:", re.MULTILINE)
 _TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
@@ -241,8 +243,6 @@ def scenario_text(sweep_path: Path, index: int, sc: Scenario) -> str:
 
 def materialize(sweep_path: Path, out_dir: Path) -> list[Path]:
     """Write each scenario of a sweep to out_dir/<sweep stem>/NNNN.yaml; unchanged files keep their bytes."""
-    from optimizer.batch import atomic_write
-
     scenarios = expand(sweep_path)
     width = max(4, len(str(len(scenarios))))
     target = out_dir / sweep_path.stem

@@ -23,6 +23,8 @@ from typing import Any, Optional
 import numpy as np
 import yaml
 
+from .store import atomic_write
+
 REGIONS = ("na-east", "eu-central", "na-west", "ap-southeast", "sa-east")
 SITES_BY_REGION = {"na-east": ("virginia", "ohio", "quebec"), "eu-central": ("frankfurt", "stockholm", "dublin"),
                    "na-west": ("oregon", "iowa", "texas"), "ap-southeast": ("singapore", "tokyo", "sydney"),
@@ -421,7 +423,6 @@ def render(doc: dict, notes: list[str], command: str) -> str:
 
 def write(path: Path | str, jobs: int = 2, services: int = 1, sites: int = 1, accelerators: int = 4, seed: int = 0,
           *, fabrics: int = 2, infeasible: bool = False, objective: str = "min_tco", command: str = "") -> Path:
-    from optimizer.batch import atomic_write
 
     doc, notes = generate(jobs, services, sites, accelerators, seed, fabrics=fabrics, infeasible=infeasible,
                           objective=objective)
