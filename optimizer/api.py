@@ -42,6 +42,7 @@ from models import schema as _schema
 from models.loader import InstanceError, instance_from_dict, load_instance
 
 from optimizer.mip.design import Solution
+from optimizer.present import fmt
 
 __all__ = [
     "Instance", "InstanceError", "Result", "Estimate", "load", "show", "with_", "solve", "estimate", "sweep",
@@ -58,12 +59,6 @@ def _pandas():
     except ImportError:
         raise ImportError("this needs pandas: pip install 'dcopt[notebooks]' (or pip install pandas)") from None
     return pd
-
-
-def _usd(x: Optional[float]) -> str:
-    if x is None:
-        return "-"
-    return f"${x / 1e6:,.2f}M" if abs(x) >= 1e5 else f"${x:,.0f}"
 
 
 _CSS = ("<style>.dcopt table{border-collapse:collapse;margin:2px 0 10px 0;font-size:12px}"
@@ -169,7 +164,7 @@ def _instance_html(inst: _schema.Instance) -> str:
              ", ".join(s.cooling), f"{s.carbon_g_per_kwh:g}"] for s in inst.site_list]
     parts.append(_html_table("Facility" if inst.sites is None else "Sites",
                              ["site", "power cap MW", "PUE", "$/kWh", "max racks", "cooling", "gCO2/kWh"], rows))
-    budget = [f"capex cap {_usd(b.capex_usd)}" if b.capex_usd else "no capex cap", f"horizon {b.horizon_years:g} years",
+    budget = [f"capex cap {fmt.usd(b.capex_usd)}" if b.capex_usd else "no capex cap", f"horizon {b.horizon_years:g} years",
               f"maintenance {b.maintenance_pct_per_year:g}%/year"]
     if b.carbon_price_usd_per_t:
         budget.append(f"carbon ${b.carbon_price_usd_per_t:g}/t")
@@ -178,7 +173,7 @@ def _instance_html(inst: _schema.Instance) -> str:
     parts.append("<div>Budget: " + html.escape(", ".join(budget)) + "</div>")
     cat = inst.catalog
     rows = [[n, f"{a.accelerators_per_node}", f"{a.peak_bf16_tflops:g}", f"{a.hbm_gb:g}", f"{a.node_power_kw:g}",
-             f"${a.node_price_usd:,.0f}"] for n, a in cat.accelerators.items()]
+             fmt.usd(a.node_price_usd, whole=True)] for n, a in cat.accelerators.items()]
     parts.append(_html_table("Accelerators offered (prices indicative)",
                              ["name", "per node", "BF16 TFLOP/s", "HBM GB", "node kW", "node price"], rows))
     parts.append("<div>Fabrics: " + html.escape(", ".join(cat.fabrics)) + " &nbsp; Storage: "
@@ -346,7 +341,7 @@ class Result:
 
     def __repr__(self) -> str:
         sol = self.solution
-        cost = f", TCO {_usd(self.tco_usd)}" if sol.design is not None else ""
+        cost = f", TCO {fmt.usd(self.tco_usd)}" if sol.design is not None else ""
         return f"<Result {sol.instance}: {sol.status}{cost}>"
 
     def _repr_html_(self) -> str:
@@ -397,7 +392,7 @@ class Estimate(dict):
         for k, v in self.items():
             for k2, v2 in (v.items() if isinstance(v, dict) else [(None, v)]):
                 key = k if k2 is None else f"{k}.{k2}"
-                rows.append([key, f"{v2:,.4g}" if isinstance(v2, float) else v2])
+                rows.append([key, fmt.number(v2)])
         title = "Training estimate" if "gpus" in self else "Inference estimate (one replica)"
         return _CSS + '<div class="dcopt">' + _html_table(title, ["", ""], rows) + "</div>"
 

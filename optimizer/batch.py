@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from optimizer.present.fmt import csv_row
+
 INSTANCE_SUFFIXES = (".yaml", ".yml", ".json")
 FAILED = ("invalid", "error", "timeout")  # the batch's own statuses for instances without an answer
 TIMING_FIELDS = ("solve_s", "wall_s")  # summary fields that differ between runs of the same inputs
@@ -377,7 +379,7 @@ class ResultStore:
 
 
 def _csv_row(row: dict) -> dict:
-    return {k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()}
+    return csv_row(row)
 
 
 def read_summary(out: Path) -> list[dict]:

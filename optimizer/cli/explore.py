@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from optimizer.present import fmt
 from optimizer.cli.common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_OK, console, fail
 
 
@@ -26,15 +27,7 @@ def _progress(text: str) -> None:
 
 
 def _usd(x: Optional[float]) -> str:
-    return "-" if x is None else f"${x / 1e6:,.2f}M"
-
-
-def _objective(objective: str, x: Optional[float]) -> str:
-    if x is None:
-        return "-"
-    if objective in ("min_tco", "min_capex"):
-        return _usd(x)
-    return {"min_power": f"{x / 1000:,.3f} MW", "min_time": f"{x:,.2f} d", "min_carbon": f"{x:,.1f} t/yr"}.get(objective, f"{x:g}")
+    return fmt.usd(x, millions=True)
 
 
 def _plot(kind: str, result, path: Path, fmt: OutFormat) -> None:
@@ -71,8 +64,8 @@ def _print_sweep(res) -> None:
         d = sol.design
         jobs = {j.name: j for j in sol.jobs}
         t.add_row(
-            f"{r.value:g}", sol.status + ("" if sol.verified else " (unverified)"), _objective(res.objective, sol.objective_value),
-            _usd(d.tco_usd), _usd(d.capex_usd["total"]), f"{d.facility_power_kw / 1000:,.2f}",
+            f"{r.value:g}", sol.status + ("" if sol.verified else " (unverified)"), fmt.objective(res.objective, sol.objective_value, "table"),
+            _usd(d.tco_usd), _usd(d.capex_usd["total"]), fmt.mw(d.facility_power_kw, 2, unit=""),
             ", ".join(f"{n} x {a}" for a, n in r.nodes.items()) or "-",
             *[f"{jobs[n].accelerators} x {jobs[n].accelerator}, {jobs[n].days:.1f} d"
               + (f" @{jobs[n].site}" if len(d.sites) > 1 else "") if n in jobs else "-" for n in res.jobs],
@@ -155,7 +148,7 @@ def _print_front(front) -> None:
     extra = [(h, f) for m, h, f in (
         ("tco_usd", "TCO", lambda d: _usd(d.tco_usd)),
         ("capex_usd", "capex", lambda d: _usd(d.capex_usd["total"])),
-        ("facility_power_kw", "facility MW", lambda d: f"{d.facility_power_kw / 1000:,.2f}"),
+        ("facility_power_kw", "facility MW", lambda d: fmt.mw(d.facility_power_kw, 2, unit="")),
     ) if m not in (fx.metric, fy.metric)]
     if any(len(p.solution.design.sites) > 1 for p in front.points):  # where it is built matters too
         extra.insert(0, ("sites", lambda d: "; ".join(

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 from models.schema import Instance
 
 from optimizer.mip.design import Solution
+from optimizer.present.fmt import csv_row
 
 REL_TOL = 1e-6  # the MIP's optimality gap: values closer than this are the same value
 MAX_POINTS = 10_000  # a safety stop for the point-by-point walk
@@ -162,7 +163,7 @@ class ParetoFront:
         w = csv.DictWriter(buf, fieldnames=keys or [self.x.metric, self.y.metric], lineterminator="\n")
         w.writeheader()
         for r in recs:
-            w.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow(csv_row(r))
         return buf.getvalue()
 
     def to_dict(self) -> dict:
