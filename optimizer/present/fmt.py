@@ -42,6 +42,22 @@ def tco2_per_year(t: Optional[float], digits: int = 1, unit: str = "tCO2/yr") ->
     return NONE if t is None else f"{t:,.{digits}f} {unit}"
 
 
+QUANTITY = {  # the units a limit is measured in (explain's bindings and fixes)
+    "MW": lambda x: mw(x * 1e3),
+    "$": lambda x: usd(x, millions=True),
+    "racks": lambda x: f"{x:,.0f} racks",
+    "tCO2/yr": tco2_per_year,
+    "days": days,
+    "s": ms,
+}
+
+
+def quantity(x: float, unit: str) -> str:
+    """A limit's value in its unit (MW, $, racks, tCO2/yr, days, s); any other unit as `1,234 unit`."""
+    f = QUANTITY.get(unit)
+    return f(x) if f else f"{x:,.4g} {unit}"
+
+
 def number(v: Any) -> str:
     """A value of unknown meaning (estimate tables): floats with 4 significant digits, the rest as is."""
     return f"{v:,.4g}" if isinstance(v, float) else str(v)

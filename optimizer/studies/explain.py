@@ -94,14 +94,7 @@ class Fix:
                 f"{self.path}){design}")
 
 
-_FMT = {
-    "MW": lambda x: fmt.mw(x * 1e3),
-    "$": lambda x: fmt.usd(x, millions=True),
-    "racks": lambda x: f"{x:,.0f} racks",
-    "tCO2/yr": fmt.tco2_per_year,
-    "days": fmt.days,
-    "s": fmt.ms,
-}
+_FMT = fmt.QUANTITY
 
 
 def _fmt_objective(objective: str, value: float) -> str:
