@@ -43,3 +43,11 @@ def test_csv_floats_round_trip():
     w.writerow(fmt.csv_row(row))
     assert float(next(csv.reader(io.StringIO(buf.getvalue())))[0]) == 0.1 + 0.2
     assert fmt.number(1234.5678) == "1,235" and fmt.number(7) == "7"
+
+
+def test_limit_quantities():
+    assert fmt.quantity(2.5, "MW") == "2.500 MW"
+    assert fmt.quantity(3e6, "$") == "$3.00M"
+    assert fmt.quantity(0.25, "s") == "250.0 ms"
+    assert fmt.quantity(12.0, "racks") == "12 racks"
+    assert fmt.quantity(1234.5, "GB") == "1,234 GB"

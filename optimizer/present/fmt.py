@@ -20,30 +20,32 @@ def usd(x: Optional[float], *, millions: bool = False, whole: bool = False) -> s
     return f"${x:,.0f}"
 
 
+def _with_unit(x: Optional[float], digits: int, unit: str) -> str:
+    if x is None:
+        return NONE
+    return f"{x:,.{digits}f}" + (f" {unit}" if unit else "")
+
+
 def mw(kw: Optional[float], digits: int = 3, unit: str = "MW") -> str:
     """Power given in kW (the unit of every `_kw` field) written in MW; `unit=""` for a bare number."""
-    if kw is None:
-        return NONE
-    return f"{kw / 1e3:,.{digits}f}" + (f" {unit}" if unit else "")
+    return _with_unit(None if kw is None else kw / 1e3, digits, unit)
 
 
 def days(d: Optional[float], digits: int = 2, unit: str = "days") -> str:
-    return NONE if d is None else f"{d:,.{digits}f} {unit}"
+    return _with_unit(d, digits, unit)
 
 
 def ms(s: Optional[float], digits: int = 1, unit: str = "ms") -> str:
     """A duration given in seconds written in milliseconds (latencies: TTFT, TPOT)."""
-    if s is None:
-        return NONE
-    return f"{s * 1e3:,.{digits}f}" + (f" {unit}" if unit else "")
+    return _with_unit(None if s is None else s * 1e3, digits, unit)
 
 
 def tco2_per_year(t: Optional[float], digits: int = 1, unit: str = "tCO2/yr") -> str:
-    return NONE if t is None else f"{t:,.{digits}f} {unit}"
+    return _with_unit(t, digits, unit)
 
 
 QUANTITY = {  # the units a limit is measured in (explain's bindings and fixes)
-    "MW": lambda x: mw(x * 1e3),
+    "MW": lambda x: _with_unit(x, 3, "MW"),  # limits in MW already
     "$": lambda x: usd(x, millions=True),
     "racks": lambda x: f"{x:,.0f} racks",
     "tCO2/yr": tco2_per_year,
