@@ -36,19 +36,54 @@ import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from models import schema as _schema
 from models.loader import InstanceError, instance_from_dict, load_instance
 
+from optimizer.mip.backends import BACKEND_NAMES  # the backends a caller may name, defined beside them
 from optimizer.mip.design import Solution
+from optimizer import fmt
 
 __all__ = [
     "Instance", "InstanceError", "Result", "Estimate", "load", "show", "with_", "solve", "estimate", "sweep",
     "pareto", "batch", "read_batch", "batch_workloads", "generate",
+    # The plain results (no pandas) the command line prints, and the errors it maps to exit codes.
+    "BACKEND_NAMES", "version", "catalog", "presets", "catalog_dict", "instance_schema", "calibrate", "what_binds",
+    "shadow_prices", "parse_values", "run_sweep", "pareto_front", "batch_tasks", "run_batch", "generate_text",
+    "VerificationError", "SweepError", "ParetoError", "ParetoInfeasible", "BatchArgumentError",
 ]
 
 PathLike = Union[str, Path]
+
+# Error types of the layers below, importable from here without loading those layers up front.
+_LAZY = {
+    "VerificationError": "optimizer.solving.verify", "SweepError": "optimizer.runs.scenarios",
+    "ParetoError": "optimizer.studies.pareto", "ParetoInfeasible": "optimizer.studies.pareto",
+    "BatchArgumentError": "optimizer.runs.discover", "BATCH_FAILED": ("optimizer.runs.worker", "FAILED"),
+    "one_line": "optimizer.runs.store",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    where = _LAZY[name]
+    module, attr = where if isinstance(where, tuple) else (where, name)
+    return getattr(importlib.import_module(module), attr)
+
+
+def version() -> str:
+    """dcopt's version, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    try:
+        return _version("dcopt")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _pandas():
@@ -58,12 +93,6 @@ def _pandas():
     except ImportError:
         raise ImportError("this needs pandas: pip install 'dcopt[notebooks]' (or pip install pandas)") from None
     return pd
-
-
-def _usd(x: Optional[float]) -> str:
-    if x is None:
-        return "-"
-    return f"${x / 1e6:,.2f}M" if abs(x) >= 1e5 else f"${x:,.0f}"
 
 
 _CSS = ("<style>.dcopt table{border-collapse:collapse;margin:2px 0 10px 0;font-size:12px}"
@@ -169,7 +198,7 @@ def _instance_html(inst: _schema.Instance) -> str:
              ", ".join(s.cooling), f"{s.carbon_g_per_kwh:g}"] for s in inst.site_list]
     parts.append(_html_table("Facility" if inst.sites is None else "Sites",
                              ["site", "power cap MW", "PUE", "$/kWh", "max racks", "cooling", "gCO2/kWh"], rows))
-    budget = [f"capex cap {_usd(b.capex_usd)}" if b.capex_usd else "no capex cap", f"horizon {b.horizon_years:g} years",
+    budget = [f"capex cap {fmt.usd(b.capex_usd)}" if b.capex_usd else "no capex cap", f"horizon {b.horizon_years:g} years",
               f"maintenance {b.maintenance_pct_per_year:g}%/year"]
     if b.carbon_price_usd_per_t:
         budget.append(f"carbon ${b.carbon_price_usd_per_t:g}/t")
@@ -178,7 +207,7 @@ def _instance_html(inst: _schema.Instance) -> str:
     parts.append("<div>Budget: " + html.escape(", ".join(budget)) + "</div>")
     cat = inst.catalog
     rows = [[n, f"{a.accelerators_per_node}", f"{a.peak_bf16_tflops:g}", f"{a.hbm_gb:g}", f"{a.node_power_kw:g}",
-             f"${a.node_price_usd:,.0f}"] for n, a in cat.accelerators.items()]
+             fmt.usd(a.node_price_usd, whole=True)] for n, a in cat.accelerators.items()]
     parts.append(_html_table("Accelerators offered (prices indicative)",
                              ["name", "per node", "BF16 TFLOP/s", "HBM GB", "node kW", "node price"], rows))
     parts.append("<div>Fabrics: " + html.escape(", ".join(cat.fabrics)) + " &nbsp; Storage: "
@@ -346,7 +375,7 @@ class Result:
 
     def __repr__(self) -> str:
         sol = self.solution
-        cost = f", TCO {_usd(self.tco_usd)}" if sol.design is not None else ""
+        cost = f", TCO {fmt.usd(self.tco_usd)}" if sol.design is not None else ""
         return f"<Result {sol.instance}: {sol.status}{cost}>"
 
     def _repr_html_(self) -> str:
@@ -386,6 +415,20 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
     return Result(sol, inst)
 
 
+def what_binds(result: Result) -> list:
+    """Every limit of a solved design with its use and slack (`optimizer.studies.explain.Binding`)."""
+    from optimizer.studies.explain import what_binds as _binds
+
+    return _binds(result.instance, result.solution)
+
+
+def shadow_prices(result: Result, backend: str = "ortools", time_limit: Optional[float] = None) -> list:
+    """What one more unit of each limit is worth to a cost objective (`ShadowPrice`s; empty otherwise)."""
+    from optimizer.studies.explain import shadow_prices as _prices
+
+    return _prices(result.instance, result.solution, backend=backend, time_limit_s=time_limit)
+
+
 # --------------------------------------------------------------------------------------------
 # Estimates
 # --------------------------------------------------------------------------------------------
@@ -399,7 +442,7 @@ class Estimate(dict):
         for k, v in self.items():
             for k2, v2 in (v.items() if isinstance(v, dict) else [(None, v)]):
                 key = k if k2 is None else f"{k}.{k2}"
-                rows.append([key, f"{v2:,.4g}" if isinstance(v2, float) else v2])
+                rows.append([key, fmt.number(v2)])
         title = "Training estimate" if "gpus" in self else "Inference estimate (one replica)"
         return _CSS + '<div class="dcopt">' + _html_table(title, ["", ""], rows) + "</div>"
 
@@ -438,9 +481,72 @@ def estimate(model: Union[str, _schema.ModelDims, Mapping[str, Any]], accelerato
     return Estimate(estimate_training(dims, catalog, accelerator, kw.pop("fabric", None), kw.pop("gpus"), **kw))
 
 
+def calibrate():
+    """The performance model against published training runs (`models.perf.calibration.CalibrationReport`)."""
+    from models.loader import default_catalog
+    from models.perf.calibration import run_calibration
+
+    return run_calibration(default_catalog())
+
+
+# --------------------------------------------------------------------------------------------
+# The catalog
+# --------------------------------------------------------------------------------------------
+
+
+def catalog() -> _schema.Catalog:
+    """The built-in catalog: accelerators, fabrics, storage tiers and the model's calibration."""
+    from models.loader import default_catalog
+
+    return default_catalog()
+
+
+def presets() -> dict:
+    """The model presets by name (`ModelDims`)."""
+    from models.presets import PRESETS
+
+    return dict(PRESETS)
+
+
+def catalog_dict() -> dict:
+    """The whole built-in catalog as plain data (what `dcopt catalog --json` prints): every field of
+    every accelerator, fabric and storage tier, the calibration, and the presets with their size."""
+    doc = catalog().model_dump(mode="json")
+    doc.pop("frontend_fabrics", None)  # derived per instance by the loader, empty here
+    doc["presets"] = {n: {**d.model_dump(mode="json"), "params": d.params} for n, d in presets().items()}
+    return doc
+
+
+def instance_schema() -> dict:
+    """The JSON Schema of instance files (for editors)."""
+    return _schema.instance_file_schema()
+
+
 # --------------------------------------------------------------------------------------------
 # Sweeps and Pareto fronts
 # --------------------------------------------------------------------------------------------
+
+
+def parse_values(text: str) -> list[float]:
+    """`dcopt sweep --values` text (comma-separated values and start:stop:step ranges) as a list."""
+    from optimizer.studies.sweep import parse_values as _parse
+
+    return _parse(text)
+
+
+def run_sweep(inst: Union[_schema.Instance, PathLike], param: str, values: Sequence[Any], *, backend: str = "ortools",
+              time_limit: Optional[float] = None, gap: Optional[float] = None, on_row: Optional[Callable] = None):
+    """The sweep as `optimizer.studies.sweep.SweepResult` (rows, flips, `to_csv`, `to_dict`), what
+    `dcopt sweep` prints; `on_row(i, row)` is called as each value is solved."""
+    from models.loader import read_file
+
+    from optimizer.studies.sweep import run_sweep as _run
+
+    if isinstance(inst, (str, Path)):
+        raw, source = read_file(inst), str(inst)
+    else:
+        raw, source = _document(inst), inst.name
+    return _run(raw, param, list(values), source, backend=backend, time_limit_s=time_limit, gap=gap, on_row=on_row)
 
 
 def sweep(inst: Union[_schema.Instance, PathLike], param: str, values: Sequence[Any], *, backend: str = "ortools",
@@ -451,16 +557,8 @@ def sweep(inst: Union[_schema.Instance, PathLike], param: str, values: Sequence[
 
     Every value is validated before anything is solved (a bad one raises `InstanceError`). Values
     need not be numbers: `sweep(inst, "workloads[0].fabric", ["roce-400g", "ib-ndr-400g"])`."""
-    from models.loader import read_file
-
-    from optimizer.studies.sweep import run_sweep
-
     pd = _pandas()
-    if isinstance(inst, (str, Path)):
-        raw, source = read_file(inst), str(inst)
-    else:
-        raw, source = _document(inst), inst.name
-    res = run_sweep(raw, param, list(values), source, backend=backend, time_limit_s=time_limit, gap=gap)
+    res = run_sweep(inst, param, values, backend=backend, time_limit=time_limit, gap=gap)
     base = _as_instance(inst)
     results = [Result(r.solution, with_(base, {param: r.value})) if r.solution is not None else None for r in res.rows]
     df = pd.DataFrame(res.records())
@@ -469,17 +567,26 @@ def sweep(inst: Union[_schema.Instance, PathLike], param: str, values: Sequence[
     return df
 
 
+def pareto_front(inst: Union[_schema.Instance, PathLike], x: str = "tco", y: str = "time_to_train",
+                 points: Optional[int] = 8, *, backend: str = "ortools", time_limit: Optional[float] = None,
+                 on_solve: Optional[Callable] = None):
+    """The front as `optimizer.studies.pareto.ParetoFront` (points, `to_csv`, `to_dict`), what
+    `dcopt pareto` prints; `on_solve(what, solution)` is called after each solve."""
+    from optimizer.studies.pareto import pareto_front as _front
+
+    return _front(_as_instance(inst), x=x, y=y, points=points, backend=backend, time_limit_s=time_limit,
+                  on_solve=on_solve)
+
+
 def pareto(inst: Union[_schema.Instance, PathLike], x: str = "tco", y: str = "time_to_train",
            points: Optional[int] = 8, *, backend: str = "ortools", time_limit: Optional[float] = None):
     """The Pareto front of two minimised metrics (tco, capex, power, carbon, time_to_train[:JOB]):
     a DataFrame by increasing x, one proven-optimal, verified design a row, with a `result` column.
     `points=None` finds every point of the front. Raises `ValueError` (ParetoInfeasible) when no
     design exists at all."""
-    from optimizer.studies.pareto import pareto_front
-
     pd = _pandas()
     inst = _as_instance(inst)
-    front = pareto_front(inst, x, y, points=points, backend=backend, time_limit_s=time_limit)
+    front = pareto_front(inst, x, y, points, backend=backend, time_limit=time_limit)
     df = pd.DataFrame(front.records())
     df["result"] = [Result(p.solution, inst) for p in front.points]
     df.attrs.update(x=front.x.metric, y=front.y.metric, x_title=front.x.title, y_title=front.y.title,
@@ -490,6 +597,22 @@ def pareto(inst: Union[_schema.Instance, PathLike], x: str = "tco", y: str = "ti
 # --------------------------------------------------------------------------------------------
 # Batches and generated instances
 # --------------------------------------------------------------------------------------------
+
+
+def generate_text(jobs: int = 2, services: int = 1, sites: int = 1, accelerators: int = 4, seed: int = 0, *,
+                  fabrics: int = 2, infeasible: bool = False, objective: str = "min_tco", command: str = "",
+                  output: Optional[PathLike] = None) -> str:
+    """One random instance as YAML text with its header (the witness design, or what breaks it),
+    as `dcopt generate` prints it; also written (atomically) to `output` if given."""
+    from optimizer.runs.generate import generate as _gen
+    from optimizer.runs.generate import render, write
+
+    if output is not None:
+        return write(output, jobs, services, sites, accelerators, seed, fabrics=fabrics, infeasible=infeasible,
+                     objective=objective, command=command).read_text()
+    doc, notes = _gen(jobs, services, sites, accelerators, seed, fabrics=fabrics, infeasible=infeasible,
+                      objective=objective)
+    return render(doc, notes, command)
 
 
 def generate(directory: PathLike, seeds: Iterable[int] = range(4), *, jobs: int = 1, services: int = 1,
@@ -505,6 +628,36 @@ def generate(directory: PathLike, seeds: Iterable[int] = range(4), *, jobs: int 
                   infeasible=infeasible, objective=objective) for seed in seeds]
 
 
+def _paths(paths: Union[PathLike, Sequence[PathLike]]) -> list[str]:
+    return [str(paths)] if isinstance(paths, (str, Path)) else [str(p) for p in paths]
+
+
+def batch_tasks(paths: Union[PathLike, Sequence[PathLike]], out: PathLike) -> list:
+    """The instances a batch over `paths` would solve (sweep files expanded), in order; raises
+    BatchArgumentError for a path that matches nothing."""
+    from optimizer.runs.discover import discover
+
+    return discover(_paths(paths), Path(out))
+
+
+def run_batch(paths: Union[PathLike, Sequence[PathLike]], out: PathLike, *, workers: Optional[int] = None,
+              engine: str = "local", ray_address: Optional[str] = None, backend: str = "ortools",
+              time_limit: Optional[float] = 60.0, timeout: Optional[float] = None, gap: Optional[float] = None,
+              resume: bool = False, retry_failed: bool = False, solver: Optional[str] = None,
+              listener: Any = None, tasks: Optional[list] = None):
+    """The batch as `optimizer.runs.batch.BatchReport` (records, counts), what `dcopt batch` prints.
+    `listener` gets `started(task)` / `finished(task, record, skipped)`; `tasks` from `batch_tasks`."""
+    from optimizer.runs.batch import run_batch as _run
+    from optimizer.runs.discover import BatchArgumentError
+    from optimizer.runs.worker import DEFAULT_SOLVER, Options
+
+    if backend not in BACKEND_NAMES:
+        raise BatchArgumentError(f"--backend: got '{backend}', expected {', '.join(BACKEND_NAMES)}")
+    opts = Options(backend=backend, time_limit_s=time_limit, timeout_s=timeout, gap=gap, solver=solver or DEFAULT_SOLVER)
+    return _run(_paths(paths), Path(out), workers=workers, engine=engine, ray_address=ray_address, resume=resume,
+                retry_failed=retry_failed, opts=opts, listener=listener, tasks=tasks)
+
+
 def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = None, *, workers: Optional[int] = None,
           backend: str = "ortools", time_limit: Optional[float] = 60.0, timeout: Optional[float] = None,
           gap: Optional[float] = None, resume: bool = False):
@@ -513,16 +666,12 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
 
     Results go to `out` (a new temporary directory if not given; `df.attrs["out"]` says where), so
     `batch_workloads(df)` can read the per-workload figures and `resume=True` can reuse them."""
-    from optimizer.runs.batch import run_batch
     from optimizer.runs.store import summary_row
-    from optimizer.runs.worker import Options
 
     pd = _pandas()
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="dcopt-batch-"))
-    opts = Options(backend=backend, time_limit_s=time_limit, timeout_s=timeout, gap=gap)
-    report = run_batch([str(p) for p in paths], out, workers=workers, resume=resume, opts=opts)
+    report = run_batch(paths, out, workers=workers, backend=backend, time_limit=time_limit, timeout=timeout, gap=gap,
+                       resume=resume)
     df = pd.DataFrame([summary_row(r) for r in report.records])
     df.attrs.update(out=str(out), wall_s=report.wall_s)
     return df

@@ -10,11 +10,26 @@ from typing import Optional
 
 import typer
 
-from models.loader import InstanceError
-
-from optimizer.cli.common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_NO_DESIGN, EXIT_OK, console, fail
+from optimizer import api
+from optimizer.cli.common import (EXIT_INVALID, EXIT_OK, Backend, backend_option, console, debug_option, errors, fail,
+                                  status_code)
+from optimizer import fmt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dcopt {api.version()}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print the installed dcopt version and exit."),
+) -> None:
+    pass
 
 
 class Format(str, Enum):
@@ -26,34 +41,21 @@ class Format(str, Enum):
 @app.command()
 def solve(
     instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
-    backend: str = typer.Option("ortools", help="ortools (default; falls back to pulp if it fails) or pulp."),
+    backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per MIP solve (soft)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
     as_json: bool = typer.Option(False, "--json", help="Print the solution as JSON."),
-    fmt: Format = typer.Option(Format.table, "--format", help="table (default), md or json."),
+    fmt_: Format = typer.Option(Format.table, "--format", help="table (default), md or json."),
     export: Optional[Path] = typer.Option(None, help="Also write the MIP as .lp or .mps for other solvers."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = debug_option(),
 ) -> None:
     """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
-    from optimizer import api
-    from optimizer.solving.verify import VerificationError
-
-    try:
-        res = api.solve(api.load(instance), backend=backend, time_limit=time_limit, gap=gap, export=export)
-        inst, sol = res.instance, res.solution
-    except InstanceError as exc:
-        fail(exc.format(), EXIT_INVALID)
-    except VerificationError as exc:
-        if debug:
-            raise
-        fail(f"{instance}: {exc}", EXIT_ERROR)
-    except ValueError as exc:
-        if debug:
-            raise
-        fail(f"{instance}: {exc}", EXIT_INVALID)
-    if as_json or fmt == Format.json:
+    with errors(debug, str(instance)):
+        res = api.solve(api.load(instance), backend=backend.value, time_limit=time_limit, gap=gap, export=export)
+    inst, sol = res.instance, res.solution
+    if as_json or fmt_ == Format.json:
         print(json.dumps(sol.to_dict(), indent=2))
-    elif fmt == Format.md:
+    elif fmt_ == Format.md:
         from optimizer.present.report import render_markdown
 
         print(render_markdown(sol, inst))
@@ -61,13 +63,10 @@ def solve(
         from optimizer.present.report import render_rich
 
         render_rich(sol, inst, console)
-    if sol.has_design:
-        raise typer.Exit(EXIT_OK)
-    if sol.status == "infeasible":
-        raise typer.Exit(EXIT_INFEASIBLE)
-    if sol.status == "time_limit":
-        raise typer.Exit(EXIT_NO_DESIGN)
-    fail(f"{instance}: solver error: {sol.message}", EXIT_ERROR)
+    code = status_code(sol.status, sol.has_design)
+    if code == EXIT_OK or sol.status in ("infeasible", "time_limit"):
+        raise typer.Exit(code)
+    fail(f"{instance}: solver error: {sol.message}", code)
 
 
 class Precision(str, Enum):
@@ -90,7 +89,7 @@ class RecomputeOpt(str, Enum):
 @app.command()
 def estimate(
     mode: Mode = typer.Option(Mode.training, help="training (one parallel layout) or inference (one serving replica)."),
-    model: Optional[str] = typer.Option(None, help="Model preset (see `dcopt presets`), or give the dimensions."),
+    model: Optional[str] = typer.Option(None, help="Model preset (listed by `dcopt catalog`), or give the dimensions."),
     layers: Optional[int] = typer.Option(None),
     hidden: Optional[int] = typer.Option(None),
     heads: Optional[int] = typer.Option(None),
@@ -114,43 +113,32 @@ def estimate(
     batch: Optional[int] = typer.Option(None, "--batch", help="Inference: decode batch (concurrent sequences)."),
     input_tokens: float = typer.Option(1000.0, "--input-tokens", help="Inference: prompt tokens per request."),
     output_tokens: float = typer.Option(250.0, "--output-tokens", help="Inference: generated tokens per request."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
+    debug: bool = debug_option(),
 ) -> None:
     """One training configuration (step time, tokens/s, MFU, memory) or one serving replica (TTFT, TPOT, tokens/s)."""
-    from models.perf.estimate import estimate_training
-    from models.loader import default_catalog
-    from models.presets import resolve_model
-    from models.schema import ModelDims
-
-    try:
-        if model:
-            dims = resolve_model(model, seq_len)
-        else:
-            missing = [n for n, v in (("--layers", layers), ("--hidden", hidden), ("--heads", heads), ("--vocab", vocab),
-                                      ("--seq-len", seq_len)) if v is None]
-            if missing:
-                fail(f"give --model PRESET or the dimensions (missing: {', '.join(missing)})", EXIT_INVALID)
-            dims = ModelDims(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn_hidden,
-                             gated_mlp=gated_mlp, vocab=vocab, seq_len=seq_len)
-        if mode == Mode.inference:
-            from models.perf.estimate import estimate_inference
-
-            out = estimate_inference(dims, default_catalog(), accelerator=accelerator, tp=tp, batch=batch,
-                                     precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens)
-            _print_estimate(out, as_json, "Inference estimate (one replica)")
-            return
-        if gpus is None or global_batch is None:
-            fail("estimate: training needs --gpus and --global-batch", EXIT_INVALID)
-        if precision == Precision.int8:
-            fail("estimate: int8 is a serving precision; train in bf16 or fp8", EXIT_INVALID)
-        out = estimate_training(
-            dims, default_catalog(), accelerator=accelerator, fabric=fabric, gpus=gpus, tp=tp, pp=pp,
-            global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
-            recompute=recompute.value if recompute else None, distributed_optimizer=distributed_optimizer, tokens=tokens,
-        )
-    except (ValueError, KeyError) as exc:
-        msg = exc.args[0] if exc.args else str(exc)
-        fail(f"estimate: {msg}", EXIT_INVALID)
+    if model is None:
+        missing = [n for n, v in (("--layers", layers), ("--hidden", hidden), ("--heads", heads), ("--vocab", vocab),
+                                  ("--seq-len", seq_len)) if v is None]
+        if missing:
+            fail(f"give --model PRESET or the dimensions (missing: {', '.join(missing)})", EXIT_INVALID)
+    what = model or dict(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn_hidden,
+                         gated_mlp=gated_mlp, vocab=vocab, seq_len=seq_len)
+    if mode == Mode.inference:
+        with errors(debug, "estimate"):
+            out = api.estimate(what, accelerator, mode="inference", seq_len=seq_len, tp=tp, batch=batch,
+                               precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens)
+        _print_estimate(out, as_json, "Inference estimate (one replica)")
+        return
+    if gpus is None or global_batch is None:
+        fail("estimate: training needs --gpus and --global-batch", EXIT_INVALID)
+    if precision == Precision.int8:
+        fail("estimate: int8 is a serving precision; train in bf16 or fp8", EXIT_INVALID)
+    with errors(debug, "estimate"):
+        out = api.estimate(what, accelerator, seq_len=seq_len, fabric=fabric, gpus=gpus, tp=tp, pp=pp,
+                           global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
+                           recompute=recompute.value if recompute else None,
+                           distributed_optimizer=distributed_optimizer, tokens=tokens)
     _print_estimate(out, as_json, "Training estimate")
 
 
@@ -164,19 +152,20 @@ def _print_estimate(out: dict, as_json: bool, title: str) -> None:
     for k, v in out.items():
         if isinstance(v, dict):  # the breakdown: one row per part
             for k2, v2 in v.items():
-                t.add_row(f"{k}.{k2}", f"{v2:,.4g}" if isinstance(v2, float) else str(v2))
+                t.add_row(f"{k}.{k2}", fmt.number(v2))
         else:
-            t.add_row(k, f"{v:,.4g}" if isinstance(v, float) else str(v))
+            t.add_row(k, fmt.number(v))
     console.print(t)
 
 
 @app.command()
-def calibrate(as_json: bool = typer.Option(False, "--json")) -> None:
+def calibrate(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    debug: bool = debug_option(),
+) -> None:
     """Predict published training runs (Megatron-LM, SC'21) and print the error of each."""
-    from models.perf.calibration import run_calibration
-    from models.loader import default_catalog
-
-    rep = run_calibration(default_catalog())
+    with errors(debug, "calibrate"):
+        rep = api.calibrate()
     if as_json:
         print(json.dumps(rep.to_dict(), indent=2))
         return
@@ -198,20 +187,16 @@ def calibrate(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command()
 def explain(
     instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
-    backend: str = typer.Option("ortools", help="ortools (default) or pulp."),
+    backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per MIP solve (soft)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+    debug: bool = debug_option(),
 ) -> None:
     """Why no design exists and the smallest fixes; or, for a solved design, what binds and what one
     more unit of each limit is worth."""
-    from optimizer import api
-    from optimizer.studies.explain import shadow_prices, what_binds
-
-    try:
-        res = api.solve(api.load(instance), backend=backend, time_limit=time_limit)
-        inst, sol = res.instance, res.solution
-    except InstanceError as exc:
-        fail(exc.format(), EXIT_INVALID)
+    with errors(debug, str(instance)):
+        res = api.solve(api.load(instance), backend=backend.value, time_limit=time_limit)
+    inst, sol = res.instance, res.solution
     if not sol.has_design:
         if as_json:
             print(json.dumps({"status": sol.status, "diagnosis": sol.diagnosis}, indent=2))
@@ -219,9 +204,10 @@ def explain(
             console.print(f"{inst.name}: no design exists ({sol.status}).", highlight=False)
             for x in sol.diagnosis:
                 console.print(f"    * {x.strip()}" if x.startswith("  ") else f"  - {x}", highlight=False)
-        raise typer.Exit(EXIT_INFEASIBLE if sol.status == "infeasible" else EXIT_NO_DESIGN)
-    binds = what_binds(inst, sol)
-    prices = shadow_prices(inst, sol, backend=backend, time_limit_s=time_limit)
+        raise typer.Exit(status_code(sol.status, sol.has_design))
+    with errors(debug, str(instance)):
+        binds = api.what_binds(res)
+        prices = api.shadow_prices(res, backend=backend.value, time_limit=time_limit)
     if as_json:
         print(json.dumps({
             "status": sol.status, "objective": sol.objective, "objective_value": sol.objective_value,
@@ -233,13 +219,11 @@ def explain(
         return
     from rich.table import Table
 
-    from optimizer.studies.explain import _FMT
-
     t = Table(title=f"What binds in {inst.name} (tight = under 2% left)", title_justify="left")
     for h in ("limit", "used", "limit value", "slack", "tight"):
         t.add_column(h)
     for b in sorted(binds, key=lambda b: (not b.tight, b.limit)):
-        f = _FMT.get(b.unit, lambda x, u=b.unit: f"{x:,.4g} {u}")
+        f = lambda x, u=b.unit: fmt.quantity(x, u)  # noqa: E731
         t.add_row(b.limit, f(b.value), f(b.bound), f(b.slack), "TIGHT" if b.tight else "")
     console.print(t)
     for p in prices:
@@ -247,37 +231,44 @@ def explain(
 
 
 @app.command()
-def schema() -> None:
+def schema(debug: bool = debug_option()) -> None:
     """Print the JSON Schema of instance files (for editors)."""
-    from models.schema import instance_file_schema
-
-    print(json.dumps(instance_file_schema(), indent=2))
+    with errors(debug, "schema"):
+        doc = api.instance_schema()
+    print(json.dumps(doc, indent=2))
 
 
 @app.command()
-def catalog() -> None:
+def catalog(
+    as_json: bool = typer.Option(False, "--json", help="Print the whole catalog (every field of every entry, the "
+                                 "calibration and the model presets) as JSON."),
+    debug: bool = debug_option(),
+) -> None:
     """List the built-in catalog and model presets."""
+    with errors(debug, "catalog"):
+        cat, presets = api.catalog(), api.presets()
+        doc = api.catalog_dict() if as_json else None
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
     from rich.table import Table
 
-    from models.loader import default_catalog
-    from models.presets import PRESETS
-
-    cat = default_catalog()
     t = Table(title="Accelerators (prices indicative)", title_justify="left")
-    for h in ("name", "BF16 TFLOP/s", "FP8", "HBM GB", "TB/s", "per node", "node kW", "node $"):
+    for h in ("name", "BF16 TFLOP/s", "FP8", "HBM GB", "TB/s", "per node", "node kW", "node price"):
         t.add_column(h)
     for n, a in cat.accelerators.items():
         t.add_row(n, f"{a.peak_bf16_tflops:g}", f"{a.peak_fp8_tflops or '-'}", f"{a.hbm_gb:g}", f"{a.hbm_bw_tbs:g}",
-                  str(a.accelerators_per_node), f"{a.node_power_kw:g}", f"{a.node_price_usd:,.0f}")
+                  str(a.accelerators_per_node), f"{a.node_power_kw:g}", fmt.usd(a.node_price_usd, whole=True))
     console.print(t)
     t = Table(title="Fabrics", title_justify="left")
-    for h in ("name", "Gb/s", "radix", "switch $", "endpoint $"):
+    for h in ("name", "Gb/s", "radix", "switch price", "endpoint price"):
         t.add_column(h)
     for n, f in cat.fabrics.items():
-        t.add_row(n, f"{f.port_gbps:g}", str(f.switch_radix), f"{f.switch_price_usd:,.0f}", f"{f.endpoint_price_usd:,.0f}")
+        t.add_row(n, f"{f.port_gbps:g}", str(f.switch_radix), fmt.usd(f.switch_price_usd, whole=True),
+                  fmt.usd(f.endpoint_price_usd, whole=True))
     console.print(t)
     console.print("Storage tiers: " + ", ".join(cat.storage), highlight=False)
-    console.print("Model presets: " + ", ".join(f"{k} ({v.params / 1e9:.0f}B)" for k, v in PRESETS.items()), highlight=False)
+    console.print("Model presets: " + ", ".join(f"{k} ({v.params / 1e9:.0f}B)" for k, v in presets.items()), highlight=False)
 
 
 # Commands that live in their own modules (batch and generate; sweep and pareto).

@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-EXIT_OK, EXIT_INVALID, EXIT_INTERRUPTED = 0, 2, 130
+from optimizer import api
+from optimizer.cli.common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, Backend, backend_option, debug_option, errors, fail
+
 STATUS_STYLE = {"optimal": "green", "feasible": "yellow", "infeasible": "cyan", "time_limit": "yellow",
                 "timeout": "red", "error": "red", "invalid": "red"}
 
@@ -46,11 +48,9 @@ class _Progress:
         self._update()
 
     def finished(self, task, rec: dict, skipped: bool = False) -> None:
-        from optimizer.runs.worker import FAILED
-
         if not skipped:
             self.running -= 1
-        if rec.get("status") in FAILED:
+        if rec.get("status") in api.BATCH_FAILED:
             self.failed += 1
         else:
             self.ok += 1
@@ -59,9 +59,6 @@ class _Progress:
 
 def _final_table(report, out: Path, console: Console) -> None:
     from rich.table import Table
-
-    from optimizer.runs.store import one_line
-    from optimizer.runs.worker import FAILED
 
     counts = report.counts()
     console.print(f"Batch: {len(report.records)} instances ({report.solved} solved now, {report.skipped} reused) "
@@ -74,9 +71,9 @@ def _final_table(report, out: Path, console: Console) -> None:
         example = next(r["path"] for r in report.records if r["status"] == status)
         t.add_row(f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", str(n), example)
     console.print(t)
-    failed = [r for r in report.records if r["status"] in FAILED]
+    failed = [r for r in report.records if r["status"] in api.BATCH_FAILED]
     for r in failed[:20]:
-        err = one_line(r.get("error"), 200) or ""
+        err = api.one_line(r.get("error"), 200) or ""
         where = "" if err.startswith(r["path"]) else f"{r['path']}: "
         console.print(f"  [red]{r['status']}[/] {where}{err}", highlight=False, soft_wrap=True)
     if len(failed) > 20:
@@ -96,7 +93,7 @@ def batch(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Hard wall clock per instance, seconds: the "
                                             "worker is killed (default 2 x time limit + 5)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
-    backend: str = typer.Option("ortools", help="ortools (default) or pulp."),
+    backend: Backend = backend_option(),
     engine: str = typer.Option("local", help="local (a process pool on this machine) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (e.g. "
                                               "ray://head:10001 or auto; dcopt must be installed on its nodes); default: "
@@ -107,36 +104,28 @@ def batch(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table: one summary line."),
     solver: str = typer.Option("optimizer.runs.worker:solve_payload", "--solver", hidden=True,
                                help="module:function solving one instance (tests swap in one that crashes or hangs)."),
+    debug: bool = debug_option(),
 ) -> None:
     """Solve many instances in parallel, each in its own worker, into OUT/results/*.json and OUT/summary.{csv,jsonl}.
 
     Exit 0 when the batch ran (whatever each instance's status), 2 on bad arguments."""
-    from optimizer.runs.batch import run_batch
-    from optimizer.runs.discover import BatchArgumentError, discover
-    from optimizer.runs.worker import Options
-
     err = Console(stderr=True)
     console = Console(width=None if sys.stdout.isatty() else 150)
-    opts = Options(backend=backend, time_limit_s=time_limit, timeout_s=timeout, gap=gap, solver=solver)
-    if backend not in ("ortools", "pulp"):
-        typer.echo(f"--backend: got '{backend}', expected ortools or pulp", err=True)
-        raise typer.Exit(EXIT_INVALID)
     try:
-        if engine not in ("local", "ray"):
-            raise BatchArgumentError(f"--engine: got '{engine}', expected local or ray")
-        if out.exists() and not out.is_dir():
-            raise BatchArgumentError(f"--out: {out} exists and is not a directory")
-        out.mkdir(parents=True, exist_ok=True)
-        tasks = discover(paths, out)
-        with _Progress(len(tasks), err, enabled=err.is_terminal and not quiet) as progress:
-            report = run_batch(paths, out, workers=workers, engine=engine, ray_address=ray_address, resume=resume,
-                               retry_failed=retry_failed, opts=opts, listener=progress, tasks=tasks)
-    except BatchArgumentError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_INVALID)
+        with errors(debug):
+            if engine not in ("local", "ray"):
+                raise api.BatchArgumentError(f"--engine: got '{engine}', expected local or ray")
+            if out.exists() and not out.is_dir():
+                raise api.BatchArgumentError(f"--out: {out} exists and is not a directory")
+            out.mkdir(parents=True, exist_ok=True)
+            tasks = api.batch_tasks(paths, out)
+            with _Progress(len(tasks), err, enabled=err.is_terminal and not quiet) as progress:
+                report = api.run_batch(paths, out, workers=workers, engine=engine, ray_address=ray_address,
+                                       backend=backend.value, time_limit=time_limit, timeout=timeout, gap=gap,
+                                       resume=resume, retry_failed=retry_failed, solver=solver, listener=progress,
+                                       tasks=tasks)
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: finished results are in {out}; run again with --resume to complete", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        fail(f"interrupted: finished results are in {out}; run again with --resume to complete", EXIT_INTERRUPTED)
     if quiet:
         counts = ", ".join(f"{n} {s}" for s, n in report.counts().items())
         typer.echo(f"{len(report.records)} instances in {report.wall_s:.1f} s: {counts}; results in {out}")
@@ -156,29 +145,21 @@ def generate(
     infeasible: bool = typer.Option(False, "--infeasible", help="Break one limit so that no design exists."),
     objective: str = typer.Option("min_tco", help="min_tco, min_capex, min_power or min_carbon."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: print it)."),
+    debug: bool = debug_option(),
 ) -> None:
     """Write a realistic random instance, feasible by construction (a witness design is noted in its header)."""
-    from optimizer.runs.generate import generate as gen
-    from optimizer.runs.generate import render, write
-
     if objective not in ("min_tco", "min_capex", "min_power", "min_carbon"):
-        typer.echo(f"--objective: got '{objective}', expected min_tco, min_capex, min_power or min_carbon", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        fail(f"--objective: got '{objective}', expected min_tco, min_capex, min_power or min_carbon", EXIT_INVALID)
     cmd = (f"dcopt generate --jobs {jobs} --services {services} --sites {sites} --accelerators {accelerators} "
            f"--fabrics {fabrics} --seed {seed}" + (" --infeasible" if infeasible else "")
            + (f" --objective {objective}" if objective != "min_tco" else ""))
-    try:
-        if output is None:
-            doc, notes = gen(jobs, services, sites, accelerators, seed, fabrics=fabrics, infeasible=infeasible,
-                             objective=objective)
-            sys.stdout.write(render(doc, notes, cmd))
-        else:
-            write(output, jobs, services, sites, accelerators, seed, fabrics=fabrics, infeasible=infeasible,
-                  objective=objective, command=cmd)
-            typer.echo(f"wrote {output}", err=True)
-    except ValueError as exc:
-        typer.echo(f"generate: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID)
+    with errors(debug, "generate"):
+        text = api.generate_text(jobs, services, sites, accelerators, seed, fabrics=fabrics, infeasible=infeasible,
+                                 objective=objective, command=cmd, output=output)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        typer.echo(f"wrote {output}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,9 @@ from typing import Optional
 
 import typer
 
-from optimizer.cli.common import EXIT_ERROR, EXIT_INFEASIBLE, EXIT_INVALID, EXIT_OK, console, fail
+from optimizer import api
+from optimizer.cli.common import EXIT_ERROR, EXIT_INVALID, EXIT_OK, Backend, backend_option, console, debug_option, errors, fail
+from optimizer import fmt
 
 
 class OutFormat(str, Enum):
@@ -26,30 +28,22 @@ def _progress(text: str) -> None:
 
 
 def _usd(x: Optional[float]) -> str:
-    return "-" if x is None else f"${x / 1e6:,.2f}M"
+    return fmt.usd(x, millions=True)
 
 
-def _objective(objective: str, x: Optional[float]) -> str:
-    if x is None:
-        return "-"
-    if objective in ("min_tco", "min_capex"):
-        return _usd(x)
-    return {"min_power": f"{x / 1000:,.3f} MW", "min_time": f"{x:,.2f} d", "min_carbon": f"{x:,.1f} t/yr"}.get(objective, f"{x:g}")
-
-
-def _plot(kind: str, result, path: Path, fmt: OutFormat) -> None:
+def _plot(kind: str, result, path: Path, out: OutFormat) -> None:
     from optimizer.present.plots import PlotUnavailable, plot_pareto, plot_sweep
 
     try:
         (plot_sweep if kind == "sweep" else plot_pareto)(result, path)
     except PlotUnavailable as exc:
         fail(str(exc), EXIT_INVALID)
-    _note(f"Plot: {path}", fmt)
+    _note(f"Plot: {path}", out)
 
 
-def _note(text: str, fmt: OutFormat) -> None:
+def _note(text: str, out: OutFormat) -> None:
     """A line for the reader: on stdout under a table, on stderr when stdout carries CSV or JSON."""
-    if fmt == OutFormat.table:
+    if out == OutFormat.table:
         console.print(text, highlight=False)
     else:
         typer.echo(text, err=True)
@@ -71,8 +65,8 @@ def _print_sweep(res) -> None:
         d = sol.design
         jobs = {j.name: j for j in sol.jobs}
         t.add_row(
-            f"{r.value:g}", sol.status + ("" if sol.verified else " (unverified)"), _objective(res.objective, sol.objective_value),
-            _usd(d.tco_usd), _usd(d.capex_usd["total"]), f"{d.facility_power_kw / 1000:,.2f}",
+            f"{r.value:g}", sol.status + ("" if sol.verified else " (unverified)"), fmt.objective(res.objective, sol.objective_value, "table"),
+            _usd(d.tco_usd), _usd(d.capex_usd["total"]), fmt.mw(d.facility_power_kw, 2, unit=""),
             ", ".join(f"{n} x {a}" for a, n in r.nodes.items()) or "-",
             *[f"{jobs[n].accelerators} x {jobs[n].accelerator}, {jobs[n].days:.1f} d"
               + (f" @{jobs[n].site}" if len(d.sites) > 1 else "") if n in jobs else "-" for n in res.jobs],
@@ -96,41 +90,29 @@ def sweep(
     param: str = typer.Option(..., "--param", help="Field path, e.g. facility.power_cap_mw, workloads\\[0].deadline_days, "
                               "sites\\[campus].power_cap_mw, catalog.accelerators.b200.node_price_usd."),
     values: str = typer.Option(..., "--values", help="Comma-separated values and/or ranges start:stop:step (stop included)."),
-    fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table (default), csv or json."),
+    out_fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table (default), csv or json."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a PNG (needs matplotlib: pip install 'dcopt\\[plot]')."),
-    backend: str = typer.Option("ortools", help="ortools (default), ortools-highs or pulp."),
+    backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per solve (soft)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = debug_option(),
 ) -> None:
     """Re-solve the instance for each value of one numeric field; table of objective and design, with accelerator flips marked.
 
     Every value is solved from scratch: our backends take no MIP start today, so nothing is warm-started."""
-    from models.loader import InstanceError, read_file
-
-    from optimizer.runs.scenarios import SweepError
-    from optimizer.studies.sweep import parse_values, run_sweep
-
-    try:
-        vals = parse_values(values)
-        raw = read_file(instance)
+    with errors(debug, str(instance)):
+        vals = api.parse_values(values)
         n = len(vals)
-        res = run_sweep(raw, param, vals, source=str(instance), backend=backend, time_limit_s=time_limit, gap=gap,
-                        on_row=lambda i, r: _progress(f"[{i + 1}/{n}] {param} = {r.value:g}: {r.status}"))
-    except InstanceError as exc:
-        fail(exc.format(), EXIT_INVALID)
-    except (SweepError, ValueError) as exc:
-        if debug:
-            raise
-        fail(f"{instance}: {exc}", EXIT_INVALID)
-    if fmt == OutFormat.csv:
+        res = api.run_sweep(instance, param, vals, backend=backend.value, time_limit=time_limit, gap=gap,
+                            on_row=lambda i, r: _progress(f"[{i + 1}/{n}] {param} = {r.value:g}: {r.status}"))
+    if out_fmt == OutFormat.csv:
         sys.stdout.write(res.to_csv())
-    elif fmt == OutFormat.json:
+    elif out_fmt == OutFormat.json:
         print(json.dumps(res.to_dict(), indent=2))
     else:
         _print_sweep(res)
     if plot is not None:
-        _plot("sweep", res, plot, fmt)
+        _plot("sweep", res, plot, out_fmt)
     raise typer.Exit(EXIT_ERROR if any(r.status == "error" for r in res.rows) else EXIT_OK)
 
 
@@ -155,7 +137,7 @@ def _print_front(front) -> None:
     extra = [(h, f) for m, h, f in (
         ("tco_usd", "TCO", lambda d: _usd(d.tco_usd)),
         ("capex_usd", "capex", lambda d: _usd(d.capex_usd["total"])),
-        ("facility_power_kw", "facility MW", lambda d: f"{d.facility_power_kw / 1000:,.2f}"),
+        ("facility_power_kw", "facility MW", lambda d: fmt.mw(d.facility_power_kw, 2, unit="")),
     ) if m not in (fx.metric, fy.metric)]
     if any(len(p.solution.design.sites) > 1 for p in front.points):  # where it is built matters too
         extra.insert(0, ("sites", lambda d: "; ".join(
@@ -188,46 +170,28 @@ def pareto(
                                "per point) instead of a grid that may step over some."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write the front as CSV."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG (needs matplotlib: pip install 'dcopt\\[plot]')."),
-    fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table (default), csv or json on stdout."),
-    backend: str = typer.Option("ortools", help="ortools (default), ortools-highs or pulp."),
+    out_fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table (default), csv or json on stdout."),
+    backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per solve (soft); a solve that stops "
                                                "without proving optimality is an error: every point must be optimal."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    debug: bool = debug_option(),
 ) -> None:
     """Trade-off front of two metrics by the epsilon-constraint method: every point an optimal, verified design."""
-    from models.loader import InstanceError, load_instance
-
-    from optimizer.studies.pareto import ParetoError, ParetoInfeasible, pareto_front
-    from optimizer.solving.verify import VerificationError
-
-    try:
-        inst = load_instance(instance)
-        front = pareto_front(inst, x=x, y=y, points=None if every else points, backend=backend, time_limit_s=time_limit,
-                             on_solve=lambda what, sol: _progress(f"{what}: {sol.status}"))
-    except InstanceError as exc:
-        fail(exc.format(), EXIT_INVALID)
-    except VerificationError as exc:
-        if debug:
-            raise
-        fail(f"{instance}: {exc}", EXIT_ERROR)
-    except ParetoInfeasible as exc:
-        fail(f"{instance}: {exc}", EXIT_INFEASIBLE)
-    except (ParetoError, ValueError) as exc:
-        if debug:
-            raise
-        fail(f"{instance}: {exc}", EXIT_INVALID)
-    if fmt == OutFormat.csv:
+    with errors(debug, str(instance)):
+        front = api.pareto_front(api.load(instance), x=x, y=y, points=None if every else points, backend=backend.value,
+                                 time_limit=time_limit, on_solve=lambda what, sol: _progress(f"{what}: {sol.status}"))
+    if out_fmt == OutFormat.csv:
         sys.stdout.write(front.to_csv())
-    elif fmt == OutFormat.json:
+    elif out_fmt == OutFormat.json:
         print(json.dumps(front.to_dict(), indent=2))
     else:
         _print_front(front)
     if csv_out is not None:
         csv_out.parent.mkdir(parents=True, exist_ok=True)
         csv_out.write_text(front.to_csv())
-        _note(f"CSV: {csv_out}", fmt)
+        _note(f"CSV: {csv_out}", out_fmt)
     if plot is not None:
-        _plot("pareto", front, plot, fmt)
+        _plot("pareto", front, plot, out_fmt)
 
 
 def register(app: typer.Typer) -> None:

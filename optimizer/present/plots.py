@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optimizer.fmt import objective_axis
+
 if TYPE_CHECKING:  # pragma: no cover
     from optimizer.studies.pareto import ParetoFront
     from optimizer.studies.sweep import SweepResult
@@ -34,15 +36,11 @@ def _save(fig, path: Path | str) -> Path:
     return path
 
 
-_OBJ_AXIS = {"min_tco": ("TCO ($M)", 1e-6), "min_capex": ("capex ($M)", 1e-6), "min_power": ("facility power (MW)", 1e-3),
-             "min_time": ("time to train (days)", 1.0), "min_carbon": ("carbon (tCO2/yr)", 1.0)}
-
-
 def plot_sweep(result: "SweepResult", path: Path | str) -> Path:
     """Objective (top) and nodes per accelerator (bottom) against the swept value; flips dashed."""
     fig = _figure(figsize=(8, 6.5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
-    label, scale = _OBJ_AXIS.get(result.objective, (result.objective, 1.0))
+    label, scale = objective_axis(result.objective)
     rows = [r for r in result.rows if r.has_design and isinstance(r.value, (int, float))]
     xs = [r.value for r in rows]
     top.plot(xs, [r.solution.objective_value * scale for r in rows], "o-", color="tab:blue")

@@ -5,19 +5,15 @@ from __future__ import annotations
 from models.schema import Instance
 
 from optimizer.mip.design import Solution
+from optimizer import fmt
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
-
-
-def _usd(x: float) -> str:
-    return f"${x / 1e6:,.2f}M" if abs(x) >= 1e5 else f"${x:,.0f}"
 
 
 def summary_lines(sol: Solution, instance: Instance) -> list[str]:
     lines = [f"Instance: {sol.instance}    objective: {sol.objective}    status: {sol.status.upper()}"]
     if sol.objective_value is not None:
-        unit = {"min_tco": _usd, "min_capex": _usd, "min_power": lambda x: f"{x / 1000:,.3f} MW facility",
-                "min_time": lambda x: f"{x:,.2f} days", "min_carbon": lambda x: f"{x:,.1f} tCO2 per year"}[sol.objective]
+        unit = lambda x: fmt.objective(sol.objective, x)  # noqa: E731
         gap = "" if sol.gap is None else f"    gap {sol.gap:.2%}"
         bound = "" if sol.best_bound is None else f"    best bound {unit(sol.best_bound)}"
         lines.append(f"Objective: {unit(sol.objective_value)}{bound}{gap}")
@@ -75,8 +71,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     if multi:
         rows = [[x.name, "yes" if x.open else "no", str(sum(n for by_o in x.nodes.values() for n in by_o.values())),
                  str(x.total_racks), f"{x.it_power_kw:,.1f}",
-                 f"{x.facility_power_kw:,.1f} / {sites[x.name].power_cap_mw * 1000:,.0f}", _usd(x.capex_usd["total"]),
-                 _usd(x.energy_usd_per_year), f"{x.carbon_t_per_year:,.1f}"]
+                 f"{x.facility_power_kw:,.1f} / {sites[x.name].power_cap_mw * 1000:,.0f}", fmt.usd(x.capex_usd["total"]),
+                 fmt.usd(x.energy_usd_per_year), f"{x.carbon_t_per_year:,.1f}"]
                 for x in d.sites]
         out.append(("Sites", ["site", "open", "nodes", "racks", "IT kW", "facility kW / cap", "capex", "energy per year",
                               "tCO2 per year"], rows))
@@ -111,16 +107,16 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
             ["IT total", f"{x.it_power_kw:,.1f}"],
             [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / {site.power_cap_mw * 1000:,.0f}"],
         ]))
-    rows = [[k if k != "site" else "site build-out", _usd(v)] for k, v in d.capex_usd.items()
+    rows = [[k if k != "site" else "site build-out", fmt.usd(v)] for k, v in d.capex_usd.items()
             if k != "total" and not (k == "site" and v == 0)]
-    rows.append(["capex total" + (f" (budget {_usd(bud.capex_usd)})" if bud.capex_usd else ""), _usd(d.capex_usd["total"])])
-    rows.append(["energy per year", _usd(d.energy_usd_per_year)])
-    rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", _usd(d.maintenance_usd_per_year)])
+    rows.append(["capex total" + (f" (budget {fmt.usd(bud.capex_usd)})" if bud.capex_usd else ""), fmt.usd(d.capex_usd["total"])])
+    rows.append(["energy per year", fmt.usd(d.energy_usd_per_year)])
+    rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", fmt.usd(d.maintenance_usd_per_year)])
     if d.carbon_t_per_year > 0:
         cap = f", cap {bud.carbon_cap_t_per_year:,.0f}" if bud.carbon_cap_t_per_year else ""
         rows.append([f"carbon per year ({d.carbon_t_per_year:,.1f} tCO2{cap})",
-                     _usd(d.carbon_usd_per_year) + ("" if bud.carbon_price_usd_per_t else " (no carbon price)")])
-    rows.append([f"TCO over {bud.horizon_years:g} years", _usd(d.tco_usd)])
+                     fmt.usd(d.carbon_usd_per_year) + ("" if bud.carbon_price_usd_per_t else " (no carbon price)")])
+    rows.append([f"TCO over {bud.horizon_years:g} years", fmt.usd(d.tco_usd)])
     out.append(("Cost", ["", "USD"], rows))
     return out
 

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from optimizer.fmt import csv_row
+
 TIMING_FIELDS = ("solve_s", "wall_s")  # summary fields that differ between runs of the same inputs
 SUMMARY_FIELDS = (
     "path", "instance", "status", "objective", "objective_value", "best_bound", "gap", "solve_s", "wall_s",
@@ -60,16 +62,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def csv_cell(v: Any) -> Any:
-    """The CSV float rule: None is an empty cell, a float is written as repr (shortest text that
-    reads back to the same float, so CSV and JSON agree), anything else as csv writes it."""
-    return "" if v is None else repr(v) if isinstance(v, float) else v
-
-
-def csv_row(row: dict) -> dict:
-    return {k: csv_cell(v) for k, v in row.items()}
 
 
 def result_name(display: str) -> str:

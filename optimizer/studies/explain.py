@@ -32,6 +32,7 @@ from optimizer.mip.families.jobs import job_days_expr
 from optimizer.mip.lp import K, lin_sum
 from optimizer.solving.pipeline import prepare, prepare_services, solve_instance, solve_mip
 from optimizer.solving.unfit import explain_job, explain_service
+from optimizer import fmt
 
 TIGHT_REL = 0.02  # a limit is "tight" when its slack is under 2% of the limit
 
@@ -92,20 +93,11 @@ class Fix:
                 f"{self.path}){design}")
 
 
-_FMT = {
-    "MW": lambda x: f"{x:,.3f} MW",
-    "$": lambda x: f"${x / 1e6:,.2f}M",
-    "racks": lambda x: f"{x:,.0f} racks",
-    "tCO2/yr": lambda x: f"{x:,.1f} tCO2/yr",
-    "days": lambda x: f"{x:,.2f} days",
-    "s": lambda x: f"{x * 1000:,.1f} ms",
-}
+_FMT = fmt.QUANTITY
 
 
 def _fmt_objective(objective: str, value: float) -> str:
-    return {"min_tco": f"TCO ${value / 1e6:,.2f}M", "min_capex": f"capex ${value / 1e6:,.2f}M",
-            "min_power": f"facility power {value / 1000:,.3f} MW", "min_time": f"{value:,.2f} days",
-            "min_carbon": f"{value:,.1f} tCO2/yr"}.get(objective, f"{value:,.4g}")
+    return fmt.objective(objective, value, "sentence")
 
 
 def _least(inst: Instance, measure, backend: str, time_limit_s, frontier: bool = False) -> float | None:
@@ -321,11 +313,11 @@ class ShadowPrice:
         parts = []
         if self.resolve_delta is not None:
             change = "lower" if self.resolve_delta < 0 else "raise" if self.resolve_delta > 0 else "not change"
-            amount = "" if self.resolve_delta == 0 else f" by ${abs(self.resolve_delta) / 1e6:,.2f}M"
+            amount = "" if self.resolve_delta == 0 else " by " + fmt.usd(abs(self.resolve_delta), millions=True)
             parts.append(f"one more {self.unit} of the {self.limit} would {change} {obj}{amount} (MIP re-solved)")
         if self.lp_dual_usd is not None:
             worth = -self.lp_dual_usd
-            amount = f"${worth:,.0f}" if abs(worth) < 1e5 else f"${worth / 1e6:,.2f}M"
+            amount = fmt.usd(worth)
             parts.append(f"LP shadow price with the integer design fixed: {amount} per {self.unit} "
                          "(holds only while the integer choices stay as they are)")
         return "; ".join(parts)

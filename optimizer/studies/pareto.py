@@ -33,6 +33,7 @@ from optimizer.mip.design import Solution
 from optimizer.solving.measure import metric_value
 from optimizer.solving.pipeline import prepare, solve_instance
 from optimizer.studies.explain import diagnose_solution
+from optimizer.fmt import csv_row
 
 REL_TOL = 1e-6  # the MIP's optimality gap: values closer than this are the same value
 MAX_POINTS = 10_000  # a safety stop for the point-by-point walk
@@ -162,7 +163,7 @@ class ParetoFront:
         w = csv.DictWriter(buf, fieldnames=keys or [self.x.metric, self.y.metric], lineterminator="\n")
         w.writeheader()
         for r in recs:
-            w.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow(csv_row(r))
         return buf.getvalue()
 
     def to_dict(self) -> dict:

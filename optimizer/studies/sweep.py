@@ -30,6 +30,7 @@ from models.schema import Instance
 
 from optimizer.runs.scenarios import SweepError, parse_path, set_path
 from optimizer.mip.design import Solution
+from optimizer.fmt import csv_row
 
 Number = Union[int, float]
 MAX_VALUES = 1000  # a typo like 0:1e9:1 should fail at once, not after a week of solving
@@ -215,7 +216,7 @@ class SweepResult:
         w = csv.DictWriter(buf, fieldnames=list(recs[0]) if recs else ["value"], lineterminator="\n")
         w.writeheader()
         for rec in recs:
-            w.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in rec.items()})
+            w.writerow(csv_row(rec))
         return buf.getvalue()
 
     def to_dict(self) -> dict:

@@ -1,0 +1,108 @@
+"""How dcopt writes numbers for people (money, power, durations, carbon) and floats into CSV.
+
+One module so that a terminal table, a notebook, a plot, a diagnosis and a CSV file agree: a TCO
+reads `$169.78M` everywhere. It imports nothing from dcopt, so any layer may use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+NONE = "-"  # what a missing value shows as
+
+
+def usd(x: Optional[float], *, millions: bool = False, whole: bool = False) -> str:
+    """`$169.78M` from $100k up, `$12,345` below; `millions` always writes $M, `whole` always dollars."""
+    if x is None:
+        return NONE
+    if not whole and (millions or abs(x) >= 1e5):
+        return f"${x / 1e6:,.2f}M"
+    return f"${x:,.0f}"
+
+
+def _with_unit(x: Optional[float], digits: int, unit: str) -> str:
+    if x is None:
+        return NONE
+    return f"{x:,.{digits}f}" + (f" {unit}" if unit else "")
+
+
+def mw(kw: Optional[float], digits: int = 3, unit: str = "MW") -> str:
+    """Power given in kW (the unit of every `_kw` field) written in MW; `unit=""` for a bare number."""
+    return _with_unit(None if kw is None else kw / 1e3, digits, unit)
+
+
+def days(d: Optional[float], digits: int = 2, unit: str = "days") -> str:
+    return _with_unit(d, digits, unit)
+
+
+def ms(s: Optional[float], digits: int = 1, unit: str = "ms") -> str:
+    """A duration given in seconds written in milliseconds (latencies: TTFT, TPOT)."""
+    return _with_unit(None if s is None else s * 1e3, digits, unit)
+
+
+def tco2_per_year(t: Optional[float], digits: int = 1, unit: str = "tCO2/yr") -> str:
+    return _with_unit(t, digits, unit)
+
+
+QUANTITY = {  # the units a limit is measured in (explain's bindings and fixes)
+    "MW": lambda x: _with_unit(x, 3, "MW"),  # limits in MW already
+    "$": lambda x: usd(x, millions=True),
+    "racks": lambda x: f"{x:,.0f} racks",
+    "tCO2/yr": tco2_per_year,
+    "days": days,
+    "s": ms,
+}
+
+
+def quantity(x: float, unit: str) -> str:
+    """A limit's value in its unit (MW, $, racks, tCO2/yr, days, s); any other unit as `1,234 unit`."""
+    f = QUANTITY.get(unit)
+    return f(x) if f else f"{x:,.4g} {unit}"
+
+
+def number(v: Any) -> str:
+    """A value of unknown meaning (estimate tables): floats with 4 significant digits, the rest as is."""
+    return f"{v:,.4g}" if isinstance(v, float) else str(v)
+
+
+def csv_value(v: Any) -> Any:
+    """A value for a CSV cell: floats in full precision (repr round-trips), None as an empty cell."""
+    if v is None:
+        return ""
+    return repr(v) if isinstance(v, float) else v
+
+
+def csv_row(row: dict) -> dict:
+    return {k: csv_value(v) for k, v in row.items()}
+
+
+# The objectives, written three ways: the solve summary line, a table cell, and inside a sentence.
+_OBJECTIVE = {
+    "min_tco": (usd, lambda x: usd(x, millions=True), lambda x: "TCO " + usd(x, millions=True)),
+    "min_capex": (usd, lambda x: usd(x, millions=True), lambda x: "capex " + usd(x, millions=True)),
+    "min_power": (lambda x: mw(x, unit="MW facility"), mw, lambda x: "facility power " + mw(x)),
+    "min_time": (days, lambda x: days(x, unit="d"), days),
+    "min_carbon": (lambda x: tco2_per_year(x, unit="tCO2 per year"), lambda x: tco2_per_year(x, unit="t/yr"),
+                   tco2_per_year),
+}
+_STYLES = ("summary", "table", "sentence")
+
+
+def objective(name: str, value: Optional[float], style: str = "summary") -> str:
+    """An objective value with its unit; `style` is summary (`dcopt solve`), table (sweep rows) or
+    sentence (explain's fixes). An unknown objective is written as a plain number."""
+    if value is None:
+        return NONE
+    i = _STYLES.index(style)
+    if name not in _OBJECTIVE:
+        return f"{value:,.4g}" if style == "sentence" else f"{value:g}"
+    return _OBJECTIVE[name][i](value)
+
+
+_AXIS = {"min_tco": ("TCO ($M)", 1e-6), "min_capex": ("capex ($M)", 1e-6), "min_power": ("facility power (MW)", 1e-3),
+         "min_time": ("time to train (days)", 1.0), "min_carbon": ("carbon (tCO2/yr)", 1.0)}
+
+
+def objective_axis(name: str) -> tuple[str, float]:
+    """Axis label and the factor from the objective's own unit to the axis's, for plots."""
+    return _AXIS.get(name, (name, 1.0))
