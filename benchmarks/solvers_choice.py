@@ -6,7 +6,7 @@ reference) on seeded MILPs of the shapes dcopt builds, for speed and run-to-run 
 Each instance is solved `repeats` times per solver in one process; "det" means every repeat
 returned the same status, objective and values (bit for bit); the 4-hex hash of the values lets
 two runs in separate processes be diffed. Times are wall-clock medians including translation.
-CP-SAT is deliberately absent (SOLVERS.md: wrong on mixed models).
+CP-SAT is deliberately absent (docs/solvers.md: wrong on mixed models).
 
 Measured (ortools 9.15, PuLP 3.3 / CBC 2.10.3, Python 3.11, 2-core x86_64; --repeats 3
 --time-limit 30). For HiGHS and SCIP the hashes equalled those of an earlier run in another

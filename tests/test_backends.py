@@ -364,7 +364,7 @@ def test_importing_backends_loads_no_solver():
 
 
 def test_pulp_imported_before_ortools_does_not_crash():
-    # SOLVERS.md: with highspy installed, `import pulp` before ortools segfaults (exit 139) at
+    # docs/solvers.md: with highspy installed, `import pulp` before ortools segfaults (exit 139) at
     # the first MathOpt HiGHS solve. Run the bad order in a child so a crash fails the test
     # instead of killing pytest.
     code = textwrap.dedent("""

@@ -5,7 +5,7 @@ batch beta); `evaluate_serving` computes every row with numpy broadcasting, like
 `models.perf.training.evaluate`, and reuses its GEMM-efficiency and ring all-reduce helpers so serving
 and training share one calibration.
 
-Formulas (DOMAIN.md section 4; memory per Pope et al. 2022, "Efficiently Scaling Transformer
+Formulas (docs/serving.md; memory per Pope et al. 2022, "Efficiently Scaling Transformer
 Inference", and Kwon et al. 2023, "vLLM / PagedAttention"; all-reduce per Patarasuk & Yuan 2009).
 P parameters, l layers, h hidden, hd head dim, kv KV heads, n input tokens, o output tokens,
 beta concurrent sequences, t accelerators per replica, bpp bytes per parameter:

@@ -2,7 +2,7 @@
 
 One row of a `ConfigGrid` is one candidate layout (accelerator, fabric, t, p, d, b, v, recompute,
 distributed optimizer); `evaluate` computes every row with numpy broadcasting, so the optimizer can
-score ~10^6 layouts per second. Formulas and sources: the project's DOMAIN.md sections 1-3
+score ~10^6 layouts per second. Formulas and sources: docs/performance-model.md
 (Narayanan et al. SC'21; Korthikanti et al. 2022; PaLM App. B; Patarasuk & Yuan 2009), generalised
 to GQA and gated MLPs through `ModelDims.params_per_layer`. Knobs in `Calibration` are fitted
 against published Megatron-LM runs by `models.perf.calibration`.

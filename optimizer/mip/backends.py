@@ -3,7 +3,7 @@
 Each backend translates the model, solves, and returns a `SolveResult` normalised across solvers:
 one status enum, the objective *including* its constant, the best bound, the relative gap and
 the values by variable index. Solver packages are imported inside the backends, so importing
-this module never loads ortools or pulp (see /work/shared/SOLVERS.md for why order matters).
+this module never loads ortools or pulp (docs/solvers.md says why import order matters).
 
 Status semantics (identical on every backend):
   OPTIMAL     proven optimal to a relative gap of 1e-6 (`DEFAULT_GAP`)

@@ -7,7 +7,7 @@ alone (an elastic copy with that one limit open). The least value any design nee
 solve that minimises that quantity under all the other limits (a bisection over the layouts'
 latencies for SLOs), and then the instance with the limit moved to exactly that value is solved
 again, so every fix printed comes with a real, verified design and its objective. No open solver
-here gives an IIS (SOLVERS.md); this is the elastic alternative, one limit at a time.
+here gives an IIS (docs/solvers.md); this is the elastic alternative, one limit at a time.
 
 Solved instances (`what_binds`, `shadow_prices`): the slack of every limit, and for the
 budget-like ones (power caps, capex budget, carbon cap) the LP dual with the integer choices fixed
