@@ -65,6 +65,8 @@ def _describe(err: dict) -> str:
     if path == "(top level)" and err["type"] == "value_error":
         return msg  # cross-reference checks already name their field
     given = err.get("input")
+    if err["type"] == "value_error" and isinstance(given, dict) and msg.split(":", 1)[0].split(".")[0] in given:
+        return f"{path}.{msg}"  # a model check that names its own field
     if isinstance(given, (dict, list)):
         return f"{path}: {msg}"
     return f"{path}: got {given!r}, expected: {msg}"
