@@ -546,6 +546,30 @@ def _cbc_bound(log: str, constant: float) -> float | None:
     return b + constant
 
 
+# -- one deadline for a whole run ------------------------------------------------------------
+
+_DEADLINE: list[float] = []  # time.monotonic() by which every solve of the current run must end
+
+
+@contextlib.contextmanager
+def run_deadline(seconds: float | None):
+    """Within this block every `solve` shares one budget of `seconds` (None: no budget): its time
+    limit is cut to what is left, and once nothing is left it answers TIME_LIMIT without solving.
+    This is what bounds a run's lexicographic second stage and an infeasible instance's diagnosis."""
+    if seconds is None:
+        yield
+        return
+    _DEADLINE.append(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.pop()
+
+
+def _time_left() -> float | None:
+    return None if not _DEADLINE else _DEADLINE[-1] - time.monotonic()
+
+
 # -- choosing and falling back ----------------------------------------------------------------
 
 _FACTORIES = {
@@ -574,6 +598,12 @@ def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float 
     """
     _check_limits(time_limit_s, gap)
     first = get_backend(backend) if isinstance(backend, str) else backend
+    left = _time_left()
+    if left is not None:
+        if left <= 0.05:
+            return SolveResult(Status.TIME_LIMIT, None, None, None, None, 0.0, first.name, getattr(first, "solver", "?"),
+                               "the run's time limit was spent before this solve")
+        time_limit_s = left if time_limit_s is None else min(time_limit_s, left)
     chain: list[Backend] = [first]
     if fallback:
         chain += [get_backend(n) for n in ("ortools", "pulp") if n != first.name]

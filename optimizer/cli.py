@@ -27,7 +27,7 @@ class Format(str, Enum):
 def solve(
     instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
     backend: str = typer.Option("ortools", help="ortools (default; falls back to pulp if it fails) or pulp."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per MIP solve (soft)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds for the whole solve, diagnosis included (hard: killed a few seconds past it)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
     as_json: bool = typer.Option(False, "--json", help="Print the solution as JSON."),
     fmt: Format = typer.Option(Format.table, "--format", help="table (default), md or json."),
@@ -37,12 +37,15 @@ def solve(
     """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
     from . import api
     from .verify import VerificationError
+    from .wallclock import SolverCrash, solve_result
 
     try:
-        res = api.solve(api.load(instance), backend=backend, time_limit=time_limit, gap=gap, export=export)
+        res = solve_result(api.load(instance), backend=backend, time_limit=time_limit, gap=gap, export=export)
         inst, sol = res.instance, res.solution
     except InstanceError as exc:
         fail(exc.format(), EXIT_INVALID)
+    except SolverCrash as exc:
+        fail(f"{instance}: solver error: {exc}", EXIT_ERROR)
     except VerificationError as exc:
         if debug:
             raise
