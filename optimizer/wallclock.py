@@ -36,7 +36,7 @@ class SolverCrash(RuntimeError):
 
 def margin_s(time_limit_s: float) -> float:
     """Grace after the soft limit before the child is killed: start-up, verification, reporting."""
-    return min(5.0, 2.0 + 0.2 * time_limit_s)
+    return min(3.0, 1.0 + 0.2 * time_limit_s)
 
 
 def _context():
