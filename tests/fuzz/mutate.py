@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 DCOPT = [sys.executable, "-c", "from optimizer.cli import app; app()"]
 
 EXTREMES = [0, -1, -1e-9, 1e-9, 1e-300, 1e30, 1e308, 10**30, 2**63, float("inf"), float("-inf"), float("nan"),
@@ -173,33 +174,101 @@ def run_one(path: Path, time_limit: float, outer: float) -> dict:
     t0 = time.monotonic()
     try:
         p = subprocess.run(DCOPT + ["solve", str(path), "--time-limit", str(time_limit), "--json"], cwd=ROOT,
-                           capture_output=True, timeout=outer, env={**os.environ, "PYTHONHASHSEED": "0"})
+                           capture_output=True, timeout=outer, env={**os.environ, "_TYPER_STANDARD_TRACEBACK": "1"})
     except subprocess.TimeoutExpired:
-        return {"path": str(path), "rc": "hang", "wall_s": time.monotonic() - t0, "bad": "hang"}
-    rec = {"path": str(path), "rc": p.returncode, "wall_s": round(time.monotonic() - t0, 2)}
-    err = p.stderr.decode(errors="replace")
+        return _classify(path, "hang", b"", b"", time.monotonic() - t0)
+    return _classify(path, p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+
+
+def _classify(path: Path, rc, out: bytes, err: bytes, wall: float) -> dict:
+    rec = {"path": str(path), "rc": rc, "wall_s": round(wall, 2)}
+    text = err.decode(errors="replace")
     bad = None
-    if "Traceback (most recent call last)" in err:
+    if rc == "hang":
+        bad = "hang"
+    elif "Traceback (most recent call last)" in text:
         bad = "traceback"
-    elif p.returncode < 0:
-        bad = f"signal {-p.returncode}"
-    elif p.returncode not in (0, 1, 2, 3, 4):
-        bad = f"exit {p.returncode}"
-    elif p.returncode == 0:
+    elif rc < 0:
+        bad = f"signal {-rc}"
+    elif rc not in (0, 1, 2, 3, 4):
+        bad = f"exit {rc}"
+    elif rc == 0:
         try:
-            out = json.loads(p.stdout)
-            if not out.get("verified"):
+            if not json.loads(out).get("verified"):
                 bad = "unverified"
         except ValueError:
             bad = "exit 0 without JSON"
-    elif p.returncode == 1:
-        rec["message"] = err.strip().splitlines()[-1][:300] if err.strip() else ""
-        if "verif" in err.lower():
+    elif rc == 1:
+        rec["message"] = text.strip().splitlines()[-1][:300] if text.strip() else ""
+        if "verif" in text.lower():
             bad = "unverified"
     if bad:
         rec["bad"] = bad
-        rec["stderr_tail"] = err[-1500:]
+        rec["stderr_tail"] = text[-1500:]
     return rec
+
+
+def run_forked(files: list[Path], time_limit: float, outer: float, workers: int):
+    """Yield a record per file. One fork per file from this process, which has imported dcopt once
+    (a fresh interpreter per file costs ~2 s of imports on a busy machine); the child runs the CLI
+    exactly as `dcopt solve` would and its exit status or signal is read back like a subprocess's."""
+    from optimizer.cli import app  # noqa: F401 - imported before forking
+
+    os.environ["_TYPER_STANDARD_TRACEBACK"] = "1"
+    tmp = Path(tempfile.mkdtemp(prefix="dcopt-fuzz-out-"))
+    pending = list(enumerate(files))
+    running: dict[int, tuple] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                k, f = pending.pop(0)
+                o, e = tmp / f"{k}.out", tmp / f"{k}.err"
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:  # child
+                    code = 1
+                    try:
+                        fo = os.open(o, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                        fe = os.open(e, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                        os.dup2(fo, 1)
+                        os.dup2(fe, 2)
+                        from optimizer.cli import app
+
+                        try:
+                            app(["solve", str(f), "--time-limit", str(time_limit), "--json"], prog_name="dcopt")
+                            code = 0
+                        except SystemExit as exc:
+                            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                    except BaseException:
+                        import traceback
+
+                        traceback.print_exc()
+                    finally:
+                        try:
+                            sys.stdout.flush()
+                            sys.stderr.flush()
+                        finally:
+                            os._exit(code)
+                running[pid] = (k, f, time.monotonic(), o, e)
+            time.sleep(0.02)
+            for pid, (k, f, t0, o, e) in list(running.items()):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                wall = time.monotonic() - t0
+                if done == 0 and wall < outer:
+                    continue
+                if done == 0:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    rc = "hang"
+                else:
+                    rc = os.waitstatus_to_exitcode(status)
+                del running[pid]
+                yield _classify(f, rc, o.read_bytes(), e.read_bytes(), wall)
+                o.unlink(missing_ok=True)
+                e.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv=None) -> int:
@@ -211,6 +280,7 @@ def main(argv=None) -> int:
     ap.add_argument("--outer-timeout", type=float, default=None, help="default: time limit + 20 s")
     ap.add_argument("--keep", type=Path, default=None, help="copy bad files here")
     ap.add_argument("--log", type=Path, default=None, help="one JSON line per file")
+    ap.add_argument("--subprocess", action="store_true", help="a fresh interpreter per file (slower; default: fork)")
     a = ap.parse_args(argv)
     outer = a.outer_timeout or a.time_limit + 20
     tmp = Path(tempfile.mkdtemp(prefix="dcopt-fuzz-"))
@@ -222,7 +292,9 @@ def main(argv=None) -> int:
         walls: list[float] = []
         log = open(a.log, "w") if a.log else None
         with ThreadPoolExecutor(a.workers) as ex:
-            for k, rec in enumerate(ex.map(lambda f: run_one(f, a.time_limit, outer), files), 1):
+            recs = ex.map(lambda f: run_one(f, a.time_limit, outer), files) if a.subprocess else \
+                run_forked(files, a.time_limit, outer, a.workers)
+            for k, rec in enumerate(recs, 1):
                 hist[rec["rc"]] += 1
                 walls.append(rec["wall_s"])
                 if log:
