@@ -118,7 +118,8 @@ _Loader.yaml_implicit_resolvers = {
 for _tag, _rx, _first in (
     (_TAG + "bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     (_TAG + "int", r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0b[01_]+)$", "-+0123456789"),
-    (_TAG + "float", r"^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+    (_TAG + "float", r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+                     r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
                      r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
 ):
     _Loader.add_implicit_resolver(_tag, re.compile(_rx), list(_first))
