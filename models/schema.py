@@ -9,11 +9,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, PositiveFloat, PositiveInt, StringConstraints, Tag, field_validator, model_validator
 
 from .dims import ModelDims, Strict
 from .metrics import objectives
 from .presets import PRESETS
+
+
+def _printable(v: str) -> str:
+    if not v.isprintable():
+        bad = next(c for c in v if not c.isprintable())
+        raise ValueError(f"names must be printable text; this one holds {bad!r}")
+    return v
+
+
+# Names appear in tables, MIP variable names and file names: printable and short.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
+Text = Annotated[str, StringConstraints(max_length=10_000)]
+# Physical maxima: generous (10-1000x today's largest figures) but finite, so no coefficient
+# reaching the MIP is absurd (a carbon price of 1e19 $/t made SCIP abort).
+MIN_DEMAND_RPS = 1e-3  # below this a replica's share rounds away inside solver tolerances
 
 
 # --------------------------------------------------------------------------------------------
@@ -24,32 +39,32 @@ from .presets import PRESETS
 class Accelerator(Strict):
     """One accelerator type, sold as nodes (servers) of `accelerators_per_node`."""
 
-    peak_bf16_tflops: PositiveFloat = Field(description="Dense BF16/FP16 tensor peak, TFLOP/s (no sparsity).")
-    peak_fp8_tflops: Optional[PositiveFloat] = Field(None, description="Dense FP8 peak, TFLOP/s; null if no FP8 units.")
-    hbm_gb: PositiveFloat = Field(description="Memory per accelerator, GB.")
-    hbm_bw_tbs: PositiveFloat = Field(description="Memory bandwidth per accelerator, TB/s.")
-    scaleup_domain: PositiveInt = Field(description="Accelerators in one scale-up domain (NVLink/ICI/XGMI).")
-    scaleup_bw_gbs: PositiveFloat = Field(description="Scale-up bandwidth per accelerator, GB/s per direction.")
-    accelerators_per_node: PositiveInt = Field(description="Accelerators in one node (server/host).")
-    node_power_kw: PositiveFloat = Field(description="Node maximum power, kW (the server rating, not GPU TDP x n).")
-    node_price_usd: PositiveFloat = Field(description="Node price, USD (indicative defaults).")
-    node_rack_units: PositiveInt = Field(description="Rack units one node occupies.")
+    peak_bf16_tflops: PositiveFloat = Field(le=1e5, description="Dense BF16/FP16 tensor peak, TFLOP/s (no sparsity).")
+    peak_fp8_tflops: Optional[PositiveFloat] = Field(None, le=1e5, description="Dense FP8 peak, TFLOP/s; null if no FP8 units.")
+    hbm_gb: PositiveFloat = Field(le=1e5, description="Memory per accelerator, GB.")
+    hbm_bw_tbs: PositiveFloat = Field(le=1e3, description="Memory bandwidth per accelerator, TB/s.")
+    scaleup_domain: PositiveInt = Field(le=100_000, description="Accelerators in one scale-up domain (NVLink/ICI/XGMI).")
+    scaleup_bw_gbs: PositiveFloat = Field(le=1e5, description="Scale-up bandwidth per accelerator, GB/s per direction.")
+    accelerators_per_node: PositiveInt = Field(le=1024, description="Accelerators in one node (server/host).")
+    node_power_kw: PositiveFloat = Field(le=1e3, description="Node maximum power, kW (the server rating, not GPU TDP x n).")
+    node_price_usd: PositiveFloat = Field(le=1e9, description="Node price, USD (indicative defaults).")
+    node_rack_units: PositiveInt = Field(le=1000, description="Rack units one node occupies.")
     nics_per_node: Optional[PositiveInt] = Field(
-        None, description="Scale-out fabric ports per node; default one per accelerator (rail-optimized)."
+        None, le=1024, description="Scale-out fabric ports per node; default one per accelerator (rail-optimized)."
     )
     liquid_cooled_only: bool = Field(False, description="True if the node can only be liquid cooled.")
-    peak_fp4_tflops: Optional[PositiveFloat] = Field(None, description="Dense FP4 (NVFP4/MXFP4) peak, TFLOP/s; null if none.")
-    gemm_tflops_measured: dict[str, PositiveFloat] = Field(
+    peak_fp4_tflops: Optional[PositiveFloat] = Field(None, le=1e5, description="Dense FP4 (NVFP4/MXFP4) peak, TFLOP/s; null if none.")
+    gemm_tflops_measured: dict[Name, Annotated[PositiveFloat, Field(le=1e5)]] = Field(
         default_factory=dict,
         description="Measured dense GEMM ceiling per precision (bf16, fp8, mxfp8, nvfp4), TFLOP/s; source in `source`.",
     )
     hbm_bw_measured_tbs: Optional[PositiveFloat] = Field(
-        None, description="Measured (achievable) HBM bandwidth, TB/s; null = datasheet x calibration.hbm_efficiency."
+        None, le=1e3, description="Measured (achievable) HBM bandwidth, TB/s; null = datasheet x calibration.hbm_efficiency."
     )
     scaleup_busbw_gbs: Optional[PositiveFloat] = Field(
-        None, description="Measured all-reduce bus bandwidth inside the scale-up domain, GB/s; null = link rate x efficiency."
+        None, le=1e5, description="Measured all-reduce bus bandwidth inside the scale-up domain, GB/s; null = link rate x efficiency."
     )
-    source: str = Field("", description="Where the figures come from.")
+    source: Text = Field("", description="Where the figures come from.")
 
     @property
     def fabric_ports_per_node(self) -> int:
@@ -59,27 +74,27 @@ class Accelerator(Strict):
 class Fabric(Strict):
     """A scale-out network technology, built as a folded-Clos (fat-tree) of one switch model."""
 
-    port_gbps: PositiveFloat = Field(description="Bandwidth per endpoint port, Gb/s.")
-    latency_us: PositiveFloat = Field(description="End-to-end latency per message, microseconds.")
-    switch_radix: PositiveInt = Field(description="Ports per switch at port_gbps.")
-    switch_price_usd: PositiveFloat
-    switch_power_w: PositiveFloat
-    endpoint_price_usd: PositiveFloat = Field(description="NIC plus its cable/optics, per endpoint port, USD.")
-    endpoint_power_w: PositiveFloat = Field(description="NIC plus its optics, per endpoint port, W.")
-    optic_price_usd: PositiveFloat = Field(description="One transceiver of a switch-to-switch link (two per link), USD.")
-    optic_power_w: PositiveFloat = Field(description="One transceiver of a switch-to-switch link, W.")
+    port_gbps: PositiveFloat = Field(le=1e5, description="Bandwidth per endpoint port, Gb/s.")
+    latency_us: PositiveFloat = Field(le=1e6, description="End-to-end latency per message, microseconds.")
+    switch_radix: int = Field(ge=2, le=100_000, description="Ports per switch at port_gbps (a switch has at least 2).")
+    switch_price_usd: PositiveFloat = Field(le=1e8)
+    switch_power_w: PositiveFloat = Field(le=1e6)
+    endpoint_price_usd: PositiveFloat = Field(le=1e7, description="NIC plus its cable/optics, per endpoint port, USD.")
+    endpoint_power_w: PositiveFloat = Field(le=1e5, description="NIC plus its optics, per endpoint port, W.")
+    optic_price_usd: PositiveFloat = Field(le=1e7, description="One transceiver of a switch-to-switch link (two per link), USD.")
+    optic_power_w: PositiveFloat = Field(le=1e5, description="One transceiver of a switch-to-switch link, W.")
     oversubscription: float = Field(
-        1.0, ge=1.0, description="Leaf down:up port ratio (1 = non-blocking; 3 means 3:1)."
+        1.0, ge=1.0, le=64, description="Leaf down:up port ratio (1 = non-blocking; 3 means 3:1)."
     )
-    source: str = ""
+    source: Text = ""
 
 
 class StorageTier(Strict):
-    usd_per_tb: PositiveFloat = Field(description="Price per raw TB, USD.")
-    w_per_tb: PositiveFloat = Field(description="Power per raw TB, W.")
-    gbps_per_tb: PositiveFloat = Field(description="Sustained bandwidth per raw TB, GB/s (gigabytes).")
-    replication: float = Field(1.0, ge=1.0, description="Raw TB per usable TB (replication / erasure overhead).")
-    source: str = ""
+    usd_per_tb: PositiveFloat = Field(le=1e7, description="Price per raw TB, USD.")
+    w_per_tb: PositiveFloat = Field(le=1e5, description="Power per raw TB, W.")
+    gbps_per_tb: PositiveFloat = Field(le=1e5, description="Sustained bandwidth per raw TB, GB/s (gigabytes).")
+    replication: float = Field(1.0, ge=1.0, le=100, description="Raw TB per usable TB (replication / erasure overhead).")
+    source: Text = ""
 
 
 class Calibration(Strict):
@@ -87,29 +102,29 @@ class Calibration(Strict):
 
     gemm_efficiency_max: float = Field(gt=0, le=1, description="Fraction of peak a large GEMM reaches.")
     gemm_half_dim: float = Field(
-        ge=0, description="GEMM dimension at which efficiency is half of the max (small matrices run slower)."
+        ge=0, le=1e6, description="GEMM dimension at which efficiency is half of the max (small matrices run slower)."
     )
     elementwise_passes: float = Field(
-        ge=0, description="HBM passes over a layer's activations (s*b*h) by memory-bound kernels, per layer fwd+bwd."
+        ge=0, le=1e4, description="HBM passes over a layer's activations (s*b*h) by memory-bound kernels, per layer fwd+bwd."
     )
     attention_passes: float = Field(
-        ge=0, description="HBM passes over the attention score matrix (b*a*s^2) per layer fwd+bwd (0 = fused/flash)."
+        ge=0, le=1e4, description="HBM passes over the attention score matrix (b*a*s^2) per layer fwd+bwd (0 = fused/flash)."
     )
     comm_efficiency: float = Field(gt=0, le=1, description="Fraction of link bandwidth collectives achieve.")
     dp_overlap: float = Field(ge=0, le=1, description="Fraction of the data-parallel all-reduce hidden under backward.")
-    memory_reserved_gb: float = Field(ge=0, description="Per accelerator memory lost to runtime, buffers, fragmentation.")
+    memory_reserved_gb: float = Field(ge=0, le=1e5, description="Per accelerator memory lost to runtime, buffers, fragmentation.")
     hbm_efficiency: float = Field(
         0.8, gt=0, le=1, description="Fraction of HBM bandwidth memory-bound serving kernels (decode) reach."
     )
-    source: str = ""
+    source: Text = ""
 
 
 class Catalog(Strict):
-    accelerators: dict[str, Accelerator]
-    fabrics: dict[str, Fabric]
-    storage: dict[str, StorageTier]
+    accelerators: dict[Name, Accelerator] = Field(max_length=1000)
+    fabrics: dict[Name, Fabric] = Field(max_length=1000)
+    storage: dict[Name, StorageTier] = Field(max_length=1000)
     calibration: Calibration
-    frontend_fabrics: dict[str, Fabric] = Field(
+    frontend_fabrics: dict[Name, Fabric] = Field(
         default_factory=dict, description="Filled by the loader: the front-end network serving nodes attach to."
     )
 
@@ -126,34 +141,36 @@ Precision = Literal["bf16", "fp8"]
 class PinnedParallelism(Strict):
     """Fix any part of the layout; what is left out the optimizer chooses."""
 
-    tp: Optional[PositiveInt] = None
-    pp: Optional[PositiveInt] = None
-    dp: Optional[PositiveInt] = None
-    micro_batch: Optional[PositiveInt] = None
-    vp: Optional[PositiveInt] = Field(None, description="Interleaved pipeline chunks per stage.")
+    tp: Optional[PositiveInt] = Field(None, le=100_000)
+    pp: Optional[PositiveInt] = Field(None, le=10_000)
+    dp: Optional[PositiveInt] = Field(None, le=10_000_000)
+    micro_batch: Optional[PositiveInt] = Field(None, le=1_000_000)
+    vp: Optional[PositiveInt] = Field(None, le=1_000, description="Interleaved pipeline chunks per stage.")
     recompute: Optional[Recompute] = None
     distributed_optimizer: Optional[bool] = None
 
 
 class TrainingJob(Strict):
     kind: Literal["training"] = "training"
-    name: str = Field(min_length=1)
-    model: Union[str, ModelDims] = Field(description="A preset name (see `dcopt presets`) or the model's dimensions.")
-    seq_len: Optional[PositiveInt] = Field(None, description="Override the preset's sequence length.")
-    tokens: PositiveFloat = Field(description="Tokens to train on.")
-    deadline_days: Optional[PositiveFloat] = Field(None, description="Days to train within; null = no deadline.")
-    global_batch: PositiveInt = Field(description="Global batch, sequences per step.")
+    name: Name
+    model: Union[Name, ModelDims] = Field(description="A preset name (see `dcopt catalog`) or the model's dimensions.")
+    seq_len: Optional[PositiveInt] = Field(None, le=100_000_000, description="Override the preset's sequence length.")
+    tokens: PositiveFloat = Field(le=1e18, description="Tokens to train on.")
+    deadline_days: Optional[PositiveFloat] = Field(
+        None, le=36_500, description="Days the job may take (at most 100 years); null = no deadline."
+    )
+    global_batch: PositiveInt = Field(le=10_000_000, description="Global batch, sequences per step.")
     precision: Precision = "bf16"
     parallelism: Optional[PinnedParallelism] = None
-    accelerator: Optional[str] = Field(None, description="Pin the accelerator type.")
-    fabric: Optional[str] = Field(None, description="Pin the fabric.")
-    dataset_tb: float = Field(0.0, ge=0, description="Training data kept on storage, TB (usable).")
-    data_bytes_per_token: float = Field(4.0, ge=0, description="Bytes read from storage per trained token.")
-    checkpoint_interval_hours: PositiveFloat = Field(4.0, description="Hours between checkpoints.")
-    checkpoint_window_s: PositiveFloat = Field(
-        300.0, description="Seconds allowed to write one checkpoint (training stalls meanwhile)."
+    accelerator: Optional[Name] = Field(None, description="Pin the accelerator type.")
+    fabric: Optional[Name] = Field(None, description="Pin the fabric.")
+    dataset_tb: float = Field(0.0, ge=0, le=1e8, description="Training data kept on storage, TB (usable).")
+    data_bytes_per_token: float = Field(4.0, ge=0, le=1e6, description="Bytes read from storage per trained token.")
+    checkpoint_interval_hours: float = Field(4.0, ge=0.01, le=1e5, description="Hours between checkpoints.")
+    checkpoint_window_s: float = Field(
+        300.0, ge=0.01, le=1e7, description="Seconds allowed to write one checkpoint (training stalls meanwhile)."
     )
-    checkpoints_retained: PositiveInt = Field(2, description="Checkpoints kept on storage.")
+    checkpoints_retained: PositiveInt = Field(2, le=10_000, description="Checkpoints kept on storage.")
 
 
 ServingPrecision = Literal["bf16", "fp8", "int8"]
@@ -164,26 +181,31 @@ class InferenceService(Strict):
     """An LLM serving service: a demand to meet under latency SLOs, with replicas of any layout."""
 
     kind: Literal["inference"]
-    name: str = Field(min_length=1)
-    model: Union[str, ModelDims] = Field(description="A preset name or the model's dimensions.")
+    name: Name
+    model: Union[Name, ModelDims] = Field(description="A preset name or the model's dimensions.")
     precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B) or int8 (1 B, weight-only).")
-    requests_per_s: Optional[PositiveFloat] = Field(None, description="Demand, requests per second.")
-    output_tokens_per_s: Optional[PositiveFloat] = Field(None, description="Demand as output tokens per second.")
-    demand_by_region: Optional[dict[str, PositiveFloat]] = Field(
-        None, description="Demand per region, requests per second; a replica serves a region only if "
+    requests_per_s: Optional[float] = Field(None, ge=MIN_DEMAND_RPS, le=1e9, description="Demand, requests per second.")
+    output_tokens_per_s: Optional[PositiveFloat] = Field(None, le=1e12, description="Demand as output tokens per second.")
+    demand_by_region: Optional[dict[Name, Annotated[float, Field(ge=MIN_DEMAND_RPS, le=1e9)]]] = Field(
+        None, min_length=1, max_length=1000, description="Demand per region, requests per second; a replica serves a region only if "
         "the site's RTT to it plus TTFT stays within the TTFT SLO."
     )
-    input_tokens: PositiveFloat = Field(description="Mean prompt tokens per request.")
-    output_tokens: PositiveFloat = Field(description="Mean generated tokens per request.")
-    ttft_s: PositiveFloat = Field(description="SLO: time to first token, seconds.")
-    tpot_s: PositiveFloat = Field(description="SLO: time per output token, seconds.")
-    accelerators: Optional[list[str]] = Field(None, description="Only these accelerator types may serve it.")
+    input_tokens: float = Field(ge=1, le=1e8, description="Mean prompt tokens per request.")
+    output_tokens: float = Field(ge=1, le=1e8, description="Mean generated tokens per request.")
+    ttft_s: PositiveFloat = Field(le=86_400, description="SLO: time to first token, seconds.")
+    tpot_s: PositiveFloat = Field(le=3_600, description="SLO: time per output token, seconds.")
+    accelerators: Optional[list[Name]] = Field(None, max_length=1000, description="Only these accelerator types may serve it.")
 
     @model_validator(mode="after")
     def _check(self) -> "InferenceService":
         given = [x is not None for x in (self.requests_per_s, self.output_tokens_per_s, self.demand_by_region)]
         if sum(given) != 1:
             raise ValueError("give exactly one of requests_per_s, output_tokens_per_s or demand_by_region")
+        if self.output_tokens_per_s is not None and self.output_tokens_per_s / self.output_tokens < MIN_DEMAND_RPS:
+            raise ValueError(
+                f"output_tokens_per_s: got {self.output_tokens_per_s:g}, expected at least {MIN_DEMAND_RPS:g} requests/s "
+                f"x output_tokens ({MIN_DEMAND_RPS * self.output_tokens:g} tokens/s): smaller demands are below what one "
+                "replica can resolve")
         return self
 
     @property
@@ -219,29 +241,29 @@ Workload = Annotated[
 
 
 class CoolingOption(Strict):
-    max_kw_per_rack: PositiveFloat
-    capex_usd_per_kw: float = Field(ge=0, description="Cooling capex per kW of IT load cooled.")
+    max_kw_per_rack: PositiveFloat = Field(le=10_000)
+    capex_usd_per_kw: float = Field(ge=0, le=1e6, description="Cooling capex per kW of IT load cooled.")
 
 
 class Facility(Strict):
     power_cap_mw: Optional[PositiveFloat] = Field(
-        None, description="Contracted facility power (PUE included), MW; null = no cap (what `explain` relaxes to)."
+        None, le=100_000, description="Contracted facility power (PUE included), MW; null = no cap (what `explain` relaxes to)."
     )
-    pue: float = Field(1.3, ge=1.0, description="Facility power / IT power.")
-    energy_usd_per_kwh: float = Field(0.08, ge=0)
+    pue: float = Field(1.3, ge=1.0, le=10, description="Facility power / IT power.")
+    energy_usd_per_kwh: float = Field(0.08, ge=0, le=100)
     cooling: dict[Literal["air", "liquid"], CoolingOption] = Field(
         default_factory=lambda: {
             "air": CoolingOption(max_kw_per_rack=40.0, capex_usd_per_kw=1500.0),
             "liquid": CoolingOption(max_kw_per_rack=120.0, capex_usd_per_kw=3000.0),
         }
     )
-    rack_units_per_rack: PositiveInt = 42
-    max_racks: Optional[PositiveInt] = None
-    rack_capex_usd: float = Field(20000.0, ge=0, description="Rack, PDUs and cabling per rack, USD.")
-    frontend_fabric: str = Field(
+    rack_units_per_rack: PositiveInt = Field(42, le=1000)
+    max_racks: Optional[PositiveInt] = Field(None, le=10_000_000)
+    rack_capex_usd: float = Field(20000.0, ge=0, le=1e9, description="Rack, PDUs and cabling per rack, USD.")
+    frontend_fabric: Name = Field(
         "eth-100g", description="Network serving nodes attach to (a catalog fabric); serving needs no training fabric."
     )
-    frontend_ports_per_node: PositiveInt = Field(1, description="Front-end ports per serving node.")
+    frontend_ports_per_node: PositiveInt = Field(1, le=1024, description="Front-end ports per serving node.")
 
     @model_validator(mode="after")
     def _check(self) -> "Facility":
@@ -253,33 +275,33 @@ class Facility(Strict):
 class Site(Facility):
     """One place to build: a facility plus what makes places differ (carbon, build-out, latency)."""
 
-    name: str = Field(min_length=1)
-    carbon_g_per_kwh: float = Field(0.0, ge=0, description="Grid carbon intensity, gCO2 per kWh.")
-    site_capex_usd: float = Field(0.0, ge=0, description="Build-out capex, paid only if the site is used.")
-    latency_ms: dict[str, float] = Field(
-        default_factory=dict, description="Network round-trip time to each demand region, ms (absent = unreachable)."
+    name: Name
+    carbon_g_per_kwh: float = Field(0.0, ge=0, le=10_000, description="Grid carbon intensity, gCO2 per kWh.")
+    site_capex_usd: float = Field(0.0, ge=0, le=1e12, description="Build-out capex, paid only if the site is used.")
+    latency_ms: dict[Name, Annotated[float, Field(ge=0, le=100_000)]] = Field(
+        default_factory=dict, max_length=1000, description="Network round-trip time to each demand region, ms (absent = unreachable)."
     )
 
 
 class Budget(Strict):
-    capex_usd: Optional[PositiveFloat] = Field(None, description="Capex cap, USD; null = no cap.")
-    horizon_years: PositiveFloat = Field(5.0, description="TCO horizon, years.")
-    maintenance_pct_per_year: float = Field(3.0, ge=0, description="Maintenance opex, % of capex per year.")
+    capex_usd: Optional[PositiveFloat] = Field(None, le=1e13, description="Capex cap, USD; null = no cap.")
+    horizon_years: PositiveFloat = Field(5.0, le=100, description="TCO horizon, years.")
+    maintenance_pct_per_year: float = Field(3.0, ge=0, le=100, description="Maintenance opex, % of capex per year.")
     carbon_price_usd_per_t: float = Field(
-        0.0, ge=0, description="Carbon price, USD per tCO2; when set, TCO includes carbon cost over the horizon."
+        0.0, ge=0, le=10_000, description="Carbon price, USD per tCO2; when set, TCO includes carbon cost over the horizon."
     )
-    carbon_cap_t_per_year: Optional[PositiveFloat] = Field(None, description="Cap on emissions, tCO2 per year.")
+    carbon_cap_t_per_year: Optional[PositiveFloat] = Field(None, le=1e10, description="Cap on emissions, tCO2 per year.")
 
 
 
 
 class Instance(Strict):
-    name: str = "instance"
-    description: str = ""
+    name: Name = "instance"
+    description: Text = ""
     catalog: Catalog
-    workloads: list[Workload] = Field(min_length=1)
+    workloads: list[Workload] = Field(min_length=1, max_length=1000)
     facility: Optional[Facility] = Field(None, description="A single site; or give `sites`.")
-    sites: Optional[list[Site]] = Field(None, description="Several places to build; or give `facility`.")
+    sites: Optional[list[Site]] = Field(None, max_length=100, description="Several places to build; or give `facility`.")
     budget: Budget = Field(default_factory=Budget)
     objective: str = Field(
         "min_tco", description="What to minimise (the objectives of models.metrics).",
@@ -338,6 +360,7 @@ class Instance(Strict):
             where = "facility" if self.facility is not None else f"sites[{i}]"
             if self.services and site.frontend_fabric not in self.catalog.frontend_fabrics:
                 raise ValueError(f"{where}.frontend_fabric: '{site.frontend_fabric}' is not a known fabric")
+        self._check_nodes_fit_racks()
         regions = {r for site in self.site_list for r in site.latency_ms}
         for i, w in enumerate(self.workloads):
             if isinstance(w, InferenceService) and w.demand_by_region:
@@ -351,12 +374,42 @@ class Instance(Strict):
                     )
         return self
 
+    def _check_nodes_fit_racks(self) -> None:
+        """A node taller than every rack, or drawing more than every cooling option allows per rack,
+        can never be placed. When that leaves no accelerator (or hits a pinned one) the instance
+        is refused naming the entry and the field; otherwise the solver would report an
+        unrelated limit as the cause."""
+        sites = self.site_list
+        where = "facility" if self.facility is not None else "sites[*]"
+        units = max(x.rack_units_per_rack for x in sites)
+
+        def misfit(name: str, a: Accelerator) -> Optional[str]:
+            if a.node_rack_units > units:
+                return (f"catalog.accelerators.{name}.node_rack_units: got {a.node_rack_units}, expected at most "
+                        f"{units} ({where}.rack_units_per_rack): a node must fit in a rack")
+            kw = [o.max_kw_per_rack for x in sites for c, o in x.cooling.items() if c == "liquid" or not a.liquid_cooled_only]
+            if kw and a.node_power_kw > max(kw):
+                return (f"catalog.accelerators.{name}.node_power_kw: got {a.node_power_kw:g}, expected at most "
+                        f"{max(kw):g} ({where}.cooling.*.max_kw_per_rack): a node must fit in a rack's power")
+            if not kw:
+                return (f"catalog.accelerators.{name}.liquid_cooled_only: true, but no site offers liquid cooling "
+                        f"({where}.cooling)")
+            return None
+
+        bad = {n: m for n, a in self.catalog.accelerators.items() if (m := misfit(n, a))}
+        pinned = {w.accelerator for w in self.training_jobs if w.accelerator}
+        for n in sorted(pinned & set(bad)):
+            raise ValueError(bad[n])
+        if bad and len(bad) == len(self.catalog.accelerators):
+            raise ValueError("; ".join(bad[n] for n in sorted(bad)))
+
     @property
     def site_list(self) -> list["Site"]:
         """The sites; a single `facility` is one site named after the instance."""
         if self.sites is not None:
             return list(self.sites)
-        return [Site(name="site", **self.facility.model_dump())]
+        # Not re-validated: the facility was, and the diagnosis relaxes its limits past the bounds.
+        return [Site.model_construct(name="site", **{k: getattr(self.facility, k) for k in Facility.model_fields})]
 
     @property
     def training_jobs(self) -> list[TrainingJob]:

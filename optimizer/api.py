@@ -61,7 +61,7 @@ _LAZY = {
     "VerificationError": "optimizer.solving.verify", "SweepError": "optimizer.runs.scenarios",
     "ParetoError": "optimizer.studies.pareto", "ParetoInfeasible": "optimizer.studies.pareto",
     "BatchArgumentError": "optimizer.runs.discover", "BATCH_FAILED": ("optimizer.runs.worker", "FAILED"),
-    "one_line": "optimizer.runs.store",
+    "one_line": "optimizer.runs.store", "SolverCrash": "optimizer.runs.wallclock",
 }
 
 
@@ -400,15 +400,26 @@ def _as_instance(inst: Union[_schema.Instance, PathLike]) -> _schema.Instance:
 
 
 def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", time_limit: Optional[float] = None,
-          gap: Optional[float] = None, objective: Optional[str] = None, export: Optional[PathLike] = None) -> Result:
+          gap: Optional[float] = None, objective: Optional[str] = None, export: Optional[PathLike] = None,
+          contained: bool = False) -> Result:
     """Solve (and verify) one instance, or an instance file. `time_limit` is seconds per MIP solve
     (soft); `objective` overrides the instance's; `export` also writes the MIP (.lp or .mps). An
     infeasible instance gives a Result whose `diagnosis` says what blocks and by how much; a design
-    the verifier rejects raises `optimizer.solving.verify.VerificationError`."""
+    the verifier rejects raises `optimizer.solving.verify.VerificationError`.
+
+    `contained=True` (what `dcopt solve` uses) runs the whole solve, diagnosis included, in a child
+    process under a hard wall clock of `time_limit` plus a small grace, falling back to PuLP if a
+    solver crashes (`optimizer.runs.wallclock`); `SolverCrash` when no backend survives."""
     from optimizer.solving.pipeline import solve_instance
     from optimizer.studies.explain import diagnose_solution
 
     inst = _as_instance(inst)
+    if contained:
+        from optimizer.runs.wallclock import solve_contained
+
+        if objective is not None:
+            inst = with_(inst, {"objective": objective})
+        return Result(solve_contained(inst, backend=backend, time_limit=time_limit, gap=gap, export=export), inst)
     sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, objective=objective,
                          export_path=export)
     diagnose_solution(inst, sol, backend, time_limit)

@@ -42,7 +42,7 @@ class Format(str, Enum):
 def solve(
     instance: Path = typer.Argument(..., help="Instance file (YAML or JSON)."),
     backend: Backend = backend_option(),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per MIP solve (soft)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds for the whole solve, diagnosis included (hard: killed a few seconds past it)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
     as_json: bool = typer.Option(False, "--json", help="Print the solution as JSON."),
     fmt_: Format = typer.Option(Format.table, "--format", help="table (default), md or json."),
@@ -51,7 +51,8 @@ def solve(
 ) -> None:
     """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
     with errors(debug, str(instance)):
-        res = api.solve(api.load(instance), backend=backend.value, time_limit=time_limit, gap=gap, export=export)
+        res = api.solve(api.load(instance), backend=backend.value, time_limit=time_limit, gap=gap, export=export,
+                        contained=True)
     inst, sol = res.instance, res.solution
     if as_json or fmt_ == Format.json:
         print(json.dumps(sol.to_dict(), indent=2))

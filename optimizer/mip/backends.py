@@ -131,7 +131,9 @@ def _exc_message(exc: BaseException) -> str:
     msg = f"{type(exc).__name__}: {exc}"
     ctx = exc.__context__
     if ctx is not None and ctx is not exc:
-        msg = f"{ctx} (raised as {msg})"
+        # e.g. HiGHS's "kError [INTERNAL]" surfacing as an AttributeError inside MathOpt's status
+        # translation: the solver's words are the message, the translation error only noise.
+        return str(ctx) if isinstance(exc, AttributeError) else f"{ctx} (raised as {msg})"
     return msg
 
 
@@ -214,7 +216,8 @@ class OrToolsBackend(_Results):
                     and result.status == Status.INFEASIBLE:
                 result = self._disambiguate(mathopt, proto, solver_type, params, result, t0, time_limit_s)
         except Exception as exc:  # solver failures must come back as a result, not a crash
-            result = self._result(Status.ERROR, t0, _exc_message(exc))
+            result = self._result(Status.ERROR, t0, f"the {solver.upper() if solver == 'scip' else 'HiGHS'} solve failed: "
+                                                    f"{_exc_message(exc)}")
         result.solver = solver
         if note:
             result.message = f"{note}; {result.message}" if result.message else note
@@ -440,7 +443,7 @@ class PulpBackend(_Results):
                 return self._result(Status.ERROR, t0, "no CBC binary available to PuLP")
             prob, pvars = _to_pulp(pulp, model)
             try:
-                prob.solve(cmd)
+                _run_cbc(pulp, cmd, prob, time_limit_s, gap, log_path)
             except Exception as exc:
                 return self._result(Status.ERROR, t0, f"{type(exc).__name__}: {exc}{_log_tail(log_path)}")
             return self._interpret(pulp, model, prob, pvars, time_limit_s, _read(log_path), t0)
@@ -475,6 +478,49 @@ class PulpBackend(_Results):
         return self._result(Status.ERROR, t0,
                             f"CBC status {pulp.LpStatus.get(status, status)}, solution status "
                             f"{pulp.LpSolution.get(sol, sol)}{_log_tail(log_path=None, text=log)}")
+
+
+def _run_cbc(pulp, cmd, prob, time_limit_s, gap, log_path: str) -> None:
+    """What `prob.solve(cmd)` does, plus `-saveSolution`: CBC's text solution (all PuLP reads)
+    carries 8 significant digits, its binary one every bit. Values are taken from the binary file
+    when it matches the model, statuses from the text one."""
+    import struct
+    import subprocess
+
+    tmp = tempfile.mkdtemp(prefix="dcopt-cbc-")
+    mps, sol, binary = (os.path.join(tmp, n) for n in ("model.mps", "model.sol", "model.bin"))
+    try:
+        vs, vnames, cnames, _ = prob.writeMPS(mps, rename=1)
+        args = [cmd.path, mps] + (["-max"] if prob.sense == pulp.LpMaximize else [])
+        if time_limit_s is not None:
+            args += ["-sec", f"{time_limit_s}"]
+        for opt in cmd.options + cmd.getOptions():
+            args += ["-" + opt.split()[0], *opt.split()[1:]]
+        args += ["-solve", "-saveSolution", binary, "-printingOptions", "all", "-solution", sol]
+        with open(log_path, "w") as log:
+            subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
+                           timeout=None if time_limit_s is None else 2 * time_limit_s + 30)
+        if not os.path.exists(sol):
+            raise RuntimeError(f"CBC wrote no solution ({cmd.path})")
+        status, values, dj, pi, slacks, sol_status = cmd.readsol_MPS(sol, prob, vs, vnames, cnames)
+        prob.assignVarsVals(values)
+        prob.assignStatus(status, sol_status)
+        try:
+            with open(binary, "rb") as f:
+                raw = f.read()
+            rows, cols = struct.unpack("ii", raw[:8])
+            if cols == len(vs) and len(raw) == 16 + 16 * rows + 16 * cols:
+                full = struct.unpack(f"{cols}d", raw[16 + 16 * rows: 16 + 16 * rows + 8 * cols])
+                if all(math.isfinite(x) for x in full):
+                    for v, x in zip(vs, full):
+                        if v.varValue is not None:
+                            v.varValue = x
+        except (OSError, struct.error):
+            pass  # keep the 8-digit values
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _neutral(v) -> float:
@@ -546,6 +592,30 @@ def _cbc_bound(log: str, constant: float) -> float | None:
     return b + constant
 
 
+# -- one deadline for a whole run ------------------------------------------------------------
+
+_DEADLINE: list[float] = []  # time.monotonic() by which every solve of the current run must end
+
+
+@contextlib.contextmanager
+def run_deadline(seconds: float | None):
+    """Within this block every `solve` shares one budget of `seconds` (None: no budget): its time
+    limit is cut to what is left, and once nothing is left it answers TIME_LIMIT without solving.
+    This is what bounds a run's lexicographic second stage and an infeasible instance's diagnosis."""
+    if seconds is None:
+        yield
+        return
+    _DEADLINE.append(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.pop()
+
+
+def _time_left() -> float | None:
+    return None if not _DEADLINE else _DEADLINE[-1] - time.monotonic()
+
+
 # -- choosing and falling back ----------------------------------------------------------------
 
 _FACTORIES = {
@@ -555,6 +625,22 @@ _FACTORIES = {
     "pulp": lambda: PulpBackend(),
 }
 BACKEND_NAMES = tuple(_FACTORIES)
+
+
+def _implausible(model: Model, res: SolveResult, tol: float = 1e-5) -> str | None:
+    """Why a backend's solution cannot be trusted (non-finite values, a constraint broken beyond
+    solver tolerance), or None. A garbage answer is treated like a solver failure: fall back."""
+    if res.values is None:
+        return None
+    if len(res.values) != model.num_vars or not all(math.isfinite(x) for x in res.values):
+        return "holds non-finite or missing values"
+    if res.objective is not None and not math.isfinite(res.objective):
+        return "has a non-finite objective"
+    worst = model.violations(res.values, tol=tol)  # the verifier's own test, 10x looser
+    if worst:
+        w = worst[0]
+        return f"breaks the {w.kind} of '{w.name}' by {w.amount:.3g}"
+    return None
 
 
 def get_backend(name: str = "ortools") -> Backend:
@@ -574,6 +660,12 @@ def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float 
     """
     _check_limits(time_limit_s, gap)
     first = get_backend(backend) if isinstance(backend, str) else backend
+    left = _time_left()
+    if left is not None:
+        if left <= 0.05:
+            return SolveResult(Status.TIME_LIMIT, None, None, None, None, 0.0, first.name, getattr(first, "solver", "?"),
+                               "the run's time limit was spent before this solve")
+        time_limit_s = left if time_limit_s is None else min(time_limit_s, left)
     chain: list[Backend] = [first]
     if fallback:
         chain += [get_backend(n) for n in ("ortools", "pulp") if n != first.name]
@@ -589,6 +681,10 @@ def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float 
             notes.append(f"{label} is not available")
             continue
         result = b.solve(model, limit, gap)
+        bad = _implausible(model, result)
+        if bad:
+            result = SolveResult(Status.ERROR, None, None, None, None, result.runtime_s, result.backend, result.solver,
+                                 f"returned a solution that {bad}")
         if result.status != Status.ERROR:
             break
         notes.append(f"{label} failed: {result.message}")
