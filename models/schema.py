@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, model_validator
+from pydantic import Discriminator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Tag, model_validator
 
 from .dims import ModelDims, Strict
 from .presets import PRESETS
+
+
+InterruptionClass = Literal["gpu", "hbm", "host", "network", "software", "planned"]
+Redundancy = Literal["N", "N+1", "2N"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,6 +51,11 @@ class Accelerator(Strict):
     )
     scaleup_busbw_gbs: Optional[PositiveFloat] = Field(
         None, description="Measured all-reduce bus bandwidth inside the scale-up domain, GB/s; null = link rate x efficiency."
+    )
+    interruptions_per_acc_hour: dict[InterruptionClass, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="Job interruptions per accelerator-hour by class (gpu, hbm, host, network, software, planned); "
+        "classes left out take the defaults of models/data/reliability.yaml (Llama 3 405B run).",
     )
     source: str = Field("", description="Where the figures come from.")
 
@@ -148,11 +157,17 @@ class TrainingJob(Strict):
     fabric: Optional[str] = Field(None, description="Pin the fabric.")
     dataset_tb: float = Field(0.0, ge=0, description="Training data kept on storage, TB (usable).")
     data_bytes_per_token: float = Field(4.0, ge=0, description="Bytes read from storage per trained token.")
-    checkpoint_interval_hours: PositiveFloat = Field(4.0, description="Hours between checkpoints.")
+    checkpoint_interval_hours: Optional[PositiveFloat] = Field(
+        None, description="Training hours between checkpoints; null = the optimum for the job's failure rate (Young/Daly)."
+    )
     checkpoint_window_s: PositiveFloat = Field(
-        300.0, description="Seconds allowed to write one checkpoint (training stalls meanwhile)."
+        300.0, description="Seconds allowed to write one checkpoint: training stalls this long per checkpoint, "
+        "and storage write bandwidth is bought to meet it."
     )
     checkpoints_retained: PositiveInt = Field(2, description="Checkpoints kept on storage.")
+    backup_copies: NonNegativeInt = Field(
+        0, description="Extra copies of the dataset and retained checkpoints on a second site or an object tier."
+    )
 
 
 ServingPrecision = Literal["bf16", "fp8", "int8"]
@@ -177,6 +192,13 @@ class InferenceService(Strict):
     ttft_s: PositiveFloat = Field(description="SLO: time to first token, seconds.")
     tpot_s: PositiveFloat = Field(description="SLO: time per output token, seconds.")
     accelerators: Optional[list[str]] = Field(None, description="Only these accelerator types may serve it.")
+    survive_site_loss: bool = Field(
+        False, description="Keep the whole demand served, within latency, after the loss of any one site."
+    )
+    availability: Optional[float] = Field(
+        None, gt=0, lt=1, description="Target fraction of time each region's demand is fully served (e.g. 0.999); "
+        "adds N+k replicas per region from the replica failure rate. Null = no spare replicas."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "InferenceService":
@@ -239,6 +261,13 @@ class Facility(Strict):
         "eth-100g", description="Network serving nodes attach to (a catalog fabric); serving needs no training fabric."
     )
     frontend_ports_per_node: PositiveInt = Field(1, description="Front-end ports per serving node.")
+    redundancy: Redundancy = Field(
+        "N", description="Redundancy of power and cooling: N | N+1 | 2N; sets the facility build cost per MW "
+        "and the site's outage rate (models/data/reliability.yaml)."
+    )
+    facility_capex_usd_per_mw: Optional[NonNegativeFloat] = Field(
+        None, description="Facility build cost per MW of critical IT load, USD; null = the redundancy tier's default."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Facility":
