@@ -174,7 +174,8 @@ def estimate_goodput(res: dict, acc: "Accelerator", *, checkpoint_window_s: floa
     rates = rate_arrays([acc])
     g = goodput(np.array([res["gpus"]]), rates["lose_work"], rates["planned"], window,
                 None if checkpoint_interval_hours is None else checkpoint_interval_hours * 3600.0)
-    out = {k: float(g[k][0]) for k in ("goodput", "interruptions_per_day", "mtbf_hours", "checkpoint_interval_s", "checkpoint_write_s")}
+    finite = lambda x: float(x) if math.isfinite(x) else None  # noqa: E731  (never fails: no MTBF, no interval)
+    out = {k: finite(g[k][0]) for k in ("goodput", "interruptions_per_day", "mtbf_hours", "checkpoint_interval_s", "checkpoint_write_s")}
     out["lost_time_fraction"] = {k: float(g[f"lost_{k}"][0]) for k in LOST_TIME_PARTS}
     out["spare_nodes"] = int(spare_nodes(np.array([res["nodes"]]), acc.accelerators_per_node, rates["node_out"])[0])
     days = res.get("time_to_train_days")
