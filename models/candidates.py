@@ -13,6 +13,7 @@ import numpy as np
 
 from .presets import resolve_model
 from .schema import Catalog, InferenceService, ModelDims, TrainingJob
+from .perf.goodput import job_goodput, rate_arrays, wall_clock_days
 from .perf.training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
 
 if TYPE_CHECKING:
@@ -26,11 +27,6 @@ def checkpoint_tb(dims: ModelDims) -> float:
     return CHECKPOINT_BYTES_PER_PARAM * dims.params / 1e12
 
 
-def checkpoint_stall_factor(job: TrainingJob) -> float:
-    """Training stalls for one write window per checkpoint interval."""
-    return 1.0 + job.checkpoint_window_s / (job.checkpoint_interval_hours * 3600.0)
-
-
 def storage_usable_tb(job: TrainingJob, dims: ModelDims) -> float:
     """Dataset plus retained checkpoints, usable (before replication)."""
     return job.dataset_tb + job.checkpoints_retained * checkpoint_tb(dims)
@@ -39,11 +35,6 @@ def storage_usable_tb(job: TrainingJob, dims: ModelDims) -> float:
 def checkpoint_write_gbps(job: TrainingJob, dims: ModelDims) -> float:
     """Bandwidth to write one checkpoint within its window, GB/s."""
     return checkpoint_tb(dims) * 1000.0 / job.checkpoint_window_s
-
-
-def effective_days(job: TrainingJob, train_days):
-    """Wall-clock days: pure training time plus checkpoint stalls."""
-    return train_days * checkpoint_stall_factor(job)
 
 
 def read_gbps(job: TrainingJob, tokens_per_s):
@@ -61,7 +52,7 @@ class JobTable:
     fabrics: list[str]
     grid: ConfigGrid
     perf: dict[str, np.ndarray]
-    days: np.ndarray
+    days: np.ndarray  # wall clock: failure-free days / goodput (perf["goodput"], perf["spare_nodes"], ...)
     read_gbps: np.ndarray
     endpoints: np.ndarray
 
@@ -95,15 +86,18 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
     perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch)
     ports = np.array([a.fabric_ports_per_node for a in accs], dtype=np.int64)
     endpoints = perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64)
-    return dims, acc_names, fab_names, grid, perf, endpoints
+    per_node = np.array([a.accelerators_per_node for a in accs], dtype=np.int64)
+    failures = (rate_arrays(accs), per_node)
+    return dims, acc_names, fab_names, grid, perf, endpoints, failures
 
 
 def _for_job(job: TrainingJob, base) -> JobTable:
-    dims, acc_names, fab_names, grid, perf, endpoints = base
-    perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0)
+    dims, acc_names, fab_names, grid, perf, endpoints, (rates, per_node) = base
+    g = job_goodput(job, rates, grid.acc, grid.t * grid.p * grid.d, perf["nodes"], per_node[grid.acc])
+    perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0, **g)
     return JobTable(job=job, dims=dims, accelerators=acc_names, fabrics=fab_names, grid=grid, perf=perf,
-                    days=effective_days(job, perf["time_to_train_days"]), read_gbps=read_gbps(job, perf["tokens_per_s"]),
-                    endpoints=endpoints)
+                    days=wall_clock_days(perf["time_to_train_days"], g["goodput"]),
+                    read_gbps=read_gbps(job, perf["tokens_per_s"]), endpoints=endpoints)
 
 
 def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:

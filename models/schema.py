@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, Discriminator, Field, PositiveFloat, PositiveInt, StringConstraints, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator, Discriminator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StringConstraints, Tag,
+    field_validator, model_validator,
+)
 
 from .dims import ModelDims, Strict
 from .metrics import objectives
@@ -29,6 +32,8 @@ Text = Annotated[str, StringConstraints(max_length=10_000)]
 # Physical maxima: generous (10-1000x today's largest figures) but finite, so no coefficient
 # reaching the MIP is absurd (a carbon price of 1e19 $/t made SCIP abort).
 MIN_DEMAND_RPS = 1e-3  # below this a replica's share rounds away inside solver tolerances
+InterruptionClass = Literal["gpu", "hbm", "host", "network", "software", "planned"]
+Redundancy = Literal["N", "N+1", "2N"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,6 +68,11 @@ class Accelerator(Strict):
     )
     scaleup_busbw_gbs: Optional[PositiveFloat] = Field(
         None, le=1e5, description="Measured all-reduce bus bandwidth inside the scale-up domain, GB/s; null = link rate x efficiency."
+    )
+    interruptions_per_acc_hour: dict[InterruptionClass, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="Job interruptions per accelerator-hour by class (gpu, hbm, host, network, software, planned); "
+        "classes left out take the defaults of models/data/reliability.yaml (Llama 3 405B run).",
     )
     source: Text = Field("", description="Where the figures come from.")
 
@@ -166,11 +176,18 @@ class TrainingJob(Strict):
     fabric: Optional[Name] = Field(None, description="Pin the fabric.")
     dataset_tb: float = Field(0.0, ge=0, le=1e8, description="Training data kept on storage, TB (usable).")
     data_bytes_per_token: float = Field(4.0, ge=0, le=1e6, description="Bytes read from storage per trained token.")
-    checkpoint_interval_hours: float = Field(4.0, ge=0.01, le=1e5, description="Hours between checkpoints.")
+    checkpoint_interval_hours: Optional[float] = Field(
+        None, ge=0.01, le=1e5,
+        description="Training hours between checkpoints; null = the optimum for the job's failure rate (Young/Daly).",
+    )
     checkpoint_window_s: float = Field(
-        300.0, ge=0.01, le=1e7, description="Seconds allowed to write one checkpoint (training stalls meanwhile)."
+        300.0, ge=0.01, le=1e7, description="Seconds allowed to write one checkpoint: training stalls this long per "
+        "checkpoint, and storage write bandwidth is bought to meet it.",
     )
     checkpoints_retained: PositiveInt = Field(2, le=10_000, description="Checkpoints kept on storage.")
+    backup_copies: NonNegativeInt = Field(
+        0, le=100, description="Extra copies of the dataset and retained checkpoints on a second site or an object tier."
+    )
 
 
 ServingPrecision = Literal["bf16", "fp8", "int8"]
@@ -195,6 +212,13 @@ class InferenceService(Strict):
     ttft_s: PositiveFloat = Field(le=86_400, description="SLO: time to first token, seconds.")
     tpot_s: PositiveFloat = Field(le=3_600, description="SLO: time per output token, seconds.")
     accelerators: Optional[list[Name]] = Field(None, max_length=1000, description="Only these accelerator types may serve it.")
+    survive_site_loss: bool = Field(
+        False, description="Keep the whole demand served, within latency, after the loss of any one site."
+    )
+    availability: Optional[float] = Field(
+        None, gt=0, lt=1, description="Target fraction of time each region's demand is fully served (e.g. 0.999); "
+        "adds N+k replicas per region from the replica failure rate. Null = no spare replicas."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "InferenceService":
@@ -264,6 +288,13 @@ class Facility(Strict):
         "eth-100g", description="Network serving nodes attach to (a catalog fabric); serving needs no training fabric."
     )
     frontend_ports_per_node: PositiveInt = Field(1, le=1024, description="Front-end ports per serving node.")
+    redundancy: Redundancy = Field(
+        "N", description="Redundancy of power and cooling: N | N+1 | 2N; sets the facility build cost per MW "
+        "and the site's outage rate (models/data/reliability.yaml)."
+    )
+    facility_capex_usd_per_mw: Optional[NonNegativeFloat] = Field(
+        None, le=1e9, description="Facility build cost per MW of critical IT load, USD; null = the redundancy tier's default."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Facility":

@@ -9,6 +9,7 @@ from optimizer.mip.build import build_model, objective_expr
 from optimizer.mip.backends import Status, solve as run_backend
 from optimizer.mip.data import AcceleratorData, Candidate, FabricData, JobData, MipData, SiteData, StorageData
 from optimizer.solving.pipeline import solve_instance
+from .test_sweep import NEVER_FAILS
 
 BACKENDS = ["ortools", "pulp"]
 
@@ -98,7 +99,8 @@ def ideal_instance(**over):
         "catalog": {
             "accelerators": {"toy": {
                 "peak_bf16_tflops": 10, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
-                "accelerators_per_node": 8, "node_power_kw": 10, "node_price_usd": 100_000, "node_rack_units": 8}},
+                "accelerators_per_node": 8, "node_power_kw": 10, "node_price_usd": 100_000, "node_rack_units": 8,
+                "interruptions_per_acc_hour": NEVER_FAILS}},
             "fabrics": ["ib-ndr-400g"],
             "storage": ["flash-pfs"],
             "calibration": IDEAL,

@@ -22,8 +22,12 @@ FLAT = {"port_gbps": 400, "latency_us": 1.0, "switch_radix": 256, "switch_price_
         "endpoint_price_usd": 1_000, "endpoint_power_w": 10, "optic_price_usd": 100, "optic_power_w": 5}
 
 
+# Toy accelerators never fail: goodput is then the checkpoint stall alone (interval / (interval + window)).
+NEVER_FAILS = {c: 0.0 for c in ("gpu", "hbm", "host", "network", "software", "planned")}
+
+
 def accelerator(tflops, price):
-    return {"peak_bf16_tflops": tflops, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
+    return {"interruptions_per_acc_hour": NEVER_FAILS, "peak_bf16_tflops": tflops, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
             "accelerators_per_node": 8, "nics_per_node": 1, "node_power_kw": 10, "node_price_usd": price,
             "node_rack_units": 8}
 

@@ -258,7 +258,8 @@ def test_estimate_echoes_choices_and_is_json():
     assert r["fabric"] == "ib-hdr-200g"
     assert r["tp"] * r["pp"] * r["dp"] == 1024 and r["fits_memory"]
     assert r["recompute"] in RECOMPUTE and r["micro_batch"] in (1, 2, 4, 8) and r["vp"] == 1
-    assert r["time_to_train_days"] == pytest.approx(300e9 / r["tokens_per_s"] / 86400)
+    assert r["time_to_train_failure_free_days"] == pytest.approx(300e9 / r["tokens_per_s"] / 86400)
+    assert r["time_to_train_days"] == pytest.approx(r["time_to_train_failure_free_days"] / r["goodput"])
     assert set(r["breakdown"]) == {"compute_s", "bubble_s", "tp_comm_s", "pp_comm_s", "dp_comm_exposed_s"}
     pinned = estimate_training(PRESETS["gpt3-175b"], CAT, "a100-sxm-80gb", None, 1024, tp=8, pp=8, global_batch=1536,
                                micro_batch=1, recompute="full", distributed_optimizer=False)

@@ -16,6 +16,7 @@ from .inference import (
     BATCHES, BYTES_PER_PARAM, SERVING_PRECISIONS, ServingGrid, enumerate_serving_grid, evaluate_serving,
 )
 from ..schema import Catalog, ModelDims, PinnedParallelism
+from .goodput import estimate_goodput
 from .training import PRECISIONS, RECOMPUTE, enumerate_grid, evaluate
 
 # The fabric each accelerator is usually deployed with (by name prefix); the one place this lives.
@@ -170,6 +171,7 @@ def estimate_training(
     res["breakdown"] = {k: float(out[k][i]) for k in BREAKDOWN}
     if note:
         res["note"] = note
+    res.update(estimate_goodput(res, acc))  # failures: goodput, checkpoints, lost time, time to train
     return res
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from models.candidates import checkpoint_write_gbps, effective_days, read_gbps, storage_usable_tb
+from models.candidates import checkpoint_write_gbps, read_gbps, storage_usable_tb
+from models.perf.goodput import layout_goodput, wall_clock_days
 from models.perf.training import evaluate_layout
 from models.presets import resolve_model
 from models.schema import Instance
@@ -37,13 +38,14 @@ def job_days_expr(d: MipData, v: Vars, job_name: str):
 
 
 def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
-    """The performance model on one layout: days (with checkpoint stalls), memory, nodes, rates."""
+    """The performance model on one layout: days (with failures and checkpoint stalls), memory, nodes, rates."""
     job = next(w for w in instance.training_jobs if w.name == job_name)
     cat = instance.catalog
     dims = resolve_model(job.model, job.seq_len)
     acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
     r = evaluate_layout(dims, layout, acc, fab, cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
-    r["days"] = float(effective_days(job, r["time_to_train_days"]))
+    r.update(layout_goodput(job, acc, layout["tp"] * layout["pp"] * layout["dp"], int(r["nodes"])))
+    r["days"] = float(wall_clock_days(r["time_to_train_days"], r["goodput"]))
     r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
     r["usable_tb"] = storage_usable_tb(job, dims)
     r["write_gbps"] = checkpoint_write_gbps(job, dims)
