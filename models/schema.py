@@ -74,6 +74,11 @@ class Accelerator(Strict):
         description="Job interruptions per accelerator-hour by class (gpu, hbm, host, network, software, planned); "
         "classes left out take the defaults of models/data/reliability.yaml (Llama 3 405B run).",
     )
+    pcie_bw_gbs: Optional[PositiveFloat] = Field(
+        None, le=10_000,
+        description="Host PCIe bandwidth per accelerator, GB/s per direction, used by tensor parallelism when "
+        "there is no scale-up fabric (scaleup_domain 1); null = 32 (PCIe Gen4 x16).",
+    )
     source: Text = Field("", description="Where the figures come from.")
 
     @property
@@ -125,6 +130,14 @@ class Calibration(Strict):
     memory_reserved_gb: float = Field(ge=0, le=1e5, description="Per accelerator memory lost to runtime, buffers, fragmentation.")
     hbm_efficiency: float = Field(
         0.8, gt=0, le=1, description="Fraction of HBM bandwidth memory-bound serving kernels (decode) reach."
+    )
+    serving_step_overhead_s: float = Field(
+        0.0, ge=0, le=0.05,
+        description="Fixed cost of one serving step (scheduler, sampling, kernel launches, host sync), seconds.",
+    )
+    serving_chunk_tokens: int = Field(
+        0, ge=0, le=1_000_000,
+        description="Chunked prefill: prompt tokens per step riding with the decode batch (0 = a prefill runs alone).",
     )
     source: Text = ""
 

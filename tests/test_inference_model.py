@@ -180,9 +180,10 @@ def test_grid_tp_rules():
     g = enumerate_serving_grid(L70, accs, "bf16")
     for i, a in enumerate(accs):
         ts = set(g.t[g.acc == i].tolist())
-        assert ts == {t for t in (1, 2, 4, 8, 16, 32, 64) if t <= a.scaleup_domain and 64 % t == 0}, names[i]
+        dom = a.scaleup_domain if a.scaleup_domain > 1 else a.accelerators_per_node
+        assert ts == {t for t in (1, 2, 4, 8, 16, 32, 64) if t <= dom and 64 % t == 0}, names[i]
         assert set(g.batch[g.acc == i].tolist()) == set(BATCHES)
-    assert set(g.t[g.acc == names.index("l40s")].tolist()) == {1}  # PCIe only: no tensor parallelism
+    assert set(g.t[g.acc == names.index("l40s")].tolist()) == {1, 2, 4, 8}  # no scale-up fabric: TP over PCIe
     # 405B has 128 heads, but the search stops at t = 64 even on a TPU pod.
     g405 = enumerate_serving_grid(PRESETS["llama3-405b"], accs, "bf16")
     assert g405.t.max() == 64

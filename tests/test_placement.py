@@ -10,7 +10,8 @@ from optimizer.solving.verify import VerificationError, verify_solution
 
 BACKENDS = ["ortools", "pulp"]
 IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
-         "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0, "hbm_efficiency": 1.0}
+         "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0, "hbm_efficiency": 1.0,
+         "serving_step_overhead_s": 0.0}
 TOY_MODEL = {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024}
 NO_EXTRAS = {"cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0, "pue": 1.2}
 

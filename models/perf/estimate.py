@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from .inference import (
-    BATCHES, BYTES_PER_PARAM, SERVING_PRECISIONS, ServingGrid, enumerate_serving_grid, evaluate_serving,
+    BATCHES, BYTES_PER_PARAM, SERVING_PRECISIONS, ServingGrid, enumerate_serving_grid, evaluate_serving, replica_times,
+    tp_domain,
 )
 from ..schema import Catalog, ModelDims, PinnedParallelism
 from .goodput import estimate_goodput
@@ -177,7 +178,7 @@ def estimate_training(
 
 INFERENCE_BREAKDOWN = (
     "prefill_compute_s", "prefill_memory_s", "prefill_tp_comm_s", "decode_compute_s", "decode_memory_s",
-    "decode_tp_comm_s",
+    "decode_tp_comm_s", "step_overhead_s",
 )
 
 
@@ -192,8 +193,13 @@ def estimate_inference(
     output_tokens: int = 250,
     *,
     max_tpot_s: float | None = None,
+    requests_per_s: float | None = None,
 ) -> dict[str, Any]:
     """TTFT, TPOT, throughput and memory of one serving replica (`dcopt estimate --mode inference`).
+
+    With `requests_per_s` (Poisson arrivals on this one replica) the result adds the queueing
+    latencies ttft_p50_s, ttft_p99_s, tpot_p50_s, tpot_p99_s and the utilization (models.perf.queueing);
+    a load at or past the replica's capacity raises ValueError naming the capacity.
 
     Left out, batch is the largest of `inference.BATCHES` that fits in memory (and meets
     `max_tpot_s` if given): more concurrent sequences always raise throughput, so memory or the SLO
@@ -208,13 +214,17 @@ def estimate_inference(
         raise ValueError(f"batch must be at least 1; got {batch}")
     if max_tpot_s is not None and max_tpot_s <= 0:
         raise ValueError(f"max_tpot_s must be positive; got {max_tpot_s}")
+    if requests_per_s is not None and not requests_per_s > 0:
+        raise ValueError(f"requests_per_s must be positive; got {requests_per_s}")
+    dom = tp_domain(acc)
     if tp is not None:
         if tp < 1 or tp > dims.heads or dims.heads % tp:
             raise ValueError(f"tp={tp} does not divide the model's {dims.heads} attention heads")
-        if tp > acc.scaleup_domain:
+        if tp > dom:
+            where = "scale-up domain" if acc.scaleup_domain > 1 else "node (tensor parallelism over PCIe)"
             raise ValueError(
-                f"tp={tp} exceeds the scale-up domain of '{accelerator}' ({acc.scaleup_domain} accelerators); "
-                "a serving replica stays within one scale-up domain"
+                f"tp={tp} exceeds the {where} of '{accelerator}' ({dom} accelerators); "
+                "a serving replica stays within one scale-up domain, or one node without a scale-up fabric"
             )
 
     calib = catalog.calibration
@@ -223,7 +233,7 @@ def estimate_inference(
     )
     if len(grid) == 0:  # only when no default tp divides the heads within the scale-up domain
         raise ValueError(f"no tensor-parallel degree divides the model's {dims.heads} heads within "
-                         f"'{accelerator}''s scale-up domain of {acc.scaleup_domain}")
+                         f"'{accelerator}''s tensor-parallel domain of {dom}")
     out = evaluate_serving(dims, grid, [acc], calib, precision, input_tokens, output_tokens)
     limit_gb = acc.hbm_gb - calib.memory_reserved_gb
     if not (out["max_batch_fitting"] >= 1).any():
@@ -235,7 +245,7 @@ def estimate_inference(
         )
         at = f"tp={int(grid.t[j])}"
         if tp is None:
-            at = f"the largest {at} (scale-up domain {acc.scaleup_domain})"
+            at = f"the largest {at} (tensor-parallel domain {dom})"
         larger_tp = tp is not None and len(enumerate_serving_grid(dims, [acc], precision, [2 * tp], [1])) > 0
         hint = ("a larger tp, " if larger_tp else "") + (
             "fp8/int8 weights, " if BYTES_PER_PARAM[precision] > 1 else "") + "an accelerator with more memory"
@@ -287,6 +297,25 @@ def estimate_inference(
     res["memory_limit_gb"] = limit_gb
     res["fits_memory"] = bool(out["fits_memory"][i])
     res["breakdown"] = {k: float(out[k][i]) for k in INFERENCE_BREAKDOWN}
+    if requests_per_s is not None:
+        res.update(_queueing_at(out, grid.take([i]), i, output_tokens, requests_per_s))
     if note:
         res["note"] = note
+    return res
+
+
+def _queueing_at(out, row: ServingGrid, i: int, output_tokens: int, rate: float) -> dict[str, float]:
+    from .queueing import capacity_rps, latency
+
+    rt = replica_times({k: v[[i]] for k, v in out.items()}, row, output_tokens)
+    cap = float(capacity_rps(rt)[0])
+    if rate >= cap:
+        raise ValueError(
+            f"requests_per_s={rate:g} is past this replica's capacity of {cap:.3g} req/s "
+            f"(tp={int(row.t[0])}, batch={int(row.batch[0])}); use more replicas or a larger batch"
+        )
+    lat = latency(rt, rate)
+    res = {"requests_per_s_offered": float(rate), "capacity_rps": cap}
+    for k in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "utilization"):
+        res[k] = float(lat[k][0])
     return res

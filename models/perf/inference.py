@@ -59,6 +59,8 @@ BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0}
 KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 2.0}
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LOGIT_BYTES = 4.0  # fp32 logits of the last position of each sequence, sharded over t (vocab-parallel head)
+PCIE_BW_DEFAULT_GBS = 32.0  # PCIe Gen4 x16 per direction, when an accelerator gives no pcie_bw_gbs
+PCIE_LATENCY_S = 10e-6  # one host-bridged PCIe hop of an all-reduce (NCCL over PCIe, no NVLink)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,36 @@ def _peak_flops_tab(accelerators: list[Accelerator], precision: str) -> np.ndarr
     ) * 1e12
 
 
+def gemm_ceiling_flops(accelerators: list[Accelerator], precision: str, calib: Calibration) -> np.ndarray:
+    """FLOP/s a large GEMM reaches: the measured ceiling where the catalog has one for this
+    precision (int8 is weight-only, so its math is bf16), else datasheet peak x gemm_efficiency_max."""
+    key = "fp8" if precision == "fp8" else "bf16"
+    peak = _peak_flops_tab(accelerators, precision)
+    meas = np.array([x.gemm_tflops_measured.get(key, np.nan) for x in accelerators]) * 1e12
+    return np.where(np.isnan(meas), peak * calib.gemm_efficiency_max, meas)
+
+
+def hbm_achieved_bs(accelerators: list[Accelerator], calib: Calibration) -> np.ndarray:
+    """Bytes/s decode streams at: the measured HBM bandwidth where known, else datasheet x hbm_efficiency."""
+    return np.array([x.hbm_bw_measured_tbs * 1e12 if x.hbm_bw_measured_tbs else x.hbm_bw_tbs * 1e12 * calib.hbm_efficiency
+                     for x in accelerators])
+
+
+def tp_domain(a: Accelerator) -> int:
+    """Accelerators one replica may span: the scale-up domain, or the whole node over PCIe when
+    there is no scale-up fabric."""
+    return a.scaleup_domain if a.scaleup_domain > 1 else a.accelerators_per_node
+
+
+def _tp_links(accelerators: list[Accelerator], calib: Calibration):
+    """Per accelerator: (bytes/s, per-hop latency) of the replica's all-reduces."""
+    pcie = [x.scaleup_domain == 1 for x in accelerators]
+    bw = np.array([(x.pcie_bw_gbs or PCIE_BW_DEFAULT_GBS) if p else x.scaleup_bw_gbs
+                   for x, p in zip(accelerators, pcie)]) * 1e9 * calib.comm_efficiency
+    lat = np.where(pcie, PCIE_LATENCY_S, SCALEUP_LATENCY_S)
+    return bw, lat
+
+
 def enumerate_serving_grid(
     dims: ModelDims,
     accelerators: list[Accelerator],
@@ -98,8 +130,8 @@ def enumerate_serving_grid(
     """Every (accelerator, t, batch) replica layout.
 
     t: powers of two up to TP_MAX by default (a given `tp_options` bypasses that cap), dividing the
-    attention heads and within the accelerator's scale-up domain, since a replica's per-layer
-    all-reduces would be latency-bound across the scale-out fabric. fp8 needs FP8 units.
+    attention heads and within `tp_domain` (the scale-up domain, or the node over PCIe), since a
+    replica's per-layer all-reduces would be latency-bound across the scale-out fabric. fp8 needs FP8 units.
     Rows that do not fit in memory are kept; `evaluate_serving` flags them.
     """
     _check_precision(precision)
@@ -112,7 +144,7 @@ def enumerate_serving_grid(
     for i, a in enumerate(accelerators):
         if precision == "fp8" and a.peak_fp8_tflops is None:
             continue
-        t_ok = t_c[t_c <= a.scaleup_domain]
+        t_ok = t_c[t_c <= tp_domain(a)]
         tt, bb = (x.ravel() for x in np.meshgrid(t_ok, b_c, indexing="ij"))
         A.append(np.full(tt.shape, i, dtype=np.int64))
         T.append(tt)
@@ -192,16 +224,18 @@ def evaluate_serving(
 def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -> dict[str, np.ndarray]:
     h, l, P = float(dims.hidden), float(dims.layers), dims.params
 
-    peak = _peak_flops_tab(accelerators, precision)[grid.acc]
-    if np.isnan(peak).any():
+    ceiling = gemm_ceiling_flops(accelerators, precision, calib)[grid.acc]
+    if np.isnan(ceiling).any():
         raise ValueError("fp8 requested for an accelerator without FP8 units")
     hbm_gb = np.array([x.hbm_gb for x in accelerators])[grid.acc]
-    hbm_bs = np.array([x.hbm_bw_tbs for x in accelerators])[grid.acc] * 1e12 * calib.hbm_efficiency
-    su_bs = np.array([x.scaleup_bw_gbs for x in accelerators])[grid.acc] * 1e9 * calib.comm_efficiency
+    hbm_bs = hbm_achieved_bs(accelerators, calib)[grid.acc]
+    link_bs, link_lat = (x[grid.acc] for x in _tp_links(accelerators, calib))
+    over = calib.serving_step_overhead_s
 
     t = grid.t.astype(np.float64)
     beta = grid.batch.astype(np.float64)
     ctx_avg = n_in + n_out / 2.0
+    shape = lambda dim: dim / (dim + calib.gemm_half_dim)  # noqa: E731  (as training's _gemm_eff)
 
     # Memory.
     limit_b = (hbm_gb - calib.memory_reserved_gb) * 1e9
@@ -209,25 +243,45 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
     memory_b = weights_b + beta * (kv_seq_b + ws_seq_b) + ws_fixed_b
     max_beta = _max_batch(weights_b, kv_seq_b, ws_fixed_b, ws_seq_b, limit_b)
 
-    # Prefill of one request: compute-bound for any real prompt, but it still reads the weights once.
-    eff_pre = _gemm_eff(np.minimum(h / t, n_in), calib)
+    def allreduces(tokens):
+        return 2.0 * l * _ring_allreduce_s(t, tokens * h * ACT_BYTES, link_bs, link_lat)
+
+    # Prefill of one request run alone: compute-bound for any real prompt, but it still reads the weights once.
     pre_flops = 2.0 * P * n_in + 2.0 * l * n_in * n_in * h
-    prefill_compute_s = pre_flops / (t * peak * eff_pre)
+    prefill_compute_s = pre_flops / (t * ceiling * shape(np.minimum(h / t, n_in)))
     prefill_memory_s = weights_b / hbm_bs
-    prefill_tp_s = 2.0 * l * _ring_allreduce_s(t, n_in * h * ACT_BYTES, su_bs, SCALEUP_LATENCY_S)
-    prefill_s = np.maximum(prefill_compute_s, prefill_memory_s) + prefill_tp_s
+    prefill_tp_s = allreduces(n_in)
+    prefill_s = np.maximum(prefill_compute_s, prefill_memory_s) + prefill_tp_s + over
 
     # Decode step at batch beta: weights + the batch's KV streamed from HBM, or the GEMMs, whichever
-    # is slower; the tiny all-reduces are latency-bound and not overlapped.
-    eff_dec = _gemm_eff(h / t, calib)
+    # is slower; the tiny all-reduces are latency-bound and not overlapped; plus the fixed step cost.
+    dec_ceiling = t * ceiling * shape(h / t)
     dec_flops = 2.0 * P * beta + 4.0 * l * beta * ctx_avg * h
-    decode_compute_s = dec_flops / (t * peak * eff_dec)
+    decode_compute_s = dec_flops / dec_ceiling
     decode_memory_s = (weights_b + beta * kv_tok_b * ctx_avg) / hbm_bs
-    decode_tp_s = 2.0 * l * _ring_allreduce_s(t, beta * h * ACT_BYTES, su_bs, SCALEUP_LATENCY_S)
-    step_s = np.maximum(decode_compute_s, decode_memory_s) + decode_tp_s
+    decode_tp_s = allreduces(beta)
+    step_s = np.maximum(decode_compute_s, decode_memory_s) + decode_tp_s + over
+    # The chord of step(b) between b = 0 and beta (an upper bound in between: max() is convex).
+    step_fixed_s = weights_b / hbm_bs + allreduces(0.0) + over
+    step_per_seq_s = (step_s - step_fixed_s) / beta
 
-    # Continuous batching, non-chunked prefill (module docstring).
-    requests_per_s = 1.0 / (prefill_s + n_out * step_s / beta)
+    # Prefill: alone (chunk 0), or in k chunks that ride in decode steps (Sarathi-Serve): a chunk
+    # adds its FLOPs to the step's roofline and its tokens to the all-reduces, while the weights are
+    # streamed once for both, so the replica time a prefill costs is the sum of the marginal costs.
+    C = calib.serving_chunk_tokens
+    if C > 0:
+        k = float(np.ceil(n_in / C))
+        chunk_flops = pre_flops / k
+        mixed_s = np.maximum((dec_flops + chunk_flops) / dec_ceiling, decode_memory_s) + allreduces(beta + n_in / k) + over
+        prefill_work_s = k * (mixed_s - step_s)
+        # An idle replica runs the k chunk steps alone.
+        ttft_idle_s = k * (np.maximum(chunk_flops / dec_ceiling, prefill_memory_s) + allreduces(n_in / k) + over)
+        prefill_steps = np.full(len(grid), k)
+    else:
+        prefill_work_s, ttft_idle_s, prefill_steps = prefill_s, prefill_s, np.zeros(len(grid))
+
+    # Continuous batching at full batch (queueing.py for partial load).
+    requests_per_s = 1.0 / (prefill_work_s + n_out * step_s / beta)
     out_tps = requests_per_s * n_out
 
     return {
@@ -236,19 +290,63 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
         "memory_per_acc_gb": memory_b / 1e9,
         "fits_memory": grid.batch <= max_beta,  # max_beta is 0 when the weights alone do not fit
         "max_batch_fitting": max_beta,
-        "ttft_s": prefill_s,
+        "ttft_s": ttft_idle_s,
         "decode_step_s": step_s,
-        "tpot_s": step_s + beta * prefill_s / n_out,
+        "tpot_s": step_s + beta * prefill_work_s / n_out,
         "requests_per_s": requests_per_s,
         "output_tokens_per_s": out_tps,
         "output_tokens_per_s_per_acc": out_tps / t,
+        "prefill_work_s": prefill_work_s,
+        "prefill_steps": prefill_steps,
+        "step_fixed_s": step_fixed_s,
+        "step_per_seq_s": step_per_seq_s,
         "prefill_compute_s": prefill_compute_s,
         "prefill_memory_s": prefill_memory_s,
         "prefill_tp_comm_s": prefill_tp_s,
         "decode_compute_s": decode_compute_s,
         "decode_memory_s": decode_memory_s,
         "decode_tp_comm_s": decode_tp_s,
+        "step_overhead_s": np.full(len(grid), over),
     }
+
+
+def replica_times(perf: dict[str, np.ndarray], grid: ServingGrid, output_tokens: float, prefill_scv: float = 0.0):
+    """The queueing model's view (`queueing.ReplicaTimes`) of rows of `evaluate_serving`'s output."""
+    from .queueing import ReplicaTimes
+
+    return ReplicaTimes(
+        prefill_work_s=perf["prefill_work_s"], step_fixed_s=perf["step_fixed_s"], step_per_seq_s=perf["step_per_seq_s"],
+        batch=grid.batch.astype(np.float64), output_tokens=float(output_tokens), prefill_steps=perf["prefill_steps"],
+        prefill_scv=prefill_scv,
+    )
+
+
+def slo_capacity_rps(
+    dims: ModelDims,
+    grid: ServingGrid,
+    accelerators: list[Accelerator],
+    calib: Calibration,
+    precision: str,
+    input_tokens: float,
+    output_tokens: float,
+    *,
+    ttft_p99_s=None,
+    tpot_p99_s=None,
+    ttft_p50_s=None,
+    tpot_p50_s=None,
+    rtt_s: float = 0.0,
+    perf: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Requests/s each row of `grid` sustains under Poisson arrivals while meeting the percentile
+    SLOs given (TTFT ones include the round trip `rtt_s`); 0 where it cannot meet them or does not
+    fit in memory. The number the MIP uses as a replica's capacity."""
+    from .queueing import max_rate_for_slo
+
+    if perf is None:
+        perf = evaluate_serving(dims, grid, accelerators, calib, precision, input_tokens, output_tokens)
+    rate = max_rate_for_slo(replica_times(perf, grid, output_tokens), ttft_p99_s=ttft_p99_s, tpot_p99_s=tpot_p99_s,
+                            ttft_p50_s=ttft_p50_s, tpot_p50_s=tpot_p50_s, rtt_s=rtt_s)
+    return np.where(perf["fits_memory"], rate, 0.0)
 
 
 def _throughput_benchmark() -> None:

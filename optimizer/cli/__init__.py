@@ -114,6 +114,8 @@ def estimate(
     batch: Optional[int] = typer.Option(None, "--batch", help="Inference: decode batch (concurrent sequences)."),
     input_tokens: float = typer.Option(1000.0, "--input-tokens", help="Inference: prompt tokens per request."),
     output_tokens: float = typer.Option(250.0, "--output-tokens", help="Inference: generated tokens per request."),
+    requests_per_s: Optional[float] = typer.Option(
+        None, "--requests-per-s", help="Inference: Poisson load on the replica, req/s (adds p50/p99 TTFT and TPOT)."),
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
     debug: bool = debug_option(),
 ) -> None:
@@ -128,7 +130,8 @@ def estimate(
     if mode == Mode.inference:
         with errors(debug, "estimate"):
             out = api.estimate(what, accelerator, mode="inference", seq_len=seq_len, tp=tp, batch=batch,
-                               precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens)
+                               precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens,
+                               requests_per_s=requests_per_s)
         _print_estimate(out, as_json, "Inference estimate (one replica)")
         return
     if gpus is None or global_batch is None:
