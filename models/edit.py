@@ -20,7 +20,11 @@ _TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
 
 
 class EditError(ValueError):
-    """A path that does not exist or cannot be set (the message names it)."""
+    """A path that does not exist or cannot be set, or a sweep over it that cannot be expanded
+    (the message names it). Sweeps call it SweepError."""
+
+
+SweepError = EditError
 
 
 def parse_path(dotted: str) -> list[str | int]:

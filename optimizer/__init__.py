@@ -1,8 +1,6 @@
-"""dcopt's optimizer: candidate pruning, the MIP, backends, verification and reports."""
+"""dcopt's optimizer: the MIP, solving and verification, studies, runs, presentation, the API and the CLI.
 
-# The Python API is `optimizer.api` (`from optimizer import api as dc; dc.solve(dc.load("x.yaml"))`).
-# Only the names that are not also submodules are re-exported here: `solve`, `sweep` and `pareto`
-# are modules of this package, and a function bound over one would be replaced by the module as
-# soon as it is imported (and would break `import optimizer.solving.pipeline as m`). `batch` and `generate`
-# (now modules of `optimizer.runs`) stay API-only so that `import optimizer` keeps its names.
-from optimizer.api import Estimate, InstanceError, Result, batch_workloads, estimate, load, read_batch, show, with_  # noqa: F401
+The Python API is `optimizer.api` (`from optimizer import api as dc; dc.solve(dc.load("x.yaml"))`).
+This package imports nothing on its own, so loading a low layer (say `optimizer.mip.lp`) does not
+load the layers above it; `.importlinter` keeps the layers pointing down.
+"""

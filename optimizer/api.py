@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from models import schema as _schema
-from models.loader import InstanceError, instance_from_dict, load_instance
+from models.edit import document
+from models.loader import InstanceError, load_instance
 
 from optimizer.mip.backends import BACKEND_NAMES  # the backends a caller may name, defined beside them
 from optimizer.mip.design import Solution
@@ -58,7 +59,7 @@ PathLike = Union[str, Path]
 
 # Error types of the layers below, importable from here without loading those layers up front.
 _LAZY = {
-    "VerificationError": "optimizer.solving.verify", "SweepError": "optimizer.runs.scenarios",
+    "VerificationError": "optimizer.solving.verify", "SweepError": "models.edit",
     "ParetoError": "optimizer.studies.pareto", "ParetoInfeasible": "optimizer.studies.pareto",
     "BatchArgumentError": "optimizer.runs.discover", "BATCH_FAILED": ("optimizer.runs.worker", "FAILED"),
     "one_line": "optimizer.runs.store", "SolverCrash": "optimizer.runs.wallclock",
@@ -140,14 +141,6 @@ def load(path: PathLike) -> Instance:
     return show(load_instance(path))
 
 
-def _document(inst: _schema.Instance) -> dict:
-    """The instance as a document the loader accepts (the merged catalog listed in full, which
-    offers the same entries with the same figures); validating it again gives an equal instance."""
-    doc = inst.model_dump(exclude_none=True)
-    doc["catalog"].pop("frontend_fabrics", None)  # the loader derives it from the facility or sites
-    return doc
-
-
 def with_(inst: _schema.Instance, changes: Optional[Mapping[str, Any]] = None, /, **more: Any) -> Instance:
     """A copy of `inst` with fields set by dotted path, validated like a file.
 
@@ -158,18 +151,10 @@ def with_(inst: _schema.Instance, changes: Optional[Mapping[str, Any]] = None, /
     value, and `ValueError` for a path that does not exist or a catalog entry the instance does not
     offer (setting its price would add it to the offer).
     """
-    from optimizer.runs.scenarios import set_path
-    from optimizer.studies.sweep import check_param
+    from models.edit import with_changes
 
     paths = {**(changes or {}), **more}
-    if not paths:
-        return show(inst)
-    doc = _document(inst)
-    for path, value in paths.items():
-        check_param(doc, path)
-        set_path(doc, path, value)
-    what = ", ".join(f"{p}={v!r}" for p, v in paths.items())
-    return show(instance_from_dict(doc, source=f"{inst.name} with {what}"))
+    return show(with_changes(inst, paths) if paths else inst)
 
 
 def _workload_line(w) -> tuple[str, str, str]:
@@ -556,7 +541,7 @@ def run_sweep(inst: Union[_schema.Instance, PathLike], param: str, values: Seque
     if isinstance(inst, (str, Path)):
         raw, source = read_file(inst), str(inst)
     else:
-        raw, source = _document(inst), inst.name
+        raw, source = document(inst), inst.name
     return _run(raw, param, list(values), source, backend=backend, time_limit_s=time_limit, gap=gap, on_row=on_row)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.perf.estimate import estimate_inference, estimate_training
+from models.edit import document
 from models.loader import default_catalog, load_instance
 from models.presets import resolve_model
 from models.schema import Instance as SchemaInstance
@@ -222,7 +223,7 @@ def test_result_estimate_rechecks_the_chosen_layout(mixed, mixed_result):
 def test_sweep_frame_matches_the_sweep_records(mixed):
     values = [0.5, 1.0, 2.0]
     df = dc.sweep(mixed, "facility.power_cap_mw", values)
-    raw = dc._document(mixed)
+    raw = document(mixed)
     ref = run_sweep(raw, "facility.power_cap_mw", values, "x")
     assert list(df.value) == values and list(df.status) == [r.status for r in ref.rows]
     assert df.tco_usd[1] == pytest.approx(ref.rows[1].solution.design.tco_usd, rel=1e-9)

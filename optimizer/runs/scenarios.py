@@ -34,15 +34,12 @@ from typing import Any
 
 import yaml
 
+from models.edit import SweepError, parse_path, set_path  # noqa: F401 (re-exported for sweep files)
+
 from .store import atomic_write
 
 MAX_SCENARIOS = 100_000
 _SWEEP_KEY = re.compile(r"^sweep\s*:", re.MULTILINE)
-_TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
-
-
-class SweepError(ValueError):
-    """A sweep file that cannot be expanded (bad base, bad path, bad grid)."""
 
 
 @dataclass(frozen=True)
@@ -61,88 +58,6 @@ def looks_like_sweep(path: Path) -> bool:
     except OSError:
         return False
     return bool(_SWEEP_KEY.search(text)) or '"sweep"' in text[:200]
-
-
-def parse_path(dotted: str) -> list[str | int]:
-    """'workloads[0].deadline_days' -> ['workloads', 0, 'deadline_days']; '[name]' stays a str."""
-    parts: list[str | int] = []
-    pos = 0
-    for m in _TOKEN.finditer(dotted):
-        gap = dotted[pos:m.start()]
-        is_name = m.group(1) is None
-        expected = "." if parts and is_name else ""  # names after the first need a dot; [..] never
-        if gap != expected:
-            raise SweepError(f"bad field path '{dotted}'")
-        pos = m.end()
-        if not is_name:
-            key = m.group(1).strip()
-            if not key:
-                raise SweepError(f"bad field path '{dotted}': empty []")
-            parts.append(int(key) if re.fullmatch(r"-?\d+", key) else key)
-        else:
-            parts.append(m.group(2))
-    if pos != len(dotted) or not parts:
-        raise SweepError(f"bad field path '{dotted}'")
-    return parts
-
-
-def _builtin_names(section: str) -> list[str]:
-    from models.loader import default_catalog_raw
-
-    return list(default_catalog_raw().get(section, {}))
-
-
-def set_path(doc: dict, dotted: str, value: Any) -> None:
-    """Set one field in an instance document, creating mappings on the way."""
-    parts = parse_path(dotted)
-    node: Any = doc
-    for i, key in enumerate(parts):
-        last = i == len(parts) - 1
-        where = _join(parts[: i + 1])
-        if isinstance(key, int) or (isinstance(node, list) and isinstance(key, str)):
-            if not isinstance(node, list):
-                raise SweepError(f"{dotted}: '{_join(parts[:i])}' is not a list")
-            idx = key if isinstance(key, int) else _find_named(node, key, dotted, parts[:i])
-            if not -len(node) <= idx < len(node):
-                raise SweepError(f"{dotted}: index {idx} out of range ('{_join(parts[:i])}' has {len(node)} items)")
-            if last:
-                node[idx] = copy.deepcopy(value)
-                return
-            node = node[idx]
-            continue
-        if not isinstance(node, dict):
-            raise SweepError(f"{dotted}: '{_join(parts[:i]) or '(top level)'}' is not a mapping")
-        if last:
-            node[key] = copy.deepcopy(value)
-            return
-        # catalog.<section> given as a list of names or omitted: make it the equivalent mapping.
-        if i == 1 and parts[0] == "catalog" and key in ("accelerators", "fabrics", "storage"):
-            sec = node.get(key)
-            if sec is None:
-                sec = {n: {} for n in _builtin_names(key)}
-            elif isinstance(sec, list):
-                sec = {n: {} for n in sec}
-            node[key] = sec
-        child = node.get(key)
-        if child is None:
-            if isinstance(parts[i + 1], int):
-                raise SweepError(f"{dotted}: '{where}' does not exist")
-            child = node[key] = {}
-        node = child
-
-
-def _find_named(items: list, name: str, dotted: str, prefix) -> int:
-    for j, item in enumerate(items):
-        if isinstance(item, dict) and item.get("name") == name:
-            return j
-    raise SweepError(f"{dotted}: no item named '{name}' in '{_join(prefix)}'")
-
-
-def _join(parts) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + str(p)
-    return out
 
 
 def _short(dotted: str) -> str:

@@ -25,10 +25,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
-from models.loader import CATALOG_SECTIONS, InstanceError, default_catalog_raw, instance_from_dict
+from models.edit import SweepError, check_path, edited
+from models.loader import InstanceError, instance_from_dict
 from models.schema import Instance
 
-from optimizer.runs.scenarios import SweepError, parse_path, set_path
 from optimizer.mip.design import Solution
 from optimizer.fmt import csv_row
 
@@ -87,29 +87,13 @@ def parse_values(spec: str) -> list[Number]:
 
 
 def check_param(raw: dict, param: str) -> None:
-    """Refuse paths that would silently change the question rather than one number in it.
-
-    `set_path` creates what is missing on the way; for a catalog entry the instance does not offer
-    (say `catalog.accelerators.b200.node_price_usd` when only H100s are listed) that would add B200s
-    to the offer, and the sweep would answer a different question."""
-    parts = parse_path(param)
-    if len(parts) >= 3 and parts[0] == "catalog" and parts[1] in CATALOG_SECTIONS:
-        section, name = parts[1], parts[2]
-        cat = raw.get("catalog") if isinstance(raw.get("catalog"), dict) else {}
-        given = cat.get(section)
-        offered = list(default_catalog_raw().get(section, {})) if given is None else list(given)
-        if name not in offered:
-            raise SweepError(
-                f"{param}: '{name}' is not offered by this instance (catalog.{section}: {', '.join(map(str, offered))}); "
-                "setting its field would add it to the offer"
-            )
+    """Refuse a path that would change the question rather than one number in it (models.edit)."""
+    check_path(raw, param)
 
 
 def instance_with(raw: dict, param: str, value: Any, source: str) -> Instance:
     """The instance with one field set, validated like a file (InstanceError names the path)."""
-    doc = copy.deepcopy(raw)
-    set_path(doc, param, value)
-    return instance_from_dict(doc, source=f"{source} with {param}={value}")
+    return edited(raw, {param: value}, f"{source} with {param}={value}")
 
 
 def build_instances(raw: dict, param: str, values: list[Number], source: str) -> list[Instance]:
