@@ -13,6 +13,7 @@ import numpy as np
 
 from .presets import resolve_model
 from .schema import Catalog, InferenceService, ModelDims, TrainingJob
+from .perf.stacks import SHARDING
 from .perf.training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
 
 if TYPE_CHECKING:
@@ -81,6 +82,10 @@ class JobTable:
             "vp": int(g.v[i]),
             "recompute": RECOMPUTE[int(g.recompute[i])],
             "distributed_optimizer": bool(g.dist_opt[i]),
+            "cp": int(g.cp[i]),
+            "sharding": SHARDING[int(g.shard[i])],
+            "global_batch": int(g.gb[i]),
+            "stack": self.job.stack,
         }
 
 
@@ -91,8 +96,9 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
     fab_names = [job.fabric] if job.fabric else sorted(catalog.fabrics)
     accs = [catalog.accelerators[a] for a in acc_names]
     fabs = [catalog.fabrics[f] for f in fab_names]
-    grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism)
-    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch)
+    grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism,
+                          stack=job.stack)
+    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, stack=job.stack)
     ports = np.array([a.fabric_ports_per_node for a in accs], dtype=np.int64)
     endpoints = perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64)
     return dims, acc_names, fab_names, grid, perf, endpoints
@@ -115,7 +121,7 @@ def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
     """Tables for several jobs; jobs that differ only in tokens, deadline or storage share one
     evaluation (a step's time does not depend on how many steps there are)."""
     keys = [(resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
-             job.accelerator, job.fabric) for job in jobs]
+             job.accelerator, job.fabric, job.stack) for job in jobs]
     first = {}
     for key, job in zip(keys, jobs):
         first.setdefault(key, job)

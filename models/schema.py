@@ -119,7 +119,22 @@ class Catalog(Strict):
 
 
 Recompute = Literal["none", "selective", "full"]
-Precision = Literal["bf16", "fp8"]
+Precision = Literal["bf16", "fp8", "mxfp8", "nvfp4"]
+Sharding = Literal["none", "zero1", "zero2", "zero3"]
+Stack = Literal["megatron-core", "nemo", "torchtitan", "deepspeed", "maxtext", "megatron-2021"]
+
+
+class GlobalBatchRange(Strict):
+    """A global batch the optimizer may choose inside (it picks what divides the cluster best)."""
+
+    min: PositiveInt
+    max: PositiveInt
+
+    @model_validator(mode="after")
+    def _check(self) -> "GlobalBatchRange":
+        if self.max < self.min:
+            raise ValueError(f"global_batch: max ({self.max}) must be >= min ({self.min})")
+        return self
 
 
 class PinnedParallelism(Strict):
@@ -131,7 +146,11 @@ class PinnedParallelism(Strict):
     micro_batch: Optional[PositiveInt] = None
     vp: Optional[PositiveInt] = Field(None, description="Interleaved pipeline chunks per stage.")
     recompute: Optional[Recompute] = None
-    distributed_optimizer: Optional[bool] = None
+    distributed_optimizer: Optional[bool] = Field(None, description="Shard the optimizer state (ZeRO-1); see sharding.")
+    cp: Optional[PositiveInt] = Field(None, description="Context parallel: the sequence split over cp GPUs (ring attention).")
+    sharding: Optional[Sharding] = Field(
+        None, description="none (DDP), zero1 (optimizer state), zero2 (+gradients), zero3 (+weights: FSDP)."
+    )
 
 
 class TrainingJob(Strict):
@@ -141,8 +160,11 @@ class TrainingJob(Strict):
     seq_len: Optional[PositiveInt] = Field(None, description="Override the preset's sequence length.")
     tokens: PositiveFloat = Field(description="Tokens to train on.")
     deadline_days: PositiveFloat
-    global_batch: PositiveInt = Field(description="Global batch, sequences per step.")
-    precision: Precision = "bf16"
+    global_batch: Union[PositiveInt, GlobalBatchRange] = Field(
+        description="Global batch, sequences per step; or {min, max} to let the optimizer choose."
+    )
+    precision: Precision = Field("bf16", description="Linear-layer GEMM precision: bf16, fp8, mxfp8 or nvfp4.")
+    stack: Stack = Field("megatron-core", description="Software stack profile (features and calibrated efficiencies).")
     parallelism: Optional[PinnedParallelism] = None
     accelerator: Optional[str] = Field(None, description="Pin the accelerator type.")
     fabric: Optional[str] = Field(None, description="Pin the fabric.")

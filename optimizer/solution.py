@@ -32,6 +32,10 @@ class JobResult:
     candidates_fit_memory: int
     candidates_meet_deadline: int
     candidates_in_mip: int
+    cp: int = 1
+    sharding: str = "zero1"
+    global_batch: int = 0  # the batch the layout runs (the job's, or the one chosen in its range)
+    stack: str = "megatron-core"
 
     @property
     def margin_days(self) -> float:

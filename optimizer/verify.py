@@ -35,6 +35,11 @@ def _close(a: float, b: float, rel: float = REL_TOL, abs_: float = 1e-6) -> bool
     return abs(a - b) <= max(abs_, rel * max(abs(a), abs(b)))
 
 
+def _batch_in(spec, gb: int) -> bool:
+    lo, hi = (spec, spec) if isinstance(spec, int) else (spec.min, spec.max)
+    return lo <= gb <= hi
+
+
 def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     """The performance model on one layout: days (with checkpoint stalls), memory, nodes, rates."""
     job = next(w for w in instance.training_jobs if w.name == job_name)
@@ -86,7 +91,8 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
     if sorted(s.name for s in sol.services) != sorted(w.name for w in instance.services):
         problems.append("the solution does not serve every service")
     for j in sol.jobs:
-        lay = {k: getattr(j, k) for k in ("accelerator", "fabric", "tp", "pp", "dp", "micro_batch", "vp", "recompute", "distributed_optimizer")}
+        lay = {k: getattr(j, k) for k in ("accelerator", "fabric", "tp", "pp", "dp", "micro_batch", "vp", "recompute", "distributed_optimizer",
+                                         "cp", "sharding", "global_batch", "stack")}
         w = next(w for w in instance.training_jobs if w.name == j.name)
         if j.site not in sites:
             problems.append(f"job {j.name}: placed at unknown site {j.site}")
@@ -95,8 +101,9 @@ def verify_solution(instance: Instance, sol: Solution) -> None:
             problems.append(f"job {j.name}: pinned to {w.accelerator} but runs on {j.accelerator}")
         if w.fabric and w.fabric != j.fabric:
             problems.append(f"job {j.name}: pinned to fabric {w.fabric} but uses {j.fabric}")
-        if w.global_batch % (j.micro_batch * j.dp):
-            problems.append(f"job {j.name}: global batch {w.global_batch} is not a multiple of micro-batch x dp")
+        if j.global_batch % (j.micro_batch * j.dp) or not _batch_in(w.global_batch, j.global_batch):
+            problems.append(f"job {j.name}: global batch {j.global_batch} is not the job's ({w.global_batch}) "
+                            "or not a multiple of micro-batch x dp")
         r = recompute_job(instance, j.name, lay)
         if not r["fits_memory"]:
             problems.append(f"job {j.name}: needs {r['memory_per_gpu_gb']:.1f} GB per accelerator, more than fits")
