@@ -48,6 +48,10 @@ class Accelerator(Strict):
     scaleup_busbw_gbs: Optional[PositiveFloat] = Field(
         None, description="Measured all-reduce bus bandwidth inside the scale-up domain, GB/s; null = link rate x efficiency."
     )
+    gemm_efficiency_fitted: Optional[float] = Field(
+        None, gt=0, le=1, description="Fraction of the datasheet peak dense GEMMs reach, fitted on this accelerator's "
+        "published training runs where no GEMM measurement exists (dcopt calibrate); null = not fitted.",
+    )
     source: str = Field("", description="Where the figures come from.")
 
     @property

@@ -194,12 +194,17 @@ def format_report(rep: CalibrationReport) -> str:
 # most about them (0.6-1.05 leaves room for better-tuned vendor kernels); flash attention forward +
 # backward runs at 35-75 % of the dense BF16 rate (Dao 2023; Shah et al. 2024); a fused transformer
 # layer leaves 8-60 HBM passes over its activations; block-scaled low-precision GEMMs keep 50-100 %
-# of their ceiling (scale handling, amax reductions, smaller tiles).
+# of their ceiling (scale handling, amax reductions, smaller tiles); a layer's fixed cost (about 30
+# kernels x 3 passes x a few microseconds of launch and synchronisation) stays under 600 us.
 STACK_KNOB_BOUNDS = {
-    "gemm_efficiency": (0.6, 1.05),
+    "gemm_efficiency": (0.6, 1.35),
     "attention_efficiency": (0.35, 0.75),
     "elementwise_passes": (8.0, 60.0),
+    "layer_overhead_us": (0.0, 600.0),
+    "step_overhead_s": (0.0, 0.5),
 }
+# Only for accelerators without a measured GEMM ceiling, fitted on that accelerator's rows alone.
+ACCELERATOR_KNOB_BOUNDS = {"gemm_efficiency_fitted": (0.6, 0.95)}
 PRECISION_KNOB_BOUNDS = {"gemm_efficiency": (0.5, 1.0)}
 FITTED_STACKS = ("megatron-core", "nemo", "torchtitan", "maxtext")
 BORROW_FROM = "megatron-core"  # a stack with no rows in a fit takes this stack's fitted efficiencies
@@ -255,8 +260,10 @@ def _prepare(row: dict, catalog: Catalog) -> _Prepared:
     return _Prepared(row, dims, grid, acc, fab, published_tokens_per_gpu(row))
 
 
-def _predict_prepared(pr: _Prepared, calib: Calibration, stacks: dict, precs: dict) -> tuple[float, dict, bool, float]:
-    out = evaluate(pr.dims, pr.grid, [pr.acc], [pr.fab], calib, pr.row["precision"], None,
+def _predict_prepared(pr: _Prepared, calib: Calibration, stacks: dict, precs: dict,
+                      accs: dict | None = None) -> tuple[float, dict, bool, float]:
+    acc = (accs or {}).get(pr.row["accelerator"], pr.acc)
+    out = evaluate(pr.dims, pr.grid, [acc], [pr.fab], calib, pr.row["precision"], None,
                    stack=stacks[pr.row["stack"]], precisions=precs)
     fits = out["fits_memory"]
     if fits.any():
@@ -285,10 +292,10 @@ class ModernRow:
     layout: dict
 
 
-def _modern_rows(prepared: list[_Prepared], calib, stacks, precs) -> list[ModernRow]:
+def _modern_rows(prepared: list[_Prepared], calib, stacks, precs, accs=None) -> list[ModernRow]:
     rows = []
     for pr in prepared:
-        pred, lay, fits, mem = _predict_prepared(pr, calib, stacks, precs)
+        pred, lay, fits, mem = _predict_prepared(pr, calib, stacks, precs, accs)
         r = pr.row
         rows.append(ModernRow(r["id"], r["accelerator"], r["family"], r["stack"], r["precision"], pr.published, pred,
                               (pred - pr.published) / pr.published * 100.0, fits, mem, lay))
@@ -305,61 +312,61 @@ def _with_borrowed(stacks: dict[str, StackProfile], fitted_on: set[str]) -> dict
     return out
 
 
-def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | None = None, precs: dict | None = None,
-               rounds: int = 4, points: int = 9, start: str = "given") -> tuple[dict, dict]:
-    """Stack and precision efficiencies minimising the mean |error| of tokens/s per GPU over `prepared`.
+def _needs_ratio(acc) -> bool:
+    return not acc.gemm_tflops_measured
 
-    Coordinate descent inside the bounds; a stack knob only moves its own rows and a precision knob only
-    the rows of that precision, so each scan re-predicts just those. `start='centre'` starts every knob
-    from the middle of its bounds (used by leave-one-group-out, so no fitted value leaks in)."""
+
+def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | None = None, precs: dict | None = None,
+               rounds: int = 4, points: int = 9, start: str = "given") -> tuple[dict, dict, dict]:
+    """Stack, precision and (unmeasured) accelerator knobs minimising the mean |error| of tokens/s per GPU.
+
+    Coordinate descent inside the bounds; a stack knob only moves its own rows, a precision knob the rows
+    of that precision, an accelerator knob that accelerator's rows, so each scan re-predicts just those.
+    `start='centre'` starts every knob from the middle of its bounds (leave-one-group-out, so no fitted
+    value leaks in). Returns (stacks, precisions, accelerators by name)."""
     stacks = dict(stacks or stack_profiles())
     precs = dict(precs or precision_profiles())
+    accs = {p.row["accelerator"]: p.acc for p in prepared if _needs_ratio(p.acc)}
     if start == "centre":
         mid = {k: (lo + hi) / 2 for k, (lo, hi) in STACK_KNOB_BOUNDS.items()}
-        stacks = {n: (s.model_copy(update=mid) if n in FITTED_STACKS + ("deepspeed",) else s) for n, s in stacks.items()}
+        stacks = {n: (s.model_copy(update={k: v for k, v in mid.items() if k in _knobs(s)})
+                      if n in FITTED_STACKS + ("deepspeed",) else s) for n, s in stacks.items()}
         pmid = {k: (lo + hi) / 2 for k, (lo, hi) in PRECISION_KNOB_BOUNDS.items()}
         precs = {n: p.model_copy(update=pmid) for n, p in precs.items()}
-    by_stack = {n: [p for p in prepared if p.row["stack"] == n] for n in FITTED_STACKS}
-    by_prec = {n: [p for p in prepared if p.row["precision"] == n] for n in precs}
-    fitted_on = {n for n, rows in by_stack.items() if rows}
+        amid = {k: (lo + hi) / 2 for k, (lo, hi) in ACCELERATOR_KNOB_BOUNDS.items()}
+        accs = {n: a.model_copy(update=amid) for n, a in accs.items()}
+    # (table, key, knob bounds, rows it moves)
+    blocks = [(stacks, n, {k: b for k, b in STACK_KNOB_BOUNDS.items() if k in _knobs(stacks[n])},
+               [p for p in prepared if p.row["stack"] == n]) for n in FITTED_STACKS]
+    blocks += [(precs, n, PRECISION_KNOB_BOUNDS, [p for p in prepared if p.row["precision"] == n]) for n in precs]
+    blocks += [(accs, n, ACCELERATOR_KNOB_BOUNDS, [p for p in prepared if p.row["accelerator"] == n]) for n in accs]
+    fitted_on = {n for _, n, _, rows in blocks[:len(FITTED_STACKS)] if rows}
 
     def err(rows):
-        return sum(abs(_predict_prepared(p, calib, stacks, precs)[0] / p.published - 1.0) for p in rows)
+        return sum(abs(_predict_prepared(p, calib, stacks, precs, accs)[0] / p.published - 1.0) for p in rows)
 
-    width = {**{("s", k): hi - lo for k, (lo, hi) in STACK_KNOB_BOUNDS.items()},
-             **{("p", k): hi - lo for k, (lo, hi) in PRECISION_KNOB_BOUNDS.items()}}
+    width = {(id(tab), n, k): hi - lo for tab, n, bounds, _ in blocks for k, (lo, hi) in bounds.items()}
     for _ in range(rounds):
-        for name in FITTED_STACKS:
-            rows = by_stack[name]
+        for tab, name, bounds, rows in blocks:
             if not rows:
                 continue
-            for k, (lo, hi) in STACK_KNOB_BOUNDS.items():
-                best, x0 = err(rows), getattr(stacks[name], k)
-                w = width[("s", k)]
+            for k, (lo, hi) in bounds.items():
+                best, x0 = err(rows), getattr(tab[name], k)
+                w = width[(id(tab), name, k)]
                 for x in np.linspace(max(lo, x0 - w / 2), min(hi, x0 + w / 2), points):
-                    old = stacks[name]
-                    stacks[name] = old.model_copy(update={k: float(x)})
+                    old = tab[name]
+                    tab[name] = old.model_copy(update={k: float(x)})
                     e = err(rows)
                     if e < best - 1e-12:
                         best = e
                     else:
-                        stacks[name] = old
-        for name, rows in by_prec.items():
-            if not rows:
-                continue
-            for k, (lo, hi) in PRECISION_KNOB_BOUNDS.items():
-                best, x0 = err(rows), getattr(precs[name], k)
-                w = width[("p", k)]
-                for x in np.linspace(max(lo, x0 - w / 2), min(hi, x0 + w / 2), points):
-                    old = precs[name]
-                    precs[name] = old.model_copy(update={k: float(x)})
-                    e = err(rows)
-                    if e < best - 1e-12:
-                        best = e
-                    else:
-                        precs[name] = old
+                        tab[name] = old
         width = {k: w / 2 for k, w in width.items()}
-    return _with_borrowed(stacks, fitted_on), precs
+    return _with_borrowed(stacks, fitted_on), precs, accs
+
+
+def _knobs(st: StackProfile) -> list[str]:
+    return list(STACK_KNOB_BOUNDS) if st.fitted_knobs is None else list(st.fitted_knobs)
 
 
 def _summary(rows, key):
@@ -406,8 +413,11 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
             for g in sorted({p.row[key] for p in prepared}):
                 train = [p for p in prepared if p.row[key] != g]
                 test = [p for p in prepared if p.row[key] == g]
-                st, pc = fit_modern(train, calib, rounds=3, points=7, start="centre")
-                e = [abs(r.error_pct) for r in _modern_rows(test, calib, st, pc)]
+                st, pc, ac = fit_modern(train, calib, rounds=3, points=7, start="centre")
+                # the left-out rows' accelerator, if unmeasured, falls back to calibration.gemm_efficiency_max
+                ac = {n: a.model_copy(update={"gemm_efficiency_fitted": None}) for n, a in
+                      ((p.row["accelerator"], p.acc) for p in test) if n not in ac} | ac
+                e = [abs(r.error_pct) for r in _modern_rows(test, calib, st, pc, ac)]
                 logo_res[kind][g] = float(np.mean(e))
                 logo_errs += e
     excluded = [{"id": r["id"], "reason": r["reason"]} for r in ref.get("excluded_moe", [])]
@@ -450,11 +460,20 @@ if __name__ == "__main__":
         print(format_report(run_calibration(cat, calib=fitted)))
     if "--fit" in sys.argv:
         prepared = [_prepare(r, cat) for r in load_modern()["training"]]
-        st, pc = fit_modern(prepared, cat.calibration, rounds=6, points=11, start="centre")
+        st, pc, ac = fit_modern(prepared, cat.calibration, rounds=6, points=11, start="centre")
         for n in FITTED_STACKS:
             print(n, {k: round(getattr(st[n], k), 3) for k in STACK_KNOB_BOUNDS})
         for n, p in pc.items():
             print(n, {k: round(getattr(p, k), 3) for k in PRECISION_KNOB_BOUNDS})
-        print(format_modern(run_modern(cat, logo=False, stacks=st, precs=pc)))
+        for n, a in ac.items():
+            print(n, {k: round(getattr(a, k), 3) for k in ACCELERATOR_KNOB_BOUNDS})
+        import json
+
+        print("FITTED " + json.dumps({
+            "stacks": {n: {k: round(getattr(st[n], k), 3) for k in _knobs(st[n])} for n in FITTED_STACKS},
+            "precisions": {n: {k: round(getattr(p, k), 3) for k in PRECISION_KNOB_BOUNDS} for n, p in pc.items()},
+            "accelerators": {n: {k: round(getattr(a, k), 3) for k in ACCELERATOR_KNOB_BOUNDS} for n, a in ac.items()}}))
+        cat2 = cat.model_copy(update={"accelerators": {**cat.accelerators, **ac}})
+        print(format_modern(run_modern(cat2, logo=False, stacks=st, precs=pc)))
     else:
         print(format_modern(run_modern(cat, logo="--logo" in sys.argv)))

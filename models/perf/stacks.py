@@ -32,6 +32,9 @@ class StackProfile(Strict):
         None, ge=0, le=1, description="Fraction of data-parallel/FSDP traffic exposed; null = 1 - calibration.dp_overlap."
     )
     sharding: list[Literal["none", "zero1", "zero2", "zero3"]] = Field(description="Sharding modes the stack offers.")
+    recompute_modes: list[Literal["none", "selective", "full", "partial"]] = Field(
+        default_factory=lambda: ["none", "selective", "full", "partial"],
+        description="Recompute modes; partial = full recompute of a chosen number of layers per stage.")
     context_parallel: bool = False
     interleaving: bool = True
     uneven_stages: bool = Field(False, description="Stages may hold different layer counts (ceil split).")
@@ -47,6 +50,16 @@ class StackProfile(Strict):
     )
     elementwise_passes: Optional[float] = Field(
         None, ge=0, description="HBM passes over a layer's activations by unfused memory-bound kernels, fwd+bwd."
+    )
+    layer_overhead_us: float = Field(
+        0.0, ge=0, description="Fixed time per layer per micro-batch (fwd+bwd): kernel launches, syncs, host work."
+    )
+    step_overhead_s: float = Field(
+        0.0, ge=0, description="Fixed time per optimizer step: grad norm/clip, data loading, logging, host syncs."
+    )
+    fitted_knobs: Optional[list[str]] = Field(
+        None, description="Knobs calibration fits for this stack (null = all); gemm_efficiency is left at 1 where "
+        "the stack's runs are all on accelerators without a measured GEMM ceiling (their own ratio is fitted)."
     )
     calibrated_on: list[str] = Field(default_factory=list, description="Published rows its efficiencies were fitted on.")
     source: str = ""

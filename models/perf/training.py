@@ -22,7 +22,7 @@ import numpy as np
 from ..schema import Accelerator, Calibration, Fabric, ModelDims, PinnedParallelism
 from .stacks import LOW_PRECISIONS, SHARDING, PrecisionProfile, StackProfile, get_stack, precision_profiles
 
-RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2
+RECOMPUTE = ("none", "selective", "full", "partial")  # codes 0..3; partial = full recompute of just enough layers
 PRECISIONS = ("bf16", "fp8", "mxfp8", "nvfp4")
 TP_MAX = 64
 PP_MAX = 64
@@ -180,7 +180,11 @@ def enumerate_grid(
         cp_c = np.array([c for c in CP_CHOICES if c == 1 or (st.context_parallel and s // c >= CP_MIN_TOKENS)])
     cp_c = cp_c[(cp_c == 1) | (s % (2 * cp_c) == 0)]
     d_c = _choices(pin.dp, _divisors(B_lo) if B_lo == B_hi else _dp_ladder(B_hi))
-    r_c = _choices(None if pin.recompute is None else RECOMPUTE.index(pin.recompute), range(len(RECOMPUTE)))
+    # Searched: where the stack recomputes a chosen number of layers, "partial" with the fewest layers
+    # that fit dominates none and full; otherwise each uniform mode.
+    searched_rc = [RECOMPUTE.index("partial")] if "partial" in st.recompute_modes else \
+        [RECOMPUTE.index(x) for x in st.recompute_modes]
+    r_c = _choices(None if pin.recompute is None else RECOMPUTE.index(pin.recompute), searched_rc)
     o_c = np.asarray(_sharding_choices(pin, st), dtype=np.int64)
 
     T, P, V, Bm, D, R, O, C = (x.ravel() for x in np.meshgrid(t_c, p_c, v_c, b_c, d_c, r_c, o_c, cp_c, indexing="ij"))
@@ -227,12 +231,14 @@ def _size_eff(dim, calib: Calibration):
 
 
 def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
-    """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions);
-    without measurements, the 2021 A100 fit `gemm_efficiency_max`."""
+    """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
+    measurements, the ratio fitted on its own training runs, else the 2021 A100 fit `gemm_efficiency_max`."""
     peaks = {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
              "nvfp4": acc.peak_fp4_tflops}
     r = [v / peaks[k] for k, v in acc.gemm_tflops_measured.items() if peaks.get(k)]
-    return float(np.mean(r)) if r else calib.gemm_efficiency_max
+    if r:
+        return float(np.mean(r))
+    return acc.gemm_efficiency_fitted or calib.gemm_efficiency_max
 
 
 def gemm_ceiling_tflops(acc: Accelerator, precision: str, calib: Calibration) -> float:
@@ -247,6 +253,11 @@ def gemm_ceiling_tflops(acc: Accelerator, precision: str, calib: Calibration) ->
     if peak is None:
         raise ValueError(f"precision {precision} requested for an accelerator without such units")
     return float(peak) * fallback_gemm_ratio(acc, calib)
+
+
+def _peak(acc: Accelerator, precision: str):
+    return {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
+            "nvfp4": acc.peak_fp4_tflops}[precision]
 
 
 def scaleup_busbw_gbs(acc: Accelerator, calib: Calibration) -> float:
@@ -303,6 +314,7 @@ def _tables(accelerators, fabrics, calib, precision, st):
         "lin": np.array([ceil_or_nan(x, precision) for x in a]),
         "bf16": np.array([gemm_ceiling_tflops(x, "bf16", calib) * 1e12 for x in a]),
         "peak_bf16": np.array([x.peak_bf16_tflops for x in a]) * 1e12,
+        "peak_lin": np.array([(_peak(x, precision) or nan) for x in a]) * 1e12,
         "hbm_gb": np.array([x.hbm_gb for x in a]),
         "hbm_bs": np.array([(x.hbm_bw_measured_tbs or x.hbm_bw_tbs) for x in a]) * 1e12,
         "su_dom": np.array([x.scaleup_domain for x in a]),
@@ -353,10 +365,41 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     m = Bg / (b * d)
     tok = b * s / c  # tokens of one micro-batch on one GPU
 
+    # Memory of the heaviest stage (Korthikanti et al. 2022 with sequence parallelism; the s^2 score
+    # term only without fused attention); sequence split over cp. Computed first: partial recompute
+    # picks the fewest layers per stage to recompute so that the stage fits.
+    full, first, last = (x.astype(np.float64) for x in stage_layers(l, grid.p))
+    k = d * c  # data-parallel group of the weights (cp ranks hold the same weights)
+    fsdp = shard == 3
+    stage_params = full * P_layer + V * h  # the heaviest stage (embedding or output head included)
+    params_gpu = stage_params / t
+    state_per_param = np.select([shard == 0, shard == 1, shard == 2], [16.0, 4.0 + 12.0 / k, 2.0 + 14.0 / k],
+                                16.0 / k)
+    gathered = np.where(fsdp, 2.0 * 2.0 * P_layer / t, 0.0)  # ZeRO-3: two layers' weights unsharded in flight
+    ep_layer, expert_state_bytes = _expert_terms(dims, len(grid))
+    state_bytes = state_per_param * params_gpu + gathered + expert_state_bytes
+    score_term = 0.0 if fused else 5.0 * a * s / h
+    layer_full = tok * h * (34.0 + score_term) / t
+    layer_ckpt = 2.0 * tok * h / t  # a fully recomputed layer keeps only its input
+    # 1F1B: the first stage holds p micro-batches in flight (m if fewer), i.e. ~all l layers of one.
+    in_flight = np.minimum(m, p) * np.where(v > 1, 1.0 + (p - 1.0) / (p * v), 1.0)
+    other = tok * V * 4.0 / t  # fp32 logits of one micro-batch
+    budget = (hbm_gb - calib.memory_reserved_gb) * 1e9 - state_bytes - other
+    partial = rc == 3
+    need = (in_flight * full * layer_full - (budget - layer_full)) / (in_flight * (layer_full - layer_ckpt))
+    n_rc = np.where(partial, np.clip(np.ceil(np.maximum(need, 0.0)), 0.0, full), np.where(rc == 2, full, 0.0))
+    act_layer = np.where(rc == 1, 34.0 * tok * h / t, layer_full)
+    act_bytes = np.where(
+        (rc == 2) | partial,
+        in_flight * ((full - n_rc) * layer_full + n_rc * layer_ckpt) + np.where(n_rc > 0, layer_full, 0.0),
+        full * in_flight * act_layer) + other
+    memory_gb = (state_bytes + act_bytes) / 1e9
+    frac_rc = n_rc / full  # share of a stage's layers recomputed in full
+
     # FLOPs per micro-batch per layer per GPU. Passes: fwd + 2x bwd, +1 fwd where recomputed
     # (full: the whole layer; selective: the attention core only).
-    lin_mult = np.where(rc == 2, 4.0, 3.0)
-    att_mult = np.where(rc == 0, 3.0, 4.0)
+    lin_mult = 3.0 + frac_rc
+    att_mult = np.where(rc == 1, 4.0, 3.0 + frac_rc)
     lin_fwd = 2.0 * tok * P_layer / t
     att_fwd = 4.0 * tok * keys * ha / t  # QK^T and AV
     logit_fwd = 2.0 * tok * h * V / t
@@ -365,6 +408,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # elementwise work stay BF16. The thinnest GEMM dimension sets the size efficiency.
     low = pprof is not None
     lin_rate = lin_rate_pk * gemm_eff * (pprof.gemm_efficiency if low else 1.0) * _size_eff(np.minimum(h / t, tok), calib)
+    lin_rate = np.minimum(lin_rate, 0.95 * tabs["peak_lin"][ai])  # no kernel beats the datasheet
     if fused:
         att_rate = bf16_pk * att_eff
     else:  # unfused: batched GEMMs as thin as a head
@@ -386,7 +430,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     tp_in_su = grid.t <= su_dom
     tp_bw = np.where(tp_in_su, su_bs, fab_bs)
     tp_lat = np.where(tp_in_su, SCALEUP_LATENCY_S, fab_lat)
-    n_ar = np.where(rc == 2, 6.0, 4.0) / (2.0 if dims.parallel_block else 1.0)
+    n_ar = (4.0 + 2.0 * frac_rc) / (2.0 if dims.parallel_block else 1.0)
     tp_layer = st.tp_exposed * n_ar * _ring_allreduce_s(t, tok * h * ACT_BYTES, tp_bw, tp_lat)
 
     # Context parallel (ring attention): each rank passes its K,V block around the ring, cp-1 steps
@@ -395,16 +439,15 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     cp_bw = np.where(cp_in_su, su_bs, fab_bs)
     cp_lat = np.where(cp_in_su, SCALEUP_LATENCY_S, fab_lat)
     kv_bytes = tok * 2.0 * kvh * hd / t * ACT_BYTES
-    cp_passes = np.where(rc == 0, 3.0, 4.0)
+    cp_passes = att_mult
     cp_raw = np.where(c > 1, cp_passes * (c - 1.0) * (kv_bytes / cp_bw + cp_lat), 0.0)
     cp_layer = np.maximum(cp_raw - att_s, 0.0)
 
-    ep_layer, expert_state_bytes = _expert_terms(dims, len(grid))
-    T_layer = lin_s + att_s + mem_s + tp_layer + cp_layer + ep_layer
+    overhead_s = st.layer_overhead_us * 1e-6 * lin_mult / 3.0
+    T_layer = lin_s + att_s + mem_s + overhead_s + tp_layer + cp_layer + ep_layer
     T_logit = 3.0 * logit_fwd / logit_rate + 4.0 * tok * V / t * 4.0 / hbm_bs  # + fp32 softmax/CE passes
 
     # Pipeline: the slowest stage sets the pace (full stages: ceil(l/p) layers; the last adds logits).
-    full, first, last = (x.astype(np.float64) for x in stage_layers(l, grid.p))
     T_stage = np.maximum(np.maximum(full * T_layer, first * T_layer), last * T_layer + T_logit)
     bubble_mb = (p - 1.0) / v  # 1F1B / interleaved bubble in stage times
     job_in_su = n_acc <= su_dom
@@ -418,21 +461,26 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # all-gathered for every micro-batch's forward and backward, gradients reduce-scattered once.
     # The ring runs over the fabric at the NIC bandwidth of each peer sharing a node, capped by the
     # scale-up links; inside one scale-up domain it uses those links only.
-    k = d * c
-    stage_params = full * P_layer + V * h  # the heaviest stage (embedding or output head included)
     shard_bytes = 2.0 * stage_params / t  # bf16 weights or gradients of one GPU's model slice
     dp_peers_per_node = np.clip(per_node // (grid.t * grid.p), 1, grid.d * grid.cp)
     dp_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * dp_peers_per_node, su_bs))
     dp_lat = np.where(job_in_su, SCALEUP_LATENCY_S, fab_lat)
-    ar_s = _ring_allreduce_s(k, shard_bytes, dp_bw, dp_lat)
-    gather_s = _ring_gather_s(k, shard_bytes, dp_bw, dp_lat)
-    fsdp = shard == 3
-    dp_traffic = np.where(fsdp, (2.0 * m + 1.0) * gather_s, ar_s)
-    compute_window = m * T_stage
-    dp_exposed_s = np.maximum(dp_exposed_frac * dp_traffic, dp_traffic - np.where(fsdp, compute_window, np.inf))
+    # Low-precision recipes gather the weights already cast (1 byte: --fp8-param-gather, torchao
+    # float8 all-gather); gradients are reduced in bf16.
+    w_bytes = 0.5 if low else 1.0
+    rs_s = _ring_gather_s(k, shard_bytes, dp_bw, dp_lat)
+    ag_s = _ring_gather_s(k, w_bytes * shard_bytes, dp_bw, dp_lat)
+    dp_traffic = np.select([shard == 0, fsdp], [2.0 * rs_s, 2.0 * m * ag_s + rs_s], rs_s + ag_s)
+    # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
+    # micro-batch's backward (and the parameter gather the first forward), about one stage time.
+    window = np.where(fsdp, m * T_stage, T_stage)
+    dp_exposed_s = np.maximum(dp_exposed_frac * dp_traffic, dp_traffic - window)
     dp_exposed_s = np.maximum(dp_exposed_s, 0.0)
 
-    step_s = (m + bubble_mb) * T_stage + pp_comm_s + dp_exposed_s
+    # Optimizer step: memory-bound pass reading and writing each GPU's (sharded) state, plus the
+    # stack's fixed per-step cost (gradient norm and clipping, data loading, logging, host syncs).
+    opt_s = 2.0 * state_bytes / hbm_bs + st.step_overhead_s
+    step_s = (m + bubble_mb) * T_stage + pp_comm_s + dp_exposed_s + opt_s
     tokens_per_s = Bg * s / step_s
 
     # FLOPs. Hardware: what runs, recompute included. Model: 6N + logits + attention with the causal
@@ -442,21 +490,6 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     dense_tok = 6.0 * (l * P_layer + h * V)
     model_flops_per_step = Bg * s * (dense_tok + 12.0 * l * ha * dims.mean_attended_keys)
     model_flops_full = Bg * s * (dense_tok + 12.0 * l * ha * s)
-
-    # Memory of the heaviest stage (Korthikanti et al. 2022 with sequence parallelism; the s^2 score
-    # term only without fused attention); sequence split over cp.
-    params_gpu = stage_params / t
-    state_per_param = np.select([shard == 0, shard == 1, shard == 2], [16.0, 4.0 + 12.0 / k, 2.0 + 14.0 / k],
-                                16.0 / k)
-    gathered = np.where(fsdp, 2.0 * 2.0 * P_layer / t, 0.0)  # ZeRO-3: two layers' weights unsharded in flight
-    state_bytes = state_per_param * params_gpu + gathered + expert_state_bytes
-    score_term = 0.0 if fused else 5.0 * a * s / h
-    layer_full = tok * h * (34.0 + score_term) / t
-    act_layer = np.select([rc == 0, rc == 1], [layer_full, 34.0 * tok * h / t], 2.0 * tok * h / t)
-    # 1F1B: the first stage holds p micro-batches in flight (m if fewer), i.e. ~all l layers of one.
-    in_flight = np.minimum(m, p) * np.where(v > 1, 1.0 + (p - 1.0) / (p * v), 1.0)
-    act_bytes = full * in_flight * act_layer + np.where(rc == 2, layer_full, 0.0) + tok * V * 4.0 / t
-    memory_gb = (state_bytes + act_bytes) / 1e9
 
     days = np.full_like(step_s, np.nan) if tokens is None else float(tokens) / tokens_per_s / 86400
     peak = tabs["peak_bf16"][ai]
@@ -477,13 +510,16 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
         "mfu_full_attention": model_flops_full / (n_f * step_s * peak),
         "memory_per_gpu_gb": memory_gb,
         "fits_memory": memory_gb <= hbm_gb - calib.memory_reserved_gb,
-        "compute_s": m * (T_stage - full * (tp_layer + cp_layer)),
+        "compute_s": m * (T_stage - full * (tp_layer + cp_layer + ep_layer)),
+        "ep_comm_s": m * full * ep_layer,
         "bubble_s": bubble_mb * T_stage,
         "tp_comm_s": m * full * tp_layer,
         "cp_comm_s": m * full * cp_layer,
         "pp_comm_s": pp_comm_s,
         "dp_comm_exposed_s": dp_exposed_s,
+        "optimizer_s": opt_s,
         "global_batch": Bg,
+        "recompute_layers": n_rc,
     }
 
 
