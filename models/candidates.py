@@ -98,7 +98,8 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
     fabs = [catalog.fabrics[f] for f in fab_names]
     grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism,
                           stack=job.stack)
-    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, stack=job.stack)
+    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, stack=job.stack,
+                    detail=False)
     ports = np.array([a.fabric_ports_per_node for a in accs], dtype=np.int64)
     endpoints = perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64)
     return dims, acc_names, fab_names, grid, perf, endpoints

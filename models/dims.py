@@ -14,6 +14,8 @@ class Strict(BaseModel):
 class ModelDims(Strict):
     """A decoder-only transformer by its dimensions."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     layers: PositiveInt
     hidden: PositiveInt
     heads: PositiveInt
@@ -25,8 +27,8 @@ class ModelDims(Strict):
     tied_embeddings: bool = Field(False, description="Input embedding shared with the output head.")
 
     # --- Architecture variants (issue 13) -------------------------------------------------------
-    head_dim: Optional[PositiveInt] = Field(
-        None, description="Width of one attention head; default hidden/heads (Gemma, gpt-oss set it apart)."
+    head_dim_given: Optional[PositiveInt] = Field(
+        None, alias="head_dim", description="Width of one attention head; default hidden/heads (Gemma, gpt-oss set it apart)."
     )
     parallel_block: bool = Field(
         False, description="Attention and MLP read the same input and are summed (PaLM, GPT-J): one TP reduction per block."
@@ -44,7 +46,7 @@ class ModelDims(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelDims":
-        if self.head_dim is None and self.hidden % self.heads:
+        if self.head_dim_given is None and self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads}), or give head_dim")
         if self.kv_heads is not None and (self.kv_heads > self.heads or self.heads % self.kv_heads):
             raise ValueError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
@@ -63,9 +65,13 @@ class ModelDims(Strict):
         return self.ffn_hidden or 4 * self.hidden
 
     @property
+    def head_dim(self) -> int:
+        """Width of one attention head (given, or hidden/heads)."""
+        return self.head_dim_given or self.hidden // self.heads
+
+    @property
     def head_size(self) -> int:
-        """Width of one attention head."""
-        return self.head_dim or self.hidden // self.heads
+        return self.head_dim
 
     @property
     def attn_width(self) -> int:

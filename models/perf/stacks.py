@@ -54,6 +54,11 @@ class StackProfile(Strict):
     layer_overhead_us: float = Field(
         0.0, ge=0, description="Fixed time per layer per micro-batch (fwd+bwd): kernel launches, syncs, host work."
     )
+    overlap_limited_by_compute: bool = Field(
+        True, description="Hidden communication cannot exceed the compute it overlaps (false: the SC'21 model's "
+        "fitted fraction alone).")
+    optimizer_step: bool = Field(
+        True, description="Model the optimizer's memory-bound pass over the state (false: absorbed in the 2021 fit).")
     step_overhead_s: float = Field(
         0.0, ge=0, description="Fixed time per optimizer step: grad norm/clip, data loading, logging, host syncs."
     )

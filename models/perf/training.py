@@ -230,6 +230,11 @@ def _size_eff(dim, calib: Calibration):
     return dim / (dim + calib.gemm_half_dim)
 
 
+def _gemm_eff(dim, calib: Calibration):
+    """2021 form kept for the serving model: the A100-fitted ceiling times the size efficiency."""
+    return calib.gemm_efficiency_max * _size_eff(dim, calib)
+
+
 def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
     """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
     measurements, the ratio fitted on its own training runs, else the 2021 A100 fit `gemm_efficiency_max`."""
@@ -283,9 +288,12 @@ def evaluate(
     *,
     stack: "str | StackProfile | None" = None,
     precisions: dict[str, PrecisionProfile] | None = None,
+    detail: bool = True,
 ) -> dict[str, np.ndarray]:
     """Step time, throughput, FLOPs, memory and the step-time breakdown of every row of `grid`.
-    (`global_batch` is kept for callers; each row carries its own batch in `grid.gb`.)"""
+    (`global_batch` is kept for callers; each row carries its own batch in `grid.gb`.) With
+    `detail=False` only what the optimizer reads (CORE_KEYS) is returned, which saves the memory
+    traffic of ~20 more output arrays on tables of millions of rows."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'")
     st = get_stack(stack)
@@ -293,9 +301,9 @@ def evaluate(
     # Per-accelerator and per-fabric tables (a few entries), gathered per row below.
     tabs = _tables(accelerators, fabrics, calib, precision, st)
     if len(grid) <= CHUNK_ROWS:
-        return _evaluate(dims, grid, tabs, calib, precision, st, pp, tokens)
+        return _evaluate(dims, grid, tabs, calib, precision, st, pp, tokens, detail)
     # Cache-sized chunks: reusing small temporaries beats page-faulting fresh 10 MB arrays ~5x.
-    parts = [_evaluate(dims, grid.take(slice(i, i + CHUNK_ROWS)), tabs, calib, precision, st, pp, tokens)
+    parts = [_evaluate(dims, grid.take(slice(i, i + CHUNK_ROWS)), tabs, calib, precision, st, pp, tokens, detail)
              for i in range(0, len(grid), CHUNK_ROWS)]
     return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
 
@@ -329,7 +337,7 @@ def _tables(accelerators, fabrics, calib, precision, st):
     }
 
 
-def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, tokens) -> dict[str, np.ndarray]:
+def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, tokens, detail=True) -> dict[str, np.ndarray]:
     s, h, l = float(dims.seq_len), float(dims.hidden), dims.layers
     a, kvh, hd, ha = float(dims.heads), float(dims.n_kv_heads), float(dims.head_size), float(dims.attn_width)
     V, ffn = float(dims.padded_vocab), float(dims.ffn)
@@ -373,8 +381,12 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     fsdp = shard == 3
     stage_params = full * P_layer + V * h  # the heaviest stage (embedding or output head included)
     params_gpu = stage_params / t
-    state_per_param = np.select([shard == 0, shard == 1, shard == 2], [16.0, 4.0 + 12.0 / k, 2.0 + 14.0 / k],
-                                16.0 / k)
+    # bytes per parameter: weights 2 + gradients 2 + fp32 master, momentum, variance 12, each sharded
+    # over k from ZeRO-1 (optimizer state), ZeRO-2 (+ gradients), ZeRO-3 (+ weights).
+    sh = shard.astype(np.float64)
+    inv_k = 1.0 / k
+    state_per_param = (np.where(sh >= 1, 12.0 * inv_k, 12.0) + np.where(sh >= 2, 2.0 * inv_k, 2.0)
+                       + np.where(sh >= 3, 2.0 * inv_k, 2.0))
     gathered = np.where(fsdp, 2.0 * 2.0 * P_layer / t, 0.0)  # ZeRO-3: two layers' weights unsharded in flight
     ep_layer, expert_state_bytes = _expert_terms(dims, len(grid))
     state_bytes = state_per_param * params_gpu + gathered + expert_state_bytes
@@ -408,7 +420,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # elementwise work stay BF16. The thinnest GEMM dimension sets the size efficiency.
     low = pprof is not None
     lin_rate = lin_rate_pk * gemm_eff * (pprof.gemm_efficiency if low else 1.0) * _size_eff(np.minimum(h / t, tok), calib)
-    lin_rate = np.minimum(lin_rate, 0.95 * tabs["peak_lin"][ai])  # no kernel beats the datasheet
+    lin_rate = np.minimum(lin_rate, tabs["peak_lin"][ai])  # no kernel beats the datasheet
     if fused:
         att_rate = bf16_pk * att_eff
     else:  # unfused: batched GEMMs as thin as a head
@@ -441,11 +453,11 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     kv_bytes = tok * 2.0 * kvh * hd / t * ACT_BYTES
     cp_passes = att_mult
     cp_raw = np.where(c > 1, cp_passes * (c - 1.0) * (kv_bytes / cp_bw + cp_lat), 0.0)
-    cp_layer = np.maximum(cp_raw - att_s, 0.0)
+    cp_layer = np.maximum(cp_raw - att_s, 0.0) if st.overlap_limited_by_compute else cp_raw
 
     overhead_s = st.layer_overhead_us * 1e-6 * lin_mult / 3.0
     T_layer = lin_s + att_s + mem_s + overhead_s + tp_layer + cp_layer + ep_layer
-    T_logit = 3.0 * logit_fwd / logit_rate + 4.0 * tok * V / t * 4.0 / hbm_bs  # + fp32 softmax/CE passes
+    T_logit = 3.0 * logit_fwd / logit_rate
 
     # Pipeline: the slowest stage sets the pace (full stages: ceil(l/p) layers; the last adds logits).
     T_stage = np.maximum(np.maximum(full * T_layer, first * T_layer), last * T_layer + T_logit)
@@ -470,16 +482,19 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     w_bytes = 0.5 if low else 1.0
     rs_s = _ring_gather_s(k, shard_bytes, dp_bw, dp_lat)
     ag_s = _ring_gather_s(k, w_bytes * shard_bytes, dp_bw, dp_lat)
-    dp_traffic = np.select([shard == 0, fsdp], [2.0 * rs_s, 2.0 * m * ag_s + rs_s], rs_s + ag_s)
+    dp_traffic = rs_s + np.where(shard == 0, rs_s, np.where(fsdp, 2.0 * m, 1.0) * ag_s)
     # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
     # micro-batch's backward (and the parameter gather the first forward), about one stage time.
-    window = np.where(fsdp, m * T_stage, T_stage)
-    dp_exposed_s = np.maximum(dp_exposed_frac * dp_traffic, dp_traffic - window)
+    if st.overlap_limited_by_compute:
+        window = np.where(fsdp, m * T_stage, T_stage)
+        dp_exposed_s = np.maximum(dp_exposed_frac * dp_traffic, dp_traffic - window)
+    else:
+        dp_exposed_s = dp_exposed_frac * dp_traffic
     dp_exposed_s = np.maximum(dp_exposed_s, 0.0)
 
     # Optimizer step: memory-bound pass reading and writing each GPU's (sharded) state, plus the
     # stack's fixed per-step cost (gradient norm and clipping, data loading, logging, host syncs).
-    opt_s = 2.0 * state_bytes / hbm_bs + st.step_overhead_s
+    opt_s = (2.0 * state_bytes / hbm_bs if st.optimizer_step else np.zeros(len(grid))) + st.step_overhead_s
     step_s = (m + bubble_mb) * T_stage + pp_comm_s + dp_exposed_s + opt_s
     tokens_per_s = Bg * s / step_s
 
@@ -493,34 +508,40 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
 
     days = np.full_like(step_s, np.nan) if tokens is None else float(tokens) / tokens_per_s / 86400
     peak = tabs["peak_bf16"][ai]
-    return {
+    gpu_s = n_f * step_s
+    out = {
         "n_acc": n_acc,
         "nodes": nodes,
         "step_time_s": step_s,
         "tokens_per_s": tokens_per_s,
-        "tokens_per_s_per_gpu": tokens_per_s / n_f,
         "time_to_train_days": days,
+        "tflops_per_gpu_hw": hw_flops_per_step / gpu_s / 1e12,
+        "tflops_per_gpu_model": model_flops_per_step / gpu_s / 1e12,
+        "mfu": model_flops_per_step / (gpu_s * peak),  # against the BF16 datasheet peak
+        "memory_per_gpu_gb": memory_gb,
+        "fits_memory": memory_gb <= hbm_gb - calib.memory_reserved_gb,
+    }
+    if not detail:
+        return out
+    out.update({
+        "tokens_per_s_per_gpu": tokens_per_s / n_f,
         "hw_flops_per_step": hw_flops_per_step,
         "model_flops_per_step": model_flops_per_step,
         "model_flops_per_step_full_attention": model_flops_full,
-        "tflops_per_gpu_hw": hw_flops_per_step / (n_f * step_s) / 1e12,
-        "tflops_per_gpu_model": model_flops_per_step / (n_f * step_s) / 1e12,
-        "tflops_per_gpu_model_full_attention": model_flops_full / (n_f * step_s) / 1e12,
-        "mfu": model_flops_per_step / (n_f * step_s * peak),  # against the BF16 datasheet peak
-        "mfu_full_attention": model_flops_full / (n_f * step_s * peak),
-        "memory_per_gpu_gb": memory_gb,
-        "fits_memory": memory_gb <= hbm_gb - calib.memory_reserved_gb,
+        "tflops_per_gpu_model_full_attention": model_flops_full / gpu_s / 1e12,
+        "mfu_full_attention": model_flops_full / (gpu_s * peak),
         "compute_s": m * (T_stage - full * (tp_layer + cp_layer + ep_layer)),
-        "ep_comm_s": m * full * ep_layer,
         "bubble_s": bubble_mb * T_stage,
         "tp_comm_s": m * full * tp_layer,
         "cp_comm_s": m * full * cp_layer,
+        "ep_comm_s": m * full * ep_layer,
         "pp_comm_s": pp_comm_s,
         "dp_comm_exposed_s": dp_exposed_s,
         "optimizer_s": opt_s,
         "global_batch": Bg,
         "recompute_layers": n_rc,
-    }
+    })
+    return out
 
 
 def evaluate_layout(dims: ModelDims, layout: dict, accelerator: Accelerator, fabric: Fabric, calib: Calibration,
@@ -547,11 +568,12 @@ def evaluate_layout(dims: ModelDims, layout: dict, accelerator: Accelerator, fab
         cp=one(layout.get("cp", 1)), shard=one(SHARDING.index(sharding)), gb=one(gb),
     )
     out = evaluate(dims, grid, [accelerator], [fabric], calib, precision, gb, tokens, stack=layout.get("stack"))
-    return {k: float(v[0]) for k, v in out.items()}
+    return {k: float(np.atleast_1d(v)[0]) for k, v in out.items()}
 
 
 def _throughput_benchmark() -> None:
-    """Configs/s of `evaluate` on the full built-in catalog (python -m models.perf.training)."""
+    """Configs/s of `evaluate` as the optimizer runs it (detail=False) on the full built-in catalog
+    (python -m models.perf.training)."""
     import time
 
     from ..loader import default_catalog
@@ -566,7 +588,7 @@ def _throughput_benchmark() -> None:
         t0 = time.perf_counter()
         grid = enumerate_grid(dims, B, accs, fabs, stack=stack)
         t1 = time.perf_counter()
-        evaluate(dims, grid, accs, fabs, cat.calibration, "bf16", B, stack=stack)
+        evaluate(dims, grid, accs, fabs, cat.calibration, "bf16", B, stack=stack, detail=False)
         t2 = time.perf_counter()
         print(
             f"{name} B={B} ({stack}): {len(grid):,} rows; enumerate {t1 - t0:.3f} s; "
