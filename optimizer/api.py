@@ -332,9 +332,9 @@ class Result:
             if j is None:
                 raise ValueError(f"'{workload}' has no layout in this result (status {self.solution.status})")
             return estimate(w.model, j.accelerator, fabric=j.fabric, gpus=j.accelerators, tp=j.tp, pp=j.pp,
-                            global_batch=w.global_batch, micro_batch=j.micro_batch, vp=j.vp, precision=w.precision,
+                            global_batch=j.global_batch, micro_batch=j.micro_batch, vp=j.vp, precision=w.precision,
                             recompute=j.recompute, distributed_optimizer=j.distributed_optimizer, tokens=w.tokens,
-                            seq_len=w.seq_len, catalog=self.instance)
+                            cp=j.cp, sharding=j.sharding, stack=j.stack, seq_len=w.seq_len, catalog=self.instance)
         s = next((s for s in self.solution.services if s.name == workload), None)
         if s is None or not s.groups:
             raise ValueError(f"'{workload}' has no replicas in this result (status {self.solution.status})")
@@ -409,8 +409,8 @@ def estimate(model: Union[str, _schema.ModelDims, Mapping[str, Any]], accelerato
 
     `model` is a preset name, `ModelDims` or a dict of dimensions; `catalog` is the built-in one by
     default, or an instance's (its price and calibration overrides apply). Training keywords:
-    gpus, global_batch (both required), fabric, tp, pp, micro_batch, vp, precision, recompute,
-    distributed_optimizer, tokens. Inference keywords: tp, batch, precision, input_tokens,
+    gpus, global_batch (both required; an int or {min, max}), fabric, tp, pp, cp, micro_batch, vp,
+    precision, recompute, sharding, fsdp, distributed_optimizer, stack, tokens. Inference keywords: tp, batch, precision, input_tokens,
     output_tokens, max_tpot_s. What is left out is chosen (fastest layout that fits) and echoed.
     Raises ValueError for an impossible layout."""
     from models.perf.estimate import estimate_inference, estimate_training

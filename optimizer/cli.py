@@ -73,6 +73,8 @@ def solve(
 class Precision(str, Enum):
     bf16 = "bf16"
     fp8 = "fp8"
+    mxfp8 = "mxfp8"
+    nvfp4 = "nvfp4"
     int8 = "int8"
 
 
@@ -85,6 +87,22 @@ class RecomputeOpt(str, Enum):
     none = "none"
     selective = "selective"
     full = "full"
+    partial = "partial"
+
+
+class ShardingOpt(str, Enum):
+    zero1 = "zero1"
+    zero2 = "zero2"
+    zero3 = "zero3"
+
+
+class StackOpt(str, Enum):
+    megatron_core = "megatron-core"
+    nemo = "nemo"
+    torchtitan = "torchtitan"
+    deepspeed = "deepspeed"
+    maxtext = "maxtext"
+    megatron_2021 = "megatron-2021"
 
 
 @app.command()
@@ -106,10 +124,14 @@ def estimate(
     pp: Optional[int] = typer.Option(None, "--pp"),
     global_batch: Optional[int] = typer.Option(None, "--global-batch", help="Training: global batch, sequences."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
-    vp: int = typer.Option(1, "--vp", help="Interleaved pipeline chunks per stage."),
+    vp: Optional[int] = typer.Option(None, "--vp", help="Interleaved pipeline chunks per stage (default: searched)."),
+    cp: Optional[int] = typer.Option(None, "--cp", help="Training: context parallel size (default: searched)."),
+    fsdp: Optional[bool] = typer.Option(None, "--fsdp/--no-fsdp", help="Training: full sharding (ZeRO-3) over dp, or not."),
+    sharding: Optional[ShardingOpt] = typer.Option(None, "--sharding", help="Training: zero1, zero2 or zero3."),
+    stack: StackOpt = typer.Option(StackOpt.megatron_core, "--stack", help="Training: software stack profile."),
     precision: Precision = typer.Option(Precision.bf16),
     recompute: Optional[RecomputeOpt] = typer.Option(None),
-    distributed_optimizer: bool = typer.Option(True, "--distributed-optimizer/--no-distributed-optimizer"),
+    distributed_optimizer: Optional[bool] = typer.Option(None, "--distributed-optimizer/--no-distributed-optimizer"),
     tokens: Optional[float] = typer.Option(None, help="Tokens to train on (for time to train)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Inference: decode batch (concurrent sequences)."),
     input_tokens: float = typer.Option(1000.0, "--input-tokens", help="Inference: prompt tokens per request."),
@@ -142,11 +164,12 @@ def estimate(
         if gpus is None or global_batch is None:
             fail("estimate: training needs --gpus and --global-batch", EXIT_INVALID)
         if precision == Precision.int8:
-            fail("estimate: int8 is a serving precision; train in bf16 or fp8", EXIT_INVALID)
+            fail("estimate: int8 is a serving precision; train in bf16, fp8, mxfp8 or nvfp4", EXIT_INVALID)
         out = estimate_training(
             dims, default_catalog(), accelerator=accelerator, fabric=fabric, gpus=gpus, tp=tp, pp=pp,
             global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
             recompute=recompute.value if recompute else None, distributed_optimizer=distributed_optimizer, tokens=tokens,
+            cp=cp, sharding=sharding.value if sharding else None, fsdp=fsdp, stack=stack.value,
         )
     except (ValueError, KeyError) as exc:
         msg = exc.args[0] if exc.args else str(exc)
