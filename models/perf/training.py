@@ -379,7 +379,9 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     full, first, last = (x.astype(np.float64) for x in stage_layers(l, grid.p))
     k = d * c  # data-parallel group of the weights (cp ranks hold the same weights)
     fsdp = shard == 3
-    stage_params = full * P_layer + V * h  # the heaviest stage (embedding or output head included)
+    # The heaviest stage: its layers plus the input embedding (first) or output head (last); a single
+    # stage holds both unless they are tied.
+    stage_params = full * P_layer + V * h * np.where((p == 1) & (not dims.tied_embeddings), 2.0, 1.0)
     params_gpu = stage_params / t
     # bytes per parameter: weights 2 + gradients 2 + fp32 master, momentum, variance 12, each sharded
     # over k from ZeRO-1 (optimizer state), ZeRO-2 (+ gradients), ZeRO-3 (+ weights).
