@@ -420,7 +420,8 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
                 e = [abs(r.error_pct) for r in _modern_rows(test, calib, st, pc, ac)]
                 logo_res[kind][g] = float(np.mean(e))
                 logo_errs += e
-    excluded = [{"id": r["id"], "reason": r["reason"]} for r in ref.get("excluded_moe", [])]
+    excluded = [{"id": r["id"], "reason": r["reason"]}
+                for r in ref.get("excluded_moe", []) + ref.get("excluded_unknown_hardware", [])]
     return ModernReport(rows, float(errs.mean()), float(errs.max()), _summary(rows, "accelerator"),
                         _summary(rows, "stack"), logo_res, float(np.mean(logo_errs)) if logo_errs else None, excluded)
 
@@ -442,8 +443,11 @@ def format_modern(rep: ModernReport) -> str:
             lines.append(f"leave one {kind} out: " + "; ".join(f"{g} {e:.1f} %" for g, e in res.items()))
         lines.append(f"leave-one-group-out mean |error| {rep.logo_mean_pct:.2f} % (each accelerator, then each model "
                      "family, refit from the centre of the bounds on the rest)")
-    lines.append(f"excluded: {len(rep.excluded)} MoE rows ({', '.join(e['id'] for e in rep.excluded)}): MoE is "
-                 "modelled in its own issue")
+    moe = [e["id"] for e in rep.excluded if e["reason"].startswith("MoE")]
+    other = [e for e in rep.excluded if not e["reason"].startswith("MoE")]
+    lines.append(f"excluded: {len(moe)} MoE rows ({', '.join(moe)}): MoE is modelled in its own issue")
+    for e in other:
+        lines.append(f"excluded: {e['id']}: {e['reason']}")
     return "\n".join(lines)
 
 
