@@ -122,7 +122,7 @@ class Catalog(Strict):
 # --------------------------------------------------------------------------------------------
 
 
-Recompute = Literal["none", "selective", "full"]
+Recompute = Literal["none", "selective", "full", "partial"]
 Precision = Literal["bf16", "fp8", "mxfp8", "nvfp4"]
 Sharding = Literal["none", "zero1", "zero2", "zero3"]
 Stack = Literal["megatron-core", "nemo", "torchtitan", "deepspeed", "maxtext", "megatron-2021"]
