@@ -336,8 +336,10 @@ def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | Non
         amid = {k: (lo + hi) / 2 for k, (lo, hi) in ACCELERATOR_KNOB_BOUNDS.items()}
         accs = {n: a.model_copy(update=amid) for n, a in accs.items()}
     # (table, key, knob bounds, rows it moves)
-    blocks = [(stacks, n, {k: b for k, b in STACK_KNOB_BOUNDS.items() if k in _knobs(stacks[n])},
+    blocks = [(stacks, n, {k: b for k, b in STACK_KNOB_BOUNDS.items() if k in _knobs(stacks[n]) and k not in SHARED},
                [p for p in prepared if p.row["stack"] == n]) for n in FITTED_STACKS]
+    # Fixed costs (launch overheads, per-step host work) are one figure for every modern stack.
+    blocks += [(_Shared(stacks), "*", {k: STACK_KNOB_BOUNDS[k]}, list(prepared)) for k in SHARED]
     blocks += [(precs, n, PRECISION_KNOB_BOUNDS, [p for p in prepared if p.row["precision"] == n]) for n in precs]
     blocks += [(accs, n, ACCELERATOR_KNOB_BOUNDS, [p for p in prepared if p.row["accelerator"] == n]) for n in accs]
     fitted_on = {n for _, n, _, rows in blocks[:len(FITTED_STACKS)] if rows}
@@ -363,6 +365,24 @@ def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | Non
                         tab[name] = old
         width = {k: w / 2 for k, w in width.items()}
     return _with_borrowed(stacks, fitted_on), precs, accs
+
+
+SHARED = ("layer_overhead_us", "step_overhead_s")
+
+
+class _Shared:
+    """A view that sets a knob on every modern stack at once (the fit's shared fixed costs)."""
+
+    def __init__(self, stacks):
+        self.stacks = stacks
+
+    def __getitem__(self, _):
+        return self.stacks[BORROW_FROM]
+
+    def __setitem__(self, _, value):
+        upd = {k: getattr(value, k) for k in SHARED}
+        for n in FITTED_STACKS + ("deepspeed",):
+            self.stacks[n] = self.stacks[n].model_copy(update=upd)
 
 
 def _knobs(st: StackProfile) -> list[str]:
