@@ -421,14 +421,20 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # Rates. Linear GEMMs at the job's precision against the measured ceiling; attention, logits and
     # elementwise work stay BF16. The thinnest GEMM dimension sets the size efficiency.
     low = pprof is not None
-    lin_rate = lin_rate_pk * gemm_eff * (pprof.gemm_efficiency if low else 1.0) * _size_eff(np.minimum(h / t, tok), calib)
+    lin_rate = lin_rate_pk * gemm_eff * (pprof.gemm_efficiency if low else 1.0)
     lin_rate = np.minimum(lin_rate, tabs["peak_lin"][ai])  # no kernel beats the datasheet
+    # Each of the layer's four GEMMs is as efficient as its thinnest dimension (tokens, or the
+    # tensor-parallel slice of its output or input width): QKV and fc1 split their outputs over t,
+    # the output projection and fc2 their inputs.
+    qd, kvd, mult = float(a * hd), float(2 * kvh * hd), (2.0 if dims.gated_mlp else 1.0)
+    gemms = ((h * (qd + kvd), (qd + kvd) / t), (qd * h, qd / t), (mult * h * ffn, mult * ffn / t), (ffn * h, ffn / t))
+    inv_size = sum(w * (1.0 / _size_eff(np.minimum(np.minimum(dim, h), tok), calib)) for w, dim in gemms) / P_layer
     if fused:
         att_rate = bf16_pk * att_eff
     else:  # unfused: batched GEMMs as thin as a head
         att_rate = bf16_pk * gemm_eff * _size_eff(hd, calib)
     logit_rate = bf16_pk * gemm_eff * _size_eff(np.minimum(np.minimum(h, V / t), tok), calib)
-    lin_s = lin_mult * lin_fwd / lin_rate
+    lin_s = lin_mult * lin_fwd * inv_size / lin_rate
     att_s = att_mult * att_fwd / att_rate
     # Memory-bound kernels: passes over the layer's activations (norms, activations, residuals, rope),
     # over the s x s scores when attention is unfused, and the casts of a low-precision recipe.
