@@ -122,7 +122,8 @@ def estimate(
     gpus: Optional[int] = typer.Option(None, help="Training: accelerators in the job."),
     tp: Optional[int] = typer.Option(None, "--tp"),
     pp: Optional[int] = typer.Option(None, "--pp"),
-    global_batch: Optional[int] = typer.Option(None, "--global-batch", help="Training: global batch, sequences."),
+    global_batch: Optional[str] = typer.Option(
+        None, "--global-batch", help="Training: global batch, sequences; or MIN:MAX to let dcopt choose."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
     vp: Optional[int] = typer.Option(None, "--vp", help="Interleaved pipeline chunks per stage (default: searched)."),
     cp: Optional[int] = typer.Option(None, "--cp", help="Training: context parallel size (default: searched)."),
@@ -139,7 +140,7 @@ def estimate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One training configuration (step time, tokens/s, MFU, memory) or one serving replica (TTFT, TPOT, tokens/s)."""
-    from models.perf.estimate import estimate_training
+    from models.perf.estimate import estimate_training, parse_global_batch
     from models.loader import default_catalog
     from models.presets import resolve_model
     from models.schema import ModelDims
@@ -167,7 +168,7 @@ def estimate(
             fail("estimate: int8 is a serving precision; train in bf16, fp8, mxfp8 or nvfp4", EXIT_INVALID)
         out = estimate_training(
             dims, default_catalog(), accelerator=accelerator, fabric=fabric, gpus=gpus, tp=tp, pp=pp,
-            global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
+            global_batch=parse_global_batch(global_batch), micro_batch=micro_batch, vp=vp, precision=precision.value,
             recompute=recompute.value if recompute else None, distributed_optimizer=distributed_optimizer, tokens=tokens,
             cp=cp, sharding=sharding.value if sharding else None, fsdp=fsdp, stack=stack.value,
         )

@@ -207,3 +207,20 @@ def test_partial_recompute_keeps_the_fewest_layers_that_fit():
     budget = 2.46e9 - 16 * params - 4096 * 1000 * 4
     assert (8 - (n - 1)) * layer_full + (n - 1) * ckpt + layer_full > budget
     assert (8 - n) * layer_full + n * ckpt + layer_full <= budget
+
+
+def test_estimate_expresses_todays_layouts():
+    from models.perf.estimate import estimate_training, parse_global_batch
+    from models.presets import PRESETS
+
+    r = estimate_training(PRESETS["llama3-405b"], CAT, "gb200", None, 256, tp=4, pp=16, vp=4, global_batch=1536,
+                          precision="nvfp4")
+    assert r["pipeline_stage_layers"] == {"full": 8, "first": 7, "last": 7} and r["fits_memory"]
+    v6e = estimate_training(PRESETS["llama3-405b"], CAT, "tpu-v6e", None, 256, fsdp=True, global_batch=256,
+                            stack="maxtext")
+    assert v6e["sharding"] == "zero3" and v6e["pp"] == 1 and v6e["stack"] == "maxtext"
+    # A batch range is compared on throughput: the chosen batch is reported.
+    assert parse_global_batch("1000:2048") == {"min": 1000, "max": 2048} and parse_global_batch("64") == 64
+    free = estimate_training(PRESETS["llama3-70b"], CAT, "h100-sxm", None, 64, global_batch={"min": 100, "max": 128})
+    pinned = estimate_training(PRESETS["llama3-70b"], CAT, "h100-sxm", None, 64, global_batch=128)
+    assert 100 <= free["global_batch"] <= 128 and free["tokens_per_s"] >= pinned["tokens_per_s"] - 1e-6

@@ -267,7 +267,7 @@ def _predict_prepared(pr: _Prepared, calib: Calibration, stacks: dict, precs: di
                    stack=stacks[pr.row["stack"]], precisions=precs)
     fits = out["fits_memory"]
     if fits.any():
-        i = int(np.flatnonzero(fits)[np.argmin(out["step_time_s"][fits])])
+        i = int(np.flatnonzero(fits)[np.argmax(out["tokens_per_s"][fits])])  # batches may differ: compare rates
     else:
         i = int(np.argmin(out["memory_per_gpu_gb"]))
     g = pr.grid

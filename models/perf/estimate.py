@@ -33,6 +33,20 @@ DEFAULT_FABRIC_BY_PREFIX = (
 BREAKDOWN = ("compute_s", "bubble_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_exposed_s", "optimizer_s")
 
 
+def parse_global_batch(text: str):
+    """'1536' -> 1536; '1024:2048' -> {'min': 1024, 'max': 2048} (the CLI's --global-batch)."""
+    parts = str(text).split(":")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"global batch must be an integer or MIN:MAX; got '{text}'") from None
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) != 2 or not 1 <= vals[0] <= vals[1]:
+        raise ValueError(f"global batch range must be MIN:MAX with 1 <= MIN <= MAX; got '{text}'")
+    return {"min": vals[0], "max": vals[1]}
+
+
 def default_fabric(accelerator: str, catalog: Catalog) -> str:
     """The usual fabric for `accelerator`; if unknown or not in the catalog, the fastest port there."""
     for prefix, fab in DEFAULT_FABRIC_BY_PREFIX:
@@ -201,7 +215,7 @@ def estimate_training(
     fits = out["fits_memory"]
     note = None
     if fits.any():
-        i = int(np.flatnonzero(fits)[np.argmin(out["step_time_s"][fits])])
+        i = int(np.flatnonzero(fits)[np.argmax(out["tokens_per_s"][fits])])  # batches may differ: compare rates
     else:
         i = int(np.argmin(out["memory_per_gpu_gb"]))
         note = "no candidate layout fits in memory; showing the one needing the least"
