@@ -14,6 +14,7 @@ import numpy as np
 from .presets import resolve_model
 from .schema import Catalog, InferenceService, ModelDims, TrainingJob
 from .perf.goodput import job_goodput, rate_arrays, wall_clock_days
+from .perf.stacks import SHARDING
 from .perf.training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
 
 if TYPE_CHECKING:
@@ -72,6 +73,10 @@ class JobTable:
             "vp": int(g.v[i]),
             "recompute": RECOMPUTE[int(g.recompute[i])],
             "distributed_optimizer": bool(g.dist_opt[i]),
+            "cp": int(g.cp[i]),
+            "sharding": SHARDING[int(g.shard[i])],
+            "global_batch": int(g.gb[i]),
+            "stack": self.job.stack,
         }
 
 
@@ -82,8 +87,10 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
     fab_names = [job.fabric] if job.fabric else sorted(catalog.fabrics)
     accs = [catalog.accelerators[a] for a in acc_names]
     fabs = [catalog.fabrics[f] for f in fab_names]
-    grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism)
-    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch)
+    grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism,
+                          stack=job.stack)
+    perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, stack=job.stack,
+                    detail=False)
     ports = np.array([a.fabric_ports_per_node for a in accs], dtype=np.int64)
     endpoints = perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64)
     per_node = np.array([a.accelerators_per_node for a in accs], dtype=np.int64)
@@ -93,7 +100,7 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
 
 def _for_job(job: TrainingJob, base) -> JobTable:
     dims, acc_names, fab_names, grid, perf, endpoints, (rates, per_node) = base
-    g = job_goodput(job, rates, grid.acc, grid.t * grid.p * grid.d, perf["nodes"], per_node[grid.acc])
+    g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc])
     perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0, **g)
     return JobTable(job=job, dims=dims, accelerators=acc_names, fabrics=fab_names, grid=grid, perf=perf,
                     days=wall_clock_days(perf["time_to_train_days"], g["goodput"]),
@@ -109,7 +116,7 @@ def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
     """Tables for several jobs; jobs that differ only in tokens, deadline or storage share one
     evaluation (a step's time does not depend on how many steps there are)."""
     keys = [(resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
-             job.accelerator, job.fabric) for job in jobs]
+             job.accelerator, job.fabric, job.stack) for job in jobs]
     first = {}
     for key, job in zip(keys, jobs):
         first.setdefault(key, job)

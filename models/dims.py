@@ -49,22 +49,48 @@ class Strict(BaseModel):
 class ModelDims(Strict):
     """A decoder-only transformer by its dimensions."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     layers: PositiveInt = Field(le=10_000)
     hidden: PositiveInt = Field(le=1_000_000)
     heads: PositiveInt = Field(le=100_000)
-    kv_heads: Optional[PositiveInt] = Field(None, le=100_000, description="Key/value heads (GQA); default = heads.")
+    kv_heads: Optional[PositiveInt] = Field(
+        None, le=100_000, description="Key/value heads (GQA; 1 = multi-query); default = heads."
+    )
     ffn_hidden: Optional[PositiveInt] = Field(None, le=10_000_000, description="MLP inner size; default 4*hidden.")
     gated_mlp: bool = Field(False, description="SwiGLU-style MLP with three matrices.")
     vocab: PositiveInt = Field(le=100_000_000)
     seq_len: PositiveInt = Field(le=100_000_000)
     tied_embeddings: bool = Field(False, description="Input embedding shared with the output head.")
 
+    # --- Architecture variants (issue 13) -------------------------------------------------------
+    head_dim_given: Optional[PositiveInt] = Field(
+        None, alias="head_dim", description="Width of one attention head; default hidden/heads (Gemma, gpt-oss set it apart)."
+    )
+    parallel_block: bool = Field(
+        False, description="Attention and MLP read the same input and are summed (PaLM, GPT-J): one TP reduction per block."
+    )
+    sliding_window: Optional[PositiveInt] = Field(
+        None, description="Tokens a query attends to in the sliding-window layers (null = none)."
+    )
+    sliding_window_layers: int = Field(
+        0, ge=0, description="How many of the layers use the sliding window (the others attend to the whole context)."
+    )
+    vocab_multiple: PositiveInt = Field(
+        1, description="Pad the vocabulary to a multiple of this (Megatron pads to 128 x tp); the padded rows cost FLOPs."
+    )
+    # --- end architecture variants; MoE / MLA fields go in their own block below ------------------
+
     @model_validator(mode="after")
     def _check(self) -> "ModelDims":
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.head_dim_given is None and self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads}), or give head_dim")
         if self.kv_heads is not None and (self.kv_heads > self.heads or self.heads % self.kv_heads):
             raise ValueError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
+        if self.sliding_window_layers > self.layers:
+            raise ValueError(f"sliding_window_layers ({self.sliding_window_layers}) exceeds layers ({self.layers})")
+        if self.sliding_window_layers and self.sliding_window is None:
+            raise ValueError("sliding_window_layers is set but sliding_window (tokens) is not")
         return self
 
     @property
@@ -77,18 +103,45 @@ class ModelDims(Strict):
 
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.heads
+        """Width of one attention head (given, or hidden/heads)."""
+        return self.head_dim_given or self.hidden // self.heads
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim
+
+    @property
+    def attn_width(self) -> int:
+        """Query width heads*head_size (= hidden unless head_dim is set apart)."""
+        return self.heads * self.head_size
+
+    @property
+    def padded_vocab(self) -> int:
+        m = self.vocab_multiple
+        return -(-self.vocab // m) * m
+
+    @property
+    def mean_attended_keys(self) -> float:
+        """Keys per query averaged over layers under a causal mask (s/2 full; ~w for a window w << s)."""
+        s = float(self.seq_len)
+        full = (s + 1.0) / 2.0
+        if not self.sliding_window_layers:
+            return full
+        w = min(float(self.sliding_window), s)
+        win = w - w * (w - 1.0) / (2.0 * s)  # first w queries see fewer than w keys
+        n = self.sliding_window_layers
+        return ((self.layers - n) * full + n * win) / self.layers
 
     @property
     def params_per_layer(self) -> float:
-        h = self.hidden
-        attn = 2 * h * h + 2 * h * self.n_kv_heads * self.head_dim  # Q, O and K, V projections
+        h, hd = self.hidden, self.head_size
+        attn = 2 * h * self.heads * hd + 2 * h * self.n_kv_heads * hd  # Q, O and K, V projections
         mlp = (3 if self.gated_mlp else 2) * h * self.ffn
         return float(attn + mlp)
 
     @property
     def embedding_params(self) -> float:
-        return float(self.vocab * self.hidden * (1 if self.tied_embeddings else 2))
+        return float(self.padded_vocab * self.hidden * (1 if self.tied_embeddings else 2))
 
     @property
     def params(self) -> float:

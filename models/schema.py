@@ -79,6 +79,10 @@ class Accelerator(Strict):
         description="Host PCIe bandwidth per accelerator, GB/s per direction, used by tensor parallelism when "
         "there is no scale-up fabric (scaleup_domain 1); null = 32 (PCIe Gen4 x16).",
     )
+    gemm_efficiency_fitted: Optional[float] = Field(
+        None, gt=0, le=1, description="Fraction of the datasheet peak dense GEMMs reach, fitted on this accelerator's "
+        "published training runs where no GEMM measurement exists (dcopt calibrate); null = not fitted.",
+    )
     source: Text = Field("", description="Where the figures come from.")
 
     @property
@@ -157,8 +161,23 @@ class Catalog(Strict):
 # --------------------------------------------------------------------------------------------
 
 
-Recompute = Literal["none", "selective", "full"]
-Precision = Literal["bf16", "fp8"]
+Recompute = Literal["none", "selective", "full", "partial"]
+Precision = Literal["bf16", "fp8", "mxfp8", "nvfp4"]
+Sharding = Literal["none", "zero1", "zero2", "zero3"]
+Stack = Literal["megatron-core", "nemo", "torchtitan", "deepspeed", "maxtext", "megatron-2021"]
+
+
+class GlobalBatchRange(Strict):
+    """A global batch the optimizer may choose inside (it picks what divides the cluster best)."""
+
+    min: PositiveInt
+    max: PositiveInt
+
+    @model_validator(mode="after")
+    def _check(self) -> "GlobalBatchRange":
+        if self.max < self.min:
+            raise ValueError(f"global_batch: max ({self.max}) must be >= min ({self.min})")
+        return self
 
 
 class PinnedParallelism(Strict):
@@ -170,7 +189,11 @@ class PinnedParallelism(Strict):
     micro_batch: Optional[PositiveInt] = Field(None, le=1_000_000)
     vp: Optional[PositiveInt] = Field(None, le=1_000, description="Interleaved pipeline chunks per stage.")
     recompute: Optional[Recompute] = None
-    distributed_optimizer: Optional[bool] = None
+    distributed_optimizer: Optional[bool] = Field(None, description="Shard the optimizer state (ZeRO-1); see sharding.")
+    cp: Optional[PositiveInt] = Field(None, description="Context parallel: the sequence split over cp GPUs (ring attention).")
+    sharding: Optional[Sharding] = Field(
+        None, description="none (DDP), zero1 (optimizer state), zero2 (+gradients), zero3 (+weights: FSDP)."
+    )
 
 
 class TrainingJob(Strict):
@@ -182,8 +205,11 @@ class TrainingJob(Strict):
     deadline_days: Optional[PositiveFloat] = Field(
         None, le=36_500, description="Days the job may take (at most 100 years); null = no deadline."
     )
-    global_batch: PositiveInt = Field(le=10_000_000, description="Global batch, sequences per step.")
-    precision: Precision = "bf16"
+    global_batch: Union[Annotated[int, Field(gt=0, le=10_000_000)], GlobalBatchRange] = Field(
+        description="Global batch, sequences per step; or {min, max} to let the optimizer choose."
+    )
+    precision: Precision = Field("bf16", description="Linear-layer GEMM precision: bf16, fp8, mxfp8 or nvfp4.")
+    stack: Stack = Field("megatron-core", description="Software stack profile (features and calibrated efficiencies).")
     parallelism: Optional[PinnedParallelism] = None
     accelerator: Optional[Name] = Field(None, description="Pin the accelerator type.")
     fabric: Optional[Name] = Field(None, description="Pin the fabric.")

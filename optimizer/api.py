@@ -345,10 +345,12 @@ class Result:
             j = next((j for j in self.solution.jobs if j.name == workload), None)
             if j is None:
                 raise ValueError(f"'{workload}' has no layout in this result (status {self.solution.status})")
+            lay = j.layout
             return estimate(w.model, j.accelerator, fabric=j.fabric, gpus=j.accelerators, tp=j.tp, pp=j.pp,
-                            global_batch=w.global_batch, micro_batch=j.micro_batch, vp=j.vp, precision=w.precision,
-                            recompute=j.recompute, distributed_optimizer=j.distributed_optimizer, tokens=w.tokens,
-                            seq_len=w.seq_len, catalog=self.instance)
+                            global_batch=lay.get("global_batch", w.global_batch), micro_batch=j.micro_batch, vp=j.vp,
+                            precision=w.precision, recompute=j.recompute, distributed_optimizer=j.distributed_optimizer,
+                            tokens=w.tokens, cp=lay.get("cp"), sharding=lay.get("sharding"),
+                            stack=lay.get("stack", w.stack), seq_len=w.seq_len, catalog=self.instance)
         s = next((s for s in self.solution.services if s.name == workload), None)
         if s is None or not s.groups:
             raise ValueError(f"'{workload}' has no replicas in this result (status {self.solution.status})")
@@ -450,8 +452,8 @@ def estimate(model: Union[str, _schema.ModelDims, Mapping[str, Any]], accelerato
 
     `model` is a preset name, `ModelDims` or a dict of dimensions; `catalog` is the built-in one by
     default, or an instance's (its price and calibration overrides apply). Training keywords:
-    gpus, global_batch (both required), fabric, tp, pp, micro_batch, vp, precision, recompute,
-    distributed_optimizer, tokens. Inference keywords: tp, batch, precision, input_tokens,
+    gpus, global_batch (both required; an int or {min, max}), fabric, tp, pp, cp, micro_batch, vp,
+    precision, recompute, sharding, fsdp, distributed_optimizer, stack, tokens. Inference keywords: tp, batch, precision, input_tokens,
     output_tokens, max_tpot_s. What is left out is chosen (fastest layout that fits) and echoed.
     Raises ValueError for an impossible layout."""
     from models.perf.estimate import estimate_inference, estimate_training
@@ -474,15 +476,31 @@ def estimate(model: Union[str, _schema.ModelDims, Mapping[str, Any]], accelerato
     missing = [k for k in ("gpus", "global_batch") if kw.get(k) is None]
     if missing:
         raise ValueError(f"a training estimate needs {' and '.join(missing)}")
+    if isinstance(kw["global_batch"], str):  # the CLI's "1536" or "1024:2048"
+        from models.perf.estimate import parse_global_batch
+
+        kw["global_batch"] = parse_global_batch(kw["global_batch"])
     return Estimate(estimate_training(dims, catalog, accelerator, kw.pop("fabric", None), kw.pop("gpus"), **kw))
 
 
-def calibrate():
-    """The performance model against published training runs (`models.perf.calibration.CalibrationReport`)."""
+def calibrate(logo: bool = True):
+    """The performance model against every published run of the calibration files: (the 2021
+    Megatron-LM report, the modern training report with its leave-one-group-out refits when `logo`,
+    the serving report). Their `to_dict()` give the JSON; `calibration_text` the printed tables."""
     from models.loader import default_catalog
-    from models.perf.calibration import run_calibration
+    from models.perf.calibration import run_calibration, run_modern
+    from models.perf.serving_calibration import run_serving_calibration
 
-    return run_calibration(default_catalog())
+    cat = default_catalog()
+    return run_calibration(cat), run_modern(cat, logo=logo), run_serving_calibration()
+
+
+def calibration_text(modern, serving) -> str:
+    """The modern training and the serving calibration tables, as `dcopt calibrate` prints them."""
+    from models.perf.calibration import format_modern
+    from models.perf.serving_calibration import format_serving_calibration
+
+    return format_modern(modern) + "\n\n" + format_serving_calibration(serving)
 
 
 # --------------------------------------------------------------------------------------------

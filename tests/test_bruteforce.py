@@ -25,7 +25,7 @@ def random_instance(seed: int) -> dict:
         }
     jobs = [{
         "name": f"job{j}", "model": TOY, "tokens": rng.choice([3e12, 5e12, 1e13]), "deadline_days": rng.choice([8, 12, 20]),
-        "global_batch": 1536, "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
+        "global_batch": 1536, "stack": "megatron-2021", "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
         "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
     } for j in range(2)]
     return {

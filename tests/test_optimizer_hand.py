@@ -108,7 +108,7 @@ def ideal_instance(**over):
         "workloads": [{
             "name": "toy-job",
             "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
-            "tokens": 1e13, "deadline_days": 10, "global_batch": 1536,
+            "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021",
             "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
             "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
         }],
@@ -146,7 +146,7 @@ def test_ideal_accelerator_days_by_hand(backend):
 def test_deadline_out_of_reach_names_the_job():
     sol = solve_instance(ideal_instance(workloads=[{
         "name": "rush", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
-        "tokens": 1e13, "deadline_days": 1, "global_batch": 1536, "parallelism": {"tp": 1, "pp": 1}}]))
+        "tokens": 1e13, "deadline_days": 1, "global_batch": 1536, "stack": "megatron-2021", "parallelism": {"tp": 1, "pp": 1}}]))
     assert sol.status == "infeasible" and sol.design is None
     assert "job 'rush': no configuration meets its deadline of 1 days" in sol.diagnosis[0]
 
@@ -166,7 +166,7 @@ def test_power_cap_diagnosis_by_hand(backend):
     facility_kw = 1.2 * (640 + 24 * 1.5 + 512 * 0.040 + 1024 * 0.015 + storage_kw)
     assert facility_kw == pytest.approx(854.2083, abs=1e-3)
     job = {"name": "toy-job", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
-           "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "data_bytes_per_token": 0,
+           "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021", "data_bytes_per_token": 0,
            "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}
     tight = ideal_instance(workloads=[job], facility={"power_cap_mw": 0.5, "pue": 1.2, "rack_capex_usd": 0,
@@ -191,7 +191,7 @@ def test_only_the_deadline_can_fix_it(backend):
     acc_days = 1e13 * 372_768_768 / 10e12 / 86400 * 1.01
     inst = ideal_instance(workloads=[{
         "name": "rush", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
-        "tokens": 1e13, "deadline_days": 2, "global_batch": 1536,
+        "tokens": 1e13, "deadline_days": 2, "global_batch": 1536, "stack": "megatron-2021",
         "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
         "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}])
     fixes = find_fixes(inst, backend=backend)

@@ -37,7 +37,7 @@ def instance(sites, workloads, **budget):
     }, "placement")
 
 
-JOB = {"name": "job", "model": TOY_MODEL, "tokens": 1e13, "deadline_days": 10, "global_batch": 1536,
+JOB = {"name": "job", "model": TOY_MODEL, "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021",
        "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
        "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}
 

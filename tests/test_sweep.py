@@ -48,7 +48,7 @@ def two_accelerators(slow_price=100_000, fast_price=300_000) -> dict:
         "workloads": [{
             "name": "job",
             "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
-            "tokens": 1e13, "deadline_days": 10, "global_batch": 1536,
+            "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021",
             "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
             "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
         }],

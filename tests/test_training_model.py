@@ -1,5 +1,6 @@
 """Training performance model: hand-computed values, grid rules, and the single-config estimate."""
 
+import dataclasses
 import json
 import math
 
@@ -19,14 +20,18 @@ TINY = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
 SMALL = ModelDims(layers=4, hidden=1024, heads=16, vocab=32000, seq_len=1024)
 
 
-def one(t=1, p=1, d=1, b=1, v=1, recompute="full", dist_opt=False, acc=0, fab=0) -> ConfigGrid:
+def one(t=1, p=1, d=1, b=1, v=1, recompute="full", dist_opt=False, acc=0, fab=0, cp=1, shard=None) -> ConfigGrid:
     a = lambda x: np.asarray([x])  # noqa: E731
+    shard = (1 if dist_opt else 0) if shard is None else shard
     return ConfigGrid(acc=a(acc), fab=a(fab), t=a(t), p=a(p), d=a(d), b=a(b), v=a(v),
-                      recompute=a(RECOMPUTE.index(recompute)), dist_opt=a(dist_opt))
+                      recompute=a(RECOMPUTE.index(recompute)), dist_opt=a(shard >= 1), cp=a(cp), shard=a(shard), gb=a(0))
 
 
-def run(dims, grid, B, calib=None, accs=(A100,), fabs=(HDR,), precision="bf16", tokens=None):
-    out = evaluate(dims, grid, list(accs), list(fabs), calib or CAT.calibration, precision, B, tokens)
+def run(dims, grid, B, calib=None, accs=(A100,), fabs=(HDR,), precision="bf16", tokens=None, stack="megatron-2021"):
+    """The SC'21 model unless `stack` says otherwise (these tests check its formulas)."""
+    if (grid.gb == 0).all():
+        grid = dataclasses.replace(grid, gb=np.full(len(grid), B))
+    out = evaluate(dims, grid, list(accs), list(fabs), calib or CAT.calibration, precision, B, tokens, stack=stack)
     return {k: v[0] for k, v in out.items()} if len(grid) == 1 else out
 
 
@@ -44,7 +49,9 @@ def test_hw_flops_match_megatron_eq3_for_gpt3(recompute):
         expected = 72 * B * s * l * h**2 * (1 + s / (6 * h) + V / (12 * l * h))
     assert r["hw_flops_per_step"] == pytest.approx(expected, rel=1e-12)
     P = 96 * 12 * h**2 + V * h
-    assert r["model_flops_per_step"] == pytest.approx(B * s * (6 * P + 12 * l * h * s), rel=1e-12)
+    assert r["model_flops_per_step_full_attention"] == pytest.approx(B * s * (6 * P + 12 * l * h * s), rel=1e-12)
+    # causal convention: a query attends to (s+1)/2 keys on average
+    assert r["model_flops_per_step"] == pytest.approx(B * s * (6 * P + 12 * l * h * (s + 1) / 2), rel=1e-12)
 
 
 def test_selective_recompute_flops_between_none_and_full():
@@ -165,10 +172,11 @@ def test_bubble_grows_with_pipeline_depth_and_interleaving_shrinks_it():
 def test_step_time_is_the_sum_of_the_breakdown():
     dims = PRESETS["llama3-8b"]
     grid = enumerate_grid(dims, 256, [A100], [HDR])
-    out = run(dims, grid, 256)
-    parts = sum(out[k] for k in ("compute_s", "bubble_s", "tp_comm_s", "pp_comm_s", "dp_comm_exposed_s"))
+    out = run(dims, grid, 256, stack="megatron-core")
+    parts = sum(out[k] for k in ("compute_s", "bubble_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_exposed_s",
+                                 "optimizer_s"))
     np.testing.assert_allclose(out["step_time_s"], parts, rtol=1e-12)
-    np.testing.assert_array_equal(out["n_acc"], grid.t * grid.p * grid.d)
+    np.testing.assert_array_equal(out["n_acc"], grid.t * grid.p * grid.d * grid.cp)
     np.testing.assert_array_equal(out["nodes"], -(-out["n_acc"] // 8))
     np.testing.assert_allclose(out["mfu"], out["tflops_per_gpu_model"] / 312, rtol=1e-12)
 
@@ -204,7 +212,7 @@ def test_grid_is_exactly_the_valid_layouts():
     dims = ModelDims(layers=12, hidden=768, heads=12, vocab=50257, seq_len=1024)
     accs = [A100, CAT.accelerators["h100-sxm"]]
     fabs = [HDR, CAT.fabrics["eth-100g"]]
-    g = enumerate_grid(dims, 24, accs, fabs)
+    g = enumerate_grid(dims, 24, accs, fabs, stack="megatron-2021")
     assert g.dist_opt.all()
     per_pair = _brute_force(dims, 24)
     got = list(zip(g.acc, g.fab, g.t, g.p, g.d, g.b, g.v, g.recompute))
@@ -230,12 +238,12 @@ def test_fp8_excludes_accelerators_without_fp8():
 def test_pinned_fields_filter_the_grid():
     dims = PRESETS["gpt3-175b"]
     pin = PinnedParallelism(tp=4, pp=8, micro_batch=2, vp=2, recompute="selective", distributed_optimizer=False)
-    g = enumerate_grid(dims, 1536, [A100], [HDR], pinned=pin)
+    g = enumerate_grid(dims, 1536, [A100], [HDR], pinned=pin, stack="megatron-2021")
     assert len(g) > 0
     assert (g.t == 4).all() and (g.p == 8).all() and (g.b == 2).all() and (g.v == 2).all()
     assert (g.recompute == RECOMPUTE.index("selective")).all() and not g.dist_opt.any()
     assert ((1536 // (g.b * g.d)) % 8 == 0).all()  # interleaving: m multiple of p
-    g = enumerate_grid(dims, 1536, [A100], [HDR], pinned=PinnedParallelism(tp=8, pp=12, dp=16))
+    g = enumerate_grid(dims, 1536, [A100], [HDR], pinned=PinnedParallelism(tp=8, pp=12, dp=16), stack="megatron-2021")
     assert len(g) == 3 * 4 * 3  # v in {1,2,4} (all valid: 96 layers, m = 96/b) x b x recompute
     assert len(enumerate_grid(dims, 1536, [A100], [HDR], pinned=PinnedParallelism(tp=5))) == 0
     # A pinned value may exceed the search caps when it is valid.
@@ -257,10 +265,13 @@ def test_estimate_echoes_choices_and_is_json():
     json.dumps(r)
     assert r["fabric"] == "ib-hdr-200g"
     assert r["tp"] * r["pp"] * r["dp"] == 1024 and r["fits_memory"]
-    assert r["recompute"] in RECOMPUTE and r["micro_batch"] in (1, 2, 4, 8) and r["vp"] == 1
+    assert r["recompute"] in RECOMPUTE and r["micro_batch"] in (1, 2, 4, 8) and r["vp"] in (1, 2, 4)
     assert r["time_to_train_failure_free_days"] == pytest.approx(300e9 / r["tokens_per_s"] / 86400)
     assert r["time_to_train_days"] == pytest.approx(r["time_to_train_failure_free_days"] / r["goodput"])
-    assert set(r["breakdown"]) == {"compute_s", "bubble_s", "tp_comm_s", "pp_comm_s", "dp_comm_exposed_s"}
+    assert set(r["breakdown"]) == {"compute_s", "bubble_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_exposed_s",
+                                   "optimizer_s"}
+    assert r["flops_convention"] == "causal" and r["stack"] == "megatron-core"
+    assert r["tokens_per_s_per_gpu"] == pytest.approx(r["tokens_per_s"] / 1024)
     pinned = estimate_training(PRESETS["gpt3-175b"], CAT, "a100-sxm-80gb", None, 1024, tp=8, pp=8, global_batch=1536,
                                micro_batch=1, recompute="full", distributed_optimizer=False)
     assert (pinned["tp"], pinned["pp"], pinned["dp"], pinned["recompute"]) == (8, 8, 16, "full")
@@ -291,7 +302,15 @@ def test_more_gpus_train_faster():
         (dict(gpus=1000, tp=8, pp=8), "gpus=1000 is not divisible by tp*pp=64"),
         (dict(tp=128), "tp=128 must be between 1 and the model's 96 attention heads"),
         (dict(tp=5), "tp=5 does not divide the model's 96 attention heads"),
-        (dict(pp=5), "pp=5 does not divide the model's 96 layers"),
+        (dict(pp=5, stack="megatron-2021"), "pp=5 does not divide the model's 96 layers (this stack has no uneven"),
+        (dict(pp=97), "pp=97 must be between 1 and the model's 96 layers"),
+        (dict(cp=2, stack="megatron-2021"), "cp=2: this stack has no context parallelism"),
+        (dict(cp=3), "cp=3: seq_len 2048 must be divisible by 2*cp = 6"),
+        (dict(precision="nvfp4", accelerator="h100-sxm"), "no block-scaled FP8/FP4 units"),
+        (dict(sharding="zero2"), "sharding 'zero2' is not offered by this stack"),
+        (dict(fsdp=True, sharding="zero1"), "--fsdp means sharding zero3"),
+        (dict(tp=8, pp=8, vp=5), "vp=5 does not divide the 12 layers of a full pipeline stage"),
+        (dict(stack="jax"), "unknown stack 'jax'"),
         (dict(tp=8, pp=8, global_batch=1000), "global batch 1000 is not divisible by micro_batch*dp = 1*16 = 16"),
         (dict(tp=8, pp=8, micro_batch=4, global_batch=32), "micro_batch*dp = 4*16 = 64"),
         (dict(precision="fp8"), "accelerator 'a100-sxm-80gb' has no FP8 support"),

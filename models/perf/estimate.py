@@ -1,7 +1,7 @@
 """One training configuration, estimated (`dcopt estimate`): the same model as the optimizer uses.
 
 Whatever the caller leaves out is chosen: the fabric from `DEFAULT_FABRIC_BY_PREFIX`, and tp, pp,
-micro-batch and recompute as the fastest layout that fits in memory. The result echoes every
+cp, micro-batch, vp, recompute and sharding as the fastest layout that fits in memory. The result echoes every
 choice, so the output alone says what was estimated.
 """
 
@@ -18,16 +18,35 @@ from .inference import (
 )
 from ..schema import Catalog, ModelDims, PinnedParallelism
 from .goodput import estimate_goodput
-from .training import PRECISIONS, RECOMPUTE, enumerate_grid, evaluate
+from .stacks import DEFAULT_STACK, SHARDING, get_stack
+from .training import (
+    FLOPS_CONVENTION, PRECISIONS, RECOMPUTE, batch_bounds, enumerate_grid, evaluate, stage_layers, valid_stage_split,
+)
 
 # The fabric each accelerator is usually deployed with (by name prefix); the one place this lives.
 DEFAULT_FABRIC_BY_PREFIX = (
     ("h100", "ib-ndr-400g"), ("h200", "ib-ndr-400g"), ("b200", "ib-ndr-400g"),
     ("a100", "ib-hdr-200g"), ("v100", "ib-hdr-200g"),
-    ("mi300", "roce-400g"), ("gaudi", "roce-400g"),
+    ("gb300", "ib-xdr-800g"), ("gb200", "ib-ndr-400g"),
+    ("mi3", "roce-400g"), ("gaudi", "roce-400g"),
     ("l40s", "eth-100g"), ("tpu", "eth-100g"),
 )
-BREAKDOWN = ("compute_s", "bubble_s", "tp_comm_s", "pp_comm_s", "dp_comm_exposed_s")
+# One term per exposed communication (tp, cp, pp, dp or FSDP) besides compute, bubble and optimizer.
+BREAKDOWN = ("compute_s", "bubble_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_exposed_s", "optimizer_s")
+
+
+def parse_global_batch(text: str):
+    """'1536' -> 1536; '1024:2048' -> {'min': 1024, 'max': 2048} (the CLI's --global-batch)."""
+    parts = str(text).split(":")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"global batch must be an integer or MIN:MAX; got '{text}'") from None
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) != 2 or not 1 <= vals[0] <= vals[1]:
+        raise ValueError(f"global batch range must be MIN:MAX with 1 <= MIN <= MAX; got '{text}'")
+    return {"min": vals[0], "max": vals[1]}
 
 
 def default_fabric(accelerator: str, catalog: Catalog) -> str:
@@ -38,39 +57,60 @@ def default_fabric(accelerator: str, catalog: Catalog) -> str:
     return max(sorted(catalog.fabrics), key=lambda f: catalog.fabrics[f].port_gbps)
 
 
-def _check_layout(dims: ModelDims, gpus: int, tp, pp, global_batch: int, micro_batch, vp: int) -> None:
+def _check_layout(dims: ModelDims, gpus: int, tp, pp, global_batch, micro_batch, vp, cp, stack) -> None:
+    """Clear errors for layouts that cannot exist, before any search."""
     if gpus < 1:
         raise ValueError(f"gpus must be at least 1; got {gpus}")
-    if global_batch < 1:
-        raise ValueError(f"global_batch must be at least 1; got {global_batch}")
+    lo, hi = batch_bounds(global_batch)
     if tp is not None:
         if tp < 1 or tp > dims.heads:
             raise ValueError(f"tp={tp} must be between 1 and the model's {dims.heads} attention heads")
         if dims.heads % tp:
             raise ValueError(f"tp={tp} does not divide the model's {dims.heads} attention heads")
-    if pp is not None and (pp < 1 or dims.layers % pp):
-        raise ValueError(f"pp={pp} does not divide the model's {dims.layers} layers")
-    mp = (tp or 1) * (pp or 1)
+    if pp is not None:
+        if pp < 1 or pp > dims.layers:
+            raise ValueError(f"pp={pp} must be between 1 and the model's {dims.layers} layers")
+        if not bool(valid_stage_split(dims.layers, pp, stack.uneven_stages)):
+            if stack.uneven_stages:
+                raise ValueError(f"pp={pp} cannot split {dims.layers} layers: with ceil({dims.layers}/{pp}) layers per "
+                                 "stage the last stage would hold none")
+            raise ValueError(f"pp={pp} does not divide the model's {dims.layers} layers "
+                             "(this stack has no uneven pipeline stages; megatron-core, nemo and torchtitan do)")
+    if cp is not None:
+        if cp < 1:
+            raise ValueError(f"cp must be at least 1; got {cp}")
+        if cp > 1 and not stack.context_parallel:
+            raise ValueError(f"cp={cp}: this stack has no context parallelism")
+        if cp > 1 and dims.seq_len % (2 * cp):
+            raise ValueError(f"cp={cp}: seq_len {dims.seq_len} must be divisible by 2*cp = {2 * cp} "
+                             "(load-balanced causal ring attention)")
+    mp = (tp or 1) * (pp or 1) * (cp or 1)
     if gpus % mp:
-        what = "tp*pp" if tp and pp else ("tp" if tp else "pp")
-        raise ValueError(f"gpus={gpus} is not divisible by {what}={mp}")
+        names = [n for n, x in (("tp", tp), ("pp", pp), ("cp", cp)) if x is not None]
+        raise ValueError(f"gpus={gpus} is not divisible by {'*'.join(names) or 'tp'}={mp}")
     if micro_batch is not None and micro_batch < 1:
         raise ValueError(f"micro_batch must be at least 1; got {micro_batch}")
-    if tp is not None and pp is not None:
+    if tp is not None and pp is not None and lo == hi:
         dp = gpus // mp
         b = micro_batch or 1
-        if global_batch % (b * dp):
+        if lo % (b * dp):
             raise ValueError(
-                f"global batch {global_batch} is not divisible by micro_batch*dp = {b}*{dp} = {b * dp} "
-                f"(dp = gpus/(tp*pp) = {gpus}/{mp})"
+                f"global batch {lo} is not divisible by micro_batch*dp = {b}*{dp} = {b * dp} "
+                f"(dp = gpus/(tp*pp*cp) = {gpus}/{mp})"
             )
-    if vp < 1:
-        raise ValueError(f"vp must be at least 1; got {vp}")
-    if vp > 1:
-        if pp is not None and pp == 1:
-            raise ValueError(f"vp={vp} (interleaving) needs pipeline parallelism; pp is 1")
-        if pp is not None and dims.layers % (pp * vp):
-            raise ValueError(f"pp*vp = {pp}*{vp} does not divide the model's {dims.layers} layers")
+    if vp is not None:
+        if vp < 1:
+            raise ValueError(f"vp must be at least 1; got {vp}")
+        if vp > 1:
+            if not stack.interleaving:
+                raise ValueError(f"vp={vp}: this stack has no interleaved pipeline schedule")
+            if pp is not None and pp == 1:
+                raise ValueError(f"vp={vp} (interleaving) needs pipeline parallelism; pp is 1")
+            if pp is not None:
+                full = int(stage_layers(dims.layers, pp)[0])
+                if full % vp:
+                    raise ValueError(f"vp={vp} does not divide the {full} layers of a full pipeline stage "
+                                     f"({dims.layers} layers on pp={pp})")
 
 
 def _checked_accelerator(catalog: Catalog, accelerator: str, precision: str, precisions, fallback: str):
@@ -86,7 +126,28 @@ def _checked_accelerator(catalog: Catalog, accelerator: str, precision: str, pre
             f"accelerator '{accelerator}' has no FP8 support (peak_fp8_tflops not set); use precision {fallback} "
             f"or an FP8 accelerator ({', '.join(fp8)})"
         )
+    if precision in ("mxfp8", "nvfp4") and acc.peak_fp4_tflops is None:
+        fp4 = sorted(k for k, a in catalog.accelerators.items() if a.peak_fp4_tflops is not None)
+        raise ValueError(
+            f"accelerator '{accelerator}' has no block-scaled FP8/FP4 units (peak_fp4_tflops not set), needed for "
+            f"{precision}; use bf16 or fp8, or one of {', '.join(fp4)}"
+        )
     return acc
+
+
+def _sharding_pins(sharding, fsdp, distributed_optimizer, stack):
+    """(sharding pin, distributed_optimizer pin, allowed codes) from --sharding / --fsdp / --distributed-optimizer."""
+    if sharding is not None and sharding not in SHARDING:
+        raise ValueError(f"unknown sharding '{sharding}' (available: {', '.join(SHARDING)})")
+    if fsdp is True:
+        if sharding not in (None, "zero3"):
+            raise ValueError(f"--fsdp means sharding zero3; it contradicts sharding {sharding}")
+        sharding = "zero3"
+    if sharding is not None and sharding not in stack.sharding:
+        raise ValueError(f"sharding '{sharding}' is not offered by this stack (offers: {', '.join(stack.sharding)})")
+    if sharding is not None and distributed_optimizer is not None and (SHARDING.index(sharding) >= 1) != distributed_optimizer:
+        raise ValueError(f"distributed_optimizer={distributed_optimizer} contradicts sharding {sharding}")
+    return sharding, (None if sharding is not None else distributed_optimizer), fsdp is False
 
 
 def estimate_training(
@@ -98,18 +159,24 @@ def estimate_training(
     *,
     tp: int | None = None,
     pp: int | None = None,
-    global_batch: int,
+    global_batch,
     micro_batch: int | None = None,
-    vp: int = 1,
+    vp: int | None = None,
     precision: str = "bf16",
     recompute: str | None = None,
-    distributed_optimizer: bool = True,
+    distributed_optimizer: bool | None = None,
     tokens: float | None = None,
+    cp: int | None = None,
+    sharding: str | None = None,
+    fsdp: bool | None = None,
+    stack: str | None = None,
 ) -> dict[str, Any]:
     """Step time, throughput, FLOP/s, memory and breakdown of one job on `gpus` accelerators.
 
-    Raises ValueError when the layout is impossible; returns the lowest-memory layout with
-    fits_memory false (and a `note`) when none of the candidates fits.
+    Every knob left out (tp, pp, cp, micro-batch, vp, recompute, sharding, the batch inside a range) is
+    searched: the fastest layout that fits is returned, with every choice echoed. `fsdp=True` pins
+    sharding zero3, `fsdp=False` excludes it. Raises ValueError when the layout is impossible; returns
+    the lowest-memory layout with fits_memory false (and a `note`) when none of the candidates fits.
     """
     if accelerator not in catalog.accelerators:
         raise ValueError(f"unknown accelerator '{accelerator}' (available: {', '.join(sorted(catalog.accelerators))})")
@@ -119,49 +186,71 @@ def estimate_training(
     acc = _checked_accelerator(catalog, accelerator, precision, PRECISIONS, "bf16")
     if recompute is not None and recompute not in RECOMPUTE:
         raise ValueError(f"unknown recompute '{recompute}' (available: {', '.join(RECOMPUTE)})")
-    _check_layout(dims, gpus, tp, pp, global_batch, micro_batch, vp)
+    st_name = stack or DEFAULT_STACK
+    st = get_stack(st_name)
+    if recompute is not None and recompute not in st.recompute_modes:
+        raise ValueError(f"recompute '{recompute}' is not offered by stack {st_name} "
+                         f"(offers: {', '.join(st.recompute_modes)})")
+    _check_layout(dims, gpus, tp, pp, global_batch, micro_batch, vp, cp, st)
+    sh_pin, dist_pin, no_zero3 = _sharding_pins(sharding, fsdp, distributed_optimizer, st)
 
-    dp = gpus // (tp * pp) if tp is not None and pp is not None else None
+    dp = gpus // (tp * pp * (cp or 1)) if tp is not None and pp is not None and cp is not None else None
     pinned = PinnedParallelism(
         tp=tp, pp=pp, dp=dp, micro_batch=micro_batch, vp=vp, recompute=recompute,
-        distributed_optimizer=distributed_optimizer,
+        distributed_optimizer=dist_pin, cp=cp, sharding=sh_pin,
     )
-    grid = enumerate_grid(dims, global_batch, [acc], [catalog.fabrics[fabric]], precision, pinned)
-    grid = grid.take(np.flatnonzero(grid.t * grid.p * grid.d == gpus))
+    fab = catalog.fabrics[fabric]
+    grid = enumerate_grid(dims, global_batch, [acc], [fab], precision, pinned, stack=st)
+    keep = grid.t * grid.p * grid.d * grid.cp == gpus
+    if no_zero3:
+        keep &= grid.shard != SHARDING.index("zero3")
+    grid = grid.take(np.flatnonzero(keep))
     if len(grid) == 0:
+        lo, hi = batch_bounds(global_batch)
+        what = f"{lo}" if lo == hi else f"{lo}-{hi}"
         raise ValueError(
-            f"no valid layout of {gpus} GPUs for global batch {global_batch}: need gpus = tp*pp*dp with tp a power of "
-            f"two dividing {dims.heads} heads, pp dividing {dims.layers} layers, global batch divisible by "
-            f"micro_batch*dp" + (f", and with vp={vp} micro-batches per pipeline divisible by pp" if vp > 1 else "")
+            f"no valid layout of {gpus} GPUs for global batch {what}: need gpus = tp*pp*cp*dp with tp a power of "
+            f"two dividing {dims.heads} heads, pp splitting {dims.layers} layers, the global batch divisible by "
+            f"micro_batch*dp" + (f", and whole interleaved chunks (vp={vp})" if vp and vp > 1 else "")
         )
-    out = evaluate(dims, grid, [acc], [catalog.fabrics[fabric]], catalog.calibration, precision, global_batch, tokens)
+    out = evaluate(dims, grid, [acc], [fab], catalog.calibration, precision, global_batch, tokens, stack=st)
     fits = out["fits_memory"]
     note = None
     if fits.any():
-        i = int(np.flatnonzero(fits)[np.argmin(out["step_time_s"][fits])])
+        i = int(np.flatnonzero(fits)[np.argmax(out["tokens_per_s"][fits])])  # batches may differ: compare rates
     else:
         i = int(np.argmin(out["memory_per_gpu_gb"]))
         note = "no candidate layout fits in memory; showing the one needing the least"
 
+    gb = int(grid.gb[i])
     res: dict[str, Any] = {
         "accelerator": accelerator,
         "fabric": fabric,
+        "stack": st_name,
+        "stack_calibrated": st.calibrated,
         "gpus": gpus,
         "nodes": int(out["nodes"][i]),
         "tp": int(grid.t[i]),
         "pp": int(grid.p[i]),
+        "cp": int(grid.cp[i]),
         "dp": int(grid.d[i]),
         "micro_batch": int(grid.b[i]),
         "vp": int(grid.v[i]),
         "recompute": RECOMPUTE[int(grid.recompute[i])],
+        "recompute_layers_per_stage": int(out["recompute_layers"][i]),
+        "sharding": SHARDING[int(grid.shard[i])],
         "distributed_optimizer": bool(grid.dist_opt[i]),
         "precision": precision,
-        "global_batch": global_batch,
-        "micro_batches_per_step": global_batch // (int(grid.b[i]) * int(grid.d[i])),
+        "global_batch": gb,
+        "micro_batches_per_step": gb // (int(grid.b[i]) * int(grid.d[i])),
+        "pipeline_stage_layers": dict(zip(("full", "first", "last"),
+                                          (int(x) for x in stage_layers(dims.layers, int(grid.p[i]))))),
         "params": dims.params,
+        "flops_convention": FLOPS_CONVENTION,
     }
-    for k in ("step_time_s", "tokens_per_s", "tflops_per_gpu_hw", "tflops_per_gpu_model", "mfu",
-              "hw_flops_per_step", "model_flops_per_step", "memory_per_gpu_gb"):
+    for k in ("step_time_s", "tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu_hw", "tflops_per_gpu_model",
+              "mfu", "tflops_per_gpu_model_full_attention", "mfu_full_attention", "hw_flops_per_step",
+              "model_flops_per_step", "model_flops_per_step_full_attention", "memory_per_gpu_gb"):
         res[k] = float(out[k][i])
     res["memory_limit_gb"] = acc.hbm_gb - catalog.calibration.memory_reserved_gb
     res["fits_memory"] = bool(fits[i])
@@ -170,6 +259,9 @@ def estimate_training(
         days = float(out["time_to_train_days"][i])
         res["time_to_train_days"] = days if math.isfinite(days) else None
     res["breakdown"] = {k: float(out[k][i]) for k in BREAKDOWN}
+    if not st.calibrated:
+        res["stack_note"] = f"stack {st_name} has no published runs in the calibration files: efficiencies borrowed " \
+                            "from megatron-core"
     if note:
         res["note"] = note
     res.update(estimate_goodput(res, acc))  # failures: goodput, checkpoints, lost time, time to train

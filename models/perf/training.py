@@ -1,14 +1,16 @@
 """Training performance model: step time, throughput and memory of every parallel layout at once.
 
 One row of a `ConfigGrid` is one candidate layout (accelerator, fabric, t, p, d, b, v, recompute,
-distributed optimizer); `evaluate` computes every row with numpy broadcasting, so the optimizer can
-score ~10^6 layouts per second. Formulas and sources: docs/performance-model.md
-(Narayanan et al. SC'21; Korthikanti et al. 2022; PaLM App. B; Patarasuk & Yuan 2009), generalised
-to GQA and gated MLPs through `ModelDims.params_per_layer`. Knobs in `Calibration` are fitted
-against published Megatron-LM runs by `models.perf.calibration`.
+sharding, cp, global batch); `evaluate` computes every row with numpy broadcasting, so the optimizer
+can score >10^6 layouts per second. The formulas and their sources are in docs/performance-model.md
+(Narayanan et al. SC'21; Korthikanti et al. 2022; Dao et al. 2022; PaLM App. B; Rajbhandari et al.
+2020; Liu et al. 2023 ring attention; Patarasuk & Yuan 2009). What a software stack can do and its
+fitted efficiencies come from `models.perf.stacks`; per-accelerator GEMM ceilings and bus bandwidths
+from the catalog's measured fields; the 2021 knobs from `Calibration`.
 
-Not modelled: fabric oversubscription, the optimizer step, uneven pipeline stages, and flash
-attention's memory saving (attention_passes = 0 only removes its HBM traffic).
+Where MoE slots in (next issue): `_expert_terms` returns zero expert all-to-all time and zero expert
+memory for dense models; an MoE model adds its dispatch/combine all-to-all there and its expert
+parameters to the per-GPU state.
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..schema import Accelerator, Calibration, Fabric, ModelDims, PinnedParallelism
+from .stacks import LOW_PRECISIONS, SHARDING, PrecisionProfile, StackProfile, get_stack, precision_profiles
 
-RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2
-PRECISIONS = ("bf16", "fp8")
+RECOMPUTE = ("none", "selective", "full", "partial")  # codes 0..3; partial = full recompute of just enough layers
+PRECISIONS = ("bf16", "fp8", "mxfp8", "nvfp4")
 TP_MAX = 64
 PP_MAX = 64
+CP_CHOICES = (1, 2, 4, 8)
+CP_MIN_TOKENS = 4096  # searched cp keeps at least this many tokens of a sequence per rank
 VP_CHOICES = (1, 2, 4)
 MICRO_BATCH_CHOICES = (1, 2, 4, 8)
-ACT_BYTES = 2  # bf16 activations; fp8 runs keep activations and communication in bf16
+ACT_BYTES = 2  # activations and communication stay bf16 in every recipe modelled here
 CHUNK_ROWS = 16384
 SCALEUP_LATENCY_S = 2e-6  # NVLink/ICI hop incl. collective-library step overhead; not in the catalog
+FLOPS_CONVENTION = "causal"  # model FLOPs count half the s x s attention work (Megatron-Bridge, MaxText)
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,14 @@ class ConfigGrid:
     fab: np.ndarray  # index into the fabrics list
     t: np.ndarray  # tensor parallel
     p: np.ndarray  # pipeline parallel
-    d: np.ndarray  # data parallel
+    d: np.ndarray  # data parallel (replicas of the model, each of t*p*cp GPUs)
     b: np.ndarray  # micro-batch, sequences
     v: np.ndarray  # interleaved pipeline chunks per stage
     recompute: np.ndarray  # codes into RECOMPUTE
-    dist_opt: np.ndarray  # bool: ZeRO-1 / distributed optimizer
+    dist_opt: np.ndarray  # bool: optimizer state sharded (sharding >= zero1)
+    cp: np.ndarray  # context parallel (sequence split over cp GPUs)
+    shard: np.ndarray  # codes into SHARDING
+    gb: np.ndarray  # global batch, sequences per step
 
     def __len__(self) -> int:
         return int(self.acc.shape[0])
@@ -51,75 +60,220 @@ class ConfigGrid:
         return ConfigGrid(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
+def batch_bounds(global_batch) -> tuple[int, int]:
+    """(min, max) of a global batch given as an int, a (min, max) pair, a {min, max} dict or a range object."""
+    if isinstance(global_batch, (int, np.integer)):
+        return int(global_batch), int(global_batch)
+    if isinstance(global_batch, dict):
+        lo, hi = global_batch.get("min"), global_batch.get("max")
+    elif isinstance(global_batch, (tuple, list)):
+        lo, hi = global_batch
+    else:
+        lo, hi = getattr(global_batch, "min"), getattr(global_batch, "max")
+    lo, hi = int(lo), int(hi)
+    if lo < 1 or hi < lo:
+        raise ValueError(f"global_batch range must have 1 <= min <= max; got min={lo}, max={hi}")
+    return lo, hi
+
+
 def _divisors(n: int) -> np.ndarray:
     c = np.arange(1, n + 1, dtype=np.int64)
     return c[n % c == 0]
+
+
+def _dp_ladder(n: int) -> np.ndarray:
+    """Data-parallel sizes searched when the batch is a range: 2^k x {1, 3, 5} up to n."""
+    out = {m * 2**k for m in (1, 3, 5) for k in range(0, 20) if m * 2**k <= n}
+    return np.array(sorted(out), dtype=np.int64)
 
 
 def _choices(pinned_value, default) -> np.ndarray:
     return np.asarray([pinned_value] if pinned_value is not None else default, dtype=np.int64)
 
 
+def stage_layers(layers, p):
+    """(layers on a full stage, on the first stage, on the last stage) of the ceil split.
+
+    Full stages hold ceil(l/p); the remainder r = l - (p-2)*ceil(l/p) goes to the first and last stage
+    (first ceil(r/2), last floor(r/2): the last also computes the logits), as Llama 3 put 126 layers on
+    16 stages (7, 8 x 14, 7). Valid while the last stage keeps at least one layer."""
+    l, p = np.asarray(layers), np.asarray(p)
+    full = -(-l // p)
+    r = np.where(p >= 2, l - (p - 2) * full, l)
+    first = np.where(p >= 2, -(-r // 2), l)
+    last = np.where(p >= 2, r // 2, l)
+    return full, first, last
+
+
+def valid_stage_split(layers: int, p, uneven: bool):
+    p = np.asarray(p)
+    if not uneven:
+        return (layers % p == 0) & (p <= layers)
+    full, first, last = stage_layers(layers, p)
+    return (p <= layers) & (last >= 1) & (first <= full)
+
+
+def _sharding_choices(pin: PinnedParallelism, stack: StackProfile) -> list[int]:
+    offered = [SHARDING.index(s) for s in stack.sharding]
+    if pin.sharding is not None:
+        code = SHARDING.index(pin.sharding)
+        if code not in offered:
+            raise ValueError(f"sharding '{pin.sharding}' is not offered by this stack (offers: {', '.join(stack.sharding)})")
+        return [code]
+    if pin.distributed_optimizer is not None:
+        want = [1, 2, 3] if pin.distributed_optimizer else [0]
+        got = [c for c in offered if c in want]
+        if not got:
+            raise ValueError(f"distributed_optimizer={pin.distributed_optimizer} needs a sharding mode the stack lacks "
+                             f"(offers: {', '.join(stack.sharding)})")
+        return got[:1] if pin.distributed_optimizer else got
+    # Searched: ZeRO-2 moves the bytes of ZeRO-1 (itself those of DDP) with less memory, so the most
+    # sharded of none/zero1/zero2 dominates the others; ZeRO-3 trades traffic for memory.
+    partial = [c for c in offered if c < 3]
+    return ([max(partial)] if partial else []) + ([3] if 3 in offered else [])
+
+
 def enumerate_grid(
     dims: ModelDims,
-    global_batch: int,
+    global_batch,
     accelerators: list[Accelerator],
     fabrics: list[Fabric],
     precision: str = "bf16",
     pinned: PinnedParallelism | None = None,
     *,
     max_accelerators: int | None = None,
+    stack: "str | StackProfile | None" = None,
 ) -> ConfigGrid:
     """Every valid layout for one job on every (accelerator, fabric) pair.
 
-    Caps (t ≤ 64 power of two, p ≤ 64, b ≤ 8, v ≤ 4) bound only what is searched; a pinned value
-    bypasses them but must still satisfy the divisibility rules Megatron-LM enforces.
+    Caps (t <= 64 power of two, p <= 64, b <= 8, v <= 4, cp <= 8 keeping >= 4096 tokens per rank)
+    bound only what is searched; a pinned value bypasses them but must still satisfy the divisibility
+    rules. Unpinned p takes the divisors of the layer count and, on stacks with uneven stages, the
+    splits whose end stages lose at most one layer each. A global batch given as a range picks, per
+    (micro-batch, dp), the largest batch in the range that micro-batch x dp divides.
     `max_accelerators` drops layouts needing more accelerators (e.g. beyond the site's power).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'")
+    st = get_stack(stack)
     pin = pinned or PinnedParallelism()
-    l, B = dims.layers, int(global_batch)
+    l, s = dims.layers, dims.seq_len
+    B_lo, B_hi = batch_bounds(global_batch)
 
     pow2 = 2 ** np.arange(0, int(np.log2(TP_MAX)) + 1)
     t_c = _choices(pin.tp, pow2)
     t_c = t_c[(dims.heads % t_c == 0) & (t_c <= dims.heads)]
-    p_c = _choices(pin.pp, _divisors(l)[_divisors(l) <= PP_MAX])
-    p_c = p_c[l % p_c == 0]
-    v_c = _choices(pin.vp, VP_CHOICES)
+    if pin.pp is not None:
+        p_c = _choices(pin.pp, ())
+    else:
+        p_all = np.arange(1, min(l, PP_MAX) + 1)
+        near_even = (p_all * -(-l // p_all) - l) <= 2 if st.uneven_stages else (l % p_all == 0)
+        p_c = p_all[(l % p_all == 0) | near_even]
+    p_c = p_c[valid_stage_split(l, p_c, st.uneven_stages)]
+    v_c = _choices(pin.vp, VP_CHOICES if st.interleaving else (1,))
     b_c = _choices(pin.micro_batch, MICRO_BATCH_CHOICES)
-    d_c = _choices(pin.dp, _divisors(B))
-    r_c = _choices(None if pin.recompute is None else RECOMPUTE.index(pin.recompute), range(len(RECOMPUTE)))
-    # The distributed optimizer moves the same bytes as an all-reduce and only saves memory.
-    o_c = np.asarray([True if pin.distributed_optimizer is None else pin.distributed_optimizer])
+    if pin.cp is not None:
+        if pin.cp > 1 and not st.context_parallel:
+            raise ValueError("cp > 1 needs a stack with context parallelism (megatron-core, nemo, torchtitan, maxtext)")
+        cp_c = _choices(pin.cp, ())
+    else:
+        cp_c = np.array([c for c in CP_CHOICES if c == 1 or (st.context_parallel and s // c >= CP_MIN_TOKENS)])
+    cp_c = cp_c[(cp_c == 1) | (s % (2 * cp_c) == 0)]
+    d_c = _choices(pin.dp, _divisors(B_lo) if B_lo == B_hi else _dp_ladder(B_hi))
+    # Searched: where the stack recomputes a chosen number of layers, "partial" with the fewest layers
+    # that fit dominates none and full; otherwise each uniform mode.
+    searched_rc = [RECOMPUTE.index("partial")] if "partial" in st.recompute_modes else \
+        [RECOMPUTE.index(x) for x in st.recompute_modes]
+    r_c = _choices(None if pin.recompute is None else RECOMPUTE.index(pin.recompute), searched_rc)
+    o_c = np.asarray(_sharding_choices(pin, st), dtype=np.int64)
 
-    T, P, V, Bm, D, R, O = (x.ravel() for x in np.meshgrid(t_c, p_c, v_c, b_c, d_c, r_c, o_c, indexing="ij"))
-    ok = B % (Bm * D) == 0
+    T, P, V, Bm, D, R, O, C = (x.ravel() for x in np.meshgrid(t_c, p_c, v_c, b_c, d_c, r_c, o_c, cp_c, indexing="ij"))
+    G = (B_hi // np.maximum(Bm * D, 1)) * Bm * D  # largest batch in range divisible by b*d
+    ok = (G >= B_lo) & (G >= 1)
     if max_accelerators is not None:
-        ok &= T * P * D <= max_accelerators
-    m = np.where(ok, B // np.maximum(Bm * D, 1), 0)
-    # Interleaving needs several stages, whole chunks of layers, and m a multiple of p (Megatron).
-    ok &= (V == 1) | ((P > 1) & (l % (P * V) == 0) & (m % P == 0))
-    T, P, V, Bm, D, R, O = (x[ok] for x in (T, P, V, Bm, D, R, O))
+        ok &= T * P * D * C <= max_accelerators
+    m = np.where(ok, G // np.maximum(Bm * D, 1), 0)
+    full, _, _ = stage_layers(l, P)
+    # Interleaving needs several stages and whole chunks of a full stage's layers.
+    inter_ok = (P > 1) & (full % V == 0)
+    if st.interleave_needs_m_multiple_of_p:
+        inter_ok &= (l % (P * V) == 0) & (m % P == 0)
+    ok &= (V == 1) | inter_ok
+    T, P, V, Bm, D, R, O, C, G = (x[ok] for x in (T, P, V, Bm, D, R, O, C, G))
 
-    acc_ok = [i for i, a in enumerate(accelerators) if precision != "fp8" or a.peak_fp8_tflops is not None]
+    need_fp4 = precision in ("mxfp8", "nvfp4")
+    acc_ok = [i for i, a in enumerate(accelerators)
+              if (precision == "bf16") or (precision == "fp8" and a.peak_fp8_tflops is not None)
+              or (need_fp4 and a.peak_fp4_tflops is not None)]
     A, F = (x.ravel() for x in np.meshgrid(np.asarray(acc_ok, dtype=np.int64), np.arange(len(fabrics)), indexing="ij"))
     n_rows, n_pairs = T.shape[0], A.shape[0]
     tile = lambda x: np.tile(x, n_pairs)  # noqa: E731
     return ConfigGrid(
         acc=np.repeat(A, n_rows), fab=np.repeat(F, n_rows),
-        t=tile(T), p=tile(P), d=tile(D), b=tile(Bm), v=tile(V), recompute=tile(R), dist_opt=tile(O).astype(bool),
+        t=tile(T), p=tile(P), d=tile(D), b=tile(Bm), v=tile(V), recompute=tile(R), dist_opt=tile(O >= 1),
+        cp=tile(C), shard=tile(O), gb=tile(G),
     )
 
 
 def _ring_allreduce_s(k, nbytes, bw_bs, lat_s):
-    """Ring all-reduce over k peers (Patarasuk & Yuan 2009); zero for k = 1."""
+    """Ring all-reduce over k peers (Patarasuk & Yuan 2009) at bus bandwidth bw; zero for k = 1."""
     return np.where(k > 1, 2.0 * (k - 1) / k * nbytes / bw_bs + 2.0 * (k - 1) * lat_s, 0.0)
 
 
+def _ring_gather_s(k, nbytes, bw_bs, lat_s):
+    """Ring all-gather or reduce-scatter of `nbytes` in total over k peers: half an all-reduce."""
+    return np.where(k > 1, (k - 1) / k * nbytes / bw_bs + (k - 1) * lat_s, 0.0)
+
+
+def _size_eff(dim, calib: Calibration):
+    """Small matrices under-use the matrix units: efficiency saturates with the thinnest GEMM dimension."""
+    return dim / (dim + calib.gemm_half_dim)
+
+
 def _gemm_eff(dim, calib: Calibration):
-    """Small matrices under-use the tensor cores: efficiency saturates with the thinnest GEMM dimension."""
-    return calib.gemm_efficiency_max * dim / (dim + calib.gemm_half_dim)
+    """2021 form kept for the serving model: the A100-fitted ceiling times the size efficiency."""
+    return calib.gemm_efficiency_max * _size_eff(dim, calib)
+
+
+def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
+    """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
+    measurements, the ratio fitted on its own training runs, else the 2021 A100 fit `gemm_efficiency_max`."""
+    peaks = {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
+             "nvfp4": acc.peak_fp4_tflops}
+    r = [v / peaks[k] for k, v in acc.gemm_tflops_measured.items() if peaks.get(k)]
+    if r:
+        return float(np.mean(r))
+    return acc.gemm_efficiency_fitted or calib.gemm_efficiency_max
+
+
+def gemm_ceiling_tflops(acc: Accelerator, precision: str, calib: Calibration) -> float:
+    """Dense GEMM ceiling at `precision`: measured where published, else datasheet x fallback ratio."""
+    meas = acc.gemm_tflops_measured
+    if precision in meas:
+        return float(meas[precision])
+    if precision == "mxfp8" and "fp8" in meas:  # same tensor-core rate; block scales ride along
+        return float(meas["fp8"])
+    peak = {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
+            "nvfp4": acc.peak_fp4_tflops}[precision]
+    if peak is None:
+        raise ValueError(f"precision {precision} requested for an accelerator without such units")
+    return float(peak) * fallback_gemm_ratio(acc, calib)
+
+
+def _peak(acc: Accelerator, precision: str):
+    return {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
+            "nvfp4": acc.peak_fp4_tflops}[precision]
+
+
+def scaleup_busbw_gbs(acc: Accelerator, calib: Calibration) -> float:
+    """Collective bus bandwidth inside the scale-up domain: measured where published, else link x efficiency."""
+    return float(acc.scaleup_busbw_gbs) if acc.scaleup_busbw_gbs else acc.scaleup_bw_gbs * calib.comm_efficiency
+
+
+def _expert_terms(dims: ModelDims, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(expert all-to-all seconds per micro-batch per layer, expert state bytes per GPU): zero for dense
+    models. The MoE issue fills this in (dispatch + combine all-to-all over ep, routed-expert memory)."""
+    return np.zeros(n_rows), np.zeros(n_rows)
 
 
 def evaluate(
@@ -129,153 +283,305 @@ def evaluate(
     fabrics: list[Fabric],
     calib: Calibration,
     precision: str,
-    global_batch: int,
+    global_batch=None,
     tokens: float | None = None,
+    *,
+    stack: "str | StackProfile | None" = None,
+    precisions: dict[str, PrecisionProfile] | None = None,
+    detail: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Step time, throughput, FLOPs, memory and the step-time breakdown of every row of `grid`."""
+    """Step time, throughput, FLOPs, memory and the step-time breakdown of every row of `grid`.
+    (`global_batch` is kept for callers; each row carries its own batch in `grid.gb`.) With
+    `detail=False` only what the optimizer reads (CORE_KEYS) is returned, which saves the memory
+    traffic of ~20 more output arrays on tables of millions of rows."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'")
+    st = get_stack(stack)
+    pp = (precisions or precision_profiles()).get(precision) if precision in LOW_PRECISIONS else None
+    # Per-accelerator and per-fabric tables (a few entries), gathered per row below.
+    tabs = _tables(accelerators, fabrics, calib, precision, st)
     if len(grid) <= CHUNK_ROWS:
-        return _evaluate(dims, grid, accelerators, fabrics, calib, precision, global_batch, tokens)
+        return _evaluate(dims, grid, tabs, calib, precision, st, pp, tokens, detail)
     # Cache-sized chunks: reusing small temporaries beats page-faulting fresh 10 MB arrays ~5x.
-    args = (accelerators, fabrics, calib, precision, global_batch, tokens)
-    parts = [_evaluate(dims, grid.take(slice(i, i + CHUNK_ROWS)), *args) for i in range(0, len(grid), CHUNK_ROWS)]
+    parts = [_evaluate(dims, grid.take(slice(i, i + CHUNK_ROWS)), tabs, calib, precision, st, pp, tokens, detail)
+             for i in range(0, len(grid), CHUNK_ROWS)]
     return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
 
 
-def _evaluate(dims, grid, accelerators, fabrics, calib, precision, global_batch, tokens) -> dict[str, np.ndarray]:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'")
-    s, h, a, l, V = float(dims.seq_len), float(dims.hidden), float(dims.heads), float(dims.layers), float(dims.vocab)
-    P_layer, P = dims.params_per_layer, dims.params
-    Bg = float(global_batch)
+def _tables(accelerators, fabrics, calib, precision, st):
+    nan = float("nan")
 
-    # Per-accelerator and per-fabric figures, gathered per row.
-    peak_tab = np.array(
-        [(x.peak_fp8_tflops if precision == "fp8" else x.peak_bf16_tflops) or np.nan for x in accelerators]
-    ) * 1e12
-    peak = peak_tab[grid.acc]
-    if np.isnan(peak).any():
-        raise ValueError("fp8 requested for an accelerator without FP8 units")
-    hbm_gb = np.array([x.hbm_gb for x in accelerators])[grid.acc]
-    hbm_bs = np.array([x.hbm_bw_tbs for x in accelerators])[grid.acc] * 1e12
-    su_dom = np.array([x.scaleup_domain for x in accelerators])[grid.acc]
-    su_bs = np.array([x.scaleup_bw_gbs for x in accelerators])[grid.acc] * 1e9 * calib.comm_efficiency
-    per_node = np.array([x.accelerators_per_node for x in accelerators])[grid.acc]
-    ports_per_acc = np.array([x.fabric_ports_per_node / x.accelerators_per_node for x in accelerators])[grid.acc]
-    fab_bs = np.array([f.port_gbps for f in fabrics])[grid.fab] / 8 * 1e9 * ports_per_acc * calib.comm_efficiency
-    fab_lat = np.array([f.latency_us for f in fabrics])[grid.fab] * 1e-6
+    def ceil_or_nan(a, prec):
+        try:
+            return gemm_ceiling_tflops(a, prec, calib) * 1e12
+        except ValueError:
+            return nan
 
-    t, p, d, b, v = (x.astype(np.float64) for x in (grid.t, grid.p, grid.d, grid.b, grid.v))
-    rc = grid.recompute
-    n_acc = grid.t * grid.p * grid.d
-    m = Bg / (b * d)
-
-    # FLOPs per micro-batch, whole model. Passes: fwd + 2x bwd, +1 fwd where recomputed
-    # (full: the whole layer; selective: the attention core only).
-    lin_mult = np.where(rc == 2, 4.0, 3.0)
-    att_mult = np.where(rc == 0, 3.0, 4.0)
-    lin_fwd = 2.0 * b * s * P_layer  # per layer
-    att_fwd = 4.0 * b * s * s * h  # QK^T and AV, per layer
-    logit_fwd = 2.0 * b * s * h * V
-    hw_flops_mb = l * (lin_mult * lin_fwd + att_mult * att_fwd) + 3.0 * logit_fwd
-    hw_flops_per_step = hw_flops_mb * m * d
-    model_flops_per_step = np.full(len(grid), Bg * s * (6.0 * P + 12.0 * l * h * s))
-
-    # Compute time per micro-batch per stage per GPU. The thinnest GEMM dimension sets efficiency:
-    # the row-parallel projections' inner dimension h/t, or the token count b*s; attention's batched
-    # GEMMs are as thin as a head (head_dim); the logit GEMM as min(h, V/t, b*s).
-    eff_lin = _gemm_eff(np.minimum(h / t, b * s), calib)
-    eff_att = _gemm_eff(float(dims.head_dim), calib)
-    eff_logit = _gemm_eff(np.minimum(np.minimum(h, V / t), b * s), calib)
-    lps = l / p  # layers per stage
-    gemm_s = (lps * (lin_mult * lin_fwd / eff_lin + att_mult * att_fwd / eff_att) + 3.0 * logit_fwd / p / eff_logit) / (
-        t * peak
-    )
-    # Memory-bound kernels (norms, activations, dropout, softmax): HBM passes over the layer's
-    # activations and over the attention scores, repeated where the forward is recomputed.
-    elem_bytes = calib.elementwise_passes * b * s * h / t * ACT_BYTES * lin_mult / 3.0
-    score_bytes = calib.attention_passes * b * (a / t) * s * s * ACT_BYTES * att_mult / 3.0
-    membound_s = lps * (elem_bytes + score_bytes) / hbm_bs
-    compute_mb = gemm_s + membound_s
-
-    # Tensor parallel: 2 all-reduces fwd + 2 bwd per layer (+2 for a recomputed fwd), not overlapped.
-    tp_in_su = grid.t <= su_dom
-    tp_bw = np.where(tp_in_su, su_bs, fab_bs)
-    tp_lat = np.where(tp_in_su, SCALEUP_LATENCY_S, fab_lat)
-    n_ar = np.where(rc == 2, 6.0, 4.0)
-    tp_mb = lps * n_ar * _ring_allreduce_s(t, b * s * h * ACT_BYTES, tp_bw, tp_lat)
-
-    T_mb = compute_mb + tp_mb
-    bubble_mb = (p - 1.0) / v  # 1F1B / interleaved bubble in micro-batch times
-
-    # Pipeline p2p: each of the m*v chunk passes sends its activations (scatter-gathered over the t
-    # GPUs) once forward and once backward; fill and drain add p-1 sends each way. Blocking.
-    job_in_su = n_acc <= su_dom
-    pp_bw = np.where(job_in_su, su_bs, fab_bs)
-    pp_lat = np.where(job_in_su, SCALEUP_LATENCY_S, fab_lat)
-    pp_comm_s = np.where(p > 1, 2.0 * (m * v + p - 1.0) * (pp_lat + b * s * h * ACT_BYTES / t / pp_bw), 0.0)
-
-    # Data parallel: gradient all-reduce (or reduce-scatter + all-gather, same bytes). The ring
-    # runs over the fabric at the NIC bandwidth of each DP peer sharing a node (NCCL multi-ring),
-    # capped by the scale-up links; inside one scale-up domain it uses those links only.
-    dp_peers_per_node = np.clip(per_node // (grid.t * grid.p), 1, grid.d)
-    dp_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * dp_peers_per_node, su_bs))
-    dp_lat = np.where(job_in_su, SCALEUP_LATENCY_S, fab_lat)
-    dp_s = _ring_allreduce_s(d, 2.0 * P / (t * p), dp_bw, dp_lat)
-    dp_exposed_s = (1.0 - calib.dp_overlap) * dp_s
-
-    step_s = (m + bubble_mb) * T_mb + pp_comm_s + dp_exposed_s
-    tokens_per_s = Bg * s / step_s
-    n_f = n_acc.astype(np.float64)
-
-    # Memory of the first pipeline stage (Korthikanti et al. 2022, with sequence parallelism).
-    emb = V * h * np.where((p == 1) & (not dims.tied_embeddings), 2.0, 1.0)
-    params_gpu = (l * P_layer / p + emb) / t
-    state_bytes = np.where(grid.dist_opt, 4.0 + 12.0 / d, 16.0) * params_gpu
-    layer_full = s * b * h * (34.0 + 5.0 * a * s / h) / t
-    act_layer = np.select([rc == 0, rc == 1], [layer_full, 34.0 * s * b * h / t], 2.0 * s * b * h / t)
-    # 1F1B: the first stage holds p micro-batches in flight (m if fewer), i.e. ~all l layers of one.
-    in_flight = np.minimum(m, p) * np.where(v > 1, 1.0 + (p - 1.0) / (p * v), 1.0)
-    act_bytes = lps * in_flight * act_layer + np.where(rc == 2, layer_full, 0.0) + s * b * V * 4.0 / t
-    memory_gb = (state_bytes + act_bytes) / 1e9
-
+    a = accelerators
     return {
-        "n_acc": n_acc,
-        "nodes": -(-n_acc // per_node),
-        "step_time_s": step_s,
-        "tokens_per_s": tokens_per_s,
-        "time_to_train_days": np.full_like(step_s, np.nan) if tokens is None else float(tokens) / tokens_per_s / 86400,
-        "hw_flops_per_step": hw_flops_per_step,
-        "model_flops_per_step": model_flops_per_step,
-        "tflops_per_gpu_hw": hw_flops_per_step / (n_f * step_s) / 1e12,
-        "tflops_per_gpu_model": model_flops_per_step / (n_f * step_s) / 1e12,
-        "mfu": model_flops_per_step / (n_f * step_s * peak),
-        "memory_per_gpu_gb": memory_gb,
-        "fits_memory": memory_gb <= hbm_gb - calib.memory_reserved_gb,
-        "compute_s": m * compute_mb,
-        "bubble_s": bubble_mb * T_mb,
-        "tp_comm_s": m * tp_mb,
-        "pp_comm_s": pp_comm_s,
-        "dp_comm_exposed_s": dp_exposed_s,
+        "lin": np.array([ceil_or_nan(x, precision) for x in a]),
+        "bf16": np.array([gemm_ceiling_tflops(x, "bf16", calib) * 1e12 for x in a]),
+        "peak_bf16": np.array([x.peak_bf16_tflops for x in a]) * 1e12,
+        "peak_lin": np.array([(_peak(x, precision) or nan) for x in a]) * 1e12,
+        "hbm_gb": np.array([x.hbm_gb for x in a]),
+        "hbm_bs": np.array([(x.hbm_bw_measured_tbs or x.hbm_bw_tbs) for x in a]) * 1e12,
+        "su_dom": np.array([x.scaleup_domain for x in a]),
+        "su_bs": np.array([scaleup_busbw_gbs(x, calib) for x in a]) * 1e9,
+        "per_node": np.array([x.accelerators_per_node for x in a]),
+        "ports_per_acc": np.array([x.fabric_ports_per_node / x.accelerators_per_node for x in a]),
+        "ports_per_node": np.array([x.fabric_ports_per_node for x in a]),
+        "fab_bs": np.array([f.port_gbps for f in fabrics]) / 8 * 1e9 * calib.comm_efficiency,
+        "fab_lat": np.array([f.latency_us for f in fabrics]) * 1e-6,
+        "fab_oversub": np.array([f.oversubscription for f in fabrics]),
+        "leaf_down": np.array([f.switch_radix * f.oversubscription / (1.0 + f.oversubscription) for f in fabrics]),
     }
 
 
+def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, tokens, detail=True) -> dict[str, np.ndarray]:
+    s, h, l = float(dims.seq_len), float(dims.hidden), dims.layers
+    a, kvh, hd, ha = float(dims.heads), float(dims.n_kv_heads), float(dims.head_size), float(dims.attn_width)
+    V, ffn = float(dims.padded_vocab), float(dims.ffn)
+    P_layer = dims.params_per_layer
+    fused = st.fused_attention
+    gemm_eff = st.gemm_efficiency if st.gemm_efficiency is not None else 1.0
+    att_eff = st.attention_efficiency if st.attention_efficiency is not None else calib.gemm_efficiency_max
+    elem_passes = st.elementwise_passes if st.elementwise_passes is not None else calib.elementwise_passes
+    dp_exposed_frac = st.dp_exposed if st.dp_exposed is not None else 1.0 - calib.dp_overlap
+    # Keys each query attends to: fused kernels skip masked blocks (causal: ~s/2), unfused do all s.
+    keys = dims.mean_attended_keys if (fused and st.causal_skip) else s
+
+    ai, fi = grid.acc, grid.fab
+    lin_rate_pk = tabs["lin"][ai]
+    if np.isnan(lin_rate_pk).any():
+        raise ValueError(f"{precision} requested for an accelerator without {precision} units")
+    bf16_pk = tabs["bf16"][ai]
+    hbm_gb, hbm_bs = tabs["hbm_gb"][ai], tabs["hbm_bs"][ai]
+    su_dom, su_bs = tabs["su_dom"][ai], tabs["su_bs"][ai]
+    per_node = tabs["per_node"][ai]
+    fab_bs = tabs["fab_bs"][fi] * tabs["ports_per_acc"][ai]
+    fab_lat = tabs["fab_lat"][fi]
+
+    t, p, d, b, v, c = (x.astype(np.float64) for x in (grid.t, grid.p, grid.d, grid.b, grid.v, grid.cp))
+    rc, shard = grid.recompute, grid.shard
+    Bg = grid.gb.astype(np.float64)
+    n_acc = grid.t * grid.p * grid.d * grid.cp
+    n_f = n_acc.astype(np.float64)
+    nodes = -(-n_acc // per_node)
+    # Collectives crossing an oversubscribed fabric run at its uplink share once the job spans leaves.
+    spans_leaves = nodes * tabs["ports_per_node"][ai] > tabs["leaf_down"][fi]
+    fab_bs = np.where(spans_leaves, fab_bs / tabs["fab_oversub"][fi], fab_bs)
+    m = Bg / (b * d)
+    tok = b * s / c  # tokens of one micro-batch on one GPU
+
+    # Memory of the heaviest stage (Korthikanti et al. 2022 with sequence parallelism; the s^2 score
+    # term only without fused attention); sequence split over cp. Computed first: partial recompute
+    # picks the fewest layers per stage to recompute so that the stage fits.
+    full, first, last = (x.astype(np.float64) for x in stage_layers(l, grid.p))
+    k = d * c  # data-parallel group of the weights (cp ranks hold the same weights)
+    fsdp = shard == 3
+    # The heaviest stage: its layers plus the input embedding (first) or output head (last); a single
+    # stage holds both unless they are tied.
+    stage_params = full * P_layer + V * h * np.where((p == 1) & (not dims.tied_embeddings), 2.0, 1.0)
+    params_gpu = stage_params / t
+    # bytes per parameter: weights 2 + gradients 2 + fp32 master, momentum, variance 12, each sharded
+    # over k from ZeRO-1 (optimizer state), ZeRO-2 (+ gradients), ZeRO-3 (+ weights).
+    sh = shard.astype(np.float64)
+    inv_k = 1.0 / k
+    state_per_param = (np.where(sh >= 1, 12.0 * inv_k, 12.0) + np.where(sh >= 2, 2.0 * inv_k, 2.0)
+                       + np.where(sh >= 3, 2.0 * inv_k, 2.0))
+    gathered = np.where(fsdp, 2.0 * 2.0 * P_layer / t, 0.0)  # ZeRO-3: two layers' weights unsharded in flight
+    ep_layer, expert_state_bytes = _expert_terms(dims, len(grid))
+    state_bytes = state_per_param * params_gpu + gathered + expert_state_bytes
+    score_term = 0.0 if fused else 5.0 * a * s / h
+    layer_full = tok * h * (34.0 + score_term) / t
+    layer_ckpt = 2.0 * tok * h / t  # a fully recomputed layer keeps only its input
+    # 1F1B: the first stage holds p micro-batches in flight (m if fewer), i.e. ~all l layers of one.
+    in_flight = np.minimum(m, p) * np.where(v > 1, 1.0 + (p - 1.0) / (p * v), 1.0)
+    other = tok * V * 4.0 / t  # fp32 logits of one micro-batch
+    budget = (hbm_gb - calib.memory_reserved_gb) * 1e9 - state_bytes - other
+    partial = rc == 3
+    need = (in_flight * full * layer_full - (budget - layer_full)) / (in_flight * (layer_full - layer_ckpt))
+    n_rc = np.where(partial, np.clip(np.ceil(np.maximum(need, 0.0)), 0.0, full), np.where(rc == 2, full, 0.0))
+    act_layer = np.where(rc == 1, 34.0 * tok * h / t, layer_full)
+    act_bytes = np.where(
+        (rc == 2) | partial,
+        in_flight * ((full - n_rc) * layer_full + n_rc * layer_ckpt) + np.where(n_rc > 0, layer_full, 0.0),
+        full * in_flight * act_layer) + other
+    memory_gb = (state_bytes + act_bytes) / 1e9
+    frac_rc = n_rc / full  # share of a stage's layers recomputed in full
+
+    # FLOPs per micro-batch per layer per GPU. Passes: fwd + 2x bwd, +1 fwd where recomputed
+    # (full: the whole layer; selective: the attention core only).
+    lin_mult = 3.0 + frac_rc
+    att_mult = np.where(rc == 1, 4.0, 3.0 + frac_rc)
+    lin_fwd = 2.0 * tok * P_layer / t
+    att_fwd = 4.0 * tok * keys * ha / t  # QK^T and AV
+    logit_fwd = 2.0 * tok * h * V / t
+
+    # Rates. Linear GEMMs at the job's precision against the measured ceiling; attention, logits and
+    # elementwise work stay BF16. The thinnest GEMM dimension sets the size efficiency.
+    low = pprof is not None
+    lin_rate = lin_rate_pk * gemm_eff * (pprof.gemm_efficiency if low else 1.0)
+    lin_rate = np.minimum(lin_rate, tabs["peak_lin"][ai])  # no kernel beats the datasheet
+    # Each of the layer's four GEMMs is as efficient as its thinnest dimension (tokens, or the
+    # tensor-parallel slice of its output or input width): QKV and fc1 split their outputs over t,
+    # the output projection and fc2 their inputs.
+    qd, kvd, mult = float(a * hd), float(2 * kvh * hd), (2.0 if dims.gated_mlp else 1.0)
+    gemms = ((h * (qd + kvd), (qd + kvd) / t), (qd * h, qd / t), (mult * h * ffn, mult * ffn / t), (ffn * h, ffn / t))
+    inv_size = sum(w * (1.0 / _size_eff(np.minimum(np.minimum(dim, h), tok), calib)) for w, dim in gemms) / P_layer
+    if fused:
+        att_rate = bf16_pk * att_eff
+    else:  # unfused: batched GEMMs as thin as a head
+        att_rate = bf16_pk * gemm_eff * _size_eff(hd, calib)
+    logit_rate = bf16_pk * gemm_eff * _size_eff(np.minimum(np.minimum(h, V / t), tok), calib)
+    lin_s = lin_mult * lin_fwd * inv_size / lin_rate
+    att_s = att_mult * att_fwd / att_rate
+    # Memory-bound kernels: passes over the layer's activations (norms, activations, residuals, rope),
+    # over the s x s scores when attention is unfused, and the casts of a low-precision recipe.
+    act_elems = tok * h / t
+    elem_bytes = elem_passes * act_elems * ACT_BYTES * lin_mult / 3.0
+    score_bytes = 0.0 if fused else calib.attention_passes * b * (a / t) * s * s / c * ACT_BYTES * att_mult / 3.0
+    cast_bytes = (pprof.cast_passes if low else 0.0) * act_elems * ACT_BYTES * lin_mult / 3.0
+    mem_s = (elem_bytes + score_bytes + cast_bytes) / hbm_bs
+
+    # Tensor parallel: all-reduces (or reduce-scatter + all-gather with sequence parallelism, same
+    # bytes) of the layer's activations: 2 fwd + 2 bwd, +2 for a recomputed forward; one pair less
+    # for a parallel block. The stack hides part of it under the GEMMs.
+    tp_in_su = grid.t <= su_dom
+    tp_bw = np.where(tp_in_su, su_bs, fab_bs)
+    tp_lat = np.where(tp_in_su, SCALEUP_LATENCY_S, fab_lat)
+    n_ar = (4.0 + 2.0 * frac_rc) / (2.0 if dims.parallel_block else 1.0)
+    tp_layer = st.tp_exposed * n_ar * _ring_allreduce_s(t, tok * h * ACT_BYTES, tp_bw, tp_lat)
+
+    # Context parallel (ring attention): each rank passes its K,V block around the ring, cp-1 steps
+    # fwd; bwd passes K,V again and returns dK,dV (3x). Hidden under the attention blocks it overlaps.
+    cp_in_su = grid.t * grid.cp <= su_dom
+    cp_bw = np.where(cp_in_su, su_bs, fab_bs)
+    cp_lat = np.where(cp_in_su, SCALEUP_LATENCY_S, fab_lat)
+    kv_bytes = tok * 2.0 * kvh * hd / t * ACT_BYTES
+    cp_passes = att_mult
+    cp_raw = np.where(c > 1, cp_passes * (c - 1.0) * (kv_bytes / cp_bw + cp_lat), 0.0)
+    cp_layer = np.maximum(cp_raw - att_s, 0.0) if st.overlap_limited_by_compute else cp_raw
+
+    overhead_s = st.layer_overhead_us * 1e-6 * lin_mult / 3.0
+    T_layer = lin_s + att_s + mem_s + overhead_s + tp_layer + cp_layer + ep_layer
+    T_logit = 3.0 * logit_fwd / logit_rate
+
+    # Pipeline: the slowest stage sets the pace (full stages: ceil(l/p) layers; the last adds logits).
+    T_stage = np.maximum(np.maximum(full * T_layer, first * T_layer), last * T_layer + T_logit)
+    bubble_mb = (p - 1.0) / v  # 1F1B / interleaved bubble in stage times
+    job_in_su = n_acc <= su_dom
+    pp_bw = np.where(job_in_su, su_bs, fab_bs)
+    pp_lat = np.where(job_in_su, SCALEUP_LATENCY_S, fab_lat)
+    pp_comm_s = st.pp_exposed * np.where(
+        p > 1, 2.0 * (m * v + p - 1.0) * (pp_lat + tok * h * ACT_BYTES / t / pp_bw), 0.0)
+
+    # Data parallel over d*cp ranks (cp ranks hold the same weights). ZeRO-0/1/2: one gradient
+    # all-reduce (or reduce-scatter + all-gather: same bytes) per step. ZeRO-3/FSDP: parameters
+    # all-gathered for every micro-batch's forward and backward, gradients reduce-scattered once.
+    # The ring runs over the fabric at the NIC bandwidth of each peer sharing a node, capped by the
+    # scale-up links; inside one scale-up domain it uses those links only.
+    shard_bytes = 2.0 * stage_params / t  # bf16 weights or gradients of one GPU's model slice
+    dp_peers_per_node = np.clip(per_node // (grid.t * grid.p), 1, grid.d * grid.cp)
+    dp_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * dp_peers_per_node, su_bs))
+    dp_lat = np.where(job_in_su, SCALEUP_LATENCY_S, fab_lat)
+    # Low-precision recipes gather the weights already cast (1 byte: --fp8-param-gather, torchao
+    # float8 all-gather); gradients are reduced in bf16.
+    w_bytes = 0.5 if low else 1.0
+    rs_s = _ring_gather_s(k, shard_bytes, dp_bw, dp_lat)
+    ag_s = _ring_gather_s(k, w_bytes * shard_bytes, dp_bw, dp_lat)
+    dp_traffic = rs_s + np.where(shard == 0, rs_s, np.where(fsdp, 2.0 * m, 1.0) * ag_s)
+    # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
+    # micro-batch's backward (and the parameter gather the first forward), about one stage time.
+    if st.overlap_limited_by_compute:
+        window = np.where(fsdp, m * T_stage, T_stage)
+        dp_exposed_s = np.maximum(dp_exposed_frac * dp_traffic, dp_traffic - window)
+    else:
+        dp_exposed_s = dp_exposed_frac * dp_traffic
+    dp_exposed_s = np.maximum(dp_exposed_s, 0.0)
+
+    # Optimizer step: memory-bound pass reading and writing each GPU's (sharded) state, plus the
+    # stack's fixed per-step cost (gradient norm and clipping, data loading, logging, host syncs).
+    opt_s = (2.0 * state_bytes / hbm_bs if st.optimizer_step else np.zeros(len(grid))) + st.step_overhead_s
+    step_s = (m + bubble_mb) * T_stage + pp_comm_s + dp_exposed_s + opt_s
+    tokens_per_s = Bg * s / step_s
+
+    # FLOPs. Hardware: what runs, recompute included. Model: 6N + logits + attention with the causal
+    # convention (half the s x s work) and with full attention (PaLM App. B, torchtitan, NeMo 24.07).
+    hw_flops_mb = l * (lin_mult * lin_fwd + att_mult * att_fwd) + 3.0 * logit_fwd
+    hw_flops_per_step = hw_flops_mb * t * c * m * d
+    dense_tok = 6.0 * (l * P_layer + h * V)
+    model_flops_per_step = Bg * s * (dense_tok + 12.0 * l * ha * dims.mean_attended_keys)
+    model_flops_full = Bg * s * (dense_tok + 12.0 * l * ha * s)
+
+    days = np.full_like(step_s, np.nan) if tokens is None else float(tokens) / tokens_per_s / 86400
+    peak = tabs["peak_bf16"][ai]
+    gpu_s = n_f * step_s
+    out = {
+        "n_acc": n_acc,
+        "nodes": nodes,
+        "step_time_s": step_s,
+        "tokens_per_s": tokens_per_s,
+        "time_to_train_days": days,
+        "tflops_per_gpu_hw": hw_flops_per_step / gpu_s / 1e12,
+        "tflops_per_gpu_model": model_flops_per_step / gpu_s / 1e12,
+        "mfu": model_flops_per_step / (gpu_s * peak),  # against the BF16 datasheet peak
+        "memory_per_gpu_gb": memory_gb,
+        "fits_memory": memory_gb <= hbm_gb - calib.memory_reserved_gb,
+    }
+    if not detail:
+        return out
+    out.update({
+        "tokens_per_s_per_gpu": tokens_per_s / n_f,
+        "hw_flops_per_step": hw_flops_per_step,
+        "model_flops_per_step": model_flops_per_step,
+        "model_flops_per_step_full_attention": model_flops_full,
+        "tflops_per_gpu_model_full_attention": model_flops_full / gpu_s / 1e12,
+        "mfu_full_attention": model_flops_full / (gpu_s * peak),
+        "compute_s": m * (T_stage - full * (tp_layer + cp_layer + ep_layer)),
+        "bubble_s": bubble_mb * T_stage,
+        "tp_comm_s": m * full * tp_layer,
+        "cp_comm_s": m * full * cp_layer,
+        "ep_comm_s": m * full * ep_layer,
+        "pp_comm_s": pp_comm_s,
+        "dp_comm_exposed_s": dp_exposed_s,
+        "optimizer_s": opt_s,
+        "global_batch": Bg,
+        "recompute_layers": n_rc,
+    })
+    return out
+
+
 def evaluate_layout(dims: ModelDims, layout: dict, accelerator: Accelerator, fabric: Fabric, calib: Calibration,
-                    precision: str, global_batch: int, tokens: float | None = None) -> dict[str, float]:
-    """`evaluate` on one layout given by name (tp, pp, dp, micro_batch, vp, recompute, distributed_optimizer):
-    the one place a single layout is evaluated (verifier, calibration, estimate)."""
+                    precision: str, global_batch, tokens: float | None = None) -> dict[str, float]:
+    """`evaluate` on one layout given by name: the one place a single layout is evaluated (verifier,
+    calibration, estimate). Keys: tp, pp, dp, micro_batch, vp, recompute, distributed_optimizer, and
+    (issue 13) cp, sharding, global_batch, stack; missing keys take the old defaults (cp 1, sharding
+    from distributed_optimizer, the job's global batch, stack megatron-core)."""
     one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
+    dist = bool(layout.get("distributed_optimizer", True))
+    sharding = layout.get("sharding") or ("zero1" if dist else "none")
+    if sharding not in SHARDING:
+        raise ValueError(f"sharding must be one of {', '.join(SHARDING)}; got '{sharding}'")
+    gb = layout.get("global_batch")
+    if gb is None:
+        lo, hi = batch_bounds(global_batch)
+        b, d = int(layout.get("micro_batch", 1)), int(layout["dp"])
+        gb = (hi // (b * d)) * b * d if lo != hi else lo
     grid = ConfigGrid(
         acc=one(0), fab=one(0), t=one(layout["tp"]), p=one(layout["pp"]), d=one(layout["dp"]),
         b=one(layout.get("micro_batch", 1)), v=one(layout.get("vp", 1)),
         recompute=one(RECOMPUTE.index(layout.get("recompute", "none"))),
-        dist_opt=np.array([bool(layout.get("distributed_optimizer", True))], dtype=bool),
+        dist_opt=np.array([SHARDING.index(sharding) >= 1], dtype=bool),
+        cp=one(layout.get("cp", 1)), shard=one(SHARDING.index(sharding)), gb=one(gb),
     )
-    out = evaluate(dims, grid, [accelerator], [fabric], calib, precision, global_batch, tokens)
-    return {k: float(v[0]) for k, v in out.items()}
+    out = evaluate(dims, grid, [accelerator], [fabric], calib, precision, gb, tokens, stack=layout.get("stack"))
+    return {k: float(np.atleast_1d(v)[0]) for k, v in out.items()}
 
 
 def _throughput_benchmark() -> None:
-    """Configs/s of `evaluate` on the full built-in catalog (python -m models.perf.training)."""
+    """Configs/s of `evaluate` as the optimizer runs it (detail=False) on the full built-in catalog
+    (python -m models.perf.training)."""
     import time
 
     from ..loader import default_catalog
@@ -283,15 +589,17 @@ def _throughput_benchmark() -> None:
 
     cat = default_catalog()
     accs, fabs = list(cat.accelerators.values()), list(cat.fabrics.values())
-    for name, B in (("gpt3-175b", 1536), ("llama3-70b", 2048), ("llama2-7b", 1024)):
+    for name, B, stack in (("gpt3-175b", 1536, "megatron-2021"), ("llama3-70b", 2048, "megatron-core"),
+                           ("llama3-405b", {"min": 1024, "max": 2048}, "megatron-core"),
+                           ("llama2-7b", 1024, "megatron-core")):
         dims = PRESETS[name]
         t0 = time.perf_counter()
-        grid = enumerate_grid(dims, B, accs, fabs)
+        grid = enumerate_grid(dims, B, accs, fabs, stack=stack)
         t1 = time.perf_counter()
-        evaluate(dims, grid, accs, fabs, cat.calibration, "bf16", B)
+        evaluate(dims, grid, accs, fabs, cat.calibration, "bf16", B, stack=stack, detail=False)
         t2 = time.perf_counter()
         print(
-            f"{name} B={B}: {len(grid):,} rows; enumerate {t1 - t0:.3f} s; "
+            f"{name} B={B} ({stack}): {len(grid):,} rows; enumerate {t1 - t0:.3f} s; "
             f"evaluate {t2 - t1:.3f} s = {len(grid) / (t2 - t1):,.0f} configs/s"
         )
 

@@ -23,6 +23,9 @@ class VerificationError(Exception):
         self.problems = problems
         super().__init__("design failed verification:\n" + "\n".join(f"  - {p}" for p in problems))
 
+    def __reduce__(self):  # crosses process boundaries (the hard wall clock's child) with its problems intact
+        return (VerificationError, (self.problems,))
+
 
 def close(a: float, b: float, rel: float = REL_TOL, abs_: float = 1e-6) -> bool:
     return abs(a - b) <= max(abs_, rel * max(abs(a), abs(b)))

@@ -142,6 +142,7 @@ class _Generator:
 
     def job(self, k: int) -> dict:
         from models.candidates import job_table
+        from models.network import MAX_TIERS, tier_capacity
         from models.presets import resolve_model
         from models.schema import ModelDims, TrainingJob
 
@@ -168,6 +169,8 @@ class _Generator:
                         checkpoint_window_s=float(rng.choice([60, 120, 180, 300])))
             t = job_table(TrainingJob(**base), _sub_catalog(self.cat, acc, fab))
             ok = t.perf["fits_memory"].astype(bool) & np.isfinite(t.days) & (t.perf["n_acc"] <= target_acc)
+            f = self.cat.fabrics[fab]  # the witness must be buildable: endpoints within a 3-tier fat-tree
+            ok &= t.endpoints <= tier_capacity(MAX_TIERS, f.switch_radix, f.oversubscription)
             if not ok.any():
                 continue
             days = np.where(ok, t.days, np.inf)

@@ -44,7 +44,7 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     dims = resolve_model(job.model, job.seq_len)
     acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
     r = evaluate_layout(dims, layout, acc, fab, cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
-    r.update(layout_goodput(job, acc, layout["tp"] * layout["pp"] * layout["dp"], int(r["nodes"])))
+    r.update(layout_goodput(job, acc, int(r["n_acc"]), int(r["nodes"])))
     r["days"] = float(wall_clock_days(r["time_to_train_days"], r["goodput"]))
     r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
     r["usable_tb"] = storage_usable_tb(job, dims)
@@ -68,8 +68,12 @@ def check_job_choice(a: Audit) -> None:
             a.problem(f"job {j.name}: pinned to {w.accelerator} but runs on {j.accelerator}")
         if w.fabric and w.fabric != j.fabric:
             a.problem(f"job {j.name}: pinned to fabric {w.fabric} but uses {j.fabric}")
-        if w.global_batch % (j.micro_batch * j.dp):
-            a.problem(f"job {j.name}: global batch {w.global_batch} is not a multiple of micro-batch x dp")
+        gb = j.layout.get("global_batch", w.global_batch)
+        lo, hi = (w.global_batch, w.global_batch) if isinstance(w.global_batch, int) else (w.global_batch.min,
+                                                                                           w.global_batch.max)
+        if gb % (j.micro_batch * j.dp) or not lo <= gb <= hi:
+            a.problem(f"job {j.name}: global batch {gb} is not the job's ({w.global_batch}) or not a multiple of "
+                      "micro-batch x dp")
         r = recompute_job(inst, j.name, j.layout)
         if not r["fits_memory"]:
             a.problem(f"job {j.name}: needs {r['memory_per_gpu_gb']:.1f} GB per accelerator, more than fits")

@@ -1,0 +1,110 @@
+"""Software-stack profiles: which training features a framework has, and its calibrated efficiencies.
+
+A stack decides what the layout search may use (fused attention, context parallelism, sharding modes,
+interleaving, uneven stages) and how much communication stays exposed. Its efficiencies are fitted
+only on published runs of that stack (`models.perf.calibration`); a stack without such runs borrows
+the megatron-core values and says it is uncalibrated. Data: data/stacks.yaml.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Literal, Optional
+
+import yaml
+from pydantic import Field
+
+from ..dims import Strict
+
+SHARDING = ("none", "zero1", "zero2", "zero3")  # codes 0..3
+DEFAULT_STACK = "megatron-core"
+LOW_PRECISIONS = ("fp8", "mxfp8", "nvfp4")
+
+
+class StackProfile(Strict):
+    description: str = ""
+    fused_attention: bool = Field(description="Flash-style fused attention: no s x s scores in HBM or memory.")
+    causal_skip: bool = Field(description="The attention kernel skips fully masked blocks (halves causal work).")
+    tp_exposed: float = Field(ge=0, le=1, description="Fraction of tensor-parallel communication not hidden by GEMMs.")
+    pp_exposed: float = Field(ge=0, le=1, description="Fraction of pipeline send/receive time not overlapped.")
+    dp_exposed: Optional[float] = Field(
+        None, ge=0, le=1, description="Fraction of data-parallel/FSDP traffic exposed; null = 1 - calibration.dp_overlap."
+    )
+    sharding: list[Literal["none", "zero1", "zero2", "zero3"]] = Field(description="Sharding modes the stack offers.")
+    recompute_modes: list[Literal["none", "selective", "full", "partial"]] = Field(
+        default_factory=lambda: ["none", "selective", "full", "partial"],
+        description="Recompute modes; partial = full recompute of a chosen number of layers per stage.")
+    context_parallel: bool = False
+    interleaving: bool = True
+    uneven_stages: bool = Field(False, description="Stages may hold different layer counts (ceil split).")
+    interleave_needs_m_multiple_of_p: bool = Field(
+        False, description="Interleaving requires micro-batches per step to be a multiple of pp (Megatron-LM 2021)."
+    )
+    # Calibrated efficiencies (null = take the catalog's Calibration, i.e. the 2021 fit).
+    gemm_efficiency: Optional[float] = Field(
+        None, gt=0, le=1.1, description="Achieved fraction of the accelerator's measured GEMM ceiling in training."
+    )
+    attention_efficiency: Optional[float] = Field(
+        None, gt=0, le=1, description="Fused attention kernel rate as a fraction of the BF16 GEMM ceiling."
+    )
+    elementwise_passes: Optional[float] = Field(
+        None, ge=0, description="HBM passes over a layer's activations by unfused memory-bound kernels, fwd+bwd."
+    )
+    layer_overhead_us: float = Field(
+        0.0, ge=0, description="Fixed time per layer per micro-batch (fwd+bwd): kernel launches, syncs, host work."
+    )
+    overlap_limited_by_compute: bool = Field(
+        True, description="Hidden communication cannot exceed the compute it overlaps (false: the SC'21 model's "
+        "fitted fraction alone).")
+    optimizer_step: bool = Field(
+        True, description="Model the optimizer's memory-bound pass over the state (false: absorbed in the 2021 fit).")
+    step_overhead_s: float = Field(
+        0.0, ge=0, description="Fixed time per optimizer step: grad norm/clip, data loading, logging, host syncs."
+    )
+    fitted_knobs: Optional[list[str]] = Field(
+        None, description="Knobs calibration fits for this stack (null = all); gemm_efficiency is left at 1 where "
+        "the stack's runs are all on accelerators without a measured GEMM ceiling (their own ratio is fitted)."
+    )
+    calibrated_on: list[str] = Field(default_factory=list, description="Published rows its efficiencies were fitted on.")
+    source: str = ""
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.calibrated_on)
+
+
+class PrecisionProfile(Strict):
+    """How a low-precision recipe runs the linear layers (attention, logits and elementwise stay BF16)."""
+
+    gemm_efficiency: float = Field(
+        gt=0, le=1, description="Achieved fraction of the low-precision GEMM ceiling (scaling, amax, tile losses)."
+    )
+    cast_passes: float = Field(ge=0, description="HBM passes over a layer's activations to quantise/cast, fwd+bwd.")
+    calibrated_on: list[str] = Field(default_factory=list)
+    source: str = ""
+
+
+@lru_cache(maxsize=1)
+def _data() -> dict:
+    return yaml.safe_load(resources.files("models").joinpath("data/stacks.yaml").read_text())
+
+
+@lru_cache(maxsize=1)
+def stack_profiles() -> dict[str, StackProfile]:
+    return {k: StackProfile.model_validate(v) for k, v in _data()["stacks"].items()}
+
+
+@lru_cache(maxsize=1)
+def precision_profiles() -> dict[str, PrecisionProfile]:
+    return {k: PrecisionProfile.model_validate(v) for k, v in _data()["precisions"].items()}
+
+
+def get_stack(stack: "str | StackProfile | None") -> StackProfile:
+    if isinstance(stack, StackProfile):
+        return stack
+    name = stack or DEFAULT_STACK
+    profiles = stack_profiles()
+    if name not in profiles:
+        raise ValueError(f"unknown stack '{name}' (known: {', '.join(sorted(profiles))})")
+    return profiles[name]

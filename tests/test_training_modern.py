@@ -1,0 +1,226 @@
+"""Issue-13 terms of the training model, checked against hand arithmetic on a toy accelerator:
+fused causal attention, uneven pipeline stages, context-parallel exchange, ZeRO/FSDP traffic and
+memory, batch ranges, measured GEMM ceilings, oversubscribed fabrics."""
+
+import numpy as np
+import pytest
+
+from models.dims import ModelDims
+from models.loader import default_catalog
+from models.perf.stacks import StackProfile, get_stack
+from models.perf.training import (
+    RECOMPUTE, SCALEUP_LATENCY_S, ConfigGrid, enumerate_grid, evaluate, evaluate_layout, gemm_ceiling_tflops,
+    stage_layers,
+)
+from models.schema import Accelerator, Calibration, PinnedParallelism
+
+CAT = default_catalog()
+NDR = CAT.fabrics["ib-ndr-400g"]
+TOY = Accelerator(peak_bf16_tflops=100, peak_fp8_tflops=200, hbm_gb=1000, hbm_bw_tbs=1, scaleup_domain=8,
+                  scaleup_bw_gbs=100, accelerators_per_node=8, node_power_kw=10, node_price_usd=1, node_rack_units=1)
+IDEAL = Calibration(gemm_efficiency_max=1.0, gemm_half_dim=0.0, elementwise_passes=0.0, attention_passes=0.0,
+                    comm_efficiency=1.0, dp_overlap=0.0, memory_reserved_gb=0.0)
+# A fused, causal-skipping stack whose only costs are the ones each test looks at.
+FUSED = StackProfile(fused_attention=True, causal_skip=True, tp_exposed=0.0, pp_exposed=0.0, dp_exposed=1.0,
+                     sharding=["none", "zero1", "zero2", "zero3"], context_parallel=True, uneven_stages=True,
+                     gemm_efficiency=1.0, attention_efficiency=0.5, elementwise_passes=10.0,
+                     overlap_limited_by_compute=False, optimizer_step=False)
+PEAK = 100e12
+
+
+def grid(t=1, p=1, d=1, b=1, v=1, cp=1, shard=0, rc="none", gb=1):
+    a = lambda x: np.asarray([x])  # noqa: E731
+    return ConfigGrid(acc=a(0), fab=a(0), t=a(t), p=a(p), d=a(d), b=a(b), v=a(v), recompute=a(RECOMPUTE.index(rc)),
+                      dist_opt=a(shard >= 1), cp=a(cp), shard=a(shard), gb=a(gb))
+
+
+def run(dims, g, stack=FUSED, precision="bf16", acc=TOY, fab=NDR):
+    out = evaluate(dims, g, [acc], [fab], IDEAL, precision, None, stack=stack)
+    return {k: float(np.atleast_1d(v)[0]) for k, v in out.items()}
+
+
+def test_fused_causal_attention_flops_bytes_and_memory():
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    r = run(dims, grid())
+    keys = (128 + 1) / 2  # causal: query i sees i keys, mean (s+1)/2
+    lin = 2 * 128 * 12 * 256**2  # 201_326_592
+    att = 4 * 128 * keys * 256  # QK^T + AV over the attended keys = 8_454_144
+    logit = 2 * 128 * 256 * 1000
+    assert att == 8_454_144
+    assert r["hw_flops_per_step"] == pytest.approx(2 * (3 * lin + 3 * att) + 3 * logit, rel=1e-12)
+    # GEMMs at the peak, flash attention at half of it, 10 HBM passes over s*h bf16 per layer, no s^2 traffic.
+    elem_bytes = 10 * 128 * 256 * 2
+    expect = 2 * (3 * lin / PEAK + 3 * att / (0.5 * PEAK) + elem_bytes / 1e12) + 3 * logit / PEAK
+    assert r["compute_s"] == pytest.approx(expect, rel=1e-12)
+    assert r["step_time_s"] == pytest.approx(expect, rel=1e-12)
+    # Memory: 16 B/param (both embeddings on one stage), 34*s*b*h per layer (no 5as^2 term), fp32 logits.
+    params = 2 * 12 * 256**2 + 2 * 1000 * 256
+    acts = 2 * 34 * 128 * 256
+    assert r["memory_per_gpu_gb"] == pytest.approx((16 * params + acts + 128 * 1000 * 4) / 1e9, rel=1e-12)
+    # The 2021 (unfused) stack pays the s x s work in full and its 5as/h activation term.
+    old = run(dims, grid(), stack=get_stack("megatron-2021"))
+    assert old["hw_flops_per_step"] == pytest.approx(2 * (3 * lin + 3 * 4 * 128 * 128 * 256) + 3 * logit, rel=1e-12)
+    acts_old = 2 * 128 * 256 * (34 + 5 * 4 * 128 / 256)
+    assert old["memory_per_gpu_gb"] == pytest.approx((16 * params + acts_old + 128 * 1000 * 4) / 1e9, rel=1e-12)
+
+
+def test_model_flops_conventions():
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    r = run(dims, grid(gb=4, d=1, b=1))
+    dense = 6 * (2 * 12 * 256**2 + 256 * 1000)
+    assert r["model_flops_per_step"] == pytest.approx(4 * 128 * (dense + 12 * 2 * 256 * 64.5), rel=1e-12)
+    assert r["model_flops_per_step_full_attention"] == pytest.approx(4 * 128 * (dense + 12 * 2 * 256 * 128), rel=1e-12)
+
+
+def test_stage_split_of_published_layouts():
+    assert tuple(int(x) for x in stage_layers(126, 16)) == (8, 7, 7)  # Llama 3 405B: 7 + 14 x 8 + 7
+    assert tuple(int(x) for x in stage_layers(70, 12)) == (6, 5, 5)
+    assert tuple(int(x) for x in stage_layers(96, 8)) == (12, 12, 12)
+
+
+def test_uneven_stage_time_by_hand():
+    # 10 layers on 4 stages: 2, 3, 3, 2 (+ logits on the last). m = 8 micro-batches, no interleaving.
+    dims = ModelDims(layers=10, hidden=256, heads=4, vocab=1000, seq_len=128)
+    r = run(dims, grid(p=4, gb=8))
+    lin, att, logit = 2 * 128 * 12 * 256**2, 4 * 128 * 64.5 * 256, 2 * 128 * 256 * 1000
+    T = 3 * lin / PEAK + 3 * att / (0.5 * PEAK) + 10 * 128 * 256 * 2 / 1e12
+    T_logit = 3 * logit / PEAK
+    assert 2 * T + T_logit < 3 * T  # the full middle stage is the slowest
+    assert r["step_time_s"] == pytest.approx((8 + 3) * 3 * T, rel=1e-12)
+    assert r["bubble_s"] == pytest.approx(3 * 3 * T, rel=1e-12)
+    # A large vocabulary makes the last stage (2 layers + logits) the slowest instead.
+    big = dims.model_copy(update={"vocab": 100_000})
+    r = run(big, grid(p=4, gb=8))
+    T_logit = 3 * 2 * 128 * 256 * 100_000 / PEAK
+    assert r["step_time_s"] == pytest.approx((8 + 3) * (2 * T + T_logit), rel=1e-12)
+
+
+def test_context_parallel_exchange_by_hand():
+    # cp = 2: each rank keeps 512 of 1024 tokens and passes its K,V block (2 kv heads x 64) once around
+    # the ring fwd; bwd passes K,V and dK,dV: 3 transfers per layer, on the scale-up links (100 GB/s).
+    dims = ModelDims(layers=2, hidden=256, heads=4, kv_heads=2, vocab=1000, seq_len=1024)
+    no_hide = FUSED.model_copy(update={"overlap_limited_by_compute": False})
+    r = run(dims, grid(cp=2), stack=no_hide)
+    kv_bytes = 512 * 2 * 2 * 64 * 2
+    assert kv_bytes == 262_144
+    per_layer = 3 * 1 * (kv_bytes / 100e9 + SCALEUP_LATENCY_S)
+    assert r["cp_comm_s"] == pytest.approx(2 * per_layer, rel=1e-12)
+    # With overlap, the exchange hides under the attention blocks it feeds (here entirely).
+    hidden = run(dims, grid(cp=2), stack=FUSED.model_copy(update={"overlap_limited_by_compute": True}))
+    att_s = 3 * 4 * 512 * dims.mean_attended_keys * 256 / (0.5 * PEAK)
+    assert att_s > per_layer and hidden["cp_comm_s"] == 0
+    # Activations are split over cp: half the tokens per rank.
+    one_rank = run(dims, grid(cp=1), stack=no_hide)
+    assert r["memory_per_gpu_gb"] < one_rank["memory_per_gpu_gb"]
+
+
+def test_fsdp_and_zero_traffic_and_memory_by_hand():
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    params = 2 * 12 * 256**2 + 2 * 1000 * 256  # single stage, untied
+    ring = 3 / 4 * 2 * params / 100e9 + 3 * SCALEUP_LATENCY_S  # one reduce-scatter or all-gather of bf16 over 4
+    z3 = run(dims, grid(d=4, gb=8, shard=3))  # m = 2 micro-batches per rank
+    assert z3["dp_comm_exposed_s"] == pytest.approx(ring + 2 * 2 * ring, rel=1e-12)  # RS once, AG fwd+bwd each
+    z1 = run(dims, grid(d=4, gb=8, shard=1))
+    assert z1["dp_comm_exposed_s"] == pytest.approx(2 * ring, rel=1e-12)  # RS + AG
+    z0 = run(dims, grid(d=4, gb=8, shard=0))
+    assert z0["dp_comm_exposed_s"] == pytest.approx(2 * ring, rel=1e-12)  # all-reduce: the same bytes
+    # FP8 recipes gather weights already cast: 1 byte instead of 2.
+    ring8 = 3 / 4 * params / 100e9 + 3 * SCALEUP_LATENCY_S
+    z3_fp8 = run(dims, grid(d=4, gb=8, shard=3), precision="fp8")
+    assert z3_fp8["dp_comm_exposed_s"] == pytest.approx(ring + 4 * ring8, rel=1e-12)
+    # Memory: 16 B/param unsharded; ZeRO-1 4 + 12/k; ZeRO-2 2 + 14/k; ZeRO-3 16/k plus two gathered layers.
+    rest = z0["memory_per_gpu_gb"] * 1e9 - 16 * params
+    mem = {s: run(dims, grid(d=4, gb=8, shard=s))["memory_per_gpu_gb"] * 1e9 - rest for s in range(4)}
+    assert mem[1] == pytest.approx(params * (4 + 12 / 4), rel=1e-9)
+    assert mem[2] == pytest.approx(params * (2 + 14 / 4), rel=1e-9)
+    assert mem[3] == pytest.approx(params * 16 / 4 + 2 * 2 * 12 * 256**2, rel=1e-9)
+
+
+def test_overlap_hides_fsdp_under_compute_but_not_beyond():
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    st = FUSED.model_copy(update={"overlap_limited_by_compute": True, "dp_exposed": 0.1})
+    r = run(dims, grid(d=4, gb=8, shard=3), stack=st)
+    params = 2 * 12 * 256**2 + 2 * 1000 * 256
+    traffic = 5 * (3 / 4 * 2 * params / 100e9 + 3 * SCALEUP_LATENCY_S)
+    compute = r["compute_s"]
+    assert r["dp_comm_exposed_s"] == pytest.approx(max(0.1 * traffic, traffic - compute), rel=1e-12)
+
+
+def test_oversubscribed_fabric_slows_collectives_that_cross_it():
+    dims = ModelDims(layers=2, hidden=8192, heads=64, vocab=32000, seq_len=1024)
+    a100 = CAT.accelerators["a100-sxm-80gb"]
+    hdr = CAT.fabrics["ib-hdr-200g"]
+    blocked = hdr.model_copy(update={"oversubscription": 4.0})
+    g = grid(d=512, gb=512)  # 64 nodes: more endpoints than one leaf's down-ports
+    flat, over = (run(dims, g, acc=a100, fab=f)["dp_comm_exposed_s"] for f in (hdr, blocked))
+    assert over > 3.5 * flat
+    small = grid(d=8, gb=8)  # one node: never leaves the scale-up domain
+    assert run(dims, small, acc=a100, fab=blocked)["dp_comm_exposed_s"] == run(dims, small, acc=a100, fab=hdr)[
+        "dp_comm_exposed_s"]
+
+
+def test_global_batch_range_takes_the_largest_batch_the_layout_divides():
+    dims = ModelDims(layers=4, hidden=256, heads=4, vocab=1000, seq_len=128)
+    for dp, want in ((64, 1088), (3, 1098), (1000, 1000)):
+        g = enumerate_grid(dims, {"min": 1000, "max": 1100}, [TOY], [NDR],
+                           pinned=PinnedParallelism(tp=1, pp=1, dp=dp, micro_batch=1, cp=1), stack="megatron-core")
+        assert set(g.gb.tolist()) == {want}
+    g = enumerate_grid(dims, {"min": 1000, "max": 1100}, [TOY], [NDR],
+                       pinned=PinnedParallelism(tp=1, pp=1, dp=128, micro_batch=1, cp=1))
+    assert set(g.gb.tolist()) == {1024}
+    g = enumerate_grid(dims, {"min": 1025, "max": 1100}, [TOY], [NDR],
+                       pinned=PinnedParallelism(tp=1, pp=1, dp=128, micro_batch=1, cp=1))
+    assert len(g) == 0  # no multiple of 128 in [1025, 1100]
+
+
+def test_evaluate_layout_accepts_old_dicts():
+    dims = ModelDims(layers=4, hidden=256, heads=4, vocab=1000, seq_len=1024)
+    old = {"tp": 1, "pp": 2, "dp": 2, "micro_batch": 1, "vp": 1, "recompute": "none", "distributed_optimizer": True}
+    new = dict(old, cp=1, sharding="zero1", global_batch=8, stack="megatron-core")
+    a = evaluate_layout(dims, old, TOY, NDR, IDEAL, "bf16", 8)
+    b = evaluate_layout(dims, new, TOY, NDR, IDEAL, "bf16", {"min": 1, "max": 100})
+    a.pop("time_to_train_days"), b.pop("time_to_train_days")  # nan without tokens
+    assert a == b
+
+
+def test_gemm_ceilings_come_from_each_accelerators_measurements():
+    acc = CAT.accelerators
+    assert gemm_ceiling_tflops(acc["gb200"], "nvfp4", CAT.calibration) == 7627.6  # measured
+    assert gemm_ceiling_tflops(acc["gb200"], "mxfp8", CAT.calibration) == 3615.6  # the fp8 figure
+    b200_ratio = np.mean([1745.0 / 2250, 3432.5 / 4500])  # no FP4 measurement: its own measured ratio
+    assert gemm_ceiling_tflops(acc["b200"], "nvfp4", CAT.calibration) == pytest.approx(9000 * b200_ratio, rel=1e-12)
+    a100 = gemm_ceiling_tflops(acc["a100-sxm-80gb"], "bf16", CAT.calibration)  # nothing measured: the 2021 fit
+    assert a100 == pytest.approx(312 * CAT.calibration.gemm_efficiency_max, rel=1e-12)
+    with pytest.raises(ValueError, match="nvfp4"):
+        gemm_ceiling_tflops(acc["h100-sxm"], "nvfp4", CAT.calibration)
+
+
+def test_partial_recompute_keeps_the_fewest_layers_that_fit():
+    dims = ModelDims(layers=8, hidden=1024, heads=8, vocab=1000, seq_len=4096)
+    small = TOY.model_copy(update={"hbm_gb": 2.46})
+    out = evaluate(dims, grid(b=1, gb=1, rc="partial"), [small], [NDR], IDEAL, "bf16", None, stack=FUSED)
+    n = int(out["recompute_layers"][0])
+    assert 0 < n < 8 and out["fits_memory"][0]
+    # one layer fewer recomputed would not fit: check with the same arithmetic the model uses
+    layer_full, ckpt = 34 * 4096 * 1024, 2 * 4096 * 1024
+    params = 8 * 12 * 1024**2 + 2 * 1000 * 1024
+    budget = 2.46e9 - 16 * params - 4096 * 1000 * 4
+    assert (8 - (n - 1)) * layer_full + (n - 1) * ckpt + layer_full > budget
+    assert (8 - n) * layer_full + n * ckpt + layer_full <= budget
+
+
+def test_estimate_expresses_todays_layouts():
+    from models.perf.estimate import estimate_training, parse_global_batch
+    from models.presets import PRESETS
+
+    r = estimate_training(PRESETS["llama3-405b"], CAT, "gb200", None, 256, tp=4, pp=16, vp=4, global_batch=1536,
+                          precision="nvfp4")
+    assert r["pipeline_stage_layers"] == {"full": 8, "first": 7, "last": 7} and r["fits_memory"]
+    v6e = estimate_training(PRESETS["llama3-405b"], CAT, "tpu-v6e", None, 256, fsdp=True, global_batch=256,
+                            stack="maxtext")
+    assert v6e["sharding"] == "zero3" and v6e["pp"] == 1 and v6e["stack"] == "maxtext"
+    # A batch range is compared on throughput: the chosen batch is reported.
+    assert parse_global_batch("1000:2048") == {"min": 1000, "max": 2048} and parse_global_batch("64") == 64
+    free = estimate_training(PRESETS["llama3-70b"], CAT, "h100-sxm", None, 64, global_batch={"min": 100, "max": 128})
+    pinned = estimate_training(PRESETS["llama3-70b"], CAT, "h100-sxm", None, 64, global_batch=128)
+    assert 100 <= free["global_batch"] <= 128 and free["tokens_per_s"] >= pinned["tokens_per_s"] - 1e-6
