@@ -382,7 +382,7 @@ class Instance(Strict):
     @classmethod
     def _known_objective(cls, v: str) -> str:
         if v not in objectives():
-            raise ValueError(f"expected one of {', '.join(objectives())}")
+            raise ValueError(f"one of {', '.join(objectives())}")
         return v
 
     @model_validator(mode="after")

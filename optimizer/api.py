@@ -613,6 +613,14 @@ def pareto(inst: Union[_schema.Instance, PathLike], x: str = "tco", y: str = "ti
 # --------------------------------------------------------------------------------------------
 
 
+def generator_objectives() -> list[str]:
+    """The objectives a generated instance may use: every registry objective that is not per job
+    (those need exactly one training job and no services)."""
+    from models.metrics import METRICS
+
+    return [m.objective for m in METRICS.values() if m.objective and not m.per_job]
+
+
 def generate_text(jobs: int = 2, services: int = 1, sites: int = 1, accelerators: int = 4, seed: int = 0, *,
                   fabrics: int = 2, infeasible: bool = False, objective: str = "min_tco", command: str = "",
                   output: Optional[PathLike] = None) -> str:

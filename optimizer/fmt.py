@@ -76,33 +76,43 @@ def csv_row(row: dict) -> dict:
     return {k: csv_value(v) for k, v in row.items()}
 
 
-# The objectives, written three ways: the solve summary line, a table cell, and inside a sentence.
-_OBJECTIVE = {
-    "min_tco": (usd, lambda x: usd(x, millions=True), lambda x: "TCO " + usd(x, millions=True)),
-    "min_capex": (usd, lambda x: usd(x, millions=True), lambda x: "capex " + usd(x, millions=True)),
-    "min_power": (lambda x: mw(x, unit="MW facility"), mw, lambda x: "facility power " + mw(x)),
-    "min_time": (days, lambda x: days(x, unit="d"), days),
-    "min_carbon": (lambda x: tco2_per_year(x, unit="tCO2 per year"), lambda x: tco2_per_year(x, unit="t/yr"),
-                   tco2_per_year),
+# Values by their registry unit (models.metrics), written three ways: the solve summary line, a
+# table cell, and inside a sentence. A metric of another unit is written with its display unit.
+_BY_UNIT = {
+    "USD": (usd, lambda x: usd(x, millions=True), None),
+    "kW": (lambda x: mw(x, unit="MW facility"), mw, None),
+    "days": (days, lambda x: days(x, unit="d"), days),
+    "tCO2/yr": (lambda x: tco2_per_year(x, unit="tCO2 per year"), lambda x: tco2_per_year(x, unit="t/yr"),
+                tco2_per_year),
 }
+_SENTENCE_PREFIX = {"USD": lambda m, x: f"{m.label} " + usd(x, millions=True), "kW": lambda m, x: f"{m.label} " + mw(x)}
 _STYLES = ("summary", "table", "sentence")
 
 
 def objective(name: str, value: Optional[float], style: str = "summary") -> str:
-    """An objective value with its unit; `style` is summary (`dcopt solve`), table (sweep rows) or
-    sentence (explain's fixes). An unknown objective is written as a plain number."""
+    """An objective's value with its unit; `style` is summary (`dcopt solve`), table (sweep rows) or
+    sentence (explain's fixes). The unit comes from the objective's registry metric."""
+    from models.metrics import by_objective
+
     if value is None:
         return NONE
     i = _STYLES.index(style)
-    if name not in _OBJECTIVE:
+    try:
+        m = by_objective(name)
+    except ValueError:
         return f"{value:,.4g}" if style == "sentence" else f"{value:g}"
-    return _OBJECTIVE[name][i](value)
-
-
-_AXIS = {"min_tco": ("TCO ($M)", 1e-6), "min_capex": ("capex ($M)", 1e-6), "min_power": ("facility power (MW)", 1e-3),
-         "min_time": ("time to train (days)", 1.0), "min_carbon": ("carbon (tCO2/yr)", 1.0)}
+    if style == "sentence" and m.unit in _SENTENCE_PREFIX:
+        return _SENTENCE_PREFIX[m.unit](m, value)
+    f = _BY_UNIT.get(m.unit, (None, None, None))[i]
+    return f(value) if f else f"{m.show(value):,.4g} {m.display_unit}"
 
 
 def objective_axis(name: str) -> tuple[str, float]:
     """Axis label and the factor from the objective's own unit to the axis's, for plots."""
-    return _AXIS.get(name, (name, 1.0))
+    from models.metrics import by_objective
+
+    try:
+        m = by_objective(name)
+    except ValueError:
+        return name, 1.0
+    return m.title, m.display_scale

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.candidates import JobTable, ServiceTable
+from models.metrics import by_objective
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def prune(table: JobTable, objective: str) -> Pruned:
     fits = perf["fits_memory"].astype(bool)
     ok = fits & np.isfinite(table.days) & (table.days <= (np.inf if table.job.deadline_days is None else table.job.deadline_days))
     idx = np.flatnonzero(ok)
-    if len(idx) and objective != "min_time":
+    if len(idx) and not by_objective(objective).per_job:
         idx = _fewest_nodes_then_fastest(table, idx)
     elif len(idx):
         g = table.grid

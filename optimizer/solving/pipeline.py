@@ -6,7 +6,7 @@ import dataclasses
 import time
 
 from models.candidates import JobTable, job_tables, service_table
-from models.metrics import by_objective
+from models.metrics import by_objective, parse
 from models.schema import Instance
 
 from optimizer.mip.backends import SolveResult, Status
@@ -85,11 +85,12 @@ def solve_instance(
     each fix confirmed by a verified design) unless `diagnose_infeasible` is off."""
     start = time.perf_counter()
     if objective is not None and objective != instance.objective:
-        if objective == "min_time" and (len(instance.training_jobs) != 1 or instance.services):
-            raise ValueError("objective min_time needs exactly one training job and no services "
+        if by_objective(objective).per_job and (len(instance.training_jobs) != 1 or instance.services):
+            raise ValueError(f"objective {objective} needs exactly one training job and no services "
                              "(bound other jobs' days with `bounds` instead)")
         instance = instance.model_copy(update={"objective": objective})
-    frontier = frontier or instance.objective == "min_time" or any(k.startswith("days:") for k in (bounds or {}))
+    frontier = (frontier or by_objective(instance.objective).per_job
+                or any(parse(k)[0].per_job for k in (bounds or {})))
     sol = Solution(instance=instance.name, objective=instance.objective, status="infeasible", backend=backend)
     _, pruned = prepare(instance, frontier=frontier)
     pruned_services = prepare_services(instance)

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from models.edit import with_changes
+from models.metrics import by_objective, objectives
 from models.schema import ANY_REGION, Instance
 
 from optimizer.mip.backends import Status, lp_duals
@@ -309,7 +310,7 @@ class ShadowPrice:
     objective: str = ""
 
     def text(self) -> str:
-        obj = {"min_tco": "TCO", "min_capex": "capex"}.get(self.objective, self.objective)
+        obj = by_objective(self.objective).label if self.objective in objectives() else self.objective
         parts = []
         if self.resolve_delta is not None:
             change = "lower" if self.resolve_delta < 0 else "raise" if self.resolve_delta > 0 else "not change"
@@ -326,7 +327,7 @@ class ShadowPrice:
 def shadow_prices(instance: Instance, sol: Solution, backend: str = "ortools",
                   time_limit_s: float | None = None) -> list[ShadowPrice]:
     """What one more MW, $1M of capex or tonne of carbon cap is worth, for cost objectives."""
-    if instance.objective not in ("min_tco", "min_capex") or sol.design is None:
+    if by_objective(instance.objective).unit != "USD" or sol.design is None:  # cost objectives only
         return []
     duals = _lp_duals(instance, sol, backend)
     out = []
