@@ -63,7 +63,7 @@ class ModelDims(Strict):
     seq_len: PositiveInt = Field(le=100_000_000)
     tied_embeddings: bool = Field(False, description="Input embedding shared with the output head.")
 
-    # --- Architecture variants (issue 13) -------------------------------------------------------
+    # --- Architecture variants -------------------------------------------------------
     head_dim_given: Optional[PositiveInt] = Field(
         None, alias="head_dim", description="Width of one attention head; default hidden/heads (Gemma, gpt-oss set it apart)."
     )

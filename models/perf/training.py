@@ -556,7 +556,7 @@ def evaluate_layout(dims: ModelDims, layout: dict, accelerator: Accelerator, fab
                     precision: str, global_batch, tokens: float | None = None) -> dict[str, float]:
     """`evaluate` on one layout given by name: the one place a single layout is evaluated (verifier,
     calibration, estimate). Keys: tp, pp, dp, micro_batch, vp, recompute, distributed_optimizer, and
-    (issue 13) cp, sharding, global_batch, stack; missing keys take the old defaults (cp 1, sharding
+    cp, sharding, global_batch, stack; missing keys take the old defaults (cp 1, sharding
     from distributed_optimizer, the job's global batch, stack megatron-core)."""
     one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
     dist = bool(layout.get("distributed_optimizer", True))

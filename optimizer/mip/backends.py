@@ -153,23 +153,13 @@ class _Results:
 
 
 class OrToolsBackend(_Results):
-    """OR-Tools MathOpt with SCIP (default) or HiGHS. Never CP-SAT: it is integer-only and
-    returned a wrong optimum on a mixed model (SOLVERS.md).
-
-    SCIP is the default (benchmarks/solvers_choice.py, 2-core x86_64, 3 repeats): on 14 MILPs
-    that took either solver > 0.05 s it needed 18% less total time than HiGHS (35 s vs 43 s;
-    geometric mean 14% faster) and was >1.2x faster on 7 vs 3 (4 ties). HiGHS won the LP-heavy
-    facility location (10k continuous vars, 3.4x) and one assignment instance (3.2x). Both were
-    bit-for-bit deterministic across repeats and processes, time-limited runs included. SCIP also
-    takes threads=1, reports INFEASIBLE/UNBOUNDED where HiGHS says "infeasible or unbounded",
-    prints nothing to stdout, and is immune to the pulp+highspy segfault.
+    """OR-Tools MathOpt with SCIP or HiGHS ("auto": by size). Never CP-SAT: it is integer-only and
+    returned a wrong optimum on a mixed model (docs/solvers.md).
 
     "auto" (the default) picks SCIP for small models and HiGHS from AUTO_HIGHS_INTEGERS integer
-    variables up. dcopt's own MIPs are not those 14: on 18 generated instances of 92-1,646
-    integers (1-3 sites) HiGHS was as fast or faster from ~250 integers on, and much faster on
-    multi-site ones (885 integers, 3 sites: 12 s vs 60 s; 624: 2.7 s vs 7.5 s; 6,900: 22 s vs 55 s
-    to a 0.5% gap), while below that both answer in well under a second and SCIP avoids HiGHS's
-    ~0.1 s start-up.
+    variables up: SCIP runs one thread, tells INFEASIBLE from UNBOUNDED, prints nothing to stdout and
+    is immune to the pulp+highspy crash; HiGHS is faster on dcopt's larger, multi-site MIPs (the
+    measurements are in benchmarks/RESULTS.md).
     """
 
     name = "ortools"
@@ -258,10 +248,8 @@ class OrToolsBackend(_Results):
         if solver == "highs":
             from ortools.math_opt.solvers import highs_pb2
 
-            # 3x HiGHS's default primal-heuristic effort: on generated 50-workload x 3-site instances
-            # the bound often reaches 0.5% long before a good enough incumbent does (seed 3 waited
-            # 110 s for one). End to end to 0.5%, seeds 1/2/3: effort 0.05 -> 23/42/111 s,
-            # 0.1 -> 23/38/64 s, 0.15 -> 24/41/53 s, 0.2 -> 28/34/45 s.
+            # 3x HiGHS's default primal-heuristic effort: on large multi-site models the bound reaches
+            # the gap long before a good enough incumbent exists (benchmarks/RESULTS.md).
             p.highs = highs_pb2.HighsOptionsProto(double_options={"mip_heuristic_effort": HIGHS_HEURISTIC_EFFORT})
         return p
 
@@ -383,7 +371,7 @@ def _to_model_proto(model: Model):
 
 def _import_pulp():
     """Import pulp, loading ortools first when it exists: with highspy installed, importing
-    pulp before ortools segfaults the interpreter (SOLVERS.md, measured exit 139)."""
+    pulp before ortools segfaults the interpreter (docs/solvers.md; exit 139)."""
     try:
         from ortools.math_opt.python import mathopt  # noqa: F401
     except ImportError:

@@ -1,4 +1,7 @@
-"""The datacenter design MIP, one function per constraint family.
+"""The datacenter design MIP: the constraint families of optimizer/mip/families/, in a fixed order.
+
+Each family module holds its `add_<family>` (variables and constraints, named by `K(...)` keys) and
+its `check_<family>` (the independent verifier's check of a design against it); `FAMILIES` pairs them.
 
 Data (optimizer.mip.data.MipData, all numbers; $M, kW, TB, GB/s, days, tCO2):
   jobs j with surviving candidates c: accelerator a(c), fabric f(c), nodes n_c, endpoints e_c,
@@ -22,8 +25,8 @@ Variables:
   endpoints / leaves / aggregation / spines per depth
   storage_tb[tier,site] >= 0          raw TB per storage tier at each site
   named totals (it_power_kw[site=s], capex_musd, tco_musd, carbon_t_per_year, ...) by equalities
-Objective: min TCO (default; includes carbon cost when a carbon price is set), capex, facility
-power, the single job's days, or tCO2 per year.
+Objective: any objective of the registry (models.metrics): min TCO (default; includes carbon cost
+when a carbon price is set), capex, facility power, the single job's days, or tCO2 per year.
 
 Site linking is tight, not big-M: sum_c choose[j,c,s] <= site_open[s] per job, each replica
 variable <= its own demand bound x site_open[s], and facility power <= cap x site_open[s].
@@ -31,8 +34,7 @@ variable <= its own demand bound x site_open[s], and facility power <= cap x sit
 Valid inequalities (implied by the integers, not by the LP relaxation; they change no optimum but
 lift the bound the solver must close): site_cover / site_count (sites too small for the least IT
 load the workloads need force others open), one_depth <= site_open (a fabric only at an open site),
-serving_units_floor (whole units cover each region's demand). On the generated 50-workload x 3-site
-instance they raise the root LP bound from 208.0 to 222.3 ($M; optimum 227.5).
+serving_units_floor (whole units cover each region's demand); benchmarks/RESULTS.md has the bound they buy.
 """
 
 from __future__ import annotations

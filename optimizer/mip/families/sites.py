@@ -41,7 +41,7 @@ def least_it_power_kw(d: MipData) -> float:
 def add_site_cover(m: Model, d: MipData, v: Vars) -> None:
     """Constraint (0b), valid inequalities: if a set of sites cannot power even the least IT load the
     workloads need, some site outside it is open. Implied by the integer model, but not by its LP
-    relaxation, where each job may sit 16 % at a site that is then only 16 % built (and pays 16 % of
+    relaxation, where each job may sit a fraction at a site that is then built by that fraction only (and pays that share of
     its build-out): these cuts make the bound see the build-out a capped site forces. Exhaustive over
     site sets up to COVER_MAX_SITES sites; beyond that, single sites and their complements only."""
     caps = {s.name: math.inf if s.power_cap_kw is None else s.power_cap_kw / s.pue for s in d.sites}
