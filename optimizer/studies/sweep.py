@@ -17,7 +17,6 @@ backends today, so every value is solved from scratch: a sweep costs one `dcopt 
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import math
