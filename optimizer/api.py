@@ -52,6 +52,8 @@ __all__ = [
     "BACKEND_NAMES", "version", "catalog", "presets", "catalog_dict", "instance_schema", "calibrate", "what_binds",
     "shadow_prices", "parse_values", "run_sweep", "pareto_front", "batch_tasks", "run_batch", "generate_text",
     "VerificationError", "SweepError", "ParetoError", "ParetoInfeasible", "BatchArgumentError",
+    # Handing a design on: result dicts (JSON) and what renders from them alone.
+    "result_dict", "load_result", "render_html", "bom_csv", "compare_results", "diagnosis_data",
 ]
 
 PathLike = Union[str, Path]
@@ -424,6 +426,68 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
                          export_path=export)
     diagnose_solution(inst, sol, backend, time_limit)
     return Result(sol, inst)
+
+
+def result_dict(result: Result) -> dict:
+    """The result as JSON-ready data (what `dcopt solve --json` prints): the Solution's fields, the
+    diagnosis as objects `{kind, field, current, needed, unit, tco_usd_after, message}`, and under
+    "report" the instance facts a report needs (caps, what binds, the bill of materials), so the
+    dict alone re-renders (`render_html`, `bom_csv`, `compare_results`)."""
+    from optimizer.studies.explain import diagnosis_data as _data
+    from optimizer.studies.handover import report_facts
+
+    doc = result.solution.to_dict()
+    doc["diagnosis"] = _data(result.solution.diagnosis)
+    doc["report"] = report_facts(result.instance, result.solution)
+    return doc
+
+
+def diagnosis_data(result: Result) -> list[dict]:
+    """The diagnosis of an infeasible result as objects (empty when a design exists)."""
+    from optimizer.studies.explain import diagnosis_data as _data
+
+    return _data(result.solution.diagnosis)
+
+
+def load_result(path: PathLike) -> dict:
+    """A result file (`dcopt solve --json > r.json`, or one of a batch's results/*.json) as a dict;
+    ValueError naming the file when it is not one."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{p}: not a JSON result file ({exc})") from None
+    if not isinstance(doc, dict) or "status" not in doc or "objective" not in doc and "error" not in doc:
+        raise ValueError(f"{p}: not a dcopt result (expected the JSON of `dcopt solve --json` or a batch result file)")
+    return doc
+
+
+def render_html(doc: Union[dict, Result]) -> str:
+    """One self-contained HTML page for a result dict (or a Result)."""
+    from optimizer.present.html import render_html as _render
+
+    return _render(result_dict(doc) if isinstance(doc, Result) else doc)
+
+
+def bom_csv(doc: Union[dict, Result]) -> str:
+    """The bill of materials of a result as CSV; its totals add up to the capex."""
+    from optimizer.present.bom import bom_csv as _bom
+
+    return _bom(result_dict(doc) if isinstance(doc, Result) else doc)
+
+
+def compare_results(docs: Sequence[Union[dict, Result]], format: str = "md") -> Union[str, dict]:
+    """Results side by side: Markdown text (`format="md"`) or a dict (`"json"`), differences marked."""
+    from optimizer.present.compare import compare_dict, compare_markdown
+
+    docs = [result_dict(d) if isinstance(d, Result) else d for d in docs]
+    if format == "md":
+        return compare_markdown(docs)
+    if format == "json":
+        return compare_dict(docs)
+    raise ValueError(f"--format: got '{format}', expected md or json")
 
 
 def what_binds(result: Result) -> list:
