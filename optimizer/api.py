@@ -743,6 +743,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
     `batch_workloads(df)` can read the per-workload figures and `resume=True` can reuse them."""
     from optimizer.runs.store import summary_row
 
+    _check_main_guard()
     pd = _pandas()
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="dcopt-batch-"))
     report = run_batch(paths, out, workers=workers, backend=backend, time_limit=time_limit, timeout=timeout, gap=gap,
@@ -750,6 +751,45 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
     df = pd.DataFrame([summary_row(r) for r in report.records])
     df.attrs.update(out=str(out), wall_s=report.wall_s)
     return df
+
+
+MAIN_GUARD_HELP = ("dc.batch(...) starts worker processes, and each one re-runs your script {script} to import "
+                   "it: guard the call with `if __name__ == \"__main__\":` (as the multiprocessing docs ask), e.g.\n"
+                   "    if __name__ == \"__main__\":\n        df = dc.batch([...], workers=2)")
+
+
+def _check_main_guard() -> None:
+    """Refuse, with what to do, a batch started from the top level of a plain script without the
+    `__main__` guard: its spawned workers would re-run the script and start batches of their own."""
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__name__", "") == "__mp_main__":  # inside a worker re-running the script
+        raise RuntimeError(MAIN_GUARD_HELP.format(script=getattr(main, "__file__", "")))
+    path = getattr(main, "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return  # a notebook, the REPL, `python -c`, or an installed entry point
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = frame.f_lineno
+
+    def guarded(node) -> bool:
+        t = node.test
+        return (isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"
+                and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in t.comparators))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and guarded(node) and node.lineno <= line <= (node.end_lineno or line):
+            return
+    raise RuntimeError(MAIN_GUARD_HELP.format(script=path))
 
 
 def read_batch(out: PathLike):
