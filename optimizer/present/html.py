@@ -129,7 +129,8 @@ def _objective_text(doc: dict, value: Optional[float]) -> str:
 def _summary(doc: dict, facts: dict) -> list[str]:
     d = doc.get("design")
     status = str(doc.get("status", "?"))
-    out = [f"<h1>dcopt design: {_e(doc.get('instance', '?'))}</h1>"]
+    what = "design" if d else "no design"
+    out = [f"<h1>dcopt {what}: {_e(doc.get('instance', '?'))}</h1>"]
     try:
         metric = by_objective(doc.get("objective", "")).label
     except ValueError:
@@ -316,7 +317,7 @@ def _diagnosis(doc: dict) -> list[str]:
         if x.get("kind") == "fix":
             rows.append([x.get("field", ""), fmt.quantity(x["current"], x["unit"]), fmt.quantity(x["needed"], x["unit"]),
                          _usd(x.get("tco_usd_after")), x.get("message", "")])
-        else:
+        elif not str(x.get("message", "")).endswith(":"):  # the heading of the fixes: the table says it
             notes.append(f"<li>{_e(x.get('message', ''))}</li>")
     out = ["<h2>Why no design exists</h2>"]
     if notes:
