@@ -11,6 +11,8 @@ dc.estimate("llama3-70b", "b200", gpus=2048, global_batch=2048)
 dc.sweep(inst, "catalog.accelerators.b200.node_price_usd", [3e5, 4e5, 5e5])   # a DataFrame
 dc.pareto(inst, "tco", "time_to_train")                   # a DataFrame, one verified design a row
 dc.batch(["scenarios/"], workers=2)                       # a DataFrame of the batch summary
+doc = dc.result_dict(res)                                 # the JSON `dcopt solve --json` prints
+dc.render_html(doc); dc.bom_csv(doc); dc.compare_results([doc, dc.load_result("b.json")])
 ```
 
 Why these shapes:

@@ -203,6 +203,9 @@ def test_batch_result_files_re_render(tmp_path):
         assert r.exit_code == 0, r.output
         page = parse(out.read_text())
         assert "script" not in page.tags
+    infeasible = next(f for f in files if f.name.startswith("infeasible"))
+    r = runner.invoke(app, ["report", str(infeasible), "--bom", str(tmp_path / "none.csv")])
+    assert r.exit_code == 0 and "no bill of materials" in r.output and not (tmp_path / "none.csv").exists()
     text = " ".join(parse(next(tmp_path.glob("infeasible*.html")).read_text()).text)
     assert "Why no design exists" in text and "facility.power_cap_mw" in text
     row = next(x for x in api.read_batch(tmp_path / "o").to_dict("records") if x["status"] == "optimal")

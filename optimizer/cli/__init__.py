@@ -81,7 +81,9 @@ def _write_report(doc: dict, html_out: Optional[Path], bom_out: Optional[Path], 
     with errors(debug, where):
         if html_out is not None:
             write_output(html_out, api.render_html(doc))
-        if bom_out is not None:
+        if bom_out is not None and not doc.get("design"):  # nothing bought: say so, keep the command's exit code
+            typer.echo(f"{where}: no design ({doc.get('status')}), so no bill of materials written to {bom_out}", err=True)
+        elif bom_out is not None:
             write_output(bom_out, api.bom_csv(doc))
 
 
