@@ -11,6 +11,8 @@ dc.estimate("llama3-70b", "b200", gpus=2048, global_batch=2048)
 dc.sweep(inst, "catalog.accelerators.b200.node_price_usd", [3e5, 4e5, 5e5])   # a DataFrame
 dc.pareto(inst, "tco", "time_to_train")                   # a DataFrame, one verified design a row
 dc.batch(["scenarios/"], workers=2)                       # a DataFrame of the batch summary
+doc = dc.result_dict(res)                                 # the JSON `dcopt solve --json` prints
+dc.render_html(doc); dc.bom_csv(doc); dc.compare_results([doc, dc.load_result("b.json")])
 ```
 
 Why these shapes:
@@ -53,6 +55,8 @@ __all__ = [
     "BACKEND_NAMES", "version", "catalog", "presets", "catalog_dict", "instance_schema", "calibrate", "what_binds",
     "shadow_prices", "parse_values", "run_sweep", "pareto_front", "batch_tasks", "run_batch", "generate_text",
     "VerificationError", "SweepError", "ParetoError", "ParetoInfeasible", "BatchArgumentError",
+    # Handing a design on: result dicts (JSON) and what renders from them alone.
+    "result_dict", "load_result", "render_html", "bom_csv", "compare_results", "diagnosis_data",
 ]
 
 PathLike = Union[str, Path]
@@ -413,6 +417,68 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
     return Result(sol, inst)
 
 
+def result_dict(result: Result) -> dict:
+    """The result as JSON-ready data (what `dcopt solve --json` prints): the Solution's fields, the
+    diagnosis as objects `{kind, field, current, needed, unit, tco_usd_after, message}`, and under
+    "report" the instance facts a report needs (caps, what binds, the bill of materials), so the
+    dict alone re-renders (`render_html`, `bom_csv`, `compare_results`)."""
+    from optimizer.studies.explain import diagnosis_data as _data
+    from optimizer.studies.handover import report_facts
+
+    doc = result.solution.to_dict()
+    doc["diagnosis"] = _data(result.solution.diagnosis)
+    doc["report"] = report_facts(result.instance, result.solution)
+    return doc
+
+
+def diagnosis_data(result: Result) -> list[dict]:
+    """The diagnosis of an infeasible result as objects (empty when a design exists)."""
+    from optimizer.studies.explain import diagnosis_data as _data
+
+    return _data(result.solution.diagnosis)
+
+
+def load_result(path: PathLike) -> dict:
+    """A result file (`dcopt solve --json > r.json`, or one of a batch's results/*.json) as a dict;
+    ValueError naming the file when it is not one."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{p}: not a JSON result file ({exc})") from None
+    if not isinstance(doc, dict) or "status" not in doc or "objective" not in doc and "error" not in doc:
+        raise ValueError(f"{p}: not a dcopt result (expected the JSON of `dcopt solve --json` or a batch result file)")
+    return doc
+
+
+def render_html(doc: Union[dict, Result]) -> str:
+    """One self-contained HTML page for a result dict (or a Result)."""
+    from optimizer.present.html import render_html as _render
+
+    return _render(result_dict(doc) if isinstance(doc, Result) else doc)
+
+
+def bom_csv(doc: Union[dict, Result]) -> str:
+    """The bill of materials of a result as CSV; its totals add up to the capex."""
+    from optimizer.present.bom import bom_csv as _bom
+
+    return _bom(result_dict(doc) if isinstance(doc, Result) else doc)
+
+
+def compare_results(docs: Sequence[Union[dict, Result]], format: str = "md") -> Union[str, dict]:
+    """Results side by side: Markdown text (`format="md"`) or a dict (`"json"`), differences marked."""
+    from optimizer.present.compare import compare_dict, compare_markdown
+
+    docs = [result_dict(d) if isinstance(d, Result) else d for d in docs]
+    if format == "md":
+        return compare_markdown(docs)
+    if format == "json":
+        return compare_dict(docs)
+    raise ValueError(f"--format: got '{format}', expected md or json")
+
+
 def what_binds(result: Result) -> list:
     """Every limit of a solved design with its use and slack (`optimizer.studies.explain.Binding`)."""
     from optimizer.studies.explain import what_binds as _binds
@@ -690,6 +756,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
     `batch_workloads(df)` can read the per-workload figures and `resume=True` can reuse them."""
     from optimizer.runs.store import summary_row
 
+    _check_main_guard()
     pd = _pandas()
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="dcopt-batch-"))
     report = run_batch(paths, out, workers=workers, backend=backend, time_limit=time_limit, timeout=timeout, gap=gap,
@@ -697,6 +764,45 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
     df = pd.DataFrame([summary_row(r) for r in report.records])
     df.attrs.update(out=str(out), wall_s=report.wall_s)
     return df
+
+
+MAIN_GUARD_HELP = ("dc.batch(...) starts worker processes, and each one re-runs your script {script} to import "
+                   "it: guard the call with `if __name__ == \"__main__\":` (as the multiprocessing docs ask), e.g.\n"
+                   "    if __name__ == \"__main__\":\n        df = dc.batch([...], workers=2)")
+
+
+def _check_main_guard() -> None:
+    """Refuse, with what to do, a batch started from the top level of a plain script without the
+    `__main__` guard: its spawned workers would re-run the script and start batches of their own."""
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__name__", "") == "__mp_main__":  # inside a worker re-running the script
+        raise RuntimeError(MAIN_GUARD_HELP.format(script=getattr(main, "__file__", "")))
+    path = getattr(main, "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return  # a notebook, the REPL, `python -c`, or an installed entry point
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = frame.f_lineno
+
+    def guarded(node) -> bool:
+        t = node.test
+        return (isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"
+                and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in t.comparators))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and guarded(node) and node.lineno <= line <= (node.end_lineno or line):
+            return
+    raise RuntimeError(MAIN_GUARD_HELP.format(script=path))
 
 
 def read_batch(out: PathLike):

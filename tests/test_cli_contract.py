@@ -18,7 +18,8 @@ from optimizer.cli.common import exit_code, status_code
 
 ROOT = Path(__file__).parent.parent
 runner = CliRunner()
-COMMANDS = ("solve", "estimate", "calibrate", "explain", "schema", "catalog", "batch", "generate", "sweep", "pareto")
+COMMANDS = ("solve", "estimate", "calibrate", "explain", "schema", "catalog", "batch", "generate", "sweep", "pareto",
+            "report", "compare")
 TAKE_BACKEND = ("solve", "explain", "batch", "sweep", "pareto")
 
 

@@ -11,8 +11,8 @@ from typing import Optional
 import typer
 
 from optimizer import api
-from optimizer.cli.common import (EXIT_INVALID, EXIT_OK, Backend, backend_option, console, debug_option, errors, fail,
-                                  status_code)
+from optimizer.cli.common import (EXIT_INVALID, EXIT_OK, Backend, Progress, backend_option, console, debug_option, errors,
+                                  fail, quiet_option, status_code, write_output)
 from optimizer import fmt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dcopt: proven-optimal AI datacenter designs.")
@@ -47,15 +47,21 @@ def solve(
     as_json: bool = typer.Option(False, "--json", help="Print the solution as JSON."),
     fmt_: Format = typer.Option(Format.table, "--format", help="table (default), md or json."),
     export: Optional[Path] = typer.Option(None, help="Also write the MIP as .lp or .mps for other solvers."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Also write the design as one self-contained HTML page."),
+    bom_out: Optional[Path] = typer.Option(None, "--bom", help="Also write the bill of materials as CSV (totals add up "
+                                           "to the capex)."),
+    quiet: bool = quiet_option(),
     debug: bool = debug_option(),
 ) -> None:
     """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
     with errors(debug, str(instance)):
-        res = api.solve(api.load(instance), backend=backend.value, time_limit=time_limit, gap=gap, export=export,
-                        contained=True)
+        inst = api.load(instance)
+        with Progress(f"solving {instance.name}", quiet=quiet):
+            res = api.solve(inst, backend=backend.value, time_limit=time_limit, gap=gap, export=export, contained=True)
     inst, sol = res.instance, res.solution
+    doc = api.result_dict(res)
     if as_json or fmt_ == Format.json:
-        print(json.dumps(sol.to_dict(), indent=2))
+        print(json.dumps(doc, indent=2))
     elif fmt_ == Format.md:
         from optimizer.present.report import render_markdown
 
@@ -64,10 +70,54 @@ def solve(
         from optimizer.present.report import render_rich
 
         render_rich(sol, inst, console)
+    _write_report(doc, html_out, bom_out, debug, str(instance))
     code = status_code(sol.status, sol.has_design)
     if code == EXIT_OK or sol.status in ("infeasible", "time_limit"):
         raise typer.Exit(code)
     fail(f"{instance}: solver error: {sol.message}", code)
+
+
+def _write_report(doc: dict, html_out: Optional[Path], bom_out: Optional[Path], debug: bool, where: str) -> None:
+    with errors(debug, where):
+        if html_out is not None:
+            write_output(html_out, api.render_html(doc))
+        if bom_out is not None and not doc.get("design"):  # nothing bought: say so, keep the command's exit code
+            typer.echo(f"{where}: no design ({doc.get('status')}), so no bill of materials written to {bom_out}", err=True)
+        elif bom_out is not None:
+            write_output(bom_out, api.bom_csv(doc))
+
+
+@app.command()
+def report(
+    result: Path = typer.Argument(..., help="A result file: `dcopt solve FILE --json > r.json`, or a batch's results/*.json."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Write the design as one self-contained HTML page."),
+    bom_out: Optional[Path] = typer.Option(None, "--bom", help="Write the bill of materials as CSV."),
+    debug: bool = debug_option(),
+) -> None:
+    """Re-render a saved result (no instance file and no solver needed): HTML page and/or bill of materials."""
+    if html_out is None and bom_out is None:
+        fail("report: give --html OUT.html and/or --bom OUT.csv", EXIT_INVALID)
+    with errors(debug, str(result)):
+        doc = api.load_result(result)
+    _write_report(doc, html_out, bom_out, debug, str(result))
+
+
+class CompareFormat(str, Enum):
+    md = "md"
+    json = "json"
+
+
+@app.command()
+def compare(
+    results: list[Path] = typer.Argument(..., help="Two or more result files (`dcopt solve --json` or batch results)."),
+    fmt_: CompareFormat = typer.Option(CompareFormat.md, "--format", help="md (default) or json."),
+    debug: bool = debug_option(),
+) -> None:
+    """Results side by side: hardware, power, every cost line and each workload's layout; differences marked."""
+    with errors(debug, "compare"):
+        docs = [api.load_result(p) for p in results]
+        out = api.compare_results(docs, fmt_.value)
+    print(json.dumps(out, indent=2) if fmt_ == CompareFormat.json else out, end="" if fmt_ == CompareFormat.md else "\n")
 
 
 class Precision(str, Enum):
@@ -119,11 +169,11 @@ def estimate(
     seq_len: Optional[int] = typer.Option(None, "--seq-len"),
     accelerator: str = typer.Option("h100-sxm", help="Catalog accelerator."),
     fabric: Optional[str] = typer.Option(None, help="Catalog fabric (default: the one the accelerator usually ships with)."),
-    gpus: Optional[int] = typer.Option(None, help="Training: accelerators in the job."),
+    gpus: Optional[int] = typer.Option(None, help="Training (required): accelerators in the job."),
     tp: Optional[int] = typer.Option(None, "--tp"),
     pp: Optional[int] = typer.Option(None, "--pp"),
     global_batch: Optional[str] = typer.Option(
-        None, "--global-batch", help="Training: global batch, sequences; or MIN:MAX to let dcopt choose."),
+        None, "--global-batch", help="Training (required): global batch, sequences; or MIN:MAX to let dcopt choose."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
     vp: Optional[int] = typer.Option(None, "--vp", help="Interleaved pipeline chunks per stage (default: searched)."),
     cp: Optional[int] = typer.Option(None, "--cp", help="Training: context parallel size (default: searched)."),
@@ -222,31 +272,38 @@ def explain(
     backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per MIP solve (soft)."),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+    quiet: bool = quiet_option(),
     debug: bool = debug_option(),
 ) -> None:
     """Why no design exists and the smallest fixes; or, for a solved design, what binds and what one
     more unit of each limit is worth."""
     with errors(debug, str(instance)):
-        res = api.solve(api.load(instance), backend=backend.value, time_limit=time_limit)
-    inst, sol = res.instance, res.solution
+        inst = api.load(instance)
+        with Progress(f"explaining {instance.name}", quiet=quiet) as prog:
+            prog.update("solving")
+            res = api.solve(inst, backend=backend.value, time_limit=time_limit)
+            inst, sol = res.instance, res.solution
+            if sol.has_design:
+                prog.update("what binds; re-solving with one more unit of each limit")
+                binds = api.what_binds(res)
+                prices = api.shadow_prices(res, backend=backend.value, time_limit=time_limit)
     if not sol.has_design:
         if as_json:
-            print(json.dumps({"status": sol.status, "diagnosis": sol.diagnosis}, indent=2))
+            print(json.dumps({"status": sol.status, "diagnosis": api.diagnosis_data(res)}, indent=2))
         else:
             console.print(f"{inst.name}: no design exists ({sol.status}).", highlight=False)
             for x in sol.diagnosis:
                 console.print(f"    * {x.strip()}" if x.startswith("  ") else f"  - {x}", highlight=False)
         raise typer.Exit(status_code(sol.status, sol.has_design))
-    with errors(debug, str(instance)):
-        binds = api.what_binds(res)
-        prices = api.shadow_prices(res, backend=backend.value, time_limit=time_limit)
     if as_json:
         print(json.dumps({
             "status": sol.status, "objective": sol.objective, "objective_value": sol.objective_value,
             "limits": [{"limit": b.limit, "value": b.value, "bound": b.bound, "slack": b.slack, "unit": b.unit,
                         "tight": b.tight} for b in binds],
             "shadow_prices": [{"limit": p.limit, "per": p.unit, "lp_dual_usd": p.lp_dual_usd,
-                               "resolve_delta": p.resolve_delta, "text": p.text()} for p in prices],
+                               "resolve_delta": p.resolve_delta,
+                               "resolve_delta_usd": p.rounded_delta if p.resolve_delta is not None else None,
+                               "text": p.text()} for p in prices],
         }, indent=2))
         return
     from rich.table import Table

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from optimizer import api
+from optimizer import api, fmt
 from optimizer.cli.common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, Backend, backend_option, debug_option, errors, fail
 
 STATUS_STYLE = {"optimal": "green", "feasible": "yellow", "infeasible": "cyan", "time_limit": "yellow",
@@ -57,6 +57,27 @@ class _Progress:
         self._update(advance=1)
 
 
+SHOWN = 50  # instances listed one per row; the rest are in summary.csv
+
+
+def _instances_table(records: list, console: Console) -> None:
+    """Each instance's answer: its objective and value (and TCO when that is not the objective)."""
+    from rich.table import Table
+
+    t = Table(title="Instances" + (f" (first {SHOWN} of {len(records)}; all in summary.csv)" if len(records) > SHOWN else ""),
+              title_justify="left")
+    for h, right in (("instance", False), ("status", False), ("objective", False), ("value", True), ("TCO", True),
+                     ("solve s", True)):
+        t.add_column(h, justify="right" if right else "left", overflow="fold")
+    for r in sorted(records, key=lambda r: r["path"])[:SHOWN]:
+        design = r.get("design") or {}
+        t.add_row(r["path"], f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]", r.get("objective") or "-",
+                  fmt.objective(r.get("objective") or "", r.get("objective_value")) if r.get("objective") else "-",
+                  fmt.usd(design.get("tco_usd"), millions=True) if design else "-",
+                  f"{r['runtime_s']:.2f}" if r.get("runtime_s") is not None else "-")
+    console.print(t)
+
+
 def _final_table(report, out: Path, console: Console) -> None:
     from rich.table import Table
 
@@ -71,6 +92,7 @@ def _final_table(report, out: Path, console: Console) -> None:
         example = next(r["path"] for r in report.records if r["status"] == status)
         t.add_row(f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", str(n), example)
     console.print(t)
+    _instances_table(report.records, console)
     failed = [r for r in report.records if r["status"] in api.BATCH_FAILED]
     for r in failed[:20]:
         err = api.one_line(r.get("error"), 200) or ""

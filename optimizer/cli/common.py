@@ -99,3 +99,53 @@ def _no_bool_placeholder() -> None:
 
 
 _no_bool_placeholder()
+
+
+def quiet_option() -> bool:
+    return typer.Option(False, "--quiet", "-q", help="No progress display on stderr (it is off anyway when stderr "
+                        "is not a terminal).")
+
+
+class Progress:
+    """A spinner (or a bar when the total is known) on stderr with the elapsed time and a status
+    text; nothing at all with `--quiet` or when stderr is not a terminal (pipes, CI, tests)."""
+
+    def __init__(self, label: str, *, total: Optional[int] = None, quiet: bool = False,
+                 stream: Optional[Console] = None):
+        self.err = stream or Console(stderr=True)
+        self.enabled = not quiet and self.err.is_terminal
+        self.label, self.total, self._bar = label, total, None
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
+
+            cols = [SpinnerColumn(), TextColumn("{task.description}")]
+            if self.total:
+                cols += [BarColumn(), MofNCompleteColumn()]
+            cols += [TimeElapsedColumn(), TextColumn("{task.fields[note]}")]
+            self._bar = Bar(*cols, console=self.err, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total, note="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def update(self, note: str = "", advance: int = 0) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, note=note, advance=advance)
+
+
+def write_output(path, text: str) -> None:
+    """Write a file the user asked for (HTML, CSV), readable by the group like any other (0644 under
+    the usual umask), and say where on stderr."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {p}", err=True)

@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 
 from optimizer import api
-from optimizer.cli.common import EXIT_ERROR, EXIT_INVALID, EXIT_OK, Backend, backend_option, console, debug_option, errors, fail
+from optimizer.cli.common import (EXIT_ERROR, EXIT_INVALID, EXIT_OK, Backend, Progress, backend_option, console, debug_option,
+                                  errors, fail, quiet_option)
 from optimizer import fmt
 
 
@@ -20,11 +21,6 @@ class OutFormat(str, Enum):
     table = "table"
     csv = "csv"
     json = "json"
-
-
-def _progress(text: str) -> None:
-    if sys.stderr.isatty():
-        typer.echo(text, err=True)
 
 
 def _usd(x: Optional[float]) -> str:
@@ -95,6 +91,7 @@ def sweep(
     backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per solve (soft)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
+    quiet: bool = quiet_option(),
     debug: bool = debug_option(),
 ) -> None:
     """Re-solve the instance for each value of one numeric field; table of objective and design, with accelerator flips marked.
@@ -102,9 +99,9 @@ def sweep(
     Every value is solved from scratch: our backends take no MIP start today, so nothing is warm-started."""
     with errors(debug, str(instance)):
         vals = api.parse_values(values)
-        n = len(vals)
-        res = api.run_sweep(instance, param, vals, backend=backend.value, time_limit=time_limit, gap=gap,
-                            on_row=lambda i, r: _progress(f"[{i + 1}/{n}] {param} = {r.value:g}: {r.status}"))
+        with Progress(f"sweep of {param}", total=len(vals), quiet=quiet) as prog:
+            res = api.run_sweep(instance, param, vals, backend=backend.value, time_limit=time_limit, gap=gap,
+                                on_row=lambda i, r: prog.update(f"{param} = {r.value:g}: {r.status}", advance=1))
     if out_fmt == OutFormat.csv:
         sys.stdout.write(res.to_csv())
     elif out_fmt == OutFormat.json:
@@ -174,12 +171,21 @@ def pareto(
     backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds per solve (soft); a solve that stops "
                                                "without proving optimality is an error: every point must be optimal."),
+    quiet: bool = quiet_option(),
     debug: bool = debug_option(),
 ) -> None:
     """Trade-off front of two metrics by the epsilon-constraint method: every point an optimal, verified design."""
     with errors(debug, str(instance)):
-        front = api.pareto_front(api.load(instance), x=x, y=y, points=None if every else points, backend=backend.value,
-                                 time_limit=time_limit, on_solve=lambda what, sol: _progress(f"{what}: {sol.status}"))
+        inst = api.load(instance)
+        with Progress(f"Pareto front {x} vs {y}", quiet=quiet) as prog:
+            solves = [0]
+
+            def on_solve(what, sol):
+                solves[0] += 1
+                prog.update(f"{solves[0]} solves; {what}: {sol.status}")
+
+            front = api.pareto_front(inst, x=x, y=y, points=None if every else points, backend=backend.value,
+                                     time_limit=time_limit, on_solve=on_solve)
     if out_fmt == OutFormat.csv:
         sys.stdout.write(front.to_csv())
     elif out_fmt == OutFormat.json:

@@ -22,7 +22,7 @@ from optimizer.fmt import csv_row
 TIMING_FIELDS = ("solve_s", "wall_s")  # summary fields that differ between runs of the same inputs
 SUMMARY_FIELDS = (
     "path", "instance", "status", "objective", "objective_value", "best_bound", "gap", "solve_s", "wall_s",
-    "tco_usd", "capex_usd", "facility_power_kw", "nodes", "accelerators", "sites", "mip_variables",
+    "tco_usd", "capex_usd", "facility_power_kw", "nodes", "accelerators", "nodes_by_accelerator", "sites", "mip_variables",
     "mip_constraints", "error", "sha256",
 )
 
@@ -75,6 +75,7 @@ def summary_row(rec: dict) -> dict:
     design = rec.get("design") or {}
     capex = design.get("capex_usd") or {}
     nodes_by_acc = _nodes_by_accelerator(design)
+    per_node = (rec.get("report") or {}).get("accelerators_per_node") or {}
     size = rec.get("mip_size") or {}
     sites = design.get("sites")
     site_names = ""
@@ -94,7 +95,9 @@ def summary_row(rec: dict) -> dict:
         "capex_usd": capex.get("total") if isinstance(capex, dict) else capex,
         "facility_power_kw": design.get("facility_power_kw"),
         "nodes": sum(nodes_by_acc.values()) if design else None,
-        "accelerators": ";".join(f"{a}:{n}" for a, n in sorted(nodes_by_acc.items())),
+        # accelerators = chips (nodes x per node, from the record's report facts); node counts labelled as nodes
+        "accelerators": ";".join(f"{a}:{n * per_node[a]}" for a, n in sorted(nodes_by_acc.items()) if a in per_node),
+        "nodes_by_accelerator": ";".join(f"{a}:{n}" for a, n in sorted(nodes_by_acc.items())),
         "sites": site_names,
         "mip_variables": size.get("variables"),
         "mip_constraints": size.get("constraints"),

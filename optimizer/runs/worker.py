@@ -46,7 +46,8 @@ def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s
     try:
         from models.loader import InstanceError, load_instance
         from optimizer.solving.pipeline import solve_instance
-        from optimizer.studies.explain import diagnose_solution
+        from optimizer.studies.explain import diagnose_solution, diagnosis_data
+        from optimizer.studies.handover import report_facts
 
         try:
             with tempfile.TemporaryDirectory(prefix="dcopt-batch-") as tmp:
@@ -62,6 +63,8 @@ def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s
             sol = solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap)
             diagnose_solution(inst, sol, backend, time_limit_s)
             d = sol.to_dict()
+            d["diagnosis"] = diagnosis_data(sol.diagnosis)  # objects, as `dcopt solve --json` writes them
+            d["report"] = report_facts(inst, sol)  # so `dcopt report` / `compare` re-render the file alone
             status = d.pop("status")
             rec["status"] = status
             if status == "error":

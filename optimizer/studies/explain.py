@@ -18,6 +18,8 @@ more unit of the limit (the real, global effect of that one step).
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from dataclasses import dataclass
 
 from models.edit import with_changes
@@ -79,6 +81,7 @@ class Fix:
     objective: str = ""
     objective_value: float | None = None  # of the verified design at `needed`
     verified: bool = False
+    tco_usd_after: float | None = None  # TCO of that verified design
 
     @property
     def delta(self) -> float:
@@ -92,6 +95,48 @@ class Fix:
             design = f"; a verified design then exists ({_fmt_objective(self.objective, self.objective_value)})"
         return (f"{verb} the {self.limit} by {fmt(self.delta)} ({fmt(self.current)} -> {fmt(self.needed)}; "
                 f"{self.path}){design}")
+
+    def finding(self) -> "Finding":
+        return Finding(f"  {self.text()}", kind="fix", field=self.path, current=self.current, needed=self.needed,
+                       unit=self.unit, tco_usd_after=self.tco_usd_after)
+
+
+DIAGNOSIS_KEYS = ("kind", "field", "current", "needed", "unit", "tco_usd_after", "message")
+
+
+class Finding(str):
+    """One line of a diagnosis: the text users read, carrying the data it was written from.
+
+    A str, so every reader of `Solution.diagnosis` (reports, sweeps, batch files) keeps working;
+    `data` is the JSON object `{kind, field, current, needed, unit, tco_usd_after, message}`.
+    kind: "fix" (change `field` from `current` to `needed` and a verified design exists, whose TCO
+    is `tco_usd_after`), "unfit" (a workload no layout can run as asked; `field` names the limit),
+    or "note" (the text only)."""
+
+    def __new__(cls, message: str, *, kind: str = "note", field: str | None = None, current: float | None = None,
+                needed: float | None = None, unit: str | None = None, tco_usd_after: float | None = None):
+        self = super().__new__(cls, message)
+        self.kind, self.field, self.current, self.needed = kind, field, current, needed
+        self.unit, self.tco_usd_after = unit, tco_usd_after
+        return self
+
+    def __reduce__(self):  # pickles across the wall-clock child process with its data
+        return (_finding, (str(self), self.data))
+
+    @property
+    def data(self) -> dict:
+        return {"kind": self.kind, "field": self.field, "current": self.current, "needed": self.needed,
+                "unit": self.unit, "tco_usd_after": self.tco_usd_after, "message": str(self).strip()}
+
+
+def _finding(message: str, data: dict) -> Finding:
+    return Finding(message, **{k: v for k, v in data.items() if k != "message"})
+
+
+def diagnosis_data(lines) -> list[dict]:
+    """A diagnosis (Findings or plain lines) as the JSON list of objects."""
+    return [x.data if isinstance(x, Finding) else {**dict.fromkeys(DIAGNOSIS_KEYS), "kind": "note",
+                                                     "message": str(x).strip()} for x in lines]
 
 
 _FMT = fmt.QUANTITY
@@ -123,7 +168,10 @@ def _confirm(fix: Fix, inst: Instance, backend: str, time_limit_s) -> Fix | None
     sol = _solve(inst, backend, time_limit_s)
     if not sol.has_design:
         return None
+    if not sol.verified:  # every fix printed stands on a verified design
+        return None
     fix.objective, fix.objective_value, fix.verified = sol.objective, sol.objective_value, sol.verified
+    fix.tco_usd_after = sol.design.tco_usd
     return fix
 
 
@@ -182,7 +230,8 @@ def find_fixes(instance: Instance, backend: str = "ortools", time_limit_s: float
             fix = _slo_fix(instance, svc, slo, backend, time_limit_s)
             if fix is not None:
                 fixes.append(fix)
-    return [f for f in fixes if f is not None]
+    seen: set[str] = set()  # one fix per field
+    return [f for f in fixes if f is not None and not (f.path in seen or seen.add(f.path))]
 
 
 def _slo_fix(instance: Instance, svc, slo: str, backend: str, time_limit_s) -> Fix | None:
@@ -215,7 +264,10 @@ def _slo_fix(instance: Instance, svc, slo: str, backend: str, time_limit_s) -> F
     need, sol = best
     label = "TTFT SLO" if slo == "ttft_s" else "TPOT SLO"
     fix = Fix(f"{label} of service {svc.name}", _workload_path(instance, svc.name, slo), current, need * (1 + 1e-9), "s")
+    if not sol.verified:
+        return None
     fix.objective, fix.objective_value, fix.verified = sol.objective, sol.objective_value, sol.verified
+    fix.tco_usd_after = sol.design.tco_usd
     return fix
 
 
@@ -227,6 +279,27 @@ def alone_infeasible(instance: Instance) -> list[str]:
     return out
 
 
+def _deadline_fact(instance: Instance, p) -> Finding:
+    """A job no layout runs by its deadline, stated as a fact: how much to extend it comes only from
+    a verified design (the fastest layout alone may still break the power cap or the budget)."""
+    t, job = p.table, p.table.job
+    days = np.where(t.perf["fits_memory"].astype(bool), t.days, np.inf)
+    i = int(np.argmin(days))
+    lay = t.layout(i)
+    return Finding(f"job '{job.name}': no layout meets its deadline of {job.deadline_days:g} days; the fastest, "
+                   f"on {int(t.perf['n_acc'][i])} x {lay['accelerator']} (tp={lay['tp']} pp={lay['pp']} dp={lay['dp']}) "
+                   f"with nothing else limiting it, takes {days[i]:.2f} days", kind="unfit",
+                   field=_workload_path(instance, job.name, "deadline_days"), current=job.deadline_days,
+                   needed=None, unit="days")
+
+
+def _slo_fact(instance: Instance, p) -> Finding:
+    text = explain_service(p)
+    head = text.rsplit(": relax", 1)[0]  # the SLO change to make is the verified fix below, if any
+    return Finding(head, kind="unfit", field=_workload_path(instance, p.table.service.name, "ttft_s"
+                                                            if "TTFT" in head else "tpot_s"), unit="s")
+
+
 def diagnose_solution(instance: Instance, sol: Solution, backend: str = "ortools",
                       time_limit_s: float | None = None) -> Solution:
     """Fill `sol.diagnosis` when the instance is infeasible: the study a caller asks for after a solve."""
@@ -236,21 +309,23 @@ def diagnose_solution(instance: Instance, sol: Solution, backend: str = "ortools
     return sol
 
 
-def diagnose(instance: Instance, backend: str = "ortools", time_limit_s: float | None = None) -> list[str]:
-    """Lines for the user: what cannot run at all, and each single change that makes a design exist."""
-    lines = alone_infeasible(instance)
+def diagnose(instance: Instance, backend: str = "ortools", time_limit_s: float | None = None) -> list[Finding]:
+    """What cannot run at all, and each single change that makes a design exist (each confirmed by a
+    verified design, one per field): lines for the user that carry their data (`Finding`)."""
+    lines = [Finding(x, kind="unfit") for x in alone_infeasible(instance)]
     if lines:
-        return lines + ["no change of power, space, budget or deadline can fix that: change the model, "
-                        "the precision, the layout pins or the catalog"]
+        return lines + [Finding("no change of power, space, budget or deadline can fix that: change the model, "
+                                "the precision, the layout pins or the catalog")]
     _, pruned = prepare(instance)
-    lines += [explain_job(p) for p in pruned if p.survived == 0]
-    lines += [explain_service(p) for p in prepare_services(instance) if p.survived == 0]
+    lines += [_deadline_fact(instance, p) for p in pruned if p.survived == 0]
+    lines += [_slo_fact(instance, p) for p in prepare_services(instance) if p.survived == 0]
     fixes = find_fixes(instance, backend, time_limit_s)
     if fixes:
-        lines.append("any one of these makes a design exist:" if len(fixes) > 1 else "this makes a design exist:")
-        lines += [f"  {f.text()}" for f in fixes]
+        lines.append(Finding("any one of these makes a design exist:" if len(fixes) > 1 else "this makes a design exist:"))
+        lines += [f.finding() for f in fixes]
     else:
-        lines.append("no single limit is the cause: several bind together (relax two at once, e.g. power and deadline)")
+        lines.append(Finding("no single limit is the cause: several bind together (relax two at once, e.g. power and "
+                             "deadline)"))
     return lines
 
 
@@ -313,15 +388,22 @@ class ShadowPrice:
         obj = by_objective(self.objective).label if self.objective in objectives() else self.objective
         parts = []
         if self.resolve_delta is not None:
-            change = "lower" if self.resolve_delta < 0 else "raise" if self.resolve_delta > 0 else "not change"
-            amount = "" if self.resolve_delta == 0 else " by " + fmt.usd(abs(self.resolve_delta), millions=True)
+            delta = self.rounded_delta
+            change = "lower" if delta < 0 else "raise" if delta > 0 else "not change"
+            amount = "" if delta == 0 else " by " + fmt.usd(abs(delta))
             parts.append(f"one more {self.unit} of the {self.limit} would {change} {obj}{amount} (MIP re-solved)")
         if self.lp_dual_usd is not None:
             worth = -self.lp_dual_usd
-            amount = fmt.usd(worth)
+            amount = fmt.usd(0.0 if abs(worth) < 0.5 else worth)  # never "$-0"
             parts.append(f"LP shadow price with the integer design fixed: {amount} per {self.unit} "
                          "(holds only while the integer choices stay as they are)")
         return "; ".join(parts)
+
+    @property
+    def rounded_delta(self) -> float:
+        """The re-solve's change with solver noise (under a dollar, or 1e-7 of nothing) read as none."""
+        d = self.resolve_delta or 0.0
+        return 0.0 if abs(d) < 1.0 else d
 
 
 def shadow_prices(instance: Instance, sol: Solution, backend: str = "ortools",
@@ -351,6 +433,13 @@ def shadow_prices(instance: Instance, sol: Solution, backend: str = "ortools",
                           backend, time_limit_s)
         delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
         out.append(ShadowPrice("carbon cap", "tCO2/yr", None if lp is None else lp * USD_PER_MUSD, delta, instance.objective))
+    for job in instance.training_jobs:  # a deadline is a limit too: what one more day saves
+        if job.deadline_days is None:
+            continue
+        resolved = _solve(_with_workload(instance, job.name, "deadline_days", job.deadline_days + 1), backend,
+                          time_limit_s)
+        delta = resolved.objective_value - sol.objective_value if resolved.has_design else None
+        out.append(ShadowPrice(f"deadline of job {job.name}", "day", None, delta, instance.objective))
     return out
 
 
