@@ -24,10 +24,11 @@ class Candidate:
     index: int  # row in the job's JobTable
     accelerator: str
     fabric: str
-    nodes: int
-    endpoints: int
+    nodes: int  # bought: the layout's nodes plus its hot spares (powered, racked and cabled)
+    endpoints: int  # fabric ports of every bought node, spares included
     days: float
     read_gbps: float
+    spare_nodes: int = 0  # hot spares among `nodes` (models.perf.goodput.spare_nodes)
 
 
 @dataclass(frozen=True)
@@ -180,15 +181,18 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             lay = t.layout(i)
             used_acc.add(lay["accelerator"])
             used_fab.add(lay["fabric"])
+            working, spares = int(t.perf["nodes"][i]), int(t.perf["spare_nodes"][i])
+            ports = cat.accelerators[lay["accelerator"]].fabric_ports_per_node
             cands.append(
                 Candidate(
                     index=i,
                     accelerator=lay["accelerator"],
                     fabric=lay["fabric"],
-                    nodes=int(t.perf["nodes"][i]),
-                    endpoints=int(t.endpoints[i]),
+                    nodes=working + spares,
+                    endpoints=int(t.endpoints[i]) + spares * ports,
                     days=float(t.days[i]),
                     read_gbps=float(t.read_gbps[i]),
+                    spare_nodes=spares,
                 )
             )
         jobs.append(

@@ -23,8 +23,8 @@ class JobResult:
     distributed_optimizer: bool
     site: str
     accelerators: int
-    nodes: int
-    days: float  # wall clock, checkpoint stalls included
+    nodes: int  # the layout's; its hot spares are bought on top (spare_nodes)
+    days: float  # wall clock, checkpoint stalls and failures included
     deadline_days: float | None
     tokens_per_s: float
     mfu: float
@@ -36,6 +36,11 @@ class JobResult:
     candidates_meet_deadline: int
     candidates_in_mip: int
     layout_extra: dict = field(default_factory=dict)  # layout keys the performance model adds (flattened in JSON)
+    spare_nodes: int = 0  # hot spares bought for the job (counted in nodes, racks, power, fabric and cost)
+    goodput: float = 1.0  # useful training time / wall clock (models.perf.goodput)
+    interruptions_per_day: float = 0.0
+    checkpoint_interval_s: float | None = None  # None: the job never fails
+    time_to_train_failure_free_days: float | None = None
 
     @property
     def margin_days(self) -> float | None:

@@ -32,13 +32,17 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     out: list[Table] = []
     if sol.jobs:
         out.append(("Training jobs", ["job", "hardware", "fabric", "layout", "days", "deadline", "margin"], [
-            [j.name, f"{j.accelerators} x {j.accelerator} ({j.nodes} nodes)", j.fabric,
+            [j.name, f"{j.accelerators} x {j.accelerator} ({j.nodes} nodes" + (f" + {j.spare_nodes} spare" if j.spare_nodes else "") + ")",
+             j.fabric,
              f"tp{j.tp} pp{j.pp} dp{j.dp} mb{j.micro_batch}" + (f" vp{j.vp}" if j.vp > 1 else "") + f" {j.recompute}",
              f"{j.days:.1f}", f"{j.deadline_days:g}", f"{j.margin_days:+.1f}"]
             for j in sol.jobs
         ]))
-        out.append(("Job performance", ["job", "tokens/s", "MFU", "HW TFLOP/s/acc", "mem GB/acc", "candidates (all > fit > on time > MIP)"], [
+        out.append(("Job performance", ["job", "tokens/s", "MFU", "HW TFLOP/s/acc", "mem GB/acc", "goodput",
+                                        "interruptions/day", "checkpoint every", "candidates (all > fit > on time > MIP)"], [
             [j.name, f"{j.tokens_per_s:,.0f}", f"{j.mfu:.1%}", f"{j.tflops_per_gpu_hw:.0f}", f"{j.memory_per_gpu_gb:.1f}",
+             f"{j.goodput:.3f}", f"{j.interruptions_per_day:.2f}",
+             "-" if j.checkpoint_interval_s is None else fmt.duration(j.checkpoint_interval_s),
              f"{j.candidates_enumerated:,} > {j.candidates_fit_memory:,} > {j.candidates_meet_deadline:,} > {j.candidates_in_mip}"]
             for j in sol.jobs
         ]))

@@ -5,6 +5,8 @@ Named totals are read back by their keys (`K("capex_musd", site=...)`), never re
 
 from __future__ import annotations
 
+import math
+
 from models.schema import Instance
 
 from optimizer.mip.build import CAPEX_PARTS, Vars
@@ -69,6 +71,10 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
     )
 
 
+def _finite(x) -> float | None:
+    return float(x) if math.isfinite(float(x)) else None
+
+
 def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
     out = []
     for job, pr in zip(data.jobs, pruned):
@@ -92,6 +98,11 @@ def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float])
                 tflops_per_gpu_hw=float(t.perf["tflops_per_gpu_hw"][i]),
                 tflops_per_gpu_model=float(t.perf["tflops_per_gpu_model"][i]),
                 memory_per_gpu_gb=float(t.perf["memory_per_gpu_gb"][i]),
+                spare_nodes=int(t.perf["spare_nodes"][i]),
+                goodput=float(t.perf["goodput"][i]),
+                interruptions_per_day=float(t.perf["interruptions_per_day"][i]),
+                checkpoint_interval_s=_finite(t.perf["checkpoint_interval_s"][i]),
+                time_to_train_failure_free_days=float(t.perf["time_to_train_days"][i]),
                 candidates_enumerated=pr.enumerated,
                 candidates_fit_memory=pr.fit_memory,
                 candidates_meet_deadline=pr.meet_deadline,
