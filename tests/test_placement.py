@@ -13,7 +13,7 @@ IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes":
          "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0, "hbm_efficiency": 1.0,
          "serving_step_overhead_s": 0.0}
 TOY_MODEL = {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024}
-NO_EXTRAS = {"cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0, "pue": 1.2}
+NO_EXTRAS = {"cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0, "pue": 1.2, "facility_capex_usd_per_mw": 0}
 
 
 def site(name, **over):
@@ -161,7 +161,7 @@ def test_site_cover_cuts_follow_the_hand_arithmetic():
     assert count.sense == ">=" and count.rhs == 2 and len(count.coefs) == 3
     assert len([c for c in m3.constraints if c.name.startswith("site_cover")]) == 3
     # Enough room at every site alone: no cut.
-    sites[0]["power_cap_mw"] = sites[1]["power_cap_mw"] = sites[2]["power_cap_mw"] = 0.8
+    sites[0]["power_cap_mw"] = sites[1]["power_cap_mw"] = sites[2]["power_cap_mw"] = 0.85  # 708 kW each
     _, m2, _ = _built(instance(sites, [JOB]))
     assert not [c for c in m2.constraints if c.name.startswith("site_cover")]
 

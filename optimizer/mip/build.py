@@ -47,6 +47,7 @@ from optimizer.mip.data import MipData
 from optimizer.mip.families.compute import add_nodes_and_racks, check_nodes_and_racks
 from optimizer.mip.families.costs import CAPEX_PARTS, add_costs, check_costs
 from optimizer.mip.families.fabric import DEPTHS, add_fabric, check_fabric
+from optimizer.mip.families.facility import add_facility, check_facility
 from optimizer.mip.families.jobs import add_job_choice, check_job_choice, job_days_expr
 from optimizer.mip.families.power import add_power, check_power
 from optimizer.mip.families.serving import add_serving, check_serving
@@ -80,6 +81,7 @@ FAMILIES = (
     Family("fabric", add_fabric, check_fabric),
     Family("storage", add_storage, check_storage),
     Family("power", add_power, check_power),
+    Family("facility", add_facility, check_facility),  # needs it_power_kw; costs sums its capex line
     Family("costs", add_costs, check_costs),
 )
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
+from models.facility import facility_capex_usd_per_mw
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 
@@ -121,6 +122,7 @@ class SiteData:
     site_capex_musd: float
     rtt_ms: dict[str, float]  # region -> round trip; regions absent are unreachable
     frontend: FabricData | None = None
+    facility_musd_per_kw: float = 0.0  # facility build cost per kW of critical IT (redundancy tier)
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             site_capex_musd=site.site_capex_usd / USD_PER_MUSD,
             rtt_ms=rtt,
             frontend=frontend,
+            facility_musd_per_kw=facility_capex_usd_per_mw(site) / 1000.0 / USD_PER_MUSD,
         ))
     return MipData(
         name=instance.name,

@@ -111,8 +111,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
             ["IT total", f"{x.it_power_kw:,.1f}"],
             [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / {site.power_cap_mw * 1000:,.0f}"],
         ]))
-    rows = [[k if k != "site" else "site build-out", fmt.usd(v)] for k, v in d.capex_usd.items()
-            if k != "total" and not (k == "site" and v == 0)]
+    rows = [[_capex_label(k, instance), fmt.usd(v)] for k, v in d.capex_usd.items()
+            if k != "total" and not (k in ("site", "backup") and v == 0)]
     rows.append(["capex total" + (f" (budget {fmt.usd(bud.capex_usd)})" if bud.capex_usd else ""), fmt.usd(d.capex_usd["total"])])
     rows.append(["energy per year", fmt.usd(d.energy_usd_per_year)])
     rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", fmt.usd(d.maintenance_usd_per_year)])
@@ -123,6 +123,17 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     rows.append([f"TCO over {bud.horizon_years:g} years", fmt.usd(d.tco_usd)])
     out.append(("Cost", ["", "USD"], rows))
     return out
+
+
+def _capex_label(part: str, instance: Instance) -> str:
+    if part == "site":
+        return "site build-out"
+    if part != "facility":
+        return part
+    from models.facility import facility_capex_usd_per_mw
+
+    tiers = sorted({(x.redundancy, facility_capex_usd_per_mw(x)) for x in instance.site_list})
+    return "facility build (" + ", ".join(f"{t} {fmt.usd(u)}/MW IT" for t, u in tiers) + ")"
 
 
 def render_markdown(sol: Solution, instance: Instance) -> str:
