@@ -405,6 +405,10 @@ class Instance(Strict):
             if self.services and site.frontend_fabric not in self.catalog.frontend_fabrics:
                 raise ValueError(f"{where}.frontend_fabric: '{site.frontend_fabric}' is not a known fabric")
         self._check_nodes_fit_racks()
+        for i, w in enumerate(self.workloads):
+            if isinstance(w, InferenceService) and w.survive_site_loss and len(self.site_list) < 2:
+                raise ValueError(f"workloads[{i}].survive_site_loss: true needs at least two sites to fail over to, "
+                                 f"got {'one facility' if self.sites is None else 'one site'} (give `sites:`)")
         regions = {r for site in self.site_list for r in site.latency_ms}
         for i, w in enumerate(self.workloads):
             if isinstance(w, InferenceService) and w.demand_by_region:

@@ -50,6 +50,7 @@ from optimizer.mip.families.fabric import DEPTHS, add_fabric, check_fabric
 from optimizer.mip.families.facility import add_facility, check_facility
 from optimizer.mip.families.jobs import add_job_choice, check_job_choice, job_days_expr
 from optimizer.mip.families.power import add_power, check_power
+from optimizer.mip.families.resilience import add_resilience, check_resilience
 from optimizer.mip.families.serving import add_serving, check_serving
 from optimizer.mip.families.sites import add_site_cover, add_sites, check_site_cover, check_sites, least_it_power_kw
 from optimizer.mip.families.storage import add_storage, check_storage
@@ -83,6 +84,7 @@ FAMILIES = (
     Family("power", add_power, check_power),
     Family("facility", add_facility, check_facility),  # needs it_power_kw; costs sums its capex line
     Family("costs", add_costs, check_costs),
+    Family("resilience", add_resilience, check_resilience),
 )
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
-from models.facility import facility_capex_usd_per_mw
+from models.facility import facility_capex_usd_per_mw, region_spares
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 
@@ -72,6 +72,8 @@ class ServiceData:
     demand_rps: dict[str, float]  # region -> requests/s (ANY_REGION: reachable from every site)
     ttft_slo_s: float
     layouts: list[ServingLayout]
+    survive_site_loss: bool = False  # demand served after the loss of any one site (families/resilience.py)
+    spare_rps: dict[str, float] | None = None  # region -> requests/s held spare for N+k (models.facility.region_spares)
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands)
         )
     services = []
+    one_facility = instance.sites is None
     for ps in pruned_services:
         t = ps.table
         layouts = []
@@ -211,7 +214,9 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"],
                                          float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i]),
                                          cat.accelerators[lay["accelerator"]].accelerators_per_node))
-        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
+        spares = region_spares(t, cat, None if one_facility else [x.latency_ms for x in instance.site_list])
+        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts,
+                                    t.service.survive_site_loss, {r: x["spare_rps"] for r, x in spares.items()}))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
                             cat.accelerators[n].accelerators_per_node) for n in sorted(used_acc)]
     fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]

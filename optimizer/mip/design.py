@@ -84,6 +84,9 @@ class ServiceResult:
     candidates_enumerated: int
     candidates_meet_slo: int
     candidates_in_mip: int
+    survive_site_loss: bool = False  # the demand stays served after the loss of any one site
+    availability: float | None = None
+    spare_replicas: dict[str, int] = field(default_factory=dict)  # region -> k of N+k (models.facility.region_spares)
 
     @property
     def worst_ttft_s(self) -> float:

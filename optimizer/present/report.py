@@ -64,6 +64,15 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
              f"{g.output_tokens_per_s_each:,.0f}", f"{g.ttft_s * 1000:.0f}", f"{g.tpot_s * 1000:.1f}", f"{g.memory_per_acc_gb:.1f}"]
             for sv in sol.services for g in sv.groups
         ]))
+    resilient = [sv for sv in sol.services if sv.survive_site_loss or sv.availability is not None]
+    if resilient:
+        out.append(("Serving resilience", ["service", "survives the loss of any one site", "availability target",
+                                           "spare replicas (N+k) per region", "capacity / demand"], [
+            [sv.name, "yes" if sv.survive_site_loss else "no", "-" if sv.availability is None else f"{sv.availability:g}",
+             ", ".join(f"{r} +{k}" for r, k in sv.spare_replicas.items()) or "-",
+             f"{sv.served_rps:,.1f} / {sv.demand_rps:g} req/s"]
+            for sv in resilient
+        ]))
     d = sol.design
     if d is None:
         return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from models.facility import region_spares
 from models.schema import Instance
 
 from optimizer.mip.build import CAPEX_PARTS, Vars
@@ -145,8 +146,10 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
         svc = ps.table.service
         share = design.tco_usd * capex / total if total else 0.0
         tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
+        spares = region_spares(ps.table, cat, None if instance.sites is None else [x.latency_ms for x in instance.site_list])
         out.append(ServiceResult(
             s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups), svc.demand_output_tokens_per_s,
             svc.ttft_s, svc.tpot_s, groups, share, share / tokens_m, ps.enumerated, ps.meet_slo, ps.survived,
+            svc.survive_site_loss, svc.availability, {r: x["spares"] for r, x in spares.items()},
         ))
     return out
