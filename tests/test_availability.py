@@ -100,3 +100,30 @@ def test_survive_site_loss_needs_two_sites():
     raw = {"name": "one", "workloads": [_chat(1.0, survive_site_loss=True)], "facility": {"power_cap_mw": 1}}
     with pytest.raises(InstanceError, match=r"survive_site_loss: true needs at least two sites"):
         instance_from_dict(raw, "one")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backup_copies_by_hand(backend):
+    from models.candidates import checkpoint_tb
+    from models.presets import resolve_model
+
+    job = {**JOB, "dataset_tb": 10, "backup_copies": 2}
+    from models.schema import ModelDims
+
+    ckpt = checkpoint_tb(resolve_model(ModelDims(**job["model"])))
+    usable = 2 * (10 + 2 * ckpt)  # two copies of the dataset and the 2 retained checkpoints
+    gbps = 2 * ckpt * 1000 / 3600  # each checkpoint copied twice within the pinned 1 h interval
+    raw = max(usable * 1.25, gbps / 1.0)  # flash-pfs, the only tier: 1.25 raw per usable TB, 1 GB/s per TB
+    sol = solve_instance(instance([site("only")], [job]), backend=backend)
+    assert sol.verified
+    x = sol.design.sites[0]
+    assert x.backup_tb == {"flash-pfs": pytest.approx(raw, rel=1e-6)}
+    assert x.capex_usd["backup"] == pytest.approx(raw * 250, rel=1e-6)  # no cooling capex in these sites
+    # Two sites: the copies go to the site the job is not at, which then opens.
+    two = solve_instance(instance([site("a", energy_usd_per_kwh=0.03), site("b")], [job]), backend=backend)
+    assert two.verified and two.jobs[0].site == "a"
+    assert two.design.site("b").backup_tb == {"flash-pfs": pytest.approx(raw, rel=1e-6)} and not two.design.site("a").backup_tb
+    cut = copy.deepcopy(two)
+    cut.design.site("b").backup_tb = {}
+    with pytest.raises(VerificationError, match="backup copies need .* usable TB at other sites"):
+        verify_solution(instance([site("a", energy_usd_per_kwh=0.03), site("b")], [job]), cut)

@@ -44,6 +44,7 @@ from models.metrics import Metric, by_objective, objectives
 
 from optimizer.mip.audit import Audit
 from optimizer.mip.data import MipData
+from optimizer.mip.families.backup import add_backup, check_backup
 from optimizer.mip.families.compute import add_nodes_and_racks, check_nodes_and_racks
 from optimizer.mip.families.costs import CAPEX_PARTS, add_costs, check_costs
 from optimizer.mip.families.fabric import DEPTHS, add_fabric, check_fabric
@@ -81,6 +82,7 @@ FAMILIES = (
     Family("nodes_and_racks", add_nodes_and_racks, check_nodes_and_racks),
     Family("fabric", add_fabric, check_fabric),
     Family("storage", add_storage, check_storage),
+    Family("backup", add_backup, check_backup),  # before power and costs: they sum its kW and capex lines
     Family("power", add_power, check_power),
     Family("facility", add_facility, check_facility),  # needs it_power_kw; costs sums its capex line
     Family("costs", add_costs, check_costs),

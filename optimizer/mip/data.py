@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
-from models.facility import facility_capex_usd_per_mw, region_spares
+from models.facility import backup_usable_tb, backup_write_gbps, facility_capex_usd_per_mw, region_spares
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 
@@ -39,6 +39,8 @@ class JobData:
     usable_tb: float
     write_gbps: float
     candidates: list[Candidate]
+    backup_tb: float = 0.0  # usable TB of its backup copies (models.facility.backup_usable_tb)
+    backup_gbps: float = 0.0  # copy rate at the shortest checkpoint interval of its candidates
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,11 @@ class MipData:
     carbon_price_musd_per_t: float = 0.0
     carbon_cap_t_per_year: float | None = None
 
+    @property
+    def backup_tier(self) -> str | None:
+        """Where backup copies go: the storage tier cheapest per usable TB (an object tier)."""
+        return min(self.storage, key=lambda t: (t.price_musd_per_tb * t.replication, t.name)).name if self.storage else None
+
     def serves(self, site: SiteData, region: str, lay: ServingLayout, svc: ServiceData) -> bool:
         """A replica at `site` serves `region` if the round trip plus its TTFT fits the TTFT SLO."""
         if region == ANY_REGION:
@@ -199,8 +206,12 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
                     spare_nodes=spares,
                 )
             )
+        intervals = [float(t.perf["checkpoint_interval_s"][c.index]) for c in cands]
+        backup = (backup_usable_tb(t.job, t.dims), max((backup_write_gbps(t.job, t.dims, x) for x in intervals), default=0.0)) \
+            if t.job.backup_copies else (0.0, 0.0)
         jobs.append(
-            JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands)
+            JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands,
+                    *backup)
         )
     services = []
     one_facility = instance.sites is None

@@ -129,6 +129,7 @@ class SiteResult:
     capex_usd: dict[str, float]  # compute, network, storage, racks, cooling, site, total
     energy_usd_per_year: float
     carbon_t_per_year: float
+    backup_tb: dict[str, float] = field(default_factory=dict)  # raw TB per tier holding backup copies of other data
 
     @property
     def total_racks(self) -> int:

@@ -111,6 +111,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     num = lambda x: f"{x:,.1f}" if abs(x) >= 1 else f"{x:.3f}"  # noqa: E731  (small pools stay visible)
     rows = [pre(x.name) + [t, num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
             for x in d.sites for t, tb in x.storage_tb.items()]
+    rows += [pre(x.name) + [f"{t} (backup copies)", num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
+             for x in d.sites for t, tb in x.backup_tb.items()]
     if rows:
         out.append(("Storage", site_h + ["tier", "raw TB", "usable TB", "GB/s"], rows))
     if not multi:

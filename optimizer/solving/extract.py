@@ -56,6 +56,8 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
             node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
             it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
             energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),
+            backup_tb={data.backup_tier: val(var) for site, var in v.backup_tb.items() if site == s.name and val(var) > 1e-6}
+            if data.backup_tier else {},
         ))
     capex = {p: t[f"capex_{p}_musd"] * usd for p in CAPEX_PARTS}
     capex["total"] = t["capex_musd"] * usd
