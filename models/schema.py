@@ -279,7 +279,8 @@ Workload = Annotated[
 
 class CoolingOption(Strict):
     max_kw_per_rack: PositiveFloat = Field(le=10_000)
-    capex_usd_per_kw: float = Field(ge=0, le=1e6, description="Cooling capex per kW of IT load cooled.")
+    capex_usd_per_kw: float = Field(ge=0, le=1e6, description="In-rack and in-row cooling capex per kW of IT load cooled "
+                                    "(CDUs, cold plates, rear-door exchangers); the cooling plant is in the facility capex.")
 
 
 class Facility(Strict):
