@@ -103,3 +103,37 @@ def backup_usable_tb(job: TrainingJob, dims: ModelDims) -> float:
 def backup_write_gbps(job: TrainingJob, dims: ModelDims, checkpoint_interval_s: float) -> float:
     """Bandwidth to copy each checkpoint to every backup before the next one is written, GB/s."""
     return job.backup_copies * checkpoint_tb(dims) * 1000.0 / checkpoint_interval_s
+
+
+def region_spares(table, catalog, rtt_by_site: list[dict[str, float]] | None) -> dict[str, dict]:
+    """The N+k rule of a service with an `availability` target, per demand region r:
+    R = requests/s of the largest replica among the layouts that meet the SLOs and reach r from some
+    site (RTT + TTFT within the TTFT SLO; `rtt_by_site` None = one facility, every region at 0 ms),
+    N = ceil(D_r / R) replicas needed, q = the worst replica unavailability among those layouts,
+    k = spare_replicas(N, q, availability). The design must hold D_r + k x R for r: losing any k
+    replicas (each gives r at most R) leaves the demand served. Empty without a target.
+
+    `table` is the service's models.candidates.ServiceTable (the full one, not a pruned set), so
+    the MIP and the verifier derive the same k from the instance alone."""
+    svc = table.service
+    if svc.availability is None:
+        return {}
+    ok = table.meets_slo()
+    ttft, rps = table.perf["ttft_s"], table.perf["requests_per_s"]
+    out = {}
+    for region, demand in svc.regional_demand_rps.items():
+        if rtt_by_site is None or region == "*":
+            reach = ok
+        else:
+            best = min((rtt[region] for rtt in rtt_by_site if region in rtt), default=math.inf)
+            reach = ok & (best / 1000.0 + ttft <= svc.ttft_s * (1 + 1e-12))
+        idx = np.flatnonzero(reach)
+        if not len(idx):
+            continue  # nothing reaches it: the MIP is infeasible for the demand already
+        big = float(np.max(rps[idx]))
+        q = max(replica_unavailability(replica_failures_per_hour(catalog.accelerators[table.accelerators[int(table.grid.acc[i])]],
+                                                                  int(table.grid.t[i]))) for i in idx)
+        n = math.ceil(demand / big - 1e-9)
+        k = int(spare_replicas([n], q, svc.availability)[0])
+        out[region] = {"replica_rps": big, "needed": n, "unavailability": q, "spares": k, "spare_rps": k * big}
+    return out

@@ -305,7 +305,8 @@ Workload = Annotated[
 
 class CoolingOption(Strict):
     max_kw_per_rack: PositiveFloat = Field(le=10_000)
-    capex_usd_per_kw: float = Field(ge=0, le=1e6, description="Cooling capex per kW of IT load cooled.")
+    capex_usd_per_kw: float = Field(ge=0, le=1e6, description="In-rack and in-row cooling capex per kW of IT load cooled "
+                                    "(CDUs, cold plates, rear-door exchangers); the cooling plant is in the facility capex.")
 
 
 class Facility(Strict):
@@ -431,6 +432,10 @@ class Instance(Strict):
             if self.services and site.frontend_fabric not in self.catalog.frontend_fabrics:
                 raise ValueError(f"{where}.frontend_fabric: '{site.frontend_fabric}' is not a known fabric")
         self._check_nodes_fit_racks()
+        for i, w in enumerate(self.workloads):
+            if isinstance(w, InferenceService) and w.survive_site_loss and len(self.site_list) < 2:
+                raise ValueError(f"workloads[{i}].survive_site_loss: true needs at least two sites to fail over to, "
+                                 f"got {'one facility' if self.sites is None else 'one site'} (give `sites:`)")
         regions = {r for site in self.site_list for r in site.latency_ms}
         for i, w in enumerate(self.workloads):
             if isinstance(w, InferenceService) and w.demand_by_region:

@@ -40,6 +40,15 @@ def ms(s: Optional[float], digits: int = 1, unit: str = "ms") -> str:
     return _with_unit(None if s is None else s * 1e3, digits, unit)
 
 
+def duration(s: Optional[float]) -> str:
+    """A duration in seconds in the largest unit that keeps it readable: `45 s`, `12.5 min`, `3.2 h`."""
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.0f} s"
+    return f"{s / 60:.1f} min" if s < 3600 else f"{s / 3600:.1f} h"
+
+
 def tco2_per_year(t: Optional[float], digits: int = 1, unit: str = "tCO2/yr") -> str:
     return _with_unit(t, digits, unit)
 

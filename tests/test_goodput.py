@@ -118,7 +118,7 @@ def test_job_table_days_count_failures_and_the_verifier_agrees():
 def test_schema_fields_and_errors():
     j = job()
     assert j.checkpoint_interval_hours is None and j.backup_copies == 0
-    base = {"name": "t", "facility": {"power_cap_mw": 1},
+    base = {"name": "t", "sites": [{"name": "a", "power_cap_mw": 1}, {"name": "b", "power_cap_mw": 1}],  # site loss needs two
             "workloads": [{"name": "s", "kind": "inference", "model": "llama3-8b", "requests_per_s": 1,
                            "input_tokens": 10, "output_tokens": 10, "ttft_s": 1, "tpot_s": 1}]}
     ok = instance_from_dict({**base, "workloads": [{**base["workloads"][0], "availability": 0.999,

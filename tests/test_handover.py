@@ -132,7 +132,8 @@ def test_bom_lines_by_hand_for_gpt3():
     rows = {r["item"]: r for r in _bom_rows(api.bom_csv(res))}
     a100 = res.instance.catalog.accelerators["a100-sxm-80gb"]
     node = rows["a100-sxm-80gb node (8 accelerators)"]
-    assert int(node["quantity"]) == 128 and float(node["unit_price_usd"]) == a100.node_price_usd
+    j = res.jobs[0]  # the job's 128 nodes and its hot spares
+    assert int(node["quantity"]) == j.nodes + j.spare_nodes == 128 + 4 and float(node["unit_price_usd"]) == a100.node_price_usd
     assert node["source"].startswith("catalog.accelerators.a100-sxm-80gb.node_price_usd")
     racks = rows["rack (PDUs, cabling)"]
     assert int(racks["quantity"]) == res.design.total_racks
@@ -211,4 +212,4 @@ def test_batch_result_files_re_render(tmp_path):
     text = " ".join(parse(next(tmp_path.glob("infeasible*.html")).read_text()).text)
     assert "Why no design exists" in text and "facility.power_cap_mw" in text
     row = next(x for x in api.read_batch(tmp_path / "o").to_dict("records") if x["status"] == "optimal")
-    assert row["accelerators"] == "a100-sxm-80gb:1024" and row["nodes_by_accelerator"] == "a100-sxm-80gb:128"
+    assert row["accelerators"] == "a100-sxm-80gb:1056" and row["nodes_by_accelerator"] == "a100-sxm-80gb:132"  # 128 + 4 spares

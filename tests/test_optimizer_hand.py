@@ -113,7 +113,7 @@ def ideal_instance(**over):
             "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
         }],
         "facility": {"power_cap_mw": 10, "pue": 1.2, "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}},
-                     "rack_capex_usd": 0},
+                     "rack_capex_usd": 0, "facility_capex_usd_per_mw": 0},
         "budget": {"horizon_years": 1, "maintenance_pct_per_year": 0},
     }
     inst.update(over)

@@ -53,7 +53,7 @@ def two_accelerators(slow_price=100_000, fast_price=300_000) -> dict:
             "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
         }],
         "facility": {"power_cap_mw": 10, "pue": 1.2, "energy_usd_per_kwh": 0,
-                     "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0},
+                     "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0, "facility_capex_usd_per_mw": 0},
         "budget": {"horizon_years": 1, "maintenance_pct_per_year": 0},
     }
 

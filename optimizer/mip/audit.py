@@ -56,6 +56,9 @@ class Audit:
     storage_kw: dict[str, float] = field(default_factory=dict)
     storage_usd: dict[str, float] = field(default_factory=dict)
     facility_kw: dict[str, float] = field(default_factory=dict)
+    backup_kw: dict[str, float] = field(default_factory=dict)  # backup copies' storage power
+    backup_usd: dict[str, float] = field(default_factory=dict)
+    facility_usd: dict[str, float] = field(default_factory=dict)  # facility build cost (families/facility.py)
     totals: dict[str, float] = field(default_factory=dict)  # recomputed totals in user units, by metric name
 
     def __post_init__(self) -> None:
@@ -63,7 +66,8 @@ class Audit:
         names = list(self.sites)
         for attr, factory in (("need_nodes", dict), ("need_endpoints", dict), ("usable_tb", float), ("need_gbps", float),
                               ("used", bool), ("serving_nodes", dict), ("node_kw", float), ("network_kw", float),
-                              ("network_usd", float), ("storage_kw", float), ("storage_usd", float), ("facility_kw", float)):
+                              ("network_usd", float), ("storage_kw", float), ("storage_usd", float), ("facility_kw", float),
+                              ("backup_kw", float), ("backup_usd", float), ("facility_usd", float)):
             setattr(self, attr, _per_site(names, factory))
 
     @property

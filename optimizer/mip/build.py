@@ -46,11 +46,14 @@ from models.metrics import Metric, by_objective, objectives
 
 from optimizer.mip.audit import Audit
 from optimizer.mip.data import MipData
+from optimizer.mip.families.backup import add_backup, check_backup
 from optimizer.mip.families.compute import add_nodes_and_racks, check_nodes_and_racks
 from optimizer.mip.families.costs import CAPEX_PARTS, add_costs, check_costs
 from optimizer.mip.families.fabric import DEPTHS, add_fabric, check_fabric
+from optimizer.mip.families.facility import add_facility, check_facility
 from optimizer.mip.families.jobs import add_job_choice, check_job_choice, job_days_expr
 from optimizer.mip.families.power import add_power, check_power
+from optimizer.mip.families.resilience import add_resilience, check_resilience
 from optimizer.mip.families.serving import add_serving, check_serving
 from optimizer.mip.families.sites import add_site_cover, add_sites, check_site_cover, check_sites, least_it_power_kw
 from optimizer.mip.families.storage import add_storage, check_storage
@@ -81,8 +84,11 @@ FAMILIES = (
     Family("nodes_and_racks", add_nodes_and_racks, check_nodes_and_racks),
     Family("fabric", add_fabric, check_fabric),
     Family("storage", add_storage, check_storage),
+    Family("backup", add_backup, check_backup),  # before power and costs: they sum its kW and capex lines
     Family("power", add_power, check_power),
+    Family("facility", add_facility, check_facility),  # needs it_power_kw; costs sums its capex line
     Family("costs", add_costs, check_costs),
+    Family("resilience", add_resilience, check_resilience),
 )
 
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
+from models.facility import backup_usable_tb, backup_write_gbps, facility_capex_usd_per_mw, region_spares
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 
@@ -24,10 +25,11 @@ class Candidate:
     index: int  # row in the job's JobTable
     accelerator: str
     fabric: str
-    nodes: int
-    endpoints: int
+    nodes: int  # bought: the layout's nodes plus its hot spares (powered, racked and cabled)
+    endpoints: int  # fabric ports of every bought node, spares included
     days: float
     read_gbps: float
+    spare_nodes: int = 0  # hot spares among `nodes` (models.perf.goodput.spare_nodes)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class JobData:
     usable_tb: float
     write_gbps: float
     candidates: list[Candidate]
+    backup_tb: float = 0.0  # usable TB of its backup copies (models.facility.backup_usable_tb)
+    backup_gbps: float = 0.0  # copy rate at the shortest checkpoint interval of its candidates
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class ServiceData:
     demand_rps: dict[str, float]  # region -> requests/s (ANY_REGION: reachable from every site)
     ttft_slo_s: float
     layouts: list[ServingLayout]
+    survive_site_loss: bool = False  # demand served after the loss of any one site (families/resilience.py)
+    spare_rps: dict[str, float] | None = None  # region -> requests/s held spare for N+k (models.facility.region_spares)
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class SiteData:
     site_capex_musd: float
     rtt_ms: dict[str, float]  # region -> round trip; regions absent are unreachable
     frontend: FabricData | None = None
+    facility_musd_per_kw: float = 0.0  # facility build cost per kW of critical IT (redundancy tier)
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,11 @@ class MipData:
     maintenance_fraction: float
     carbon_price_musd_per_t: float = 0.0
     carbon_cap_t_per_year: float | None = None
+
+    @property
+    def backup_tier(self) -> str | None:
+        """Where backup copies go: the storage tier cheapest per usable TB (an object tier)."""
+        return min(self.storage, key=lambda t: (t.price_musd_per_tb * t.replication, t.name)).name if self.storage else None
 
     def serves(self, site: SiteData, region: str, lay: ServingLayout, svc: ServiceData) -> bool:
         """A replica at `site` serves `region` if the round trip plus its TTFT fits the TTFT SLO."""
@@ -180,21 +192,29 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             lay = t.layout(i)
             used_acc.add(lay["accelerator"])
             used_fab.add(lay["fabric"])
+            working, spares = int(t.perf["nodes"][i]), int(t.perf["spare_nodes"][i])
+            ports = cat.accelerators[lay["accelerator"]].fabric_ports_per_node
             cands.append(
                 Candidate(
                     index=i,
                     accelerator=lay["accelerator"],
                     fabric=lay["fabric"],
-                    nodes=int(t.perf["nodes"][i]),
-                    endpoints=int(t.endpoints[i]),
+                    nodes=working + spares,
+                    endpoints=int(t.endpoints[i]) + spares * ports,
                     days=float(t.days[i]),
                     read_gbps=float(t.read_gbps[i]),
+                    spare_nodes=spares,
                 )
             )
+        intervals = [float(t.perf["checkpoint_interval_s"][c.index]) for c in cands]
+        backup = (backup_usable_tb(t.job, t.dims), max((backup_write_gbps(t.job, t.dims, x) for x in intervals), default=0.0)) \
+            if t.job.backup_copies else (0.0, 0.0)
         jobs.append(
-            JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands)
+            JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands,
+                    *backup)
         )
     services = []
+    one_facility = instance.sites is None
     for ps in pruned_services:
         t = ps.table
         layouts = []
@@ -205,7 +225,9 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"],
                                          float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i]),
                                          cat.accelerators[lay["accelerator"]].accelerators_per_node))
-        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
+        spares = region_spares(t, cat, None if one_facility else [x.latency_ms for x in instance.site_list])
+        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts,
+                                    t.service.survive_site_loss, {r: x["spare_rps"] for r, x in spares.items()}))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
                             cat.accelerators[n].accelerators_per_node) for n in sorted(used_acc)]
     fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]
@@ -244,6 +266,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             site_capex_musd=site.site_capex_usd / USD_PER_MUSD,
             rtt_ms=rtt,
             frontend=frontend,
+            facility_musd_per_kw=facility_capex_usd_per_mw(site) / 1000.0 / USD_PER_MUSD,
         ))
     return MipData(
         name=instance.name,

@@ -23,8 +23,8 @@ class JobResult:
     distributed_optimizer: bool
     site: str
     accelerators: int
-    nodes: int
-    days: float  # wall clock, checkpoint stalls included
+    nodes: int  # the layout's; its hot spares are bought on top (spare_nodes)
+    days: float  # wall clock, checkpoint stalls and failures included
     deadline_days: float | None
     tokens_per_s: float
     mfu: float
@@ -36,6 +36,11 @@ class JobResult:
     candidates_meet_deadline: int
     candidates_in_mip: int
     layout_extra: dict = field(default_factory=dict)  # layout keys the performance model adds (flattened in JSON)
+    spare_nodes: int = 0  # hot spares bought for the job (counted in nodes, racks, power, fabric and cost)
+    goodput: float = 1.0  # useful training time / wall clock (models.perf.goodput)
+    interruptions_per_day: float = 0.0
+    checkpoint_interval_s: float | None = None  # None: the job never fails
+    time_to_train_failure_free_days: float | None = None
 
     @property
     def margin_days(self) -> float | None:
@@ -79,6 +84,9 @@ class ServiceResult:
     candidates_enumerated: int
     candidates_meet_slo: int
     candidates_in_mip: int
+    survive_site_loss: bool = False  # the demand stays served after the loss of any one site
+    availability: float | None = None
+    spare_replicas: dict[str, int] = field(default_factory=dict)  # region -> k of N+k (models.facility.region_spares)
 
     @property
     def worst_ttft_s(self) -> float:
@@ -121,6 +129,7 @@ class SiteResult:
     capex_usd: dict[str, float]  # compute, network, storage, racks, cooling, site, total
     energy_usd_per_year: float
     carbon_t_per_year: float
+    backup_tb: dict[str, float] = field(default_factory=dict)  # raw TB per tier holding backup copies of other data
 
     @property
     def total_racks(self) -> int:

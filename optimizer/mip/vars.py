@@ -23,6 +23,7 @@ class Vars:
     aggregation: dict[tuple[str, str], Var] = field(default_factory=dict)
     spines: dict[tuple[str, str, int], Var] = field(default_factory=dict)
     storage_tb: dict[tuple[str, str], Var] = field(default_factory=dict)  # (tier, site)
+    backup_tb: dict[str, Var] = field(default_factory=dict)  # site -> raw TB of the backup tier (families/backup.py)
     totals: dict[Key, Var] = field(default_factory=dict)  # named totals, e.g. K("it_power_kw", site="dc1")
     fabrics_at: dict[str, list[FabricData]] = field(default_factory=dict)  # site -> fabrics built there (incl. front-end)
 

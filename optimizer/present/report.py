@@ -32,13 +32,17 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     out: list[Table] = []
     if sol.jobs:
         out.append(("Training jobs", ["job", "hardware", "fabric", "layout", "days", "deadline", "margin"], [
-            [j.name, f"{j.accelerators} x {j.accelerator} ({j.nodes} nodes)", j.fabric,
+            [j.name, f"{j.accelerators} x {j.accelerator} ({j.nodes} nodes" + (f" + {j.spare_nodes} spare" if j.spare_nodes else "") + ")",
+             j.fabric,
              f"tp{j.tp} pp{j.pp} dp{j.dp} mb{j.micro_batch}" + (f" vp{j.vp}" if j.vp > 1 else "") + f" {j.recompute}",
              f"{j.days:.1f}", f"{j.deadline_days:g}", f"{j.margin_days:+.1f}"]
             for j in sol.jobs
         ]))
-        out.append(("Job performance", ["job", "tokens/s", "MFU", "HW TFLOP/s/acc", "mem GB/acc", "candidates (all > fit > on time > MIP)"], [
+        out.append(("Job performance", ["job", "tokens/s", "MFU", "HW TFLOP/s/acc", "mem GB/acc", "goodput",
+                                        "interruptions/day", "checkpoint every", "candidates (all > fit > on time > MIP)"], [
             [j.name, f"{j.tokens_per_s:,.0f}", f"{j.mfu:.1%}", f"{j.tflops_per_gpu_hw:.0f}", f"{j.memory_per_gpu_gb:.1f}",
+             f"{j.goodput:.3f}", f"{j.interruptions_per_day:.2f}",
+             "-" if j.checkpoint_interval_s is None else fmt.duration(j.checkpoint_interval_s),
              f"{j.candidates_enumerated:,} > {j.candidates_fit_memory:,} > {j.candidates_meet_deadline:,} > {j.candidates_in_mip}"]
             for j in sol.jobs
         ]))
@@ -59,6 +63,15 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
             [sv.name] + where(g) + [str(g.replicas), g.accelerator, str(g.tp), str(g.batch), f"{g.requests_per_s_each:,.2f}",
              f"{g.output_tokens_per_s_each:,.0f}", f"{g.ttft_s * 1000:.0f}", f"{g.tpot_s * 1000:.1f}", f"{g.memory_per_acc_gb:.1f}"]
             for sv in sol.services for g in sv.groups
+        ]))
+    resilient = [sv for sv in sol.services if sv.survive_site_loss or sv.availability is not None]
+    if resilient:
+        out.append(("Serving resilience", ["service", "survives the loss of any one site", "availability target",
+                                           "spare replicas (N+k) per region", "capacity / demand"], [
+            [sv.name, "yes" if sv.survive_site_loss else "no", "-" if sv.availability is None else f"{sv.availability:g}",
+             ", ".join(f"{r} +{k}" for r, k in sv.spare_replicas.items()) or "-",
+             f"{sv.served_rps:,.1f} / {sv.demand_rps:g} req/s"]
+            for sv in resilient
         ]))
     d = sol.design
     if d is None:
@@ -98,6 +111,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     num = lambda x: f"{x:,.1f}" if abs(x) >= 1 else f"{x:.3f}"  # noqa: E731  (small pools stay visible)
     rows = [pre(x.name) + [t, num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
             for x in d.sites for t, tb in x.storage_tb.items()]
+    rows += [pre(x.name) + [f"{t} (backup copies)", num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
+             for x in d.sites for t, tb in x.backup_tb.items()]
     if rows:
         out.append(("Storage", site_h + ["tier", "raw TB", "usable TB", "GB/s"], rows))
     if not multi:
@@ -107,8 +122,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
             ["IT total", f"{x.it_power_kw:,.1f}"],
             [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / {site.power_cap_mw * 1000:,.0f}"],
         ]))
-    rows = [[k if k != "site" else "site build-out", fmt.usd(v)] for k, v in d.capex_usd.items()
-            if k != "total" and not (k == "site" and v == 0)]
+    rows = [[_capex_label(k, instance), fmt.usd(v)] for k, v in d.capex_usd.items()
+            if k != "total" and not (k in ("site", "backup") and v == 0)]
     rows.append(["capex total" + (f" (budget {fmt.usd(bud.capex_usd)})" if bud.capex_usd else ""), fmt.usd(d.capex_usd["total"])])
     rows.append(["energy per year", fmt.usd(d.energy_usd_per_year)])
     rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", fmt.usd(d.maintenance_usd_per_year)])
@@ -119,6 +134,17 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     rows.append([f"TCO over {bud.horizon_years:g} years", fmt.usd(d.tco_usd)])
     out.append(("Cost", ["", "USD"], rows))
     return out
+
+
+def _capex_label(part: str, instance: Instance) -> str:
+    if part == "site":
+        return "site build-out"
+    if part != "facility":
+        return part
+    from models.facility import facility_capex_usd_per_mw
+
+    tiers = sorted({(x.redundancy, facility_capex_usd_per_mw(x)) for x in instance.site_list})
+    return "facility build (" + ", ".join(f"{t} {fmt.usd(u)}/MW IT" for t, u in tiers) + ")"
 
 
 def render_markdown(sol: Solution, instance: Instance) -> str:

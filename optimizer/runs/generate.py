@@ -193,7 +193,7 @@ class _Generator:
 
     def _place_job(self, job: dict, t, i: int, acc: str, witness_days: float, k: int) -> dict:
         a = self.cat.accelerators[acc]
-        nodes = int(t.perf["nodes"][i])
+        nodes = int(t.perf["nodes"][i]) + int(t.perf["spare_nodes"][i])  # hot spares are bought too
         it_kw = nodes * a.node_power_kw
         s = self._site_for()
         load = self.loads[s]
@@ -288,7 +288,10 @@ class _Generator:
                          "site_capex_usd": _sig(rng.uniform(2e6, 3e7), 2),
                          "latency_ms": dict(self.latency[i])}
             places.append(place)
-        capex_need = sum(x.capex_usd for x in self.loads)
+        # The facility build cost (default tier N) of the IT load, on top of the nodes.
+        from models.facility import tier_usd_per_mw
+
+        capex_need = sum(x.capex_usd + tier_usd_per_mw("N") * (x.it_kw * 1.15 + 20.0) / 1000.0 for x in self.loads)
         budget: dict[str, Any] = {"horizon_years": float(rng.choice([3, 4, 5])),
                                   "maintenance_pct_per_year": float(rng.choice([2, 3, 4]))}
         if rng.random() < 0.5:

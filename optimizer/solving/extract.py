@@ -5,6 +5,9 @@ Named totals are read back by their keys (`K("capex_musd", site=...)`), never re
 
 from __future__ import annotations
 
+import math
+
+from models.facility import region_spares
 from models.schema import Instance
 
 from optimizer.mip.build import CAPEX_PARTS, Vars
@@ -53,6 +56,8 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
             node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
             it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
             energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),
+            backup_tb={data.backup_tier: val(var) for site, var in v.backup_tb.items() if site == s.name and val(var) > 1e-6}
+            if data.backup_tier else {},
         ))
     capex = {p: t[f"capex_{p}_musd"] * usd for p in CAPEX_PARTS}
     capex["total"] = t["capex_musd"] * usd
@@ -67,6 +72,10 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
         carbon_usd_per_year=t["carbon_musd_per_year"] * usd,
         tco_usd=t["tco_musd"] * usd,
     )
+
+
+def _finite(x) -> float | None:
+    return float(x) if math.isfinite(float(x)) else None
 
 
 def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
@@ -92,6 +101,11 @@ def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float])
                 tflops_per_gpu_hw=float(t.perf["tflops_per_gpu_hw"][i]),
                 tflops_per_gpu_model=float(t.perf["tflops_per_gpu_model"][i]),
                 memory_per_gpu_gb=float(t.perf["memory_per_gpu_gb"][i]),
+                spare_nodes=int(t.perf["spare_nodes"][i]),
+                goodput=float(t.perf["goodput"][i]),
+                interruptions_per_day=float(t.perf["interruptions_per_day"][i]),
+                checkpoint_interval_s=_finite(t.perf["checkpoint_interval_s"][i]),
+                time_to_train_failure_free_days=float(t.perf["time_to_train_days"][i]),
                 candidates_enumerated=pr.enumerated,
                 candidates_fit_memory=pr.fit_memory,
                 candidates_meet_deadline=pr.meet_deadline,
@@ -134,8 +148,10 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
         svc = ps.table.service
         share = design.tco_usd * capex / total if total else 0.0
         tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
+        spares = region_spares(ps.table, cat, None if instance.sites is None else [x.latency_ms for x in instance.site_list])
         out.append(ServiceResult(
             s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups), svc.demand_output_tokens_per_s,
             svc.ttft_s, svc.tpot_s, groups, share, share / tokens_m, ps.enumerated, ps.meet_slo, ps.survived,
+            svc.survive_site_loss, svc.availability, {r: x["spares"] for r, x in spares.items()},
         ))
     return out

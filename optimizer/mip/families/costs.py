@@ -9,7 +9,7 @@ from optimizer.mip.families.fabric import fabric_endpoints, fabric_optics, fabri
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars, define_total
 
-CAPEX_PARTS = ("compute", "network", "storage", "racks", "cooling", "site")
+CAPEX_PARTS = ("compute", "network", "storage", "racks", "cooling", "site", "facility", "backup")
 
 
 def add_costs(m: Model, d: MipData, v: Vars) -> None:
@@ -69,6 +69,8 @@ def check_costs(a: Audit) -> None:
             "cooling": sum(n * cat.accelerators[x].node_power_kw * cool_usd.get(o, 0) for x, by_o in sd.nodes.items()
                            for o, n in by_o.items()) + (a.network_kw[sd.name] + a.storage_kw[sd.name]) * cool_usd[aux],
             "site": site.site_capex_usd if sd.open else 0.0,
+            "facility": a.facility_usd[sd.name],
+            "backup": a.backup_usd[sd.name],
         }
         for k, val in capex.items():
             cap_total[k] += val

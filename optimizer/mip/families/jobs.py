@@ -49,13 +49,13 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
     r["usable_tb"] = storage_usable_tb(job, dims)
     r["write_gbps"] = checkpoint_write_gbps(job, dims)
-    r["endpoints"] = int(r["nodes"]) * acc.fabric_ports_per_node
+    r["endpoints"] = (int(r["nodes"]) + r["spare_nodes"]) * acc.fabric_ports_per_node  # hot spares are cabled
     return r
 
 
 def check_job_choice(a: Audit) -> None:
     """Each job once, at a known open site, on its pins; its layout valid, in memory, within its
-    deadline and as fast as reported. Records the nodes, endpoints and storage it needs."""
+    deadline and as fast as reported. Records the nodes (hot spares included), endpoints and storage it needs."""
     inst, sol = a.instance, a.sol
     if sorted(j.name for j in sol.jobs) != sorted(w.name for w in inst.training_jobs):
         a.problem("the solution does not place every training job exactly once")
@@ -82,9 +82,12 @@ def check_job_choice(a: Audit) -> None:
         if not close(r["days"], j.days) or int(r["nodes"]) != j.nodes:
             a.problem(f"job {j.name}: reported {j.days:.4f} days on {j.nodes} nodes, recomputed {r['days']:.4f} "
                       f"on {int(r['nodes'])}")
+        if r["spare_nodes"] != j.spare_nodes or not close(r["goodput"], j.goodput):
+            a.problem(f"job {j.name}: reported {j.spare_nodes} hot spares at goodput {j.goodput:.4f}, recomputed "
+                      f"{r['spare_nodes']} at {r['goodput']:.4f}")
         site = j.site
         a.used[site] = True
-        a.need_nodes[site][j.accelerator] = a.need_nodes[site].get(j.accelerator, 0) + int(r["nodes"])
+        a.need_nodes[site][j.accelerator] = a.need_nodes[site].get(j.accelerator, 0) + int(r["nodes"]) + r["spare_nodes"]
         a.need_endpoints[site][j.fabric] = a.need_endpoints[site].get(j.fabric, 0) + r["endpoints"]
         a.usable_tb[site] += r["usable_tb"]
         a.need_gbps[site] += r["write_gbps"] + r["read_gbps"]

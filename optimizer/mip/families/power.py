@@ -9,7 +9,7 @@ from optimizer.mip.families.fabric import fabric_endpoints, fabric_optics, fabri
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars, define_total
 
-POWER_PARTS = ("node_power_kw", "network_power_kw", "storage_power_kw")
+POWER_PARTS = ("node_power_kw", "network_power_kw", "storage_power_kw", "backup_power_kw")
 
 
 def add_power(m: Model, d: MipData, v: Vars) -> None:
@@ -35,7 +35,7 @@ def check_power(a: Audit) -> None:
     """IT power recomputed from what the design buys; facility power within each site's cap."""
     for sd in a.sol.design.sites:
         site, tag = a.sites[sd.name], a.tag(sd.name)
-        it_kw = a.node_kw[sd.name] + a.network_kw[sd.name] + a.storage_kw[sd.name]
+        it_kw = a.node_kw[sd.name] + a.network_kw[sd.name] + a.storage_kw[sd.name] + a.backup_kw[sd.name]
         fac_kw = site.pue * it_kw
         a.facility_kw[sd.name] = fac_kw
         if site.power_cap_mw is not None and fac_kw > site.power_cap_mw * 1000 * (1 + FEAS_TOL):

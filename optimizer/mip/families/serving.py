@@ -30,7 +30,8 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                 if not regions:
                     continue
                 unit_rps = lay.unit_requests_per_s
-                ub = math.ceil(sum(svc.demand_rps[r] for r in regions) / unit_rps - 1e-9)
+                spare = svc.spare_rps or {}  # N+k capacity held on top (families/resilience.py)
+                ub = math.ceil(sum(svc.demand_rps[r] + spare.get(r, 0.0) for r in regions) / unit_rps - 1e-9)
                 x = m.add_var(K("units", svc=svc.name, acc=lay.accelerator, tp=lay.tp, batch=lay.batch, site=s.name),
                               lb=0, ub=ub, integer=True)
                 v.units[svc.name, k, s.name] = x
