@@ -34,6 +34,8 @@ Text = Annotated[str, StringConstraints(max_length=10_000)]
 MIN_DEMAND_RPS = 1e-3  # below this a replica's share rounds away inside solver tolerances
 InterruptionClass = Literal["gpu", "hbm", "host", "network", "software", "planned"]
 Redundancy = Literal["N", "N+1", "2N"]
+PurchaseUnit = Literal["node", "rack", "rented"]
+Procurement = Literal["own", "rent", "either"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,11 +81,48 @@ class Accelerator(Strict):
         description="Host PCIe bandwidth per accelerator, GB/s per direction, used by tensor parallelism when "
         "there is no scale-up fabric (scaleup_domain 1); null = 32 (PCIe Gen4 x16).",
     )
+    purchase_unit: PurchaseUnit = Field(
+        "node", description="How it is bought: node (a server), rack (whole racks of rack_nodes nodes, e.g. NVL72 = "
+        "18 compute trays of 4 GPUs, one 72-GPU NVLink domain) or rented (never sold: cloud capacity only)."
+    )
+    rack_nodes: Optional[PositiveInt] = Field(
+        None, le=1000, description="Nodes in one purchase rack (purchase_unit rack); the rack is filled by them alone."
+    )
+    rent_usd_per_acc_hour: Optional[PositiveFloat] = Field(
+        None, le=1e4, description="On-demand / short-term rental price per accelerator-hour, USD (indicative); null = not rentable."
+    )
+    rent_committed_usd_per_acc_hour: Optional[PositiveFloat] = Field(
+        None, le=1e4, description="Committed-term rental price per accelerator-hour, USD (indicative); null = on-demand price."
+    )
+    rent_source: Text = Field("", description="Where the rental prices come from, and their date.")
+    compatible_fabrics: Optional[list[Name]] = Field(
+        None, max_length=1000, description="Scale-out fabrics (catalog names) this accelerator can use; null = every "
+        "fabric that admits it (see Fabric.accelerators)."
+    )
     source: Text = Field("", description="Where the figures come from.")
 
     @property
     def fabric_ports_per_node(self) -> int:
         return self.nics_per_node or self.accelerators_per_node
+
+    @property
+    def rentable(self) -> bool:
+        return self.rent_usd_per_acc_hour is not None or self.rent_committed_usd_per_acc_hour is not None
+
+    @property
+    def buyable(self) -> bool:
+        return self.purchase_unit != "rented"
+
+    def rent_usd_per_hour(self, committed: bool) -> Optional[float]:
+        """Committed-term price where asked and given, else on-demand (else the committed one)."""
+        on, com = self.rent_usd_per_acc_hour, self.rent_committed_usd_per_acc_hour
+        return (com or on) if committed else (on or com)
+
+    @model_validator(mode="after")
+    def _check_unit(self) -> "Accelerator":
+        if self.purchase_unit == "rack" and self.rack_nodes is None:
+            raise ValueError("rack_nodes: required when purchase_unit is rack (nodes in one purchase rack)")
+        return self
 
 
 class Fabric(Strict):
@@ -101,7 +140,17 @@ class Fabric(Strict):
     oversubscription: float = Field(
         1.0, ge=1.0, le=64, description="Leaf down:up port ratio (1 = non-blocking; 3 means 3:1)."
     )
+    accelerators: Optional[list[Name]] = Field(
+        None, max_length=1000, description="Only these accelerators can attach (an integrated or cloud-only network, "
+        "e.g. Gaudi 3's on-chip RoCE or a TPU data-center network); null = any accelerator with a standard NIC."
+    )
     source: Text = ""
+
+
+def compatible(acc_name: str, acc: "Accelerator", fab_name: str, fab: "Fabric") -> bool:
+    """Whether an accelerator can use a scale-out fabric: both sides must admit the pair."""
+    return ((acc.compatible_fabrics is None or fab_name in acc.compatible_fabrics)
+            and (fab.accelerators is None or acc_name in fab.accelerators))
 
 
 class StorageTier(Strict):
@@ -176,6 +225,10 @@ class PinnedParallelism(Strict):
 class TrainingJob(Strict):
     kind: Literal["training"] = "training"
     name: Name
+    procurement: Optional[Procurement] = Field(
+        None, description="own | rent | either for this job; null = the instance's `procurement`. Rented: billed "
+        "per accelerator-hour (on-demand price) for the job's duration."
+    )
     model: Union[Name, ModelDims] = Field(description="A preset name (see `dcopt catalog`) or the model's dimensions.")
     seq_len: Optional[PositiveInt] = Field(None, le=100_000_000, description="Override the preset's sequence length.")
     tokens: PositiveFloat = Field(le=1e18, description="Tokens to train on.")
@@ -212,6 +265,10 @@ class InferenceService(Strict):
 
     kind: Literal["inference"]
     name: Name
+    procurement: Optional[Procurement] = Field(
+        None, description="own | rent | either for this service; null = the instance's `procurement`. Rented: billed "
+        "per accelerator-hour (committed-term price where given) over the horizon."
+    )
     model: Union[Name, ModelDims] = Field(description="A preset name or the model's dimensions.")
     precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B) or int8 (1 B, weight-only).")
     requests_per_s: Optional[float] = Field(None, ge=MIN_DEMAND_RPS, le=1e9, description="Demand, requests per second.")
@@ -347,6 +404,10 @@ class Instance(Strict):
     facility: Optional[Facility] = Field(None, description="A single site; or give `sites`.")
     sites: Optional[list[Site]] = Field(None, max_length=100, description="Several places to build; or give `facility`.")
     budget: Budget = Field(default_factory=Budget)
+    procurement: Procurement = Field(
+        "own", description="own (buy the hardware) | rent (cloud capacity per accelerator-hour: no capex, racks, "
+        "cooling or site power; networking included) | either (the optimizer decides, per workload)."
+    )
     objective: str = Field(
         "min_tco", description="What to minimise (the objectives of models.metrics).",
         json_schema_extra=lambda s: s.update(enum=objectives()),
@@ -388,6 +449,12 @@ class Instance(Strict):
                 raise ValueError(
                     f"workloads[{i}].fabric: '{w.fabric}' is not in the catalog "
                     f"(available: {', '.join(sorted(self.catalog.fabrics))})"
+                )
+            if w.fabric is not None and w.accelerator is not None and not compatible(
+                    w.accelerator, self.catalog.accelerators[w.accelerator], w.fabric, self.catalog.fabrics[w.fabric]):
+                raise ValueError(
+                    f"workloads[{i}].fabric: '{w.fabric}' cannot be used by {w.accelerator} "
+                    f"(catalog.accelerators.{w.accelerator}.compatible_fabrics / catalog.fabrics.{w.fabric}.accelerators)"
                 )
         if self.objective == "min_time" and (len(self.training_jobs) != 1 or self.services):
             raise ValueError("objective min_time needs exactly one training job and no services")
@@ -432,6 +499,13 @@ class Instance(Strict):
                 return (f"catalog.accelerators.{name}.node_rack_units: got {a.node_rack_units}, expected at most "
                         f"{units} ({where}.rack_units_per_rack): a node must fit in a rack")
             kw = [o.max_kw_per_rack for x in sites for c, o in x.cooling.items() if c == "liquid" or not a.liquid_cooled_only]
+            if a.purchase_unit == "rack" and kw and a.rack_nodes * a.node_power_kw > max(kw) * (1 + 1e-9):
+                return (f"catalog.accelerators.{name}.rack_nodes: a purchase rack of {a.rack_nodes} nodes draws "
+                        f"{a.rack_nodes * a.node_power_kw:g} kW, expected at most {max(kw):g} "
+                        f"({where}.cooling.*.max_kw_per_rack): raise the cooling option's limit")
+            if a.purchase_unit == "rack" and a.rack_nodes * a.node_rack_units > units:
+                return (f"catalog.accelerators.{name}.rack_nodes: {a.rack_nodes} nodes of {a.node_rack_units} U need "
+                        f"{a.rack_nodes * a.node_rack_units} U, expected at most {units} ({where}.rack_units_per_rack)")
             if kw and a.node_power_kw > max(kw):
                 return (f"catalog.accelerators.{name}.node_power_kw: got {a.node_power_kw:g}, expected at most "
                         f"{max(kw):g} ({where}.cooling.*.max_kw_per_rack): a node must fit in a rack's power")
@@ -454,6 +528,10 @@ class Instance(Strict):
             return list(self.sites)
         # Not re-validated: the facility was, and the diagnosis relaxes its limits past the bounds.
         return [Site.model_construct(name="site", **{k: getattr(self.facility, k) for k in Facility.model_fields})]
+
+    def procurement_of(self, workload) -> str:
+        """A workload's own procurement, or the instance's."""
+        return workload.procurement or self.procurement
 
     @property
     def training_jobs(self) -> list[TrainingJob]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
+from models.units import rack_holds
 
 from optimizer.mip.prune import Pruned, PrunedService
 
@@ -78,6 +79,7 @@ class AcceleratorData:
     node_price_musd: float
     node_power_kw: float
     per_node: int = 8  # accelerators per node
+    rack_nodes: int = 0  # > 0: sold as whole racks of this many nodes (nodes = rack_nodes x racks)
 
 
 @dataclass(frozen=True)
@@ -146,13 +148,6 @@ class MipData:
         return rtt is not None and rtt / 1000.0 + lay.ttft_s <= svc.ttft_slo_s * (1 + 1e-12)
 
 
-def nodes_per_rack(node_kw: float, node_ru: int, rack_kw: float, rack_ru: int, allowed: bool) -> int:
-    """Whole nodes one rack holds under its power and space limits."""
-    if not allowed:
-        return 0
-    return max(0, min(int(math.floor(rack_kw / node_kw + 1e-9)), rack_ru // node_ru))
-
-
 def _fabric_data(name, f, frontend_ports: int = 0) -> FabricData:
     down, up = port_split(f.switch_radix, f.oversubscription)
     return FabricData(
@@ -201,13 +196,18 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
         for i in ps.keep:
             i = int(i)
             lay = t.layout(i)
+            spec = cat.accelerators[lay["accelerator"]]
+            one = ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], float(t.perf["requests_per_s"][i]),
+                                float(t.perf["ttft_s"][i]), spec.accelerators_per_node)
+            if spec.purchase_unit == "rack" and spec.rack_nodes % one.nodes_per_unit:
+                continue  # replicas would straddle racks' scale-up domains
             used_acc.add(lay["accelerator"])
-            layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"],
-                                         float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i]),
-                                         cat.accelerators[lay["accelerator"]].accelerators_per_node))
+            layouts.append(one)
         services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
-                            cat.accelerators[n].accelerators_per_node) for n in sorted(used_acc)]
+                            cat.accelerators[n].accelerators_per_node,
+                            cat.accelerators[n].rack_nodes if cat.accelerators[n].purchase_unit == "rack" else 0)
+            for n in sorted(used_acc)]
     fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]
     stor = [
         StorageData(n, s.usd_per_tb / USD_PER_MUSD, s.w_per_tb / 1000.0, s.gbps_per_tb, s.replication)
@@ -218,9 +218,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
     for site in instance.site_list:
         cool = {o: c.capex_usd_per_kw / USD_PER_MUSD for o, c in site.cooling.items()}
         npr = {
-            n: {o: nodes_per_rack(a.node_power_kw, a.node_rack_units, c.max_kw_per_rack, site.rack_units_per_rack,
-                                  allowed=not (a.liquid_cooled_only and o == "air"))
-                for o, c in site.cooling.items()}
+            n: {o: rack_holds(a, o, c.max_kw_per_rack, site.rack_units_per_rack) for o, c in site.cooling.items()}
             for n, a in ((n, cat.accelerators[n]) for n in sorted(used_acc))
         }
         # One facility knows no latencies: it serves every region the services name, at 0 ms.

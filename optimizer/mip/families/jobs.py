@@ -6,7 +6,8 @@ from models.candidates import checkpoint_write_gbps, read_gbps, storage_usable_t
 from models.perf.goodput import layout_goodput, wall_clock_days
 from models.perf.training import evaluate_layout
 from models.presets import resolve_model
-from models.schema import Instance
+from models.schema import Instance, compatible
+from models.units import layout_nodes
 
 from optimizer.mip.audit import Audit, close
 from optimizer.mip.data import MipData
@@ -44,6 +45,7 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     dims = resolve_model(job.model, job.seq_len)
     acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
     r = evaluate_layout(dims, layout, acc, fab, cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
+    r["nodes"] = float(layout_nodes(acc, int(r["n_acc"]), layout["tp"]))
     r.update(layout_goodput(job, acc, layout["tp"] * layout["pp"] * layout["dp"], int(r["nodes"])))
     r["days"] = float(wall_clock_days(r["time_to_train_days"], r["goodput"]))
     r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
@@ -68,6 +70,9 @@ def check_job_choice(a: Audit) -> None:
             a.problem(f"job {j.name}: pinned to {w.accelerator} but runs on {j.accelerator}")
         if w.fabric and w.fabric != j.fabric:
             a.problem(f"job {j.name}: pinned to fabric {w.fabric} but uses {j.fabric}")
+        cat = inst.catalog
+        if not compatible(j.accelerator, cat.accelerators[j.accelerator], j.fabric, cat.fabrics[j.fabric]):
+            a.problem(f"job {j.name}: {j.accelerator} cannot use fabric {j.fabric}")
         if w.global_batch % (j.micro_batch * j.dp):
             a.problem(f"job {j.name}: global batch {w.global_batch} is not a multiple of micro-batch x dp")
         r = recompute_job(inst, j.name, j.layout)

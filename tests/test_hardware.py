@@ -1,0 +1,80 @@
+"""Issue 15: fabric compatibility, purchase units (NVL72 racks), own-versus-rent, storage systems and
+the networks every node gets; each number below is worked out by hand in its comment."""
+
+import math
+
+import pytest
+
+from models.candidates import job_table
+from models.loader import InstanceError, instance_from_dict
+from optimizer.solving.pipeline import solve_instance
+
+BACKENDS = ["ortools", "pulp"]
+
+
+def small_job(**over):
+    job = {"name": "ft", "model": "llama2-7b", "tokens": 2e9, "deadline_days": 30, "global_batch": 256,
+           "dataset_tb": 1, "checkpoint_window_s": 600}
+    job.update(over)
+    return job
+
+
+def instance(catalog, workloads, **top):
+    return instance_from_dict({"name": "t", "catalog": catalog, "workloads": workloads,
+                               "facility": top.pop("facility", {"pue": 1.2, "energy_usd_per_kwh": 0.08}), **top})
+
+
+# -- compatibility -----------------------------------------------------------------------------
+
+
+def test_gaudi3_never_on_infiniband_and_tpu_never_bought():
+    # Gaudi 3 has IB priced at a dollar: still never paired with it (only its integrated RoCE).
+    inst = instance({"accelerators": ["gaudi3"], "fabrics": {"ib-ndr-400g": {"switch_price_usd": 1, "endpoint_price_usd": 1},
+                                                             "gaudi3-roce-600g": {}}}, [small_job()])
+    t = job_table(inst.training_jobs[0], inst.catalog)
+    assert len(t) > 0 and set(t.fabrics[int(i)] for i in set(t.grid.fab.tolist())) == {"gaudi3-roce-600g"}
+    for backend in BACKENDS:
+        sol = solve_instance(inst, backend=backend)
+        assert sol.verified and sol.jobs[0].fabric == "gaudi3-roce-600g"
+
+
+def test_incompatible_pin_is_refused_naming_the_field():
+    with pytest.raises(InstanceError, match=r"workloads\[0\]\.fabric: 'ib-ndr-400g' cannot be used by gaudi3"):
+        instance({"accelerators": ["gaudi3"], "fabrics": ["ib-ndr-400g"]},
+                 [small_job(accelerator="gaudi3", fabric="ib-ndr-400g")])
+
+
+# -- purchase units: NVL72 ---------------------------------------------------------------------
+
+# GB200 NVL72 as the catalog describes it (figures from the Blackwell datasheet; 120 kW per rack / 18 trays).
+GB200 = {"peak_bf16_tflops": 2500, "peak_fp8_tflops": 5000, "peak_fp4_tflops": 10000, "hbm_gb": 186, "hbm_bw_tbs": 8.0,
+         "scaleup_domain": 72, "scaleup_bw_gbs": 900, "accelerators_per_node": 4, "node_power_kw": 6.66,
+         "node_price_usd": 172000, "node_rack_units": 2, "purchase_unit": "rack", "rack_nodes": 18,
+         "liquid_cooled_only": True, "compatible_fabrics": ["ib-ndr-400g", "ib-xdr-800g", "roce-400g"],
+         "rent_usd_per_acc_hour": 10.582}
+
+
+def test_layout_nodes_pack_tp_groups_into_whole_domains():
+    from models.schema import Accelerator
+    from models.units import layout_nodes
+
+    a = Accelerator(**GB200)
+    # tp=8: 9 groups fill a 72-GPU domain; 10 groups = 80 GPUs = 20 trays (18 + 2).
+    assert int(layout_nodes(a, 80, 8)) == 20
+    # tp=16: 4 groups per domain (64 of 72 GPUs); 9 groups -> 3 racks: 2 x 18 trays + 16/4 = 40 trays.
+    assert int(layout_nodes(a, 144, 16)) == 40
+    # tp within a tray: plain whole trays, ceil(10 / 4) = 3.
+    assert int(layout_nodes(a, 10, 2)) == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nvl72_bought_in_whole_liquid_cooled_racks(backend):
+    inst = instance({"accelerators": {"gb200": GB200}, "fabrics": ["ib-ndr-400g", "eth-100g"]},
+                    [small_job(tokens=60e9, deadline_days=10)])
+    sol = solve_instance(inst, backend=backend)
+    assert sol.verified
+    j = sol.jobs[0]
+    nodes = sol.design.nodes["gb200"]
+    assert set(nodes) == {"liquid"}  # never air
+    racks = sol.design.racks["gb200"]["liquid"]
+    assert racks == math.ceil(j.nodes / 18) and nodes["liquid"] == 18 * racks  # whole racks only
