@@ -78,3 +78,39 @@ def test_nvl72_bought_in_whole_liquid_cooled_racks(backend):
     assert set(nodes) == {"liquid"}  # never air
     racks = sol.design.racks["gb200"]["liquid"]
     assert racks == math.ceil(j.nodes / 18) and nodes["liquid"] == 18 * racks  # whole racks only
+
+
+# -- own versus rent ---------------------------------------------------------------------------
+
+
+def _ft(tokens, procurement="either"):
+    return instance({"accelerators": ["h100-sxm"], "fabrics": ["ib-ndr-400g"]},
+                    [small_job(tokens=tokens, deadline_days=None)], procurement=procurement)
+
+
+def test_own_versus_rent_flips_at_the_hand_computed_duration():
+    own = solve_instance(_ft(20e9, "own"))
+    j = own.jobs[0]
+    # Owned TCO does not depend on how long the job runs (the hardware is bought for the horizon);
+    # renting bills nodes x 8 GPUs x 24 h x $5.970 per GPU-hour per day. Break-even days = TCO / that.
+    per_day = j.nodes * 8 * 24 * 5.970
+    flip_days = own.design.tco_usd / per_day
+    tokens_per_day = 20e9 / j.days
+    for backend in BACKENDS:
+        short = solve_instance(_ft(0.95 * flip_days * tokens_per_day), backend=backend)
+        long = solve_instance(_ft(1.05 * flip_days * tokens_per_day), backend=backend)
+        assert short.verified and long.verified
+        assert short.jobs[0].procurement == "rent" and long.jobs[0].procurement == "own"
+        r = short.jobs[0]
+        assert r.rent_usd == pytest.approx(r.nodes * 8 * 24 * 5.970 * r.days, rel=1e-9)
+        # Any node count bills about the same GPU-hours (it may take 2 nodes for half the days).
+        assert r.rent_usd == pytest.approx(0.95 * flip_days * per_day, rel=0.01)
+        assert short.design.capex_usd["total"] == 0 and short.design.tco_usd == pytest.approx(short.jobs[0].rent_usd)
+
+
+def test_rent_only_accelerators_are_never_bought():
+    inst = instance({"accelerators": ["trainium2", "h100-sxm"], "fabrics": ["efa-v3", "ib-ndr-400g"]}, [small_job()])
+    sol = solve_instance(inst)
+    assert sol.verified and sol.jobs[0].accelerator == "h100-sxm" and sol.jobs[0].procurement == "own"
+    rented = solve_instance(inst.model_copy(update={"procurement": "rent"}))
+    assert rented.verified and rented.jobs[0].procurement == "rent" and not rented.design.nodes

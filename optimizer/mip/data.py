@@ -7,12 +7,15 @@ storage in TB, bandwidth in GB/s, time in days.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 from models.units import rack_holds
+from dataclasses import replace
+
+import numpy as np
 
 from optimizer.mip.prune import Pruned, PrunedService
 
@@ -29,6 +32,7 @@ class Candidate:
     endpoints: int
     days: float
     read_gbps: float
+    rent_musd: float = 0.0  # rented: accelerator-hours x on-demand price for the job's duration ($M)
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class JobData:
     usable_tb: float
     write_gbps: float
     candidates: list[Candidate]
+    rented: list[Candidate] = field(default_factory=list)  # cloud capacity: no site, no capex, no power
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class ServingLayout:
     requests_per_s: float  # per replica
     ttft_s: float
     per_node: int = 8  # accelerators per node of this type
+    rented: bool = False
+    rent_musd_per_year: float = 0.0  # per unit, rented: accelerator-hours of a year x committed-term price
 
     @property
     def replicas_per_unit(self) -> int:
@@ -163,6 +170,33 @@ def _fabric_data(name, f, frontend_ports: int = 0) -> FabricData:
 FRONTEND_PREFIX = "frontend:"
 
 
+def rented_candidates(t, cat) -> list[Candidate]:
+    """Rented configurations of a job: per (accelerator, fabric) the feasible layout billing the
+    fewest accelerator-hours (whole nodes x wall-clock hours), fewest nodes among ties. Only
+    accelerators with a rental price."""
+    job, perf = t.job, t.perf
+    ok = perf["fits_memory"].astype(bool) & np.isfinite(t.days)
+    if job.deadline_days is not None:
+        ok &= t.days <= job.deadline_days
+    best: dict[tuple[int, int], tuple] = {}
+    for i in np.flatnonzero(ok):
+        a, f = int(t.grid.acc[i]), int(t.grid.fab[i])
+        spec = cat.accelerators[t.accelerators[a]]
+        if not spec.rentable:
+            continue
+        nodes = int(perf["nodes"][i])
+        hours = nodes * spec.accelerators_per_node * float(t.days[i]) * 24.0
+        key = (hours, nodes, int(i))
+        if (a, f) not in best or key < best[(a, f)]:
+            best[(a, f)] = key
+    out = []
+    for (a, f), (hours, nodes, i) in sorted(best.items()):
+        spec = cat.accelerators[t.accelerators[a]]
+        out.append(Candidate(i, t.accelerators[a], t.fabrics[f], nodes, int(t.endpoints[i]), float(t.days[i]),
+                             float(t.read_gbps[i]), hours * spec.rent_usd_per_hour(committed=False) / USD_PER_MUSD))
+    return out
+
+
 def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[PrunedService] = ()) -> MipData:
     cat, bud = instance.catalog, instance.budget
     jobs = []
@@ -170,9 +204,12 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
     for pr in pruned:
         t = pr.table
         cands = []
+        mode = instance.procurement_of(t.job)
         for i in pr.keep:
             i = int(i)
             lay = t.layout(i)
+            if mode == "rent" or not cat.accelerators[lay["accelerator"]].buyable:
+                continue
             used_acc.add(lay["accelerator"])
             used_fab.add(lay["fabric"])
             cands.append(
@@ -186,13 +223,16 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
                     read_gbps=float(t.read_gbps[i]),
                 )
             )
+        rented = rented_candidates(t, cat) if mode != "own" else []
         jobs.append(
-            JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands)
+            JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands,
+                    rented)
         )
     services = []
     for ps in pruned_services:
         t = ps.table
         layouts = []
+        mode = instance.procurement_of(t.service)
         for i in ps.keep:
             i = int(i)
             lay = t.layout(i)
@@ -201,8 +241,13 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
                                 float(t.perf["ttft_s"][i]), spec.accelerators_per_node)
             if spec.purchase_unit == "rack" and spec.rack_nodes % one.nodes_per_unit:
                 continue  # replicas would straddle racks' scale-up domains
-            used_acc.add(lay["accelerator"])
-            layouts.append(one)
+            if mode != "rent" and spec.buyable:
+                used_acc.add(lay["accelerator"])
+                layouts.append(one)
+            if mode != "own" and spec.rentable:
+                acc_hours = one.nodes_per_unit * one.per_node * HOURS_PER_YEAR
+                layouts.append(replace(one, rented=True,
+                                       rent_musd_per_year=acc_hours * spec.rent_usd_per_hour(committed=True) / USD_PER_MUSD))
         services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
                             cat.accelerators[n].accelerators_per_node,

@@ -36,6 +36,8 @@ class JobResult:
     candidates_meet_deadline: int
     candidates_in_mip: int
     layout_extra: dict = field(default_factory=dict)  # layout keys the performance model adds (flattened in JSON)
+    procurement: str = "own"  # own | rent (rented: site "cloud", billed rent_usd for its duration)
+    rent_usd: float = 0.0
 
     @property
     def margin_days(self) -> float | None:
@@ -63,6 +65,8 @@ class ReplicaGroup:
     ttft_s: float
     tpot_s: float
     memory_per_acc_gb: float
+    procurement: str = "own"  # own | rent (rented: cloud capacity near the site, billed per accelerator-hour)
+    rent_usd_per_year: float = 0.0
 
 
 @dataclass
@@ -138,6 +142,8 @@ class Design:
     carbon_t_per_year: float
     carbon_usd_per_year: float
     tco_usd: float
+    rent_jobs_usd: float = 0.0  # rented training jobs, for their duration (one-off)
+    rent_services_usd_per_year: float = 0.0  # rented serving replicas, every year of the horizon
 
     @property
     def nodes(self) -> dict[str, dict[str, int]]:
@@ -212,6 +218,7 @@ class Solution:
     verified: bool = False
     mip_size: dict[str, int] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)  # the MIP's named totals over all sites, MIP units
+    procurement: list[dict] = field(default_factory=list)  # own-versus-rent study of `either` workloads
 
     @property
     def has_design(self) -> bool:

@@ -34,7 +34,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
         out.append(("Training jobs", ["job", "hardware", "fabric", "layout", "days", "deadline", "margin"], [
             [j.name, f"{j.accelerators} x {j.accelerator} ({j.nodes} nodes)", j.fabric,
              f"tp{j.tp} pp{j.pp} dp{j.dp} mb{j.micro_batch}" + (f" vp{j.vp}" if j.vp > 1 else "") + f" {j.recompute}",
-             f"{j.days:.1f}", f"{j.deadline_days:g}", f"{j.margin_days:+.1f}"]
+             f"{j.days:.1f}", "-" if j.deadline_days is None else f"{j.deadline_days:g}",
+             "-" if j.margin_days is None else f"{j.margin_days:+.1f}"]
             for j in sol.jobs
         ]))
         out.append(("Job performance", ["job", "tokens/s", "MFU", "HW TFLOP/s/acc", "mem GB/acc", "candidates (all > fit > on time > MIP)"], [
@@ -64,6 +65,7 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     if d is None:
         return out
     cat, bud = instance.catalog, instance.budget
+    out += procurement_tables(sol, instance)
     multi = instance.sites is not None
     sites = {x.name: x for x in instance.site_list}
     pre = (lambda name: [name]) if multi else (lambda name: [])  # noqa: E731
@@ -105,11 +107,14 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
         out.append(("Power", ["", "kW"], [
             ["nodes", f"{x.node_power_kw:,.1f}"], ["network", f"{x.network_power_kw:,.1f}"], ["storage", f"{x.storage_power_kw:,.1f}"],
             ["IT total", f"{x.it_power_kw:,.1f}"],
-            [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / {site.power_cap_mw * 1000:,.0f}"],
+            [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / " + ("no cap" if site.power_cap_mw is None else f"{site.power_cap_mw * 1000:,.0f}")],
         ]))
     rows = [[k if k != "site" else "site build-out", fmt.usd(v)] for k, v in d.capex_usd.items()
             if k != "total" and not (k == "site" and v == 0)]
     rows.append(["capex total" + (f" (budget {fmt.usd(bud.capex_usd)})" if bud.capex_usd else ""), fmt.usd(d.capex_usd["total"])])
+    if d.rent_jobs_usd or d.rent_services_usd_per_year:
+        rows.append(["rented training (for each job's duration)", fmt.usd(d.rent_jobs_usd)])
+        rows.append(["rented serving per year", fmt.usd(d.rent_services_usd_per_year)])
     rows.append(["energy per year", fmt.usd(d.energy_usd_per_year)])
     rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", fmt.usd(d.maintenance_usd_per_year)])
     if d.carbon_t_per_year > 0:
@@ -118,6 +123,35 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
                      fmt.usd(d.carbon_usd_per_year) + ("" if bud.carbon_price_usd_per_t else " (no carbon price)")])
     rows.append([f"TCO over {bud.horizon_years:g} years", fmt.usd(d.tco_usd)])
     out.append(("Cost", ["", "USD"], rows))
+    return out
+
+
+def procurement_tables(sol: Solution, instance: Instance) -> list[Table]:
+    """Owned and rented side by side, and the break-even of each workload left to the optimizer."""
+    d, years = sol.design, instance.budget.horizon_years
+    modes = {instance.procurement_of(w) for w in instance.workloads}
+    if modes == {"own"}:
+        return []
+    node_price = {n: a.node_price_usd for n, a in instance.catalog.accelerators.items()}
+    rows = [[j.name, "training", j.procurement, f"{j.nodes} x {j.accelerator} node",
+             fmt.usd(j.nodes * node_price[j.accelerator]) if j.procurement == "own" else "-",
+             fmt.usd(j.rent_usd) + f" for {j.days:.1f} days" if j.procurement == "rent" else "-"] for j in sol.jobs]
+    rows += [[s.name, "serving", g.procurement, f"{g.nodes} x {g.accelerator} node",
+              fmt.usd(g.nodes * node_price[g.accelerator]) if g.procurement == "own" else "-",
+              fmt.usd(g.rent_usd_per_year) + f" per year ({fmt.usd(g.rent_usd_per_year * years)} over {years:g} y)"
+              if g.procurement == "rent" else "-"] for s in sol.services for g in s.groups]
+    out: list[Table] = [("Procurement (owned capex | rent)", ["workload", "kind", "own/rent", "hardware", "owned node capex",
+                                                            "rent"], rows)]
+    if sol.procurement:
+        be = []
+        for r in sol.procurement:
+            extra = r["break_even_extra_days"]
+            note = ("-" if extra is None else f"owning wins if it ran {extra:,.1f} more days" if extra > 0
+                    else f"renting wins if it ran {-extra:,.1f} fewer days")
+            be.append([r["workload"], r["chosen"], fmt.usd(r["tco_owned_usd"]) if r["tco_owned_usd"] is not None else "infeasible",
+                       fmt.usd(r["tco_rented_usd"]) if r["tco_rented_usd"] is not None else "infeasible", note])
+        out.append(("Own versus rent (whole-design TCO with the workload owned | rented)",
+                    ["workload", "chosen", "TCO owned", "TCO rented", "break-even"], be))
     return out
 
 

@@ -66,15 +66,19 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
         carbon_t_per_year=t["carbon_t_per_year"],
         carbon_usd_per_year=t["carbon_musd_per_year"] * usd,
         tco_usd=t["tco_musd"] * usd,
+        rent_jobs_usd=t["rent_jobs_musd"] * usd,
+        rent_services_usd_per_year=t["rent_services_musd_per_year"] * usd,
     )
 
 
 def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
     out = []
     for job, pr in zip(data.jobs, pruned):
-        k, site = max(((k, s.name) for k in range(len(job.candidates)) for s in data.sites),
-                      key=lambda ks: values[v.choose[job.name, ks[0], ks[1]].index])
-        i = job.candidates[k].index
+        options = [(values[v.choose[job.name, k, s.name].index], c, s.name, "own")
+                   for k, c in enumerate(job.candidates) for s in data.sites]
+        options += [(values[v.rent[job.name, k].index], c, "cloud", "rent") for k, c in enumerate(job.rented)]
+        _, cand, site, procurement = max(options, key=lambda o: o[0])
+        i = cand.index
         t = pr.table
         lay = t.layout(i)
         out.append(
@@ -96,6 +100,8 @@ def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float])
                 candidates_fit_memory=pr.fit_memory,
                 candidates_meet_deadline=pr.meet_deadline,
                 candidates_in_mip=pr.survived,
+                procurement=procurement,
+                rent_usd=cand.rent_musd * USD_PER_MUSD if procurement == "rent" else 0.0,
             )
         )
     return out
@@ -123,16 +129,20 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
             groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, r, units * lay.nodes_per_unit,
                                        float(p["requests_per_s"][i]),
                                        float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
-                                       float(p["memory_per_acc_gb"][i])))
+                                       float(p["memory_per_acc_gb"][i]), "rent" if lay.rented else "own",
+                                       units * lay.rent_musd_per_year * USD_PER_MUSD))
         groups_by_svc.append(groups)
-    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups) for groups in groups_by_svc]
-    job_capex = [j.nodes * node_price[j.accelerator] for j in jobs]
+    # Owned TCO is shared by the compute capex of the nodes each workload occupies; rent is its own.
+    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups if g.procurement == "own") for groups in groups_by_svc]
+    job_capex = [j.nodes * node_price[j.accelerator] for j in jobs if j.procurement == "own"]
     total = sum(svc_capex) + sum(job_capex)
-    horizon_s = instance.budget.horizon_years * HOURS_PER_YEAR * 3600
+    years = instance.budget.horizon_years
+    owned_tco = design.tco_usd - design.rent_jobs_usd - years * design.rent_services_usd_per_year
+    horizon_s = years * HOURS_PER_YEAR * 3600
     out = []
     for s, ps, groups, capex in zip(data.services, pruned, groups_by_svc, svc_capex):
         svc = ps.table.service
-        share = design.tco_usd * capex / total if total else 0.0
+        share = (owned_tco * capex / total if total else 0.0) + years * sum(g.rent_usd_per_year for g in groups)
         tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
         out.append(ServiceResult(
             s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups), svc.demand_output_tokens_per_s,

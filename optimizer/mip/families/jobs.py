@@ -26,7 +26,10 @@ def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
                 lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates))) <= v.site_open[s.name],
                 K("job_at_open_site", job=job.name, site=s.name),
             )
-        m.add_constraint(lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates)) for s in d.sites) == 1,
+        for k, c in enumerate(job.rented):
+            v.rent[job.name, k] = m.add_binary(K("rent", job=job.name, cand=c.index))
+        m.add_constraint(lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates)) for s in d.sites)
+                         + lin_sum(v.rent[job.name, k] for k in range(len(job.rented))) == 1,
                          K("one_config", job=job.name))
 
 
@@ -35,7 +38,8 @@ def job_days_expr(d: MipData, v: Vars, job_name: str):
     job = next((j for j in d.jobs if j.name == job_name), None)
     if job is None:
         raise ValueError(f"unknown training job '{job_name}' (jobs: {', '.join(j.name for j in d.jobs)})")
-    return lin_sum(c.days * v.choose[job.name, k, s.name] for k, c in enumerate(job.candidates) for s in d.sites)
+    return (lin_sum(c.days * v.choose[job.name, k, s.name] for k, c in enumerate(job.candidates) for s in d.sites)
+            + lin_sum(c.days * v.rent[job.name, k] for k, c in enumerate(job.rented)))
 
 
 def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
@@ -63,7 +67,14 @@ def check_job_choice(a: Audit) -> None:
         a.problem("the solution does not place every training job exactly once")
     for j in sol.jobs:
         w = next(w for w in inst.training_jobs if w.name == j.name)
-        if j.site not in a.sites:
+        spec = inst.catalog.accelerators[j.accelerator]
+        mode = inst.procurement_of(w)
+        if j.procurement == "rent":
+            if mode == "own" or not spec.rentable:
+                a.problem(f"job {j.name}: rented, but its procurement is {mode} / {j.accelerator} has no rental price")
+        elif mode == "rent" or not spec.buyable:
+            a.problem(f"job {j.name}: owned, but its procurement is {mode} / {j.accelerator} is {spec.purchase_unit}")
+        if j.procurement != "rent" and j.site not in a.sites:
             a.problem(f"job {j.name}: placed at unknown site {j.site}")
             continue
         if w.accelerator and w.accelerator != j.accelerator:
@@ -83,6 +94,8 @@ def check_job_choice(a: Audit) -> None:
         if not close(r["days"], j.days) or int(r["nodes"]) != j.nodes:
             a.problem(f"job {j.name}: reported {j.days:.4f} days on {j.nodes} nodes, recomputed {r['days']:.4f} "
                       f"on {int(r['nodes'])}")
+        if j.procurement == "rent":
+            continue  # cloud capacity: nothing to hold at a site
         site = j.site
         a.used[site] = True
         a.need_nodes[site][j.accelerator] = a.need_nodes[site].get(j.accelerator, 0) + int(r["nodes"])
