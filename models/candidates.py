@@ -33,6 +33,11 @@ def storage_usable_tb(job: TrainingJob, dims: ModelDims) -> float:
     return job.dataset_tb + job.checkpoints_retained * checkpoint_tb(dims)
 
 
+def weights_tb(service: InferenceService, dims: ModelDims) -> float:
+    """Served model weights at the service's precision (1 byte for fp8/int8, 2 for bf16), TB."""
+    return (1.0 if service.precision in ("fp8", "int8") else 0.5 if service.precision == "fp4" else 2.0) * dims.params / 1e12
+
+
 def checkpoint_write_gbps(job: TrainingJob, dims: ModelDims) -> float:
     """Bandwidth to write one checkpoint within its window, GB/s."""
     return checkpoint_tb(dims) * 1000.0 / job.checkpoint_window_s

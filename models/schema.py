@@ -154,11 +154,41 @@ def compatible(acc_name: str, acc: "Accelerator", fab_name: str, fab: "Fabric") 
 
 
 class StorageTier(Strict):
-    usd_per_tb: PositiveFloat = Field(le=1e7, description="Price per raw TB, USD.")
-    w_per_tb: PositiveFloat = Field(le=1e5, description="Power per raw TB, W.")
-    gbps_per_tb: PositiveFloat = Field(le=1e5, description="Sustained bandwidth per raw TB, GB/s (gigabytes).")
-    replication: float = Field(1.0, ge=1.0, le=100, description="Raw TB per usable TB (replication / erasure overhead).")
+    """A storage tier: a purchasable system bought in whole units (unit_* fields), or, when no unit is
+    given, raw capacity priced per TB (the older continuous form)."""
+
+    usd_per_tb: Optional[PositiveFloat] = Field(None, le=1e7, description="Per-TB form: price per raw TB, USD.")
+    w_per_tb: Optional[PositiveFloat] = Field(None, le=1e5, description="Per-TB form: power per raw TB, W.")
+    gbps_per_tb: Optional[PositiveFloat] = Field(None, le=1e5, description="Per-TB form: bandwidth per raw TB, GB/s (gigabytes).")
+    replication: float = Field(1.0, ge=1.0, le=100, description="Per-TB form: raw TB per usable TB (replication / erasure overhead).")
+    unit_usable_tb: Optional[PositiveFloat] = Field(None, le=1e6, description="Usable TB of one unit (after erasure coding).")
+    unit_read_gbs: Optional[PositiveFloat] = Field(None, le=1e5, description="Sustained read bandwidth of one unit, GB/s.")
+    unit_write_gbs: Optional[PositiveFloat] = Field(None, le=1e5, description="Sustained write bandwidth of one unit, GB/s.")
+    unit_price_usd: Optional[PositiveFloat] = Field(None, le=1e9, description="Price of one unit, USD (indicative).")
+    unit_power_kw: Optional[PositiveFloat] = Field(None, le=1e3, description="Power of one unit, kW.")
+    unit_rack_units: NonNegativeInt = Field(0, le=1000, description="Rack units of one unit (0: it sits inside the compute nodes).")
+    min_units_per_site: NonNegativeInt = Field(0, le=10_000, description="Fewest units a site that uses this tier buys (e.g. a parallel "
+                                               "file system's smallest cluster).")
+    in_node: bool = Field(False, description="Local drives inside compute nodes: at most one unit per owned node, and they only "
+                          "serve data reads (datasets and checkpoints must sit on shared tiers).")
     source: Text = ""
+
+    @property
+    def is_system(self) -> bool:
+        return self.unit_usable_tb is not None
+
+    @model_validator(mode="after")
+    def _check_form(self) -> "StorageTier":
+        unit = ("unit_usable_tb", "unit_read_gbs", "unit_write_gbs", "unit_price_usd", "unit_power_kw")
+        if self.is_system:
+            missing = [f for f in unit if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: required for a storage system (given unit_usable_tb)")
+        else:
+            missing = [f for f in ("usd_per_tb", "w_per_tb", "gbps_per_tb") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: required (or give the unit_* fields of a storage system)")
+        return self
 
 
 class Calibration(Strict):
@@ -354,10 +384,19 @@ class Facility(Strict):
     rack_units_per_rack: PositiveInt = Field(42, le=1000)
     max_racks: Optional[PositiveInt] = Field(None, le=10_000_000)
     rack_capex_usd: float = Field(20000.0, ge=0, le=1e9, description="Rack, PDUs and cabling per rack, USD.")
-    frontend_fabric: Name = Field(
-        "eth-100g", description="Network serving nodes attach to (a catalog fabric); serving needs no training fabric."
+    frontend_fabric: Optional[Name] = Field(
+        "eth-100g", description="Front-end Ethernet every owned node attaches to (a catalog fabric): users, data ingest, "
+        "and the only network serving nodes need; null = none."
     )
-    frontend_ports_per_node: PositiveInt = Field(1, le=1024, description="Front-end ports per serving node.")
+    frontend_ports_per_node: PositiveInt = Field(1, le=1024, description="Front-end ports per node.")
+    storage_fabric: Optional[Name] = Field(
+        "eth-200g", description="Storage network every owned node and every shared storage unit attaches to (a catalog "
+        "fabric); null = none (storage reached over the front-end)."
+    )
+    storage_ports_per_node: PositiveInt = Field(1, le=1024, description="Storage network ports per node.")
+    management_fabric: Optional[Name] = Field(
+        "eth-1g-mgmt", description="Out-of-band management network (BMC), one port per node; null = none."
+    )
     redundancy: Redundancy = Field(
         "N", description="Redundancy of power and cooling: N | N+1 | 2N; sets the facility build cost per MW "
         "and the site's outage rate (models/data/reliability.yaml)."
@@ -469,8 +508,10 @@ class Instance(Strict):
                 raise ValueError(f"sites: names must be unique; repeated: {', '.join(dup)}")
         for i, site in enumerate(self.site_list):
             where = "facility" if self.facility is not None else f"sites[{i}]"
-            if self.services and site.frontend_fabric not in self.catalog.frontend_fabrics:
-                raise ValueError(f"{where}.frontend_fabric: '{site.frontend_fabric}' is not a known fabric")
+            for fld in ("frontend_fabric", "storage_fabric", "management_fabric"):
+                name = getattr(site, fld)
+                if name is not None and name not in self.catalog.frontend_fabrics:
+                    raise ValueError(f"{where}.{fld}: '{name}' is not a known fabric")
         self._check_nodes_fit_racks()
         regions = {r for site in self.site_list for r in site.latency_ms}
         for i, w in enumerate(self.workloads):

@@ -114,3 +114,26 @@ def test_rent_only_accelerators_are_never_bought():
     assert sol.verified and sol.jobs[0].accelerator == "h100-sxm" and sol.jobs[0].procurement == "own"
     rented = solve_instance(inst.model_copy(update={"procurement": "rent"}))
     assert rented.verified and rented.jobs[0].procurement == "rent" and not rented.design.nodes
+
+
+# -- storage systems ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset_tb, window_s", [(3200, 600), (10, 0.4)])
+def test_storage_units_cover_capacity_and_bandwidth_by_hand(dataset_tb, window_s):
+    from models.candidates import checkpoint_write_gbps, storage_usable_tb
+    from models.presets import resolve_model
+
+    inst = instance({"accelerators": ["h100-sxm"], "fabrics": ["ib-ndr-400g"], "storage": ["flash-pfs"]},
+                    [small_job(dataset_tb=dataset_tb, checkpoint_window_s=window_s)])
+    job, dims = inst.training_jobs[0], resolve_model("llama2-7b")
+    # flash-pfs: 500 usable TB, 30 GB/s write per unit, at least 4 units. Case 1: 3,200 TB of data ->
+    # 7 units by capacity; case 2: 14 B x 6.7e9 params = 94 GB in 0.4 s = 235 GB/s -> 8 units by writes.
+    need = max(4, math.ceil(storage_usable_tb(job, dims) / 500), math.ceil(checkpoint_write_gbps(job, dims) / 30))
+    assert need == (7 if dataset_tb > 1000 else 8)
+    for backend in BACKENDS:
+        sol = solve_instance(inst, backend=backend)
+        site = sol.design.sites[0]
+        assert sol.verified and site.storage_units == {"flash-pfs": need}
+        assert site.storage_racks == math.ceil(need * 4 / 42)  # 4 U each, 42 U racks
+        assert sol.design.capex_usd["storage"] == pytest.approx(need * 450_000)

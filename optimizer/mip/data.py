@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from models.candidates import checkpoint_write_gbps, storage_usable_tb
+from models.candidates import checkpoint_write_gbps, storage_usable_tb, weights_tb
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 from models.units import rack_holds
@@ -78,6 +78,7 @@ class ServiceData:
     demand_rps: dict[str, float]  # region -> requests/s (ANY_REGION: reachable from every site)
     ttft_slo_s: float
     layouts: list[ServingLayout]
+    weights_tb: float = 0.0  # model weights kept on shared storage at every open site
 
 
 @dataclass(frozen=True)
@@ -102,16 +103,26 @@ class FabricData:
     endpoint_power_kw: float
     optic_price_musd: float
     optic_power_kw: float
-    frontend_ports_per_node: int = 0  # > 0: the front-end network of serving nodes, not a training fabric
+    frontend_ports_per_node: int = 0  # > 0: a site network (front-end, storage, management), ports per node
+    port_gbps: float = 0.0
 
 
 @dataclass(frozen=True)
 class StorageData:
+    """A storage tier. Per-TB form (unit_tb 0): the variable is raw TB. A system (unit_tb > 0): the
+    variable counts whole units, and price/power are per unit."""
+
     name: str
-    price_musd_per_tb: float
-    power_kw_per_tb: float
+    price_musd_per_tb: float  # per unit for a system
+    power_kw_per_tb: float  # per unit for a system
     gbps_per_tb: float
     replication: float
+    unit_tb: float = 0.0  # usable TB per unit
+    read_gbs: float = 0.0
+    write_gbs: float = 0.0
+    rack_units: int = 0
+    min_units: int = 0
+    in_node: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,9 @@ class SiteData:
     site_capex_musd: float
     rtt_ms: dict[str, float]  # region -> round trip; regions absent are unreachable
     frontend: FabricData | None = None
+    storage_net: FabricData | None = None  # every owned node and shared storage unit
+    management: FabricData | None = None  # every owned node
+    rack_units: int = 42  # per rack (storage systems fill racks by their rack units)
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,7 @@ def _fabric_data(name, f, frontend_ports: int = 0) -> FabricData:
         f.endpoint_price_usd / USD_PER_MUSD, f.endpoint_power_w / 1000.0,
         f.optic_price_usd / USD_PER_MUSD, f.optic_power_w / 1000.0,
         frontend_ports,
+        f.port_gbps,
     )
 
 
@@ -248,13 +263,16 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
                 acc_hours = one.nodes_per_unit * one.per_node * HOURS_PER_YEAR
                 layouts.append(replace(one, rented=True,
                                        rent_musd_per_year=acc_hours * spec.rent_usd_per_hour(committed=True) / USD_PER_MUSD))
-        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
+        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts,
+                                    weights_tb(t.service, t.dims)))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
                             cat.accelerators[n].accelerators_per_node,
                             cat.accelerators[n].rack_nodes if cat.accelerators[n].purchase_unit == "rack" else 0)
             for n in sorted(used_acc)]
     fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]
     stor = [
+        StorageData(n, s.unit_price_usd / USD_PER_MUSD, s.unit_power_kw, 0.0, 1.0, s.unit_usable_tb, s.unit_read_gbs,
+                    s.unit_write_gbs, s.unit_rack_units, s.min_units_per_site, s.in_node) if s.is_system else
         StorageData(n, s.usd_per_tb / USD_PER_MUSD, s.w_per_tb / 1000.0, s.gbps_per_tb, s.replication)
         for n, s in sorted(cat.storage.items())
     ]
@@ -269,10 +287,12 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
         # One facility knows no latencies: it serves every region the services name, at 0 ms.
         regions = {r for svc in services for r in svc.demand_rps}
         rtt = {r: 0.0 for r in regions} if one_facility else dict(site.latency_ms)
-        frontend = None
-        if services:
-            fe = site.frontend_fabric
-            frontend = _fabric_data(FRONTEND_PREFIX + fe, cat.frontend_fabrics[fe], site.frontend_ports_per_node)
+        fe = site.frontend_fabric
+        frontend = None if fe is None else _fabric_data(FRONTEND_PREFIX + fe, cat.frontend_fabrics[fe], site.frontend_ports_per_node)
+        nets = {}
+        for key, name, ports in (("storage_net", site.storage_fabric, site.storage_ports_per_node),
+                                 ("management", site.management_fabric, 1)):
+            nets[key] = None if name is None else _fabric_data(f"{key.split('_')[0]}:{name}", cat.frontend_fabrics[name], ports)
         sites.append(SiteData(
             name=site.name,
             pue=site.pue,
@@ -287,6 +307,8 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             site_capex_musd=site.site_capex_usd / USD_PER_MUSD,
             rtt_ms=rtt,
             frontend=frontend,
+            rack_units=site.rack_units_per_rack,
+            **nets,
         ))
     return MipData(
         name=instance.name,

@@ -125,6 +125,8 @@ class SiteResult:
     capex_usd: dict[str, float]  # compute, network, storage, racks, cooling, site, total
     energy_usd_per_year: float
     carbon_t_per_year: float
+    storage_units: dict[str, int] = field(default_factory=dict)  # whole units per storage system
+    storage_racks: int = 0  # racks holding storage systems (priced, not counted against max_racks)
 
     @property
     def total_racks(self) -> int:

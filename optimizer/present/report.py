@@ -95,13 +95,19 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     out.append(("Compute", site_h + ["accelerator", "cooling", "nodes", "accelerators", "racks", "node kW", "kW per rack / limit"], rows))
     rows = [pre(f.site) + [f.name, str(f.endpoints), str(f.tiers), str(f.leaves), str(f.aggregation), str(f.spines),
                            str(f.switches), str(f.optics)] for f in d.fabrics]
-    out.append(("Networks (fat-trees; frontend: = serving front-end)",
+    out.append(("Networks (fat-trees; frontend:, storage:, management: = the site networks every owned node gets)",
                 site_h + ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches", "link optics"], rows))
     num = lambda x: f"{x:,.1f}" if abs(x) >= 1 else f"{x:.3f}"  # noqa: E731  (small pools stay visible)
-    rows = [pre(x.name) + [t, num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
+    rows = [pre(x.name) + [t, "-", num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb),
+                           num(tb * cat.storage[t].gbps_per_tb)]
             for x in d.sites for t, tb in x.storage_tb.items()]
+    for x in d.sites:
+        for t, n in x.storage_units.items():
+            st = cat.storage[t]
+            rows.append(pre(x.name) + [t + (" (in nodes)" if st.in_node else ""), str(n), "-",
+                                       num(n * st.unit_usable_tb), num(n * st.unit_read_gbs), num(n * st.unit_write_gbs)])
     if rows:
-        out.append(("Storage", site_h + ["tier", "raw TB", "usable TB", "GB/s"], rows))
+        out.append(("Storage", site_h + ["tier", "units", "raw TB", "usable TB", "read GB/s", "write GB/s"], rows))
     if not multi:
         x, site = d.sites[0], instance.site_list[0]
         out.append(("Power", ["", "kW"], [

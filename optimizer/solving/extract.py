@@ -12,6 +12,7 @@ from optimizer.mip.data import HOURS_PER_YEAR, USD_PER_MUSD, MipData
 from optimizer.mip.design import LAYOUT_FIELDS, Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, SiteResult
 from optimizer.mip.lp import K
 from optimizer.mip.prune import Pruned, PrunedService
+from optimizer.mip.families.storage import STORAGE_RACK
 
 
 def fabric_result(f, v: Vars, site: str, val, rint):
@@ -31,11 +32,12 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
     rint = lambda var: int(round(val(var)))  # noqa: E731
     t = {k: val(var) for k, var in v.totals.items()}
     usd = USD_PER_MUSD
+    unit_tier = {t.name: t.unit_tb > 0 for t in data.storage}
     sites = []
     for s in data.sites:
         nodes: dict[str, dict[str, int]] = {}
         racks: dict[str, dict[str, int]] = {}
-        for (acc, o, site), var in v.nodes.items():
+        for (acc, o, site), var in v.nodes.items():  # storage racks are keyed apart (STORAGE_RACK)
             n, r = rint(var), rint(v.racks[acc, o, site])
             # An unproven incumbent may hold a spare rack: keep it when it is paid for (free ones are noise).
             if site == s.name and (n or (r and s.rack_capex_musd > 0)):
@@ -49,7 +51,11 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
             # Open = something is placed there, or its build-out is paid (a free site may sit "open" empty).
             name=s.name, open=any(n for by_o in nodes.values() for n in by_o.values())
             or (rint(v.site_open[s.name]) == 1 and s.site_capex_musd > 0), nodes=nodes, racks=racks, fabrics=fabrics,
-            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-4},
+            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items()
+                        if site == s.name and val(var) > 1e-4 and not unit_tier[tier]},
+            storage_units={tier: rint(var) for (tier, site), var in v.storage_tb.items()
+                           if site == s.name and unit_tier[tier] and rint(var) > 0},
+            storage_racks=rint(v.racks[STORAGE_RACK, s.aux_cooling, s.name]) if (STORAGE_RACK, s.aux_cooling, s.name) in v.racks else 0,
             node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
             it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
             energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),

@@ -83,7 +83,7 @@ def check_costs(a: Audit) -> None:
             "compute": sum(n * cat.accelerators[x].node_price_usd for x, by_o in sd.nodes.items() for n in by_o.values()),
             "network": a.network_usd[sd.name],
             "storage": a.storage_usd[sd.name],
-            "racks": sd.total_racks * site.rack_capex_usd,
+            "racks": (sd.total_racks + sd.storage_racks) * site.rack_capex_usd,
             "cooling": sum(n * cat.accelerators[x].node_power_kw * cool_usd.get(o, 0) for x, by_o in sd.nodes.items()
                            for o, n in by_o.items()) + (a.network_kw[sd.name] + a.storage_kw[sd.name]) * cool_usd[aux],
             "site": site.site_capex_usd if sd.open else 0.0,

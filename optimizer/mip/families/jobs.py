@@ -101,4 +101,5 @@ def check_job_choice(a: Audit) -> None:
         a.need_nodes[site][j.accelerator] = a.need_nodes[site].get(j.accelerator, 0) + int(r["nodes"])
         a.need_endpoints[site][j.fabric] = a.need_endpoints[site].get(j.fabric, 0) + r["endpoints"]
         a.usable_tb[site] += r["usable_tb"]
-        a.need_gbps[site] += r["write_gbps"] + r["read_gbps"]
+        a.need_gbps[site] += r["write_gbps"]
+        a.need_read_gbps[site] += r["read_gbps"]

@@ -157,10 +157,6 @@ def check_serving(a: Audit) -> None:
             if served.get(region, 0.0) < demand * (1 - FEAS_TOL):
                 label = "" if region == ANY_REGION else f" in {region}"
                 a.problem(f"service {sr.name}: replicas serve {served.get(region, 0.0):.3f} req/s{label}, demand is {demand:g}")
-    for name, site in a.sites.items():
-        total = 0
+    for name in a.sites:  # their front-end ports: check_fabric, with every other owned node's
         for acc, n in a.serving_nodes[name].items():
             a.need_nodes[name][acc] = a.need_nodes[name].get(acc, 0) + n
-            total += n
-        if total:
-            a.need_endpoints[name][f"frontend:{site.frontend_fabric}"] = total * site.frontend_ports_per_node
