@@ -52,8 +52,14 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
         tiers = [(t, v.storage_tb[t.name, s.name]) for t in d.storage]
         legacy_cap = lin_sum(x * (1.0 / t.replication) for t, x in tiers if t.unit_tb <= 0)
         legacy_bw = lin_sum(t.gbps_per_tb * x for t, x in tiers if t.unit_tb <= 0)
-        m.add_constraint(legacy_cap + lin_sum(t.unit_tb * x for t, x in tiers if t.unit_tb > 0 and not t.in_node) >= need,
-                         K("storage_capacity", site=s.name))
+        shared = legacy_cap + lin_sum(t.unit_tb * x for t, x in tiers if t.unit_tb > 0 and not t.in_node)
+        local = lin_sum(t.unit_tb * x for t, x in tiers if t.unit_tb > 0 and t.in_node)
+        if weights and any(t.in_node and t.unit_tb > 0 for t in d.storage):
+            # Datasets and checkpoints on shared tiers; served weights may also sit on the nodes' own drives.
+            m.add_constraint(shared >= usable, K("storage_capacity", site=s.name))
+            m.add_constraint(shared + local >= need, K("storage_capacity_weights", site=s.name))
+        else:
+            m.add_constraint(shared >= need, K("storage_capacity", site=s.name))
         if not systems:
             m.add_constraint(legacy_bw >= read + write, K("storage_bandwidth", site=s.name))
             continue
@@ -86,9 +92,11 @@ def _storage_network(m: Model, v: Vars, s, tiers) -> None:
 
 
 def storage_capacity(tiers, sd) -> tuple[float, float, float, int]:
-    """Usable TB, write GB/s and read GB/s a site's storage gives, and the rack units it fills (from the design)."""
+    """Shared usable TB, write GB/s, read GB/s, rack units filled, and usable TB on the nodes' own
+    drives (served weights only), from the design."""
     cap = bw_w = bw_r = 0.0
     ru = 0
+    local = 0.0
     for t, tb in sd.storage_tb.items():
         spec = tiers[t]
         if not spec.is_system:
@@ -98,10 +106,11 @@ def storage_capacity(tiers, sd) -> tuple[float, float, float, int]:
     for t, n in sd.storage_units.items():
         spec = tiers[t]
         cap += 0.0 if spec.in_node else n * spec.unit_usable_tb
+        local += n * spec.unit_usable_tb if spec.in_node else 0.0
         bw_w += 0.0 if spec.in_node else n * spec.unit_write_gbs
         bw_r += n * spec.unit_read_gbs
         ru += n * spec.unit_rack_units
-    return cap, bw_w, bw_r, ru
+    return cap, bw_w, bw_r, ru, local
 
 
 def check_storage(a: Audit) -> None:
@@ -113,10 +122,13 @@ def check_storage(a: Audit) -> None:
     weights = sum(svc_weights_tb(inst))
     for sd in a.sol.design.sites:
         tag = a.tag(sd.name)
-        need_tb = a.usable_tb[sd.name] + (weights if sd.open or a.one_facility else 0.0)
-        cap, bw_w, bw_r, ru = storage_capacity(tiers, sd)
-        if cap < need_tb * (1 - FEAS_TOL) - 1e-6:
-            a.problem(f"{tag}storage: {cap:.2f} usable TB, workloads need {need_tb:.2f}")
+        w = weights if sd.open or a.one_facility else 0.0
+        cap, bw_w, bw_r, ru, local = storage_capacity(tiers, sd)
+        if cap < a.usable_tb[sd.name] * (1 - FEAS_TOL) - 1e-6:
+            a.problem(f"{tag}storage: {cap:.2f} shared usable TB, datasets and checkpoints need {a.usable_tb[sd.name]:.2f}")
+        if cap + local < (a.usable_tb[sd.name] + w) * (1 - FEAS_TOL) - 1e-6:
+            a.problem(f"{tag}storage: {cap + local:.2f} usable TB, workloads and served weights need "
+                      f"{a.usable_tb[sd.name] + w:.2f}")
         if not systems:
             if bw_w < (a.need_gbps[sd.name] + a.need_read_gbps[sd.name]) * (1 - FEAS_TOL) - 1e-6:
                 a.problem(f"{tag}storage: {bw_w:.2f} GB/s, jobs need {a.need_gbps[sd.name] + a.need_read_gbps[sd.name]:.2f} "
