@@ -34,8 +34,10 @@ def storage_usable_tb(job: TrainingJob, dims: ModelDims) -> float:
 
 
 def weights_tb(service: InferenceService, dims: ModelDims) -> float:
-    """Served model weights at the service's precision (1 byte for fp8/int8, 2 for bf16), TB."""
-    return (1.0 if service.precision in ("fp8", "int8") else 0.5 if service.precision == "fp4" else 2.0) * dims.params / 1e12
+    """Served model weights at the service's precision, TB."""
+    from .perf.inference import BYTES_PER_PARAM
+
+    return BYTES_PER_PARAM[service.precision] * dims.params / 1e12
 
 
 def checkpoint_write_gbps(job: TrainingJob, dims: ModelDims) -> float:

@@ -286,7 +286,7 @@ class TrainingJob(Strict):
     )
 
 
-ServingPrecision = Literal["bf16", "fp8", "int8"]
+ServingPrecision = Literal["bf16", "fp8", "int8", "fp4"]
 ANY_REGION = "*"
 
 
@@ -300,7 +300,8 @@ class InferenceService(Strict):
         "per accelerator-hour (committed-term price where given) over the horizon."
     )
     model: Union[Name, ModelDims] = Field(description="A preset name or the model's dimensions.")
-    precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B) or int8 (1 B, weight-only).")
+    precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B), int8 (1 B, weight-only) or "
+                                        "fp4 (0.5 B, NVFP4/MXFP4 at the FP4 peak, fp8 KV cache; accelerators with FP4 units).")
     requests_per_s: Optional[float] = Field(None, ge=MIN_DEMAND_RPS, le=1e9, description="Demand, requests per second.")
     output_tokens_per_s: Optional[PositiveFloat] = Field(None, le=1e12, description="Demand as output tokens per second.")
     demand_by_region: Optional[dict[Name, Annotated[float, Field(ge=MIN_DEMAND_RPS, le=1e9)]]] = Field(

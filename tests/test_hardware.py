@@ -137,3 +137,22 @@ def test_storage_units_cover_capacity_and_bandwidth_by_hand(dataset_tb, window_s
         assert sol.verified and site.storage_units == {"flash-pfs": need}
         assert site.storage_racks == math.ceil(need * 4 / 42)  # 4 U each, 42 U racks
         assert sol.design.capex_usd["storage"] == pytest.approx(need * 450_000)
+
+
+# -- FP4 serving -------------------------------------------------------------------------------
+
+
+def test_fp4_serving_halves_the_weights_and_runs_only_where_there_are_fp4_units():
+    from optimizer import api
+
+    fp4 = api.estimate("llama3-70b", "b300", mode="inference", tp=1, batch=8, precision="fp4",
+                       input_tokens=1000, output_tokens=200)
+    fp8 = api.estimate("llama3-70b", "b300", mode="inference", tp=1, batch=8, precision="fp8",
+                       input_tokens=1000, output_tokens=200)
+    # 70.6e9 parameters: 0.5 B each in fp4 = 35.3 GB of weights, half of fp8's.
+    assert fp4["memory_per_acc_gb"] < fp8["memory_per_acc_gb"] - 30
+    inst = instance({"accelerators": ["b300", "h100-sxm"]}, [{
+        "name": "chat", "kind": "inference", "model": "llama3-8b", "precision": "fp4", "requests_per_s": 10,
+        "input_tokens": 500, "output_tokens": 100, "ttft_s": 1.0, "tpot_s": 0.05}])
+    sol = solve_instance(inst)
+    assert sol.verified and {g.accelerator for g in sol.services[0].groups} == {"b300"}  # H100: no FP4 units
