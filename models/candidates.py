@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .presets import resolve_model
-from .schema import Catalog, InferenceService, ModelDims, TrainingJob
+from .schema import Catalog, InferenceService, ModelDims, TrainingJob, compatible
 from .perf.goodput import job_goodput, rate_arrays, wall_clock_days
 from .perf.stacks import SHARDING
 from .perf.training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
+from .units import layout_nodes
 
 if TYPE_CHECKING:
     from .perf.inference import ServingGrid
@@ -31,6 +32,13 @@ def checkpoint_tb(dims: ModelDims) -> float:
 def storage_usable_tb(job: TrainingJob, dims: ModelDims) -> float:
     """Dataset plus retained checkpoints, usable (before replication)."""
     return job.dataset_tb + job.checkpoints_retained * checkpoint_tb(dims)
+
+
+def weights_tb(service: InferenceService, dims: ModelDims) -> float:
+    """Served model weights at the service's precision, TB."""
+    from .perf.inference import BYTES_PER_PARAM
+
+    return BYTES_PER_PARAM[service.precision] * dims.params / 1e12
 
 
 def checkpoint_write_gbps(job: TrainingJob, dims: ModelDims) -> float:
@@ -89,8 +97,17 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
     fabs = [catalog.fabrics[f] for f in fab_names]
     grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism,
                           stack=job.stack)
+    # Only pairs an accelerator can really use (Gaudi 3 on its RoCE, TPUs on their DCN, never InfiniBand).
+    ok = np.array([[compatible(a, catalog.accelerators[a], f, catalog.fabrics[f]) for f in fab_names] for a in acc_names],
+                  dtype=bool)
+    if len(grid) and not ok.all():
+        grid = grid.take(np.flatnonzero(ok[grid.acc, grid.fab]))
     perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, stack=job.stack,
                     detail=False)
+    for k, a in enumerate(accs):
+        if a.purchase_unit == "rack" and len(grid):
+            rows = grid.acc == k
+            perf["nodes"][rows] = layout_nodes(a, perf["n_acc"][rows], grid.t[rows])
     ports = np.array([a.fabric_ports_per_node for a in accs], dtype=np.int64)
     endpoints = perf["nodes"].astype(np.int64) * ports[grid.acc] if len(grid) else np.zeros(0, dtype=np.int64)
     per_node = np.array([a.accelerators_per_node for a in accs], dtype=np.int64)

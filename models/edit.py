@@ -124,6 +124,22 @@ def document(inst: Instance) -> dict:
     offers the same entries with the same figures); validating it again gives an equal instance."""
     doc = inst.model_dump(exclude_none=True)
     doc["catalog"].pop("frontend_fabrics", None)  # the loader derives it from the facility or sites
+    # A null that differs from what reloading would fill in (a built-in entry's figure, a field's
+    # default) must stay: e.g. a site with no storage network, a storage tier in the per-TB form.
+    from .loader import default_catalog_raw
+
+    base = default_catalog_raw()
+    for section in ("accelerators", "fabrics", "storage"):
+        for name, entry in getattr(inst.catalog, section).items():
+            for fld, val in entry:
+                if val is None and base[section].get(name, {}).get(fld) is not None:
+                    doc["catalog"][section][name][fld] = None
+    places = [("facility", inst.facility)] if inst.facility is not None else [(i, s) for i, s in enumerate(inst.sites or [])]
+    for key, place in places:
+        out = doc["facility"] if key == "facility" else doc["sites"][key]
+        for fld, info in type(place).model_fields.items():
+            if getattr(place, fld) is None and info.default is not None:
+                out[fld] = None
     return doc
 
 

@@ -207,7 +207,12 @@ def _printable_key(k: Any) -> str:
 @lru_cache(maxsize=1)
 def default_catalog_raw() -> dict[str, Any]:
     text = resources.files("models").joinpath("data/catalog.yaml").read_text()
-    return _yaml_load(text)
+    raw = _yaml_load(text)
+    # `accelerators_extra`: fields added to the entry of the same name where it does not give them.
+    for name, extra in (raw.pop("accelerators_extra", None) or {}).items():
+        if name in raw["accelerators"]:
+            raw["accelerators"][name] = {**extra, **raw["accelerators"][name]}
+    return raw
 
 
 def default_catalog() -> Catalog:
@@ -270,12 +275,15 @@ def instance_from_dict(data: Any, source: str = "<instance>") -> Instance:
     places = [data.get("facility")] + (data.get("sites") if isinstance(data.get("sites"), list) else [])
     frontends = {}
     for place in places:
-        if isinstance(place, dict):
-            name = place.get("frontend_fabric", "eth-100g")
+        if not isinstance(place, dict):
+            continue
+        for fld, default in (("frontend_fabric", "eth-100g"), ("storage_fabric", "eth-200g"),
+                             ("management_fabric", "eth-1g-mgmt")):
+            name = place.get(fld, default)
             if not isinstance(name, str):
-                continue  # the schema reports the wrong type, naming the field
+                continue  # the schema reports a wrong type, naming the field (null = no such network)
             spec = data["catalog"]["fabrics"].get(name) or default_catalog_raw()["fabrics"].get(name)
-            if isinstance(name, str) and spec is not None:
+            if spec is not None:
                 frontends[name] = dict(spec)
     data["catalog"]["frontend_fabrics"] = frontends
     try:

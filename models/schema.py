@@ -34,6 +34,8 @@ Text = Annotated[str, StringConstraints(max_length=10_000)]
 MIN_DEMAND_RPS = 1e-3  # below this a replica's share rounds away inside solver tolerances
 InterruptionClass = Literal["gpu", "hbm", "host", "network", "software", "planned"]
 Redundancy = Literal["N", "N+1", "2N"]
+PurchaseUnit = Literal["node", "rack", "rented"]
+Procurement = Literal["own", "rent", "either"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,11 +85,48 @@ class Accelerator(Strict):
         None, gt=0, le=1, description="Fraction of the datasheet peak dense GEMMs reach, fitted on this accelerator's "
         "published training runs where no GEMM measurement exists (dcopt calibrate); null = not fitted.",
     )
+    purchase_unit: PurchaseUnit = Field(
+        "node", description="How it is bought: node (a server), rack (whole racks of rack_nodes nodes, e.g. NVL72 = "
+        "18 compute trays of 4 GPUs, one 72-GPU NVLink domain) or rented (never sold: cloud capacity only)."
+    )
+    rack_nodes: Optional[PositiveInt] = Field(
+        None, le=1000, description="Nodes in one purchase rack (purchase_unit rack); the rack is filled by them alone."
+    )
+    rent_usd_per_acc_hour: Optional[PositiveFloat] = Field(
+        None, le=1e4, description="On-demand / short-term rental price per accelerator-hour, USD (indicative); null = not rentable."
+    )
+    rent_committed_usd_per_acc_hour: Optional[PositiveFloat] = Field(
+        None, le=1e4, description="Committed-term rental price per accelerator-hour, USD (indicative); null = on-demand price."
+    )
+    rent_source: Text = Field("", description="Where the rental prices come from, and their date.")
+    compatible_fabrics: Optional[list[Name]] = Field(
+        None, max_length=1000, description="Scale-out fabrics (catalog names) this accelerator can use; null = every "
+        "fabric that admits it (see Fabric.accelerators)."
+    )
     source: Text = Field("", description="Where the figures come from.")
 
     @property
     def fabric_ports_per_node(self) -> int:
         return self.nics_per_node or self.accelerators_per_node
+
+    @property
+    def rentable(self) -> bool:
+        return self.rent_usd_per_acc_hour is not None or self.rent_committed_usd_per_acc_hour is not None
+
+    @property
+    def buyable(self) -> bool:
+        return self.purchase_unit != "rented"
+
+    def rent_usd_per_hour(self, committed: bool) -> Optional[float]:
+        """Committed-term price where asked and given, else on-demand (else the committed one)."""
+        on, com = self.rent_usd_per_acc_hour, self.rent_committed_usd_per_acc_hour
+        return (com or on) if committed else (on or com)
+
+    @model_validator(mode="after")
+    def _check_unit(self) -> "Accelerator":
+        if self.purchase_unit == "rack" and self.rack_nodes is None:
+            raise ValueError("rack_nodes: required when purchase_unit is rack (nodes in one purchase rack)")
+        return self
 
 
 class Fabric(Strict):
@@ -105,15 +144,64 @@ class Fabric(Strict):
     oversubscription: float = Field(
         1.0, ge=1.0, le=64, description="Leaf down:up port ratio (1 = non-blocking; 3 means 3:1)."
     )
+    accelerators: Optional[list[Name]] = Field(
+        None, max_length=1000, description="Only these accelerators can attach (an integrated or cloud-only network, "
+        "e.g. Gaudi 3's on-chip RoCE or a TPU data-center network); null = any accelerator with a standard NIC."
+    )
     source: Text = ""
+
+
+def compatible(acc_name: str, acc: "Accelerator", fab_name: str, fab: "Fabric") -> bool:
+    """Whether an accelerator can use a scale-out fabric: both sides must admit the pair."""
+    return ((acc.compatible_fabrics is None or fab_name in acc.compatible_fabrics)
+            and (fab.accelerators is None or acc_name in fab.accelerators))
 
 
 class StorageTier(Strict):
-    usd_per_tb: PositiveFloat = Field(le=1e7, description="Price per raw TB, USD.")
-    w_per_tb: PositiveFloat = Field(le=1e5, description="Power per raw TB, W.")
-    gbps_per_tb: PositiveFloat = Field(le=1e5, description="Sustained bandwidth per raw TB, GB/s (gigabytes).")
-    replication: float = Field(1.0, ge=1.0, le=100, description="Raw TB per usable TB (replication / erasure overhead).")
+    """A storage tier: a purchasable system bought in whole units (unit_* fields), or, when no unit is
+    given, raw capacity priced per TB (the older continuous form)."""
+
+    usd_per_tb: Optional[PositiveFloat] = Field(None, le=1e7, description="Per-TB form: price per raw TB, USD.")
+    w_per_tb: Optional[PositiveFloat] = Field(None, le=1e5, description="Per-TB form: power per raw TB, W.")
+    gbps_per_tb: Optional[PositiveFloat] = Field(None, le=1e5, description="Per-TB form: bandwidth per raw TB, GB/s (gigabytes).")
+    replication: float = Field(1.0, ge=1.0, le=100, description="Per-TB form: raw TB per usable TB (replication / erasure overhead).")
+    unit_usable_tb: Optional[PositiveFloat] = Field(None, le=1e6, description="Usable TB of one unit (after erasure coding).")
+    unit_read_gbs: Optional[PositiveFloat] = Field(None, le=1e5, description="Sustained read bandwidth of one unit, GB/s.")
+    unit_write_gbs: Optional[PositiveFloat] = Field(None, le=1e5, description="Sustained write bandwidth of one unit, GB/s.")
+    unit_price_usd: Optional[PositiveFloat] = Field(None, le=1e9, description="Price of one unit, USD (indicative).")
+    unit_power_kw: Optional[PositiveFloat] = Field(None, le=1e3, description="Power of one unit, kW.")
+    unit_rack_units: NonNegativeInt = Field(0, le=1000, description="Rack units of one unit (0: it sits inside the compute nodes).")
+    min_units_per_site: NonNegativeInt = Field(0, le=10_000, description="Fewest units a site that uses this tier buys (e.g. a parallel "
+                                               "file system's smallest cluster).")
+    in_node: bool = Field(False, description="Local drives inside compute nodes: at most one unit per owned node, and they only "
+                          "serve data reads (datasets and checkpoints must sit on shared tiers).")
     source: Text = ""
+
+    def per_usable_tb(self) -> tuple[float, float, float]:
+        """(USD, W, write GB/s) per *usable* TB, for either form: what backup copies are bought by
+        (a system's whole-unit figures spread over its usable TB)."""
+        if self.is_system:
+            tb = self.unit_usable_tb
+            return self.unit_price_usd / tb, self.unit_power_kw * 1000.0 / tb, self.unit_write_gbs / tb
+        r = self.replication
+        return self.usd_per_tb * r, self.w_per_tb * r, self.gbps_per_tb * r
+
+    @property
+    def is_system(self) -> bool:
+        return self.unit_usable_tb is not None
+
+    @model_validator(mode="after")
+    def _check_form(self) -> "StorageTier":
+        unit = ("unit_usable_tb", "unit_read_gbs", "unit_write_gbs", "unit_price_usd", "unit_power_kw")
+        if self.is_system:
+            missing = [f for f in unit if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: required for a storage system (given unit_usable_tb)")
+        else:
+            missing = [f for f in ("usd_per_tb", "w_per_tb", "gbps_per_tb") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: required (or give the unit_* fields of a storage system)")
+        return self
 
 
 class Calibration(Strict):
@@ -199,6 +287,10 @@ class PinnedParallelism(Strict):
 class TrainingJob(Strict):
     kind: Literal["training"] = "training"
     name: Name
+    procurement: Optional[Procurement] = Field(
+        None, description="own | rent | either for this job; null = the instance's `procurement`. Rented: billed "
+        "per accelerator-hour (on-demand price) for the job's duration."
+    )
     model: Union[Name, ModelDims] = Field(description="A preset name (see `dcopt catalog`) or the model's dimensions.")
     seq_len: Optional[PositiveInt] = Field(None, le=100_000_000, description="Override the preset's sequence length.")
     tokens: PositiveFloat = Field(le=1e18, description="Tokens to train on.")
@@ -229,7 +321,7 @@ class TrainingJob(Strict):
     )
 
 
-ServingPrecision = Literal["bf16", "fp8", "int8"]
+ServingPrecision = Literal["bf16", "fp8", "int8", "fp4"]
 ANY_REGION = "*"
 
 
@@ -238,8 +330,13 @@ class InferenceService(Strict):
 
     kind: Literal["inference"]
     name: Name
+    procurement: Optional[Procurement] = Field(
+        None, description="own | rent | either for this service; null = the instance's `procurement`. Rented: billed "
+        "per accelerator-hour (committed-term price where given) over the horizon."
+    )
     model: Union[Name, ModelDims] = Field(description="A preset name or the model's dimensions.")
-    precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B) or int8 (1 B, weight-only).")
+    precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B), int8 (1 B, weight-only) or "
+                                        "fp4 (0.5 B, NVFP4/MXFP4 at the FP4 peak, fp8 KV cache; accelerators with FP4 units).")
     requests_per_s: Optional[float] = Field(None, ge=MIN_DEMAND_RPS, le=1e9, description="Demand, requests per second.")
     output_tokens_per_s: Optional[PositiveFloat] = Field(None, le=1e12, description="Demand as output tokens per second.")
     demand_by_region: Optional[dict[Name, Annotated[float, Field(ge=MIN_DEMAND_RPS, le=1e9)]]] = Field(
@@ -324,10 +421,19 @@ class Facility(Strict):
     rack_units_per_rack: PositiveInt = Field(42, le=1000)
     max_racks: Optional[PositiveInt] = Field(None, le=10_000_000)
     rack_capex_usd: float = Field(20000.0, ge=0, le=1e9, description="Rack, PDUs and cabling per rack, USD.")
-    frontend_fabric: Name = Field(
-        "eth-100g", description="Network serving nodes attach to (a catalog fabric); serving needs no training fabric."
+    frontend_fabric: Optional[Name] = Field(
+        "eth-100g", description="Front-end Ethernet every owned node attaches to (a catalog fabric): users, data ingest, "
+        "and the only network serving nodes need; null = none."
     )
-    frontend_ports_per_node: PositiveInt = Field(1, le=1024, description="Front-end ports per serving node.")
+    frontend_ports_per_node: PositiveInt = Field(1, le=1024, description="Front-end ports per node.")
+    storage_fabric: Optional[Name] = Field(
+        "eth-200g", description="Storage network every owned node and every shared storage unit attaches to (a catalog "
+        "fabric); null = none (storage reached over the front-end)."
+    )
+    storage_ports_per_node: PositiveInt = Field(1, le=1024, description="Storage network ports per node.")
+    management_fabric: Optional[Name] = Field(
+        "eth-1g-mgmt", description="Out-of-band management network (BMC), one port per node; null = none."
+    )
     redundancy: Redundancy = Field(
         "N", description="Redundancy of power and cooling: N | N+1 | 2N; sets the facility build cost per MW "
         "and the site's outage rate (models/data/reliability.yaml)."
@@ -374,6 +480,10 @@ class Instance(Strict):
     facility: Optional[Facility] = Field(None, description="A single site; or give `sites`.")
     sites: Optional[list[Site]] = Field(None, max_length=100, description="Several places to build; or give `facility`.")
     budget: Budget = Field(default_factory=Budget)
+    procurement: Procurement = Field(
+        "own", description="own (buy the hardware) | rent (cloud capacity per accelerator-hour: no capex, racks, "
+        "cooling or site power; networking included) | either (the optimizer decides, per workload)."
+    )
     objective: str = Field(
         "min_tco", description="What to minimise (the objectives of models.metrics).",
         json_schema_extra=lambda s: s.update(enum=objectives()),
@@ -416,6 +526,12 @@ class Instance(Strict):
                     f"workloads[{i}].fabric: '{w.fabric}' is not in the catalog "
                     f"(available: {', '.join(sorted(self.catalog.fabrics))})"
                 )
+            if w.fabric is not None and w.accelerator is not None and not compatible(
+                    w.accelerator, self.catalog.accelerators[w.accelerator], w.fabric, self.catalog.fabrics[w.fabric]):
+                raise ValueError(
+                    f"workloads[{i}].fabric: '{w.fabric}' cannot be used by {w.accelerator} "
+                    f"(catalog.accelerators.{w.accelerator}.compatible_fabrics / catalog.fabrics.{w.fabric}.accelerators)"
+                )
         if self.objective == "min_time" and (len(self.training_jobs) != 1 or self.services):
             raise ValueError("objective min_time needs exactly one training job and no services")
         if (self.facility is None) == (self.sites is None):
@@ -429,8 +545,10 @@ class Instance(Strict):
                 raise ValueError(f"sites: names must be unique; repeated: {', '.join(dup)}")
         for i, site in enumerate(self.site_list):
             where = "facility" if self.facility is not None else f"sites[{i}]"
-            if self.services and site.frontend_fabric not in self.catalog.frontend_fabrics:
-                raise ValueError(f"{where}.frontend_fabric: '{site.frontend_fabric}' is not a known fabric")
+            for fld in ("frontend_fabric", "storage_fabric", "management_fabric"):
+                name = getattr(site, fld)
+                if name is not None and name not in self.catalog.frontend_fabrics:
+                    raise ValueError(f"{where}.{fld}: '{name}' is not a known fabric")
         self._check_nodes_fit_racks()
         for i, w in enumerate(self.workloads):
             if isinstance(w, InferenceService) and w.survive_site_loss and len(self.site_list) < 2:
@@ -463,6 +581,13 @@ class Instance(Strict):
                 return (f"catalog.accelerators.{name}.node_rack_units: got {a.node_rack_units}, expected at most "
                         f"{units} ({where}.rack_units_per_rack): a node must fit in a rack")
             kw = [o.max_kw_per_rack for x in sites for c, o in x.cooling.items() if c == "liquid" or not a.liquid_cooled_only]
+            if a.purchase_unit == "rack" and kw and a.rack_nodes * a.node_power_kw > max(kw) * (1 + 1e-9):
+                return (f"catalog.accelerators.{name}.rack_nodes: a purchase rack of {a.rack_nodes} nodes draws "
+                        f"{a.rack_nodes * a.node_power_kw:g} kW, expected at most {max(kw):g} "
+                        f"({where}.cooling.*.max_kw_per_rack): raise the cooling option's limit")
+            if a.purchase_unit == "rack" and a.rack_nodes * a.node_rack_units > units:
+                return (f"catalog.accelerators.{name}.rack_nodes: {a.rack_nodes} nodes of {a.node_rack_units} U need "
+                        f"{a.rack_nodes * a.node_rack_units} U, expected at most {units} ({where}.rack_units_per_rack)")
             if kw and a.node_power_kw > max(kw):
                 return (f"catalog.accelerators.{name}.node_power_kw: got {a.node_power_kw:g}, expected at most "
                         f"{max(kw):g} ({where}.cooling.*.max_kw_per_rack): a node must fit in a rack's power")
@@ -485,6 +610,10 @@ class Instance(Strict):
             return list(self.sites)
         # Not re-validated: the facility was, and the diagnosis relaxes its limits past the bounds.
         return [Site.model_construct(name="site", **{k: getattr(self.facility, k) for k in Facility.model_fields})]
+
+    def procurement_of(self, workload) -> str:
+        """A workload's own procurement, or the instance's."""
+        return workload.procurement or self.procurement
 
     @property
     def training_jobs(self) -> list[TrainingJob]:

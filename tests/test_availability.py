@@ -10,6 +10,7 @@ from optimizer.solving.pipeline import solve_instance
 from optimizer.solving.verify import VerificationError, verify_solution
 
 from .test_placement import JOB, instance, site
+from .test_sweep import LEGACY_FLASH
 
 BACKENDS = ["ortools", "pulp"]
 
@@ -58,7 +59,7 @@ def _chat(rps, **extra):
 
 
 def _serving(sites, svc):
-    raw = {"name": "geo", "catalog": {"accelerators": ["b200"], "fabrics": ["roce-400g"], "storage": ["flash-pfs"]},
+    raw = {"name": "geo", "catalog": {"accelerators": ["b200"], "fabrics": ["roce-400g"], "storage": {"flash-pfs": LEGACY_FLASH}},
            "workloads": [svc], "sites": sites, "budget": {"horizon_years": 1, "maintenance_pct_per_year": 0}}
     return instance_from_dict(raw, "geo")
 
@@ -113,12 +114,14 @@ def test_backup_copies_by_hand(backend):
     ckpt = checkpoint_tb(resolve_model(ModelDims(**job["model"])))
     usable = 2 * (10 + 2 * ckpt)  # two copies of the dataset and the 2 retained checkpoints
     gbps = 2 * ckpt * 1000 / 3600  # each checkpoint copied twice within the pinned 1 h interval
-    raw = max(usable * 1.25, gbps / 1.0)  # flash-pfs, the only tier: 1.25 raw per usable TB, 1 GB/s per TB
+    # flash-pfs, the only tier (1.25 raw TB per usable TB, 1 GB/s per raw TB, $250 per raw TB): bought by
+    # the usable TB at 1.25 GB/s and $312.5 per usable TB.
+    raw = max(usable, gbps / 1.25)
     sol = solve_instance(instance([site("only")], [job]), backend=backend)
     assert sol.verified
     x = sol.design.sites[0]
     assert x.backup_tb == {"flash-pfs": pytest.approx(raw, rel=1e-6)}
-    assert x.capex_usd["backup"] == pytest.approx(raw * 250, rel=1e-6)  # no cooling capex in these sites
+    assert x.capex_usd["backup"] == pytest.approx(raw * 250 * 1.25, rel=1e-6)  # no cooling capex in these sites
     # Two sites: the copies go to the site the job is not at, which then opens.
     two = solve_instance(instance([site("a", energy_usd_per_kwh=0.03), site("b")], [job]), backend=backend)
     assert two.verified and two.jobs[0].site == "a"

@@ -56,7 +56,7 @@ def test_power_fix_as_data_on_the_shipped_instance():
     res = api.solve(ROOT / "instances/infeasible-deadline-power.yaml")
     fixes = {x["field"]: x for x in api.diagnosis_data(res) if x["kind"] == "fix"}
     power = fixes["facility.power_cap_mw"]
-    assert power["current"] == 2 and power["unit"] == "MW" and 3.8 < power["needed"] < 4.0
+    assert power["current"] == 2 and power["unit"] == "MW" and 3.8 < power["needed"] < 4.2
     assert power["tco_usd_after"] > 0 and power["message"].startswith("raise the power cap by")
 
 

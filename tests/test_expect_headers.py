@@ -99,7 +99,7 @@ def fresh_line(path: Path, keys: list[str]) -> str:
             items.append(f"status={res.status}")
         elif key == "fix":
             items += [f"fix={f}" for f in fixes]
-        elif key in ("tco_usd", "capex_usd", "facility_mw"):
+        elif key in ("tco_usd", "capex_usd", "facility_mw") and key in facts:
             items.append(f"{key}~={facts[key]:.4g}")
         elif key in facts:
             items.append(f"{key}={facts[key]}")
@@ -109,7 +109,8 @@ def fresh_line(path: Path, keys: list[str]) -> str:
 if __name__ == "__main__":  # python tests/test_expect_headers.py: rewrite each header's expect line from a solve
     for p in INSTANCES:
         text = p.read_text()
-        keys = [k for k, _, _ in parse_expect(text)] or ["status", "accelerators", "accelerator", "nodes", "tco_usd"]
+        keys = [k for k, _, _ in parse_expect(text)] or ["status", "accelerators", "accelerator", "nodes", "tiers", "sites",
+                                                          "tco_usd", "fix"]
         line = fresh_line(p, keys)
         lines = [x for x in text.splitlines() if not re.match(r"#\s*expect:", x)]
         head = next(i for i, x in enumerate(lines) if not x.startswith("#"))

@@ -199,7 +199,7 @@ def test_fp8_excludes_accelerators_without_fp8_int8_runs_anywhere():
     with pytest.raises(ValueError, match="fp8 requested for an accelerator without FP8"):
         evaluate_serving(L70, rows(acc=0, t=8, batch=1), accs, CAT.calibration, "fp8", 1000, 250)
     with pytest.raises(ValueError, match="precision must be one of bf16, fp8, int8"):
-        enumerate_serving_grid(L70, accs, "fp4")
+        enumerate_serving_grid(L70, accs, "fp2")
 
 
 # ------------------------------------------------------------------ estimate_inference
@@ -245,8 +245,8 @@ def test_estimate_errors_name_the_fix():
         estimate_inference(L70, CAT, "h100-sxm", tp=16)
     with pytest.raises(ValueError, match="'a100-sxm-80gb' has no FP8 support.*int8"):
         estimate_inference(L70, CAT, "a100-sxm-80gb", precision="fp8")
-    with pytest.raises(ValueError, match="unknown precision 'fp4'"):
-        estimate_inference(L70, CAT, "h100-sxm", precision="fp4")
+    with pytest.raises(ValueError, match="unknown precision 'fp2'"):
+        estimate_inference(L70, CAT, "h100-sxm", precision="fp2")
     # 405B in bf16: 811.6 GB / 8 = 101.5 GB of weights per H100 vs 80 - 5 = 75 GB.
     with pytest.raises(ValueError, match=r"at the largest tp=8 .*weights do not fit.*101\.5 GB weights.*75\.0 GB available"):
         estimate_inference(PRESETS["llama3-405b"], CAT, "h100-sxm")

@@ -75,12 +75,12 @@ def test_what_if_sliders_resolve_on_change(monkeypatch):
         "    _draw(res)\n"
         "controls['power_cap_mw'].value = 2.0\n"
         "controls['power_cap_mw'].value = 20.0\n"
-        "controls['price_pct'].value = 200\n"
+        "controls['price_pct'].value = 300\n"
         "assert LIVE\n"
         "print('SEEN', seen)\n"
     ))
     nb = _execute(nb, monkeypatch, headless=False)
     seen = ast.literal_eval(_text(nb).split("SEEN", 1)[1].strip())
-    # 2 MW: no design; 20 MW: B200 again; B200 at 200% of its price: another accelerator wins.
+    # 2 MW: no design; 20 MW: B200 again; B200 at 300% of its price: another accelerator wins.
     assert seen[:2] == [("infeasible", None), ("optimal", "b200")]
     assert seen[2][0] == "optimal" and seen[2][1] != "b200"

@@ -9,7 +9,7 @@ from optimizer.mip.build import build_model, objective_expr
 from optimizer.mip.backends import Status, solve as run_backend
 from optimizer.mip.data import AcceleratorData, Candidate, FabricData, JobData, MipData, SiteData, StorageData
 from optimizer.solving.pipeline import solve_instance
-from .test_sweep import NEVER_FAILS
+from .test_sweep import LEGACY_FLASH, NEVER_FAILS, NO_SITE_NETWORKS
 
 BACKENDS = ["ortools", "pulp"]
 
@@ -102,7 +102,7 @@ def ideal_instance(**over):
                 "accelerators_per_node": 8, "node_power_kw": 10, "node_price_usd": 100_000, "node_rack_units": 8,
                 "interruptions_per_acc_hour": NEVER_FAILS}},
             "fabrics": ["ib-ndr-400g"],
-            "storage": ["flash-pfs"],
+            "storage": {"flash-pfs": LEGACY_FLASH},
             "calibration": IDEAL,
         },
         "workloads": [{
@@ -112,7 +112,7 @@ def ideal_instance(**over):
             "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
             "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
         }],
-        "facility": {"power_cap_mw": 10, "pue": 1.2, "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}},
+        "facility": {**NO_SITE_NETWORKS, "power_cap_mw": 10, "pue": 1.2, "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}},
                      "rack_capex_usd": 0, "facility_capex_usd_per_mw": 0},
         "budget": {"horizon_years": 1, "maintenance_pct_per_year": 0},
     }
@@ -169,7 +169,7 @@ def test_power_cap_diagnosis_by_hand(backend):
            "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021", "data_bytes_per_token": 0,
            "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}
-    tight = ideal_instance(workloads=[job], facility={"power_cap_mw": 0.5, "pue": 1.2, "rack_capex_usd": 0,
+    tight = ideal_instance(workloads=[job], facility={**NO_SITE_NETWORKS, "power_cap_mw": 0.5, "pue": 1.2, "rack_capex_usd": 0,
                                                      "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}})
     sol = diagnose_solution(tight, solve_instance(tight, backend=backend), backend)
     assert sol.status == "infeasible" and sol.design is None

@@ -8,12 +8,15 @@ from models.loader import instance_from_dict
 from optimizer.solving.pipeline import solve_instance
 from optimizer.solving.verify import VerificationError, verify_solution
 
+from .test_sweep import LEGACY_FLASH
+
 BACKENDS = ["ortools", "pulp"]
 IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
          "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0, "hbm_efficiency": 1.0,
          "serving_step_overhead_s": 0.0}
 TOY_MODEL = {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024}
-NO_EXTRAS = {"cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0, "pue": 1.2, "facility_capex_usd_per_mw": 0}
+NO_EXTRAS = {"cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0, "pue": 1.2, "facility_capex_usd_per_mw": 0,
+             "frontend_fabric": None, "storage_fabric": None, "management_fabric": None}  # ideal sites: no site networks
 
 
 def site(name, **over):
@@ -29,7 +32,7 @@ def instance(sites, workloads, **budget):
             "accelerators": {"toy": {
                 "peak_bf16_tflops": 10, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
                 "accelerators_per_node": 8, "node_power_kw": 10, "node_price_usd": 100_000, "node_rack_units": 8}},
-            "fabrics": ["ib-ndr-400g"], "storage": ["flash-pfs"], "calibration": IDEAL,
+            "fabrics": ["ib-ndr-400g"], "storage": {"flash-pfs": LEGACY_FLASH}, "calibration": IDEAL,
         },
         "workloads": workloads,
         "sites": sites,

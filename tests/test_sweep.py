@@ -26,6 +26,13 @@ FLAT = {"port_gbps": 400, "latency_us": 1.0, "switch_radix": 256, "switch_price_
 NEVER_FAILS = {c: 0.0 for c in ("gpu", "hbm", "host", "network", "software", "planned")}
 
 
+# The per-TB storage form (the old flash-pfs figures) and no site networks: the hand sums below
+# count only compute, the training fabric and a few dollars of storage.
+LEGACY_FLASH = {"usd_per_tb": 250, "w_per_tb": 8, "gbps_per_tb": 1.0, "replication": 1.25,
+                "unit_usable_tb": None, "unit_read_gbs": None, "unit_write_gbs": None, "unit_price_usd": None,
+                "unit_power_kw": None, "min_units_per_site": 0}
+NO_SITE_NETWORKS = {"frontend_fabric": None, "storage_fabric": None, "management_fabric": None}
+
 def accelerator(tflops, price):
     return {"interruptions_per_acc_hour": NEVER_FAILS, "peak_bf16_tflops": tflops, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
             "accelerators_per_node": 8, "nics_per_node": 1, "node_power_kw": 10, "node_price_usd": price,
@@ -42,7 +49,7 @@ def two_accelerators(slow_price=100_000, fast_price=300_000) -> dict:
         "catalog": {
             "accelerators": {"slow": accelerator(10, slow_price), "fast": accelerator(20, fast_price)},
             "fabrics": {"flat": FLAT},
-            "storage": ["flash-pfs"],
+            "storage": {"flash-pfs": LEGACY_FLASH},
             "calibration": IDEAL,
         },
         "workloads": [{
@@ -52,8 +59,9 @@ def two_accelerators(slow_price=100_000, fast_price=300_000) -> dict:
             "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
             "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
         }],
-        "facility": {"power_cap_mw": 10, "pue": 1.2, "energy_usd_per_kwh": 0,
-                     "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0, "facility_capex_usd_per_mw": 0},
+        "facility": {**NO_SITE_NETWORKS, "power_cap_mw": 10, "pue": 1.2, "energy_usd_per_kwh": 0,
+                     "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0,
+                     "facility_capex_usd_per_mw": 0},
         "budget": {"horizon_years": 1, "maintenance_pct_per_year": 0},
     }
 

@@ -30,7 +30,7 @@ def test_no_design_points_are_off_the_objective_axis():
     pytest.importorskip("matplotlib")
     from optimizer.present.plots import sweep_figure
 
-    res = api.run_sweep(ROOT / "instances/infeasible-deadline-power.yaml", "facility.power_cap_mw", [2, 3, 4, 5])
+    res = api.run_sweep(ROOT / "instances/infeasible-deadline-power.yaml", "facility.power_cap_mw", [2, 3, 4.5, 5])
     assert [r.has_design for r in res.rows] == [False, False, True, True]
     fig = sweep_figure(res)
     top, bottom = fig.axes
@@ -41,6 +41,6 @@ def test_no_design_points_are_off_the_objective_axis():
     ax0 = top.transAxes.transform((0, 0))
     assert y0 == pytest.approx(ax0[1])
     designs = next(ln for ln in top.get_lines() if ln.get_label() == "optimal design")
-    assert list(designs.get_xdata()) == [4, 5]
+    assert list(designs.get_xdata()) == [4.5, 5]
     assert bottom.get_xlabel().startswith("power cap (MW)")
     assert top.get_ylabel() == "TCO ($M)"

@@ -298,7 +298,7 @@ def test_more_gpus_train_faster():
     "kwargs, message",
     [
         (dict(accelerator="a200"), "unknown accelerator 'a200' (available: a100-sxm-40gb, a100-sxm-80gb"),
-        (dict(fabric="ib-foo"), "unknown fabric 'ib-foo' (available: eth-100g, ib-hdr-200g"),
+        (dict(fabric="ib-foo"), "unknown fabric 'ib-foo' (available: efa-v3, eth-100g"),
         (dict(gpus=1000, tp=8, pp=8), "gpus=1000 is not divisible by tp*pp=64"),
         (dict(tp=128), "tp=128 must be between 1 and the model's 96 attention heads"),
         (dict(tp=5), "tp=5 does not divide the model's 96 attention heads"),

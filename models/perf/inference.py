@@ -52,11 +52,12 @@ import numpy as np
 from ..schema import Accelerator, Calibration, ModelDims
 from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _gemm_eff, _ring_allreduce_s
 
-SERVING_PRECISIONS = ("bf16", "fp8", "int8")
-BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0}
+SERVING_PRECISIONS = ("bf16", "fp8", "int8", "fp4")
+# fp4: NVFP4 / MXFP4 weights and activations at the FP4 peak, KV cache in fp8 (as FP4 deployments run).
+BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 # int8 is weight-only quantisation (W8A16, e.g. AWQ/GPTQ-style kernels): weights are dequantised to
 # bf16 on the fly, so the math runs at the bf16 peak and the KV cache stays in bf16.
-KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 2.0}
+KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 2.0, "fp4": 1.0}
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LOGIT_BYTES = 4.0  # fp32 logits of the last position of each sequence, sharded over t (vocab-parallel head)
 PCIE_BW_DEFAULT_GBS = 32.0  # PCIe Gen4 x16 per direction, when an accelerator gives no pcie_bw_gbs
@@ -84,16 +85,17 @@ def _check_precision(precision: str) -> None:
 
 
 def _peak_flops_tab(accelerators: list[Accelerator], precision: str) -> np.ndarray:
-    """FP8 peak for fp8 (NaN where there are no FP8 units); bf16 peak otherwise (int8 is weight-only)."""
+    """FP8 / FP4 peak for fp8 / fp4 (NaN where there are no such units); bf16 peak otherwise (int8 is weight-only)."""
     return np.array(
-        [(x.peak_fp8_tflops if precision == "fp8" else x.peak_bf16_tflops) or np.nan for x in accelerators]
+        [(x.peak_fp8_tflops if precision == "fp8" else x.peak_fp4_tflops if precision == "fp4" else x.peak_bf16_tflops)
+         or np.nan for x in accelerators]
     ) * 1e12
 
 
 def gemm_ceiling_flops(accelerators: list[Accelerator], precision: str, calib: Calibration) -> np.ndarray:
     """FLOP/s a large GEMM reaches: the measured ceiling where the catalog has one for this
     precision (int8 is weight-only, so its math is bf16), else datasheet peak x gemm_efficiency_max."""
-    key = "fp8" if precision == "fp8" else "bf16"
+    key = {"fp8": "fp8", "fp4": "nvfp4"}.get(precision, "bf16")
     peak = _peak_flops_tab(accelerators, precision)
     meas = np.array([x.gemm_tflops_measured.get(key, np.nan) for x in accelerators]) * 1e12
     return np.where(np.isnan(meas), peak * calib.gemm_efficiency_max, meas)
@@ -142,7 +144,7 @@ def enumerate_serving_grid(
     b_c = np.asarray(batches, dtype=np.int64)
     A, T, Bt = [], [], []
     for i, a in enumerate(accelerators):
-        if precision == "fp8" and a.peak_fp8_tflops is None:
+        if (precision == "fp8" and a.peak_fp8_tflops is None) or (precision == "fp4" and a.peak_fp4_tflops is None):
             continue
         t_ok = t_c[t_c <= tp_domain(a)]
         tt, bb = (x.ravel() for x in np.meshgrid(t_ok, b_c, indexing="ij"))
@@ -226,7 +228,7 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
 
     ceiling = gemm_ceiling_flops(accelerators, precision, calib)[grid.acc]
     if np.isnan(ceiling).any():
-        raise ValueError("fp8 requested for an accelerator without FP8 units")
+        raise ValueError(f"{precision} requested for an accelerator without {precision.upper()} units")
     hbm_gb = np.array([x.hbm_gb for x in accelerators])[grid.acc]
     hbm_bs = hbm_achieved_bs(accelerators, calib)[grid.acc]
     link_bs, link_lat = (x[grid.acc] for x in _tp_links(accelerators, calib))

@@ -47,7 +47,8 @@ class Audit:
     need_nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # site -> acc -> nodes
     need_endpoints: dict[str, dict[str, int]] = field(default_factory=dict)  # site -> fabric -> endpoints
     usable_tb: dict[str, float] = field(default_factory=dict)
-    need_gbps: dict[str, float] = field(default_factory=dict)
+    need_gbps: dict[str, float] = field(default_factory=dict)  # checkpoint writes
+    need_read_gbps: dict[str, float] = field(default_factory=dict)  # training data reads
     used: dict[str, bool] = field(default_factory=dict)
     serving_nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # site -> acc -> serving nodes
     node_kw: dict[str, float] = field(default_factory=dict)
@@ -64,7 +65,7 @@ class Audit:
     def __post_init__(self) -> None:
         self.sites = {s.name: s for s in self.instance.site_list}
         names = list(self.sites)
-        for attr, factory in (("need_nodes", dict), ("need_endpoints", dict), ("usable_tb", float), ("need_gbps", float),
+        for attr, factory in (("need_nodes", dict), ("need_endpoints", dict), ("usable_tb", float), ("need_gbps", float), ("need_read_gbps", float),
                               ("used", bool), ("serving_nodes", dict), ("node_kw", float), ("network_kw", float),
                               ("network_usd", float), ("storage_kw", float), ("storage_usd", float), ("facility_kw", float),
                               ("backup_kw", float), ("backup_usd", float), ("facility_usd", float)):

@@ -7,12 +7,16 @@ storage in TB, bandwidth in GB/s, time in days.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from models.candidates import checkpoint_write_gbps, storage_usable_tb
+from models.candidates import checkpoint_write_gbps, storage_usable_tb, weights_tb
 from models.facility import backup_usable_tb, backup_write_gbps, facility_capex_usd_per_mw, region_spares
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
+from models.units import rack_holds
+from dataclasses import replace
+
+import numpy as np
 
 from optimizer.mip.prune import Pruned, PrunedService
 
@@ -30,6 +34,7 @@ class Candidate:
     days: float
     read_gbps: float
     spare_nodes: int = 0  # hot spares among `nodes` (models.perf.goodput.spare_nodes)
+    rent_musd: float = 0.0  # rented: accelerator-hours x on-demand price for the job's duration ($M)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class JobData:
     candidates: list[Candidate]
     backup_tb: float = 0.0  # usable TB of its backup copies (models.facility.backup_usable_tb)
     backup_gbps: float = 0.0  # copy rate at the shortest checkpoint interval of its candidates
+    rented: list[Candidate] = field(default_factory=list)  # cloud capacity: no site, no capex, no power
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class ServingLayout:
     requests_per_s: float  # per replica
     ttft_s: float
     per_node: int = 8  # accelerators per node of this type
+    rented: bool = False
+    rent_musd_per_year: float = 0.0  # per unit, rented: accelerator-hours of a year x committed-term price
 
     @property
     def replicas_per_unit(self) -> int:
@@ -76,6 +84,7 @@ class ServiceData:
     layouts: list[ServingLayout]
     survive_site_loss: bool = False  # demand served after the loss of any one site (families/resilience.py)
     spare_rps: dict[str, float] | None = None  # region -> requests/s held spare for N+k (models.facility.region_spares)
+    weights_tb: float = 0.0  # model weights kept on shared storage at every open site
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ class AcceleratorData:
     node_price_musd: float
     node_power_kw: float
     per_node: int = 8  # accelerators per node
+    rack_nodes: int = 0  # > 0: sold as whole racks of this many nodes (nodes = rack_nodes x racks)
 
 
 @dataclass(frozen=True)
@@ -99,16 +109,33 @@ class FabricData:
     endpoint_power_kw: float
     optic_price_musd: float
     optic_power_kw: float
-    frontend_ports_per_node: int = 0  # > 0: the front-end network of serving nodes, not a training fabric
+    frontend_ports_per_node: int = 0  # > 0: a site network (front-end, storage, management), ports per node
+    port_gbps: float = 0.0
 
 
 @dataclass(frozen=True)
 class StorageData:
+    """A storage tier. Per-TB form (unit_tb 0): the variable is raw TB. A system (unit_tb > 0): the
+    variable counts whole units, and price/power are per unit."""
+
     name: str
-    price_musd_per_tb: float
-    power_kw_per_tb: float
+    price_musd_per_tb: float  # per unit for a system
+    power_kw_per_tb: float  # per unit for a system
     gbps_per_tb: float
     replication: float
+    unit_tb: float = 0.0  # usable TB per unit
+    read_gbs: float = 0.0
+    write_gbs: float = 0.0
+    rack_units: int = 0
+    min_units: int = 0
+    in_node: bool = False
+
+    def per_usable_tb(self) -> tuple[float, float, float]:
+        """($M, kW, write GB/s) per usable TB; a system's whole-unit figures spread over its usable TB."""
+        if self.unit_tb > 0:
+            return self.price_musd_per_tb / self.unit_tb, self.power_kw_per_tb / self.unit_tb, self.write_gbs / self.unit_tb
+        r = self.replication
+        return self.price_musd_per_tb * r, self.power_kw_per_tb * r, self.gbps_per_tb * r
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,9 @@ class SiteData:
     rtt_ms: dict[str, float]  # region -> round trip; regions absent are unreachable
     frontend: FabricData | None = None
     facility_musd_per_kw: float = 0.0  # facility build cost per kW of critical IT (redundancy tier)
+    storage_net: FabricData | None = None  # every owned node and shared storage unit
+    management: FabricData | None = None  # every owned node
+    rack_units: int = 42  # per rack (storage systems fill racks by their rack units)
 
 
 @dataclass(frozen=True)
@@ -147,8 +177,9 @@ class MipData:
 
     @property
     def backup_tier(self) -> str | None:
-        """Where backup copies go: the storage tier cheapest per usable TB (an object tier)."""
-        return min(self.storage, key=lambda t: (t.price_musd_per_tb * t.replication, t.name)).name if self.storage else None
+        """Where backup copies go: the shared storage tier cheapest per usable TB (an object tier)."""
+        shared = [t for t in self.storage if not t.in_node]
+        return min(shared, key=lambda t: (t.per_usable_tb()[0], t.name)).name if shared else None
 
     def serves(self, site: SiteData, region: str, lay: ServingLayout, svc: ServiceData) -> bool:
         """A replica at `site` serves `region` if the round trip plus its TTFT fits the TTFT SLO."""
@@ -156,13 +187,6 @@ class MipData:
             return True
         rtt = site.rtt_ms.get(region)
         return rtt is not None and rtt / 1000.0 + lay.ttft_s <= svc.ttft_slo_s * (1 + 1e-12)
-
-
-def nodes_per_rack(node_kw: float, node_ru: int, rack_kw: float, rack_ru: int, allowed: bool) -> int:
-    """Whole nodes one rack holds under its power and space limits."""
-    if not allowed:
-        return 0
-    return max(0, min(int(math.floor(rack_kw / node_kw + 1e-9)), rack_ru // node_ru))
 
 
 def _fabric_data(name, f, frontend_ports: int = 0) -> FabricData:
@@ -174,10 +198,38 @@ def _fabric_data(name, f, frontend_ports: int = 0) -> FabricData:
         f.endpoint_price_usd / USD_PER_MUSD, f.endpoint_power_w / 1000.0,
         f.optic_price_usd / USD_PER_MUSD, f.optic_power_w / 1000.0,
         frontend_ports,
+        f.port_gbps,
     )
 
 
 FRONTEND_PREFIX = "frontend:"
+
+
+def rented_candidates(t, cat) -> list[Candidate]:
+    """Rented configurations of a job: per (accelerator, fabric) the feasible layout billing the
+    fewest accelerator-hours (whole nodes x wall-clock hours), fewest nodes among ties. Only
+    accelerators with a rental price."""
+    job, perf = t.job, t.perf
+    ok = perf["fits_memory"].astype(bool) & np.isfinite(t.days)
+    if job.deadline_days is not None:
+        ok &= t.days <= job.deadline_days
+    best: dict[tuple[int, int], tuple] = {}
+    for i in np.flatnonzero(ok):
+        a, f = int(t.grid.acc[i]), int(t.grid.fab[i])
+        spec = cat.accelerators[t.accelerators[a]]
+        if not spec.rentable:
+            continue
+        nodes = int(perf["nodes"][i])
+        hours = nodes * spec.accelerators_per_node * float(t.days[i]) * 24.0
+        key = (hours, nodes, int(i))
+        if (a, f) not in best or key < best[(a, f)]:
+            best[(a, f)] = key
+    out = []
+    for (a, f), (hours, nodes, i) in sorted(best.items()):
+        spec = cat.accelerators[t.accelerators[a]]
+        out.append(Candidate(i, t.accelerators[a], t.fabrics[f], nodes, int(t.endpoints[i]), float(t.days[i]),
+                             float(t.read_gbps[i]), rent_musd=hours * spec.rent_usd_per_hour(committed=False) / USD_PER_MUSD))
+    return out
 
 
 def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[PrunedService] = ()) -> MipData:
@@ -187,9 +239,12 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
     for pr in pruned:
         t = pr.table
         cands = []
+        mode = instance.procurement_of(t.job)
         for i in pr.keep:
             i = int(i)
             lay = t.layout(i)
+            if mode == "rent" or not cat.accelerators[lay["accelerator"]].buyable:
+                continue
             used_acc.add(lay["accelerator"])
             used_fab.add(lay["fabric"])
             working, spares = int(t.perf["nodes"][i]), int(t.perf["spare_nodes"][i])
@@ -209,29 +264,45 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
         intervals = [float(t.perf["checkpoint_interval_s"][c.index]) for c in cands]
         backup = (backup_usable_tb(t.job, t.dims), max((backup_write_gbps(t.job, t.dims, x) for x in intervals), default=0.0)) \
             if t.job.backup_copies else (0.0, 0.0)
+        rented = rented_candidates(t, cat) if mode != "own" else []
         jobs.append(
             JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands,
-                    *backup)
+                    backup_tb=backup[0], backup_gbps=backup[1], rented=rented)
         )
     services = []
     one_facility = instance.sites is None
     for ps in pruned_services:
         t = ps.table
         layouts = []
+        mode = instance.procurement_of(t.service)
         for i in ps.keep:
             i = int(i)
             lay = t.layout(i)
-            used_acc.add(lay["accelerator"])
-            layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"],
-                                         float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i]),
-                                         cat.accelerators[lay["accelerator"]].accelerators_per_node))
+            spec = cat.accelerators[lay["accelerator"]]
+            one = ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], float(t.perf["requests_per_s"][i]),
+                                float(t.perf["ttft_s"][i]), spec.accelerators_per_node)
+            if spec.purchase_unit == "rack" and spec.rack_nodes % one.nodes_per_unit:
+                continue  # replicas would straddle racks' scale-up domains
+            if mode != "rent" and spec.buyable:
+                used_acc.add(lay["accelerator"])
+                layouts.append(one)
+            if mode != "own" and spec.rentable:
+                acc_hours = one.nodes_per_unit * one.per_node * HOURS_PER_YEAR
+                layouts.append(replace(one, rented=True,
+                                       rent_musd_per_year=acc_hours * spec.rent_usd_per_hour(committed=True) / USD_PER_MUSD))
         spares = region_spares(t, cat, None if one_facility else [x.latency_ms for x in instance.site_list])
         services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts,
-                                    t.service.survive_site_loss, {r: x["spare_rps"] for r, x in spares.items()}))
+                                    survive_site_loss=t.service.survive_site_loss,
+                                    spare_rps={r: x["spare_rps"] for r, x in spares.items()},
+                                    weights_tb=weights_tb(t.service, t.dims)))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
-                            cat.accelerators[n].accelerators_per_node) for n in sorted(used_acc)]
+                            cat.accelerators[n].accelerators_per_node,
+                            cat.accelerators[n].rack_nodes if cat.accelerators[n].purchase_unit == "rack" else 0)
+            for n in sorted(used_acc)]
     fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]
     stor = [
+        StorageData(n, s.unit_price_usd / USD_PER_MUSD, s.unit_power_kw, 0.0, 1.0, s.unit_usable_tb, s.unit_read_gbs,
+                    s.unit_write_gbs, s.unit_rack_units, s.min_units_per_site, s.in_node) if s.is_system else
         StorageData(n, s.usd_per_tb / USD_PER_MUSD, s.w_per_tb / 1000.0, s.gbps_per_tb, s.replication)
         for n, s in sorted(cat.storage.items())
     ]
@@ -240,18 +311,18 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
     for site in instance.site_list:
         cool = {o: c.capex_usd_per_kw / USD_PER_MUSD for o, c in site.cooling.items()}
         npr = {
-            n: {o: nodes_per_rack(a.node_power_kw, a.node_rack_units, c.max_kw_per_rack, site.rack_units_per_rack,
-                                  allowed=not (a.liquid_cooled_only and o == "air"))
-                for o, c in site.cooling.items()}
+            n: {o: rack_holds(a, o, c.max_kw_per_rack, site.rack_units_per_rack) for o, c in site.cooling.items()}
             for n, a in ((n, cat.accelerators[n]) for n in sorted(used_acc))
         }
         # One facility knows no latencies: it serves every region the services name, at 0 ms.
         regions = {r for svc in services for r in svc.demand_rps}
         rtt = {r: 0.0 for r in regions} if one_facility else dict(site.latency_ms)
-        frontend = None
-        if services:
-            fe = site.frontend_fabric
-            frontend = _fabric_data(FRONTEND_PREFIX + fe, cat.frontend_fabrics[fe], site.frontend_ports_per_node)
+        fe = site.frontend_fabric
+        frontend = None if fe is None else _fabric_data(FRONTEND_PREFIX + fe, cat.frontend_fabrics[fe], site.frontend_ports_per_node)
+        nets = {}
+        for key, name, ports in (("storage_net", site.storage_fabric, site.storage_ports_per_node),
+                                 ("management", site.management_fabric, 1)):
+            nets[key] = None if name is None else _fabric_data(f"{key.split('_')[0]}:{name}", cat.frontend_fabrics[name], ports)
         sites.append(SiteData(
             name=site.name,
             pue=site.pue,
@@ -267,6 +338,8 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             rtt_ms=rtt,
             frontend=frontend,
             facility_musd_per_kw=facility_capex_usd_per_mw(site) / 1000.0 / USD_PER_MUSD,
+            rack_units=site.rack_units_per_rack,
+            **nets,
         ))
     return MipData(
         name=instance.name,

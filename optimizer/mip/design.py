@@ -41,6 +41,8 @@ class JobResult:
     interruptions_per_day: float = 0.0
     checkpoint_interval_s: float | None = None  # None: the job never fails
     time_to_train_failure_free_days: float | None = None
+    procurement: str = "own"  # own | rent (rented: site "cloud", billed rent_usd for its duration)
+    rent_usd: float = 0.0
 
     @property
     def margin_days(self) -> float | None:
@@ -68,6 +70,8 @@ class ReplicaGroup:
     ttft_s: float
     tpot_s: float
     memory_per_acc_gb: float
+    procurement: str = "own"  # own | rent (rented: cloud capacity near the site, billed per accelerator-hour)
+    rent_usd_per_year: float = 0.0
 
 
 @dataclass
@@ -129,7 +133,9 @@ class SiteResult:
     capex_usd: dict[str, float]  # compute, network, storage, racks, cooling, site, total
     energy_usd_per_year: float
     carbon_t_per_year: float
-    backup_tb: dict[str, float] = field(default_factory=dict)  # raw TB per tier holding backup copies of other data
+    backup_tb: dict[str, float] = field(default_factory=dict)  # usable TB per tier holding backup copies of other data
+    storage_units: dict[str, int] = field(default_factory=dict)  # whole units per storage system
+    storage_racks: int = 0  # racks holding storage systems (priced, not counted against max_racks)
 
     @property
     def total_racks(self) -> int:
@@ -147,6 +153,8 @@ class Design:
     carbon_t_per_year: float
     carbon_usd_per_year: float
     tco_usd: float
+    rent_jobs_usd: float = 0.0  # rented training jobs, for their duration (one-off)
+    rent_services_usd_per_year: float = 0.0  # rented serving replicas, every year of the horizon
 
     @property
     def nodes(self) -> dict[str, dict[str, int]]:
@@ -221,6 +229,7 @@ class Solution:
     verified: bool = False
     mip_size: dict[str, int] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)  # the MIP's named totals over all sites, MIP units
+    procurement: list[dict] = field(default_factory=list)  # own-versus-rent study of `either` workloads
 
     @property
     def has_design(self) -> bool:

@@ -12,6 +12,7 @@ from optimizer.mip.lp import K, Key, Model, Var
 class Vars:
     site_open: dict[str, Var] = field(default_factory=dict)
     choose: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (job, cand position, site)
+    rent: dict[tuple[str, int], Var] = field(default_factory=dict)  # (job, rented cand position)
     units: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (svc, layout pos, site)
     served: dict[tuple[str, int, str, str], Var] = field(default_factory=dict)  # (svc, layout pos, site, region)
     serving_nodes: dict[tuple[str, str], Var] = field(default_factory=dict)  # (acc, site)

@@ -35,7 +35,8 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
             [j.name, f"{j.accelerators} x {j.accelerator} ({j.nodes} nodes" + (f" + {j.spare_nodes} spare" if j.spare_nodes else "") + ")",
              j.fabric,
              f"tp{j.tp} pp{j.pp} dp{j.dp} mb{j.micro_batch}" + (f" vp{j.vp}" if j.vp > 1 else "") + f" {j.recompute}",
-             f"{j.days:.1f}", f"{j.deadline_days:g}", f"{j.margin_days:+.1f}"]
+             f"{j.days:.1f}", "-" if j.deadline_days is None else f"{j.deadline_days:g}",
+             "-" if j.margin_days is None else f"{j.margin_days:+.1f}"]
             for j in sol.jobs
         ]))
         out.append(("Job performance", ["job", "tokens/s", "MFU", "HW TFLOP/s/acc", "mem GB/acc", "goodput",
@@ -77,6 +78,7 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     if d is None:
         return out
     cat, bud = instance.catalog, instance.budget
+    out += procurement_tables(sol, instance)
     multi = instance.sites is not None
     sites = {x.name: x for x in instance.site_list}
     pre = (lambda name: [name]) if multi else (lambda name: [])  # noqa: E731
@@ -106,25 +108,34 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
     out.append(("Compute", site_h + ["accelerator", "cooling", "nodes", "accelerators", "racks", "node kW", "kW per rack / limit"], rows))
     rows = [pre(f.site) + [f.name, str(f.endpoints), str(f.tiers), str(f.leaves), str(f.aggregation), str(f.spines),
                            str(f.switches), str(f.optics)] for f in d.fabrics]
-    out.append(("Networks (fat-trees; frontend: = serving front-end)",
+    out.append(("Networks (fat-trees; frontend:, storage:, management: = the site networks every owned node gets)",
                 site_h + ["fabric", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches", "link optics"], rows))
     num = lambda x: f"{x:,.1f}" if abs(x) >= 1 else f"{x:.3f}"  # noqa: E731  (small pools stay visible)
-    rows = [pre(x.name) + [t, num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
+    rows = [pre(x.name) + [t, "-", num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb),
+                           num(tb * cat.storage[t].gbps_per_tb)]
             for x in d.sites for t, tb in x.storage_tb.items()]
-    rows += [pre(x.name) + [f"{t} (backup copies)", num(tb), num(tb / cat.storage[t].replication), num(tb * cat.storage[t].gbps_per_tb)]
+    rows += [pre(x.name) + [f"{t} (backup copies)", "-", "-", num(tb), "-", num(tb * cat.storage[t].per_usable_tb()[2])]
              for x in d.sites for t, tb in x.backup_tb.items()]
+    for x in d.sites:
+        for t, n in x.storage_units.items():
+            st = cat.storage[t]
+            rows.append(pre(x.name) + [t + (" (in nodes)" if st.in_node else ""), str(n), "-",
+                                       num(n * st.unit_usable_tb), num(n * st.unit_read_gbs), num(n * st.unit_write_gbs)])
     if rows:
-        out.append(("Storage", site_h + ["tier", "raw TB", "usable TB", "GB/s"], rows))
+        out.append(("Storage", site_h + ["tier", "units", "raw TB", "usable TB", "read GB/s", "write GB/s"], rows))
     if not multi:
         x, site = d.sites[0], instance.site_list[0]
         out.append(("Power", ["", "kW"], [
             ["nodes", f"{x.node_power_kw:,.1f}"], ["network", f"{x.network_power_kw:,.1f}"], ["storage", f"{x.storage_power_kw:,.1f}"],
             ["IT total", f"{x.it_power_kw:,.1f}"],
-            [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / {site.power_cap_mw * 1000:,.0f}"],
+            [f"facility (PUE {site.pue:g}) / cap", f"{x.facility_power_kw:,.1f} / " + ("no cap" if site.power_cap_mw is None else f"{site.power_cap_mw * 1000:,.0f}")],
         ]))
     rows = [[_capex_label(k, instance), fmt.usd(v)] for k, v in d.capex_usd.items()
             if k != "total" and not (k in ("site", "backup") and v == 0)]
     rows.append(["capex total" + (f" (budget {fmt.usd(bud.capex_usd)})" if bud.capex_usd else ""), fmt.usd(d.capex_usd["total"])])
+    if d.rent_jobs_usd or d.rent_services_usd_per_year:
+        rows.append(["rented training (for each job's duration)", fmt.usd(d.rent_jobs_usd)])
+        rows.append(["rented serving per year", fmt.usd(d.rent_services_usd_per_year)])
     rows.append(["energy per year", fmt.usd(d.energy_usd_per_year)])
     rows.append([f"maintenance per year ({bud.maintenance_pct_per_year:g}% of capex)", fmt.usd(d.maintenance_usd_per_year)])
     if d.carbon_t_per_year > 0:
@@ -145,6 +156,35 @@ def _capex_label(part: str, instance: Instance) -> str:
 
     tiers = sorted({(x.redundancy, facility_capex_usd_per_mw(x)) for x in instance.site_list})
     return "facility build (" + ", ".join(f"{t} {fmt.usd(u)}/MW IT" for t, u in tiers) + ")"
+
+
+def procurement_tables(sol: Solution, instance: Instance) -> list[Table]:
+    """Owned and rented side by side, and the break-even of each workload left to the optimizer."""
+    d, years = sol.design, instance.budget.horizon_years
+    modes = {instance.procurement_of(w) for w in instance.workloads}
+    if modes == {"own"}:
+        return []
+    node_price = {n: a.node_price_usd for n, a in instance.catalog.accelerators.items()}
+    rows = [[j.name, "training", j.procurement, f"{j.nodes} x {j.accelerator} node",
+             fmt.usd(j.nodes * node_price[j.accelerator]) if j.procurement == "own" else "-",
+             fmt.usd(j.rent_usd) + f" for {j.days:.1f} days" if j.procurement == "rent" else "-"] for j in sol.jobs]
+    rows += [[s.name, "serving", g.procurement, f"{g.nodes} x {g.accelerator} node",
+              fmt.usd(g.nodes * node_price[g.accelerator]) if g.procurement == "own" else "-",
+              fmt.usd(g.rent_usd_per_year) + f" per year ({fmt.usd(g.rent_usd_per_year * years)} over {years:g} y)"
+              if g.procurement == "rent" else "-"] for s in sol.services for g in s.groups]
+    out: list[Table] = [("Procurement (owned capex | rent)", ["workload", "kind", "own/rent", "hardware", "owned node capex",
+                                                            "rent"], rows)]
+    if sol.procurement:
+        be = []
+        for r in sol.procurement:
+            extra = r["break_even_extra_days"]
+            note = ("-" if extra is None else f"owning wins if it ran {extra:,.1f} more days" if extra > 0
+                    else f"renting wins if it ran {-extra:,.1f} fewer days")
+            be.append([r["workload"], r["chosen"], fmt.usd(r["tco_owned_usd"]) if r["tco_owned_usd"] is not None else "infeasible",
+                       fmt.usd(r["tco_rented_usd"]) if r["tco_rented_usd"] is not None else "infeasible", note])
+        out.append(("Own versus rent (whole-design TCO with the workload owned | rented)",
+                    ["workload", "chosen", "TCO owned", "TCO rented", "break-even"], be))
+    return out
 
 
 def render_markdown(sol: Solution, instance: Instance) -> str:

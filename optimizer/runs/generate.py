@@ -105,7 +105,10 @@ class _Generator:
         self.seed, self.n_jobs, self.n_services, self.n_sites = seed, jobs, services, sites
         self.infeasible, self.objective = infeasible, objective
         raw = default_catalog_raw()
-        all_acc, all_fab = sorted(raw["accelerators"]), sorted(raw["fabrics"])
+        # Bought as nodes and on any standard fabric: the witness design is a set of whole nodes on one fabric.
+        all_acc = sorted(n for n, a in raw["accelerators"].items()
+                         if a.get("purchase_unit", "node") == "node" and a.get("compatible_fabrics") is None)
+        all_fab = sorted(n for n, f in raw["fabrics"].items() if f.get("accelerators") is None)
         a = len(all_acc) if accelerators <= 0 or accelerators >= len(all_acc) else accelerators
         f = len(all_fab) if fabrics <= 0 or fabrics >= len(all_fab) else fabrics
         self.accs = sorted(self.rng.sample(all_acc, a))

@@ -15,6 +15,7 @@ from optimizer.mip.data import HOURS_PER_YEAR, USD_PER_MUSD, MipData
 from optimizer.mip.design import LAYOUT_FIELDS, Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, SiteResult
 from optimizer.mip.lp import K
 from optimizer.mip.prune import Pruned, PrunedService
+from optimizer.mip.families.storage import STORAGE_RACK
 
 
 def fabric_result(f, v: Vars, site: str, val, rint):
@@ -34,11 +35,12 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
     rint = lambda var: int(round(val(var)))  # noqa: E731
     t = {k: val(var) for k, var in v.totals.items()}
     usd = USD_PER_MUSD
+    unit_tier = {t.name: t.unit_tb > 0 for t in data.storage}
     sites = []
     for s in data.sites:
         nodes: dict[str, dict[str, int]] = {}
         racks: dict[str, dict[str, int]] = {}
-        for (acc, o, site), var in v.nodes.items():
+        for (acc, o, site), var in v.nodes.items():  # storage racks are keyed apart (STORAGE_RACK)
             n, r = rint(var), rint(v.racks[acc, o, site])
             # An unproven incumbent may hold a spare rack: keep it when it is paid for (free ones are noise).
             if site == s.name and (n or (r and s.rack_capex_musd > 0)):
@@ -52,7 +54,11 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
             # Open = something is placed there, or its build-out is paid (a free site may sit "open" empty).
             name=s.name, open=any(n for by_o in nodes.values() for n in by_o.values())
             or (rint(v.site_open[s.name]) == 1 and s.site_capex_musd > 0), nodes=nodes, racks=racks, fabrics=fabrics,
-            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items() if site == s.name and val(var) > 1e-4},
+            storage_tb={tier: val(var) for (tier, site), var in v.storage_tb.items()
+                        if site == s.name and val(var) > 1e-4 and not unit_tier[tier]},
+            storage_units={tier: rint(var) for (tier, site), var in v.storage_tb.items()
+                           if site == s.name and unit_tier[tier] and rint(var) > 0},
+            storage_racks=rint(v.racks[STORAGE_RACK, s.aux_cooling, s.name]) if (STORAGE_RACK, s.aux_cooling, s.name) in v.racks else 0,
             node_power_kw=g("node_power_kw"), network_power_kw=g("network_power_kw"), storage_power_kw=g("storage_power_kw"),
             it_power_kw=g("it_power_kw"), facility_power_kw=g("facility_power_kw"), capex_usd=capex,
             energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),
@@ -71,6 +77,8 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
         carbon_t_per_year=t["carbon_t_per_year"],
         carbon_usd_per_year=t["carbon_musd_per_year"] * usd,
         tco_usd=t["tco_musd"] * usd,
+        rent_jobs_usd=t["rent_jobs_musd"] * usd,
+        rent_services_usd_per_year=t["rent_services_musd_per_year"] * usd,
     )
 
 
@@ -81,9 +89,11 @@ def _finite(x) -> float | None:
 def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
     out = []
     for job, pr in zip(data.jobs, pruned):
-        k, site = max(((k, s.name) for k in range(len(job.candidates)) for s in data.sites),
-                      key=lambda ks: values[v.choose[job.name, ks[0], ks[1]].index])
-        i = job.candidates[k].index
+        options = [(values[v.choose[job.name, k, s.name].index], c, s.name, "own")
+                   for k, c in enumerate(job.candidates) for s in data.sites]
+        options += [(values[v.rent[job.name, k].index], c, "cloud", "rent") for k, c in enumerate(job.rented)]
+        _, cand, site, procurement = max(options, key=lambda o: o[0])
+        i = cand.index
         t = pr.table
         lay = t.layout(i)
         out.append(
@@ -110,6 +120,8 @@ def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float])
                 candidates_fit_memory=pr.fit_memory,
                 candidates_meet_deadline=pr.meet_deadline,
                 candidates_in_mip=pr.survived,
+                procurement=procurement,
+                rent_usd=cand.rent_musd * USD_PER_MUSD if procurement == "rent" else 0.0,
             )
         )
     return out
@@ -137,16 +149,20 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
             groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, r, units * lay.nodes_per_unit,
                                        float(p["requests_per_s"][i]),
                                        float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
-                                       float(p["memory_per_acc_gb"][i])))
+                                       float(p["memory_per_acc_gb"][i]), "rent" if lay.rented else "own",
+                                       units * lay.rent_musd_per_year * USD_PER_MUSD))
         groups_by_svc.append(groups)
-    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups) for groups in groups_by_svc]
-    job_capex = [j.nodes * node_price[j.accelerator] for j in jobs]
+    # Owned TCO is shared by the compute capex of the nodes each workload occupies; rent is its own.
+    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups if g.procurement == "own") for groups in groups_by_svc]
+    job_capex = [j.nodes * node_price[j.accelerator] for j in jobs if j.procurement == "own"]
     total = sum(svc_capex) + sum(job_capex)
-    horizon_s = instance.budget.horizon_years * HOURS_PER_YEAR * 3600
+    years = instance.budget.horizon_years
+    owned_tco = design.tco_usd - design.rent_jobs_usd - years * design.rent_services_usd_per_year
+    horizon_s = years * HOURS_PER_YEAR * 3600
     out = []
     for s, ps, groups, capex in zip(data.services, pruned, groups_by_svc, svc_capex):
         svc = ps.table.service
-        share = design.tco_usd * capex / total if total else 0.0
+        share = (owned_tco * capex / total if total else 0.0) + years * sum(g.rent_usd_per_year for g in groups)
         tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
         spares = region_spares(ps.table, cat, None if instance.sites is None else [x.latency_ms for x in instance.site_list])
         out.append(ServiceResult(

@@ -74,7 +74,7 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
 def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
-    frontier: bool = False,
+    frontier: bool = False, study_procurement: bool = True,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
@@ -117,5 +117,10 @@ def solve_instance(
         if verify:
             verify_solution(instance, sol)
             sol.verified = True
+        if study_procurement and sol.verified and any(instance.procurement_of(w) == "either" for w in instance.workloads):
+            from optimizer.solving.procurement import break_even
+
+            sol.procurement = break_even(instance, sol, solve_instance, backend=backend, time_limit_s=time_limit_s,
+                                         gap=gap, study_procurement=False)
     sol.runtime_s = time.perf_counter() - start
     return sol

@@ -50,9 +50,9 @@ def bom(instance: Instance, sol: Solution) -> list[dict]:
                 lines.append(_line(f"{acc} node ({a.accelerators_per_node} accelerators)", "compute", sd.name, n, "node",
                                    a.node_price_usd, _source(a, f"catalog.accelerators.{acc}.node_price_usd")))
         for f in sd.fabrics:
-            front = f.name.startswith("frontend:")
-            key = f.name.split(":", 1)[1] if front else f.name
-            spec = cat.frontend_fabrics[key] if front else cat.fabrics[key]
+            site_net = ":" in f.name  # frontend:, storage:, management: (the site's own networks)
+            key = f.name.split(":", 1)[1] if site_net else f.name
+            spec = cat.frontend_fabrics[key] if site_net else cat.fabrics[key]
             path = f"catalog.fabrics.{key}"
             for what, qty, unit, price, fld in (
                     ("switch", f.switches, "switch", spec.switch_price_usd, "switch_price_usd"),
@@ -65,9 +65,16 @@ def bom(instance: Instance, sol: Solution) -> list[dict]:
             t = cat.storage[tier]
             lines.append(_line(f"{tier} storage", "storage", sd.name, tb, "TB raw", t.usd_per_tb,
                                _source(t, f"catalog.storage.{tier}.usd_per_tb")))
+        for tier, n in sorted(sd.storage_units.items()):
+            t = cat.storage[tier]
+            lines.append(_line(f"{tier} storage unit ({t.unit_usable_tb:g} TB usable)", "storage", sd.name, n, "unit",
+                               t.unit_price_usd, _source(t, f"catalog.storage.{tier}.unit_price_usd")))
         if sd.total_racks:
             lines.append(_line("rack (PDUs, cabling)", "racks", sd.name, sd.total_racks, "rack", site.rack_capex_usd,
                                f"{where}.rack_capex_usd"))
+        if sd.storage_racks:
+            lines.append(_line("storage rack (PDUs, cabling)", "racks", sd.name, sd.storage_racks, "rack",
+                               site.rack_capex_usd, f"{where}.rack_capex_usd"))
         cool = {o: c.capex_usd_per_kw for o, c in site.cooling.items()}
         aux = min(cool, key=lambda o: (cool[o], o))
         kw = {o: 0.0 for o in cool}

@@ -37,13 +37,15 @@ def add_backup(m: Model, d: MipData, v: Vars) -> None:
     for s in d.sites:
         n = s.name
         if jobs and tier is not None:
+            # Usable TB on the backup tier, bought by the TB at its per-usable-TB figures (a storage
+            # system's whole-unit price, power and write rate spread over its usable TB).
+            musd_tb, kw_tb, gbps_tb = tier.per_usable_tb()
             tb = v.backup_tb[n] = m.add_var(K("backup_tb", tier=tier.name, site=n), lb=0.0)
-            m.add_constraint(tb * (1.0 / tier.replication) >= lin_sum(j.backup_tb * share[j.name, n] for j in jobs),
-                             K("backup_capacity", site=n))
-            m.add_constraint(tier.gbps_per_tb * tb >= lin_sum(j.backup_gbps * share[j.name, n] for j in jobs),
+            m.add_constraint(tb >= lin_sum(j.backup_tb * share[j.name, n] for j in jobs), K("backup_capacity", site=n))
+            m.add_constraint(gbps_tb * tb >= lin_sum(j.backup_gbps * share[j.name, n] for j in jobs),
                              K("backup_bandwidth", site=n))
-            kw = tier.power_kw_per_tb * tb
-            usd = tier.price_musd_per_tb * tb + s.cooling_capex_musd_per_kw[s.aux_cooling] * kw
+            kw = kw_tb * tb
+            usd = musd_tb * tb + s.cooling_capex_musd_per_kw[s.aux_cooling] * kw
         else:
             kw = usd = 0.0
         define_total(m, v, K("backup_power_kw", site=n), kw + lin_sum([]))
@@ -72,12 +74,12 @@ def check_backup(a: Audit) -> None:
         cool = {o: c.capex_usd_per_kw for o, c in site.cooling.items()}
         aux = min(cool, key=lambda o: (cool[o], o))
         for t, tb in sd.backup_tb.items():
-            spec = cat.storage[t]
-            have_tb[sd.name] = have_tb.get(sd.name, 0.0) + tb / spec.replication
-            have_gbps[sd.name] = have_gbps.get(sd.name, 0.0) + tb * spec.gbps_per_tb
-            kw = tb * spec.w_per_tb / 1000.0
+            usd_tb, w_tb, gbps_tb = cat.storage[t].per_usable_tb()  # tb: usable TB
+            have_tb[sd.name] = have_tb.get(sd.name, 0.0) + tb
+            have_gbps[sd.name] = have_gbps.get(sd.name, 0.0) + tb * gbps_tb
+            kw = tb * w_tb / 1000.0
             a.backup_kw[sd.name] += kw
-            a.backup_usd[sd.name] += tb * spec.usd_per_tb + kw * cool[aux]
+            a.backup_usd[sd.name] += tb * usd_tb + kw * cool[aux]
     if not need_tb:
         return
     multi = len(a.sites) > 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from models.units import rack_holds
+
 from optimizer.mip.audit import Audit
 from optimizer.mip.data import MipData
 from optimizer.mip.families.serving import serving_nodes_expr, serving_nodes_ub
@@ -25,6 +27,7 @@ def add_nodes_and_racks(m: Model, d: MipData, v: Vars) -> None:
     units; racks of a node type are homogeneous, so nodes_per_rack is exact, not a fractional relaxation."""
     for s in d.sites:
         for a in d.accelerators:
+            whole = a.rack_nodes > 0  # bought as whole racks: every rack full
             ub = sum(max((c.nodes for c in j.candidates if c.accelerator == a.name), default=0) for j in d.jobs)
             serving_ub = serving_nodes_ub(d, v, s.name, a.name)
             needed = _training_nodes(d, v, a.name, s.name)
@@ -35,6 +38,8 @@ def add_nodes_and_racks(m: Model, d: MipData, v: Vars) -> None:
                 needed = needed + sn
             if ub == 0:
                 continue
+            if whole:
+                ub = -(-ub // a.rack_nodes) * a.rack_nodes
             placed = []
             for o, npr in s.nodes_per_rack[a.name].items():
                 if npr <= 0:
@@ -43,9 +48,15 @@ def add_nodes_and_racks(m: Model, d: MipData, v: Vars) -> None:
                 n = m.add_var(K("nodes", **coords), lb=0, ub=ub, integer=True)
                 r = m.add_var(K("racks", **coords), lb=0, ub=-(-ub // npr), integer=True)
                 v.nodes[a.name, o, s.name], v.racks[a.name, o, s.name] = n, r
-                m.add_constraint(npr * r >= n, K("rack_density", **coords))
+                if whole:
+                    m.add_constraint(npr * r == n, K("whole_racks", **coords))
+                else:
+                    m.add_constraint(npr * r >= n, K("rack_density", **coords))
                 placed.append(n)
-            m.add_constraint(lin_sum(placed) == needed, K("node_count", acc=a.name, site=s.name))
+            if whole:  # a rack's trays beyond what the workloads use are bought all the same
+                m.add_constraint(lin_sum(placed) >= needed, K("node_count", acc=a.name, site=s.name))
+            else:
+                m.add_constraint(lin_sum(placed) == needed, K("node_count", acc=a.name, site=s.name))
         if s.max_racks is not None:
             m.add_constraint(lin_sum(r for (_, _, site), r in v.racks.items() if site == s.name) <= s.max_racks,
                              K("rack_space", site=s.name))
@@ -72,9 +83,11 @@ def check_nodes_and_racks(a: Audit) -> None:
                     continue
                 if spec.liquid_cooled_only and o == "air":
                     a.problem(f"{tag}{acc}: liquid-cooled only, placed in air racks")
-                per_rack = min(math.floor(site.cooling[o].max_kw_per_rack / spec.node_power_kw + 1e-9),
-                               site.rack_units_per_rack // spec.node_rack_units)
+                per_rack = rack_holds(spec, o, site.cooling[o].max_kw_per_rack, site.rack_units_per_rack)
                 racks = sd.racks.get(acc, {}).get(o, 0)
+                if spec.purchase_unit == "rack" and n != racks * spec.rack_nodes:
+                    a.problem(f"{tag}{acc} ({o}): sold in whole racks of {spec.rack_nodes} nodes, design has {n} nodes "
+                              f"in {racks} racks")
                 if per_rack < 1 or racks * per_rack < n:
                     a.problem(f"{tag}{acc} ({o}): {n} nodes need {math.ceil(n / max(per_rack, 1e-9))} racks at "
                               f"{per_rack} per rack, design has {racks}")

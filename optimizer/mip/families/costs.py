@@ -42,12 +42,30 @@ def add_costs(m: Model, d: MipData, v: Vars) -> None:
     carbon = define_total(m, v, K("carbon_t_per_year"), lin_sum(v.total("carbon_t_per_year", site=s.name) for s in d.sites))
     define_total(m, v, K("carbon_musd_per_year"), d.carbon_price_musd_per_t * carbon)
     define_total(m, v, K("maintenance_musd_per_year"), d.maintenance_fraction * capex)
-    define_total(m, v, K("tco_musd"), capex + d.horizon_years * (
-        v.total("energy_musd_per_year") + v.total("maintenance_musd_per_year") + v.total("carbon_musd_per_year")))
+    # Rented capacity: no capex, power or racks; jobs pay for their duration, services every year.
+    rent_jobs = define_total(m, v, K("rent_jobs_musd"), lin_sum(
+        c.rent_musd * v.rent[j.name, k] for j in d.jobs for k, c in enumerate(j.rented)))
+    rent_svc = define_total(m, v, K("rent_services_musd_per_year"), lin_sum(
+        next(s for s in d.services if s.name == svc).layouts[k].rent_musd_per_year * x
+        for (svc, k, _), x in v.units.items() if next(s for s in d.services if s.name == svc).layouts[k].rented))
+    define_total(m, v, K("tco_musd"), capex + rent_jobs + d.horizon_years * (
+        v.total("energy_musd_per_year") + v.total("maintenance_musd_per_year") + v.total("carbon_musd_per_year") + rent_svc))
     if d.capex_cap_musd is not None:
         m.add_constraint(capex <= d.capex_cap_musd, K("capex_budget"))
     if d.carbon_cap_t_per_year is not None:
         m.add_constraint(carbon <= d.carbon_cap_t_per_year, K("carbon_cap"))
+
+
+def rent_usd(inst, sol) -> tuple[float, float]:
+    """Rent from the design alone: a rented job bills its whole nodes' accelerators for its wall-clock
+    hours at the on-demand price; a rented replica group its nodes' accelerators every hour of a
+    year at the committed-term price (on-demand where none is given)."""
+    cat = inst.catalog.accelerators
+    jobs = sum(j.nodes * cat[j.accelerator].accelerators_per_node * j.days * 24.0
+               * cat[j.accelerator].rent_usd_per_hour(committed=False) for j in sol.jobs if j.procurement == "rent")
+    svc = sum(g.nodes * cat[g.accelerator].accelerators_per_node * HOURS_PER_YEAR * cat[g.accelerator].rent_usd_per_hour(committed=True)
+              for s in sol.services for g in s.groups if g.procurement == "rent")
+    return jobs, svc
 
 
 def check_costs(a: Audit) -> None:
@@ -65,7 +83,7 @@ def check_costs(a: Audit) -> None:
             "compute": sum(n * cat.accelerators[x].node_price_usd for x, by_o in sd.nodes.items() for n in by_o.values()),
             "network": a.network_usd[sd.name],
             "storage": a.storage_usd[sd.name],
-            "racks": sd.total_racks * site.rack_capex_usd,
+            "racks": (sd.total_racks + sd.storage_racks) * site.rack_capex_usd,
             "cooling": sum(n * cat.accelerators[x].node_power_kw * cool_usd.get(o, 0) for x, by_o in sd.nodes.items()
                            for o, n in by_o.items()) + (a.network_kw[sd.name] + a.storage_kw[sd.name]) * cool_usd[aux],
             "site": site.site_capex_usd if sd.open else 0.0,
@@ -91,10 +109,16 @@ def check_costs(a: Audit) -> None:
         a.problem(f"carbon {carbon:,.1f} tCO2/yr exceeds the cap of {bud.carbon_cap_t_per_year:,.1f}")
     maint = capex_total * bud.maintenance_pct_per_year / 100
     carbon_usd = carbon * bud.carbon_price_usd_per_t
-    tco = capex_total + bud.horizon_years * (energy + maint + carbon_usd)
+    rent_jobs, rent_svc = rent_usd(inst, a.sol)
+    for what, val, rep in (("rented jobs", rent_jobs, d.rent_jobs_usd), ("rented serving per year", rent_svc,
+                                                                          d.rent_services_usd_per_year)):
+        if not close(val, rep, rel=1e-5, abs_=1.0):
+            a.problem(f"{what}: reported ${rep:,.0f}, recomputed ${val:,.0f}")
+    tco = capex_total + rent_jobs + bud.horizon_years * (energy + maint + carbon_usd + rent_svc)
     if not close(tco, d.tco_usd, rel=1e-5, abs_=1.0):
         a.problem(f"TCO: reported ${d.tco_usd:,.0f}, recomputed ${tco:,.0f}")
     musd = 1 / USD_PER_MUSD
     a.totals.update({f"capex_{k}_musd": x * musd for k, x in cap_total.items()})
+    a.totals.update(rent_jobs_musd=rent_jobs * musd, rent_services_musd_per_year=rent_svc * musd)
     a.totals.update(capex_musd=capex_total * musd, energy_musd_per_year=energy * musd, carbon_t_per_year=carbon,
                     carbon_musd_per_year=carbon_usd * musd, maintenance_musd_per_year=maint * musd, tco_musd=tco * musd)

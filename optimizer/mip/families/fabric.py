@@ -5,11 +5,12 @@ counts apply (a disaggregated form, no big-M beyond each depth's capacity)."""
 
 from __future__ import annotations
 
+import math
+
 from models.network import fat_tree, tier_capacity
 
 from optimizer.mip.audit import Audit
 from optimizer.mip.data import FabricData, MipData, SiteData
-from optimizer.mip.families.serving import serving_nodes_ub
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
 
@@ -27,12 +28,13 @@ def add_fabric(m: Model, d: MipData, v: Vars) -> None:
             most = sum(max((c.endpoints for c in j.candidates if c.fabric == f.name), default=0) for j in d.jobs)
             _fat_tree(m, v, f, s, attached, most)
             built.append(f)
-        if s.frontend is not None and any(site == s.name for (_, site) in v.serving_nodes):
-            f = s.frontend
-            attached = lin_sum(f.frontend_ports_per_node * sn for (_, site), sn in v.serving_nodes.items() if site == s.name)
-            most = f.frontend_ports_per_node * serving_nodes_ub(d, v, s.name)
-            _fat_tree(m, v, f, s, attached, most)
-            built.append(f)
+        # The networks every owned node gets besides its compute fabric (training and serving alike).
+        owned = [x for (_, _, site), x in v.nodes.items() if site == s.name]
+        for f in (s.frontend, s.management):
+            if f is not None and owned:
+                ports = max(1, f.frontend_ports_per_node)
+                _fat_tree(m, v, f, s, lin_sum(ports * x for x in owned), ports * int(sum(x.ub for x in owned)))
+                built.append(f)
         v.fabrics_at[s.name] = built
 
 
@@ -73,6 +75,26 @@ def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int
         m.add_constraint(switches <= 3 * leaf_ub * v.tiers[(*fs, n)], K("switches_in_depth", **at, tiers=n))
 
 
+def storage_unit_ports(spec, port_gbps: float) -> int:
+    """Storage-network ports of one shared storage unit: enough for its read or write rate."""
+    return 0 if spec.in_node else math.ceil(max(spec.unit_read_gbs, spec.unit_write_gbs) * 8 / port_gbps - 1e-9)
+
+
+def site_network_endpoints(site, sd, cat) -> dict[str, int]:
+    """Endpoints of a site's front-end, storage and management networks, from what the design buys."""
+    nodes = sum(n for by_o in sd.nodes.values() for n in by_o.values())
+    if not nodes:
+        return {}
+    out = {} if site.frontend_fabric is None else {f"frontend:{site.frontend_fabric}": nodes * site.frontend_ports_per_node}
+    if site.management_fabric is not None:
+        out[f"management:{site.management_fabric}"] = nodes
+    if site.storage_fabric is not None:
+        port = cat.frontend_fabrics[site.storage_fabric].port_gbps
+        out[f"storage:{site.storage_fabric}"] = nodes * site.storage_ports_per_node + sum(
+            n * storage_unit_ports(cat.storage[t], port) for t, n in sd.storage_units.items())
+    return out
+
+
 def fabric_switches(v: Vars, f: str, s: str):
     return (v.tiers[f, s, 1] + v.leaves[f, s, 2] + v.spines[f, s, 2] + v.leaves[f, s, 3] + v.aggregation[f, s]
             + v.spines[f, s, 3])
@@ -94,13 +116,14 @@ def check_fabric(a: Audit) -> None:
     cat = a.instance.catalog
     for sd in a.sol.design.sites:
         tag = a.tag(sd.name)
+        a.need_endpoints[sd.name].update(site_network_endpoints(a.sites[sd.name], sd, cat))
         built = {f.name: f for f in sd.fabrics}
         for fab, ep in a.need_endpoints[sd.name].items():
             if fab not in built or built[fab].endpoints < ep:
                 a.problem(f"{tag}fabric {fab}: workloads attach {ep} endpoints, design has "
                           f"{built[fab].endpoints if fab in built else 0}")
         for f in sd.fabrics:
-            spec = cat.frontend_fabrics[f.name.split(":", 1)[1]] if f.name.startswith("frontend:") else cat.fabrics[f.name]
+            spec = cat.frontend_fabrics[f.name.split(":", 1)[1]] if ":" in f.name else cat.fabrics[f.name]
             if f.tiers < 1 or f.endpoints > tier_capacity(f.tiers, spec.switch_radix, spec.oversubscription):
                 a.problem(f"{tag}fabric {f.name}: {f.endpoints} endpoints do not fit {f.tiers} tiers of radix {spec.switch_radix}")
                 continue

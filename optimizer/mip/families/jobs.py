@@ -6,7 +6,8 @@ from models.candidates import checkpoint_write_gbps, read_gbps, storage_usable_t
 from models.perf.goodput import layout_goodput, wall_clock_days
 from models.perf.training import evaluate_layout
 from models.presets import resolve_model
-from models.schema import Instance
+from models.schema import Instance, compatible
+from models.units import layout_nodes
 
 from optimizer.mip.audit import Audit, close
 from optimizer.mip.data import MipData
@@ -25,7 +26,10 @@ def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
                 lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates))) <= v.site_open[s.name],
                 K("job_at_open_site", job=job.name, site=s.name),
             )
-        m.add_constraint(lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates)) for s in d.sites) == 1,
+        for k, c in enumerate(job.rented):
+            v.rent[job.name, k] = m.add_binary(K("rent", job=job.name, cand=c.index))
+        m.add_constraint(lin_sum(v.choose[job.name, k, s.name] for k in range(len(job.candidates)) for s in d.sites)
+                         + lin_sum(v.rent[job.name, k] for k in range(len(job.rented))) == 1,
                          K("one_config", job=job.name))
 
 
@@ -34,7 +38,8 @@ def job_days_expr(d: MipData, v: Vars, job_name: str):
     job = next((j for j in d.jobs if j.name == job_name), None)
     if job is None:
         raise ValueError(f"unknown training job '{job_name}' (jobs: {', '.join(j.name for j in d.jobs)})")
-    return lin_sum(c.days * v.choose[job.name, k, s.name] for k, c in enumerate(job.candidates) for s in d.sites)
+    return (lin_sum(c.days * v.choose[job.name, k, s.name] for k, c in enumerate(job.candidates) for s in d.sites)
+            + lin_sum(c.days * v.rent[job.name, k] for k, c in enumerate(job.rented)))
 
 
 def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
@@ -44,6 +49,7 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     dims = resolve_model(job.model, job.seq_len)
     acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
     r = evaluate_layout(dims, layout, acc, fab, cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
+    r["nodes"] = float(layout_nodes(acc, int(r["n_acc"]), layout["tp"]))
     r.update(layout_goodput(job, acc, int(r["n_acc"]), int(r["nodes"])))
     r["days"] = float(wall_clock_days(r["time_to_train_days"], r["goodput"]))
     r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
@@ -61,13 +67,23 @@ def check_job_choice(a: Audit) -> None:
         a.problem("the solution does not place every training job exactly once")
     for j in sol.jobs:
         w = next(w for w in inst.training_jobs if w.name == j.name)
-        if j.site not in a.sites:
+        spec = inst.catalog.accelerators[j.accelerator]
+        mode = inst.procurement_of(w)
+        if j.procurement == "rent":
+            if mode == "own" or not spec.rentable:
+                a.problem(f"job {j.name}: rented, but its procurement is {mode} / {j.accelerator} has no rental price")
+        elif mode == "rent" or not spec.buyable:
+            a.problem(f"job {j.name}: owned, but its procurement is {mode} / {j.accelerator} is {spec.purchase_unit}")
+        if j.procurement != "rent" and j.site not in a.sites:
             a.problem(f"job {j.name}: placed at unknown site {j.site}")
             continue
         if w.accelerator and w.accelerator != j.accelerator:
             a.problem(f"job {j.name}: pinned to {w.accelerator} but runs on {j.accelerator}")
         if w.fabric and w.fabric != j.fabric:
             a.problem(f"job {j.name}: pinned to fabric {w.fabric} but uses {j.fabric}")
+        cat = inst.catalog
+        if not compatible(j.accelerator, cat.accelerators[j.accelerator], j.fabric, cat.fabrics[j.fabric]):
+            a.problem(f"job {j.name}: {j.accelerator} cannot use fabric {j.fabric}")
         gb = j.layout.get("global_batch", w.global_batch)
         lo, hi = (w.global_batch, w.global_batch) if isinstance(w.global_batch, int) else (w.global_batch.min,
                                                                                            w.global_batch.max)
@@ -85,9 +101,12 @@ def check_job_choice(a: Audit) -> None:
         if r["spare_nodes"] != j.spare_nodes or not close(r["goodput"], j.goodput):
             a.problem(f"job {j.name}: reported {j.spare_nodes} hot spares at goodput {j.goodput:.4f}, recomputed "
                       f"{r['spare_nodes']} at {r['goodput']:.4f}")
+        if j.procurement == "rent":
+            continue  # cloud capacity: nothing to hold at a site
         site = j.site
         a.used[site] = True
         a.need_nodes[site][j.accelerator] = a.need_nodes[site].get(j.accelerator, 0) + int(r["nodes"]) + r["spare_nodes"]
         a.need_endpoints[site][j.fabric] = a.need_endpoints[site].get(j.fabric, 0) + r["endpoints"]
         a.usable_tb[site] += r["usable_tb"]
-        a.need_gbps[site] += r["write_gbps"] + r["read_gbps"]
+        a.need_gbps[site] += r["write_gbps"]
+        a.need_read_gbps[site] += r["read_gbps"]

@@ -32,10 +32,11 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                 unit_rps = lay.unit_requests_per_s
                 spare = svc.spare_rps or {}  # N+k capacity held on top (families/resilience.py)
                 ub = math.ceil(sum(svc.demand_rps[r] + spare.get(r, 0.0) for r in regions) / unit_rps - 1e-9)
-                x = m.add_var(K("units", svc=svc.name, acc=lay.accelerator, tp=lay.tp, batch=lay.batch, site=s.name),
+                rent = dict(procurement="rent") if lay.rented else {}
+                x = m.add_var(K("units", svc=svc.name, acc=lay.accelerator, tp=lay.tp, batch=lay.batch, site=s.name, **rent),
                               lb=0, ub=ub, integer=True)
                 v.units[svc.name, k, s.name] = x
-                coords = dict(svc=svc.name, layout=lay.index, site=s.name)
+                coords = dict(svc=svc.name, layout=lay.index, site=s.name, **rent)
                 flows = []
                 for r in regions:
                     f = m.add_var(K("served", **coords, region=r), lb=0.0, ub=svc.demand_rps[r])
@@ -43,7 +44,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                     by_region[r].append(f)
                     flows.append(f)
                 m.add_constraint(lin_sum(flows) <= unit_rps * x, K("serving_capacity", **coords))
-                if multi:
+                if multi and not lay.rented:
                     m.add_constraint(x <= ub * v.site_open[s.name], K("serving_at_open_site", **coords))
         for r, demand in sorted(svc.demand_rps.items()):
             m.add_constraint(lin_sum(by_region[r]) >= demand, K("demand", svc=svc.name, region=r))
@@ -79,7 +80,7 @@ def serving_nodes_expr(d: MipData, v: Vars, acc: str, site: str):
     """Nodes the serving units of one accelerator type occupy at a site."""
     return lin_sum(
         _layout(d, svc, k).nodes_per_unit * x for (svc, k, s), x in v.units.items()
-        if s == site and _layout(d, svc, k).accelerator == acc
+        if s == site and _layout(d, svc, k).accelerator == acc and not _layout(d, svc, k).rented
     )
 
 
@@ -87,7 +88,7 @@ def serving_nodes_ub(d: MipData, v: Vars, site: str, acc: str | None = None) -> 
     """The most serving nodes a site can hold (of one accelerator type, or of all)."""
     return sum(
         _layout(d, svc, k).nodes_per_unit * x.ub for (svc, k, s), x in v.units.items()
-        if s == site and acc in (None, _layout(d, svc, k).accelerator)
+        if s == site and acc in (None, _layout(d, svc, k).accelerator) and not _layout(d, svc, k).rented
     )
 
 
@@ -144,16 +145,19 @@ def check_serving(a: Audit) -> None:
             if g.nodes < need:
                 a.problem(f"{where}: {g.replicas} replicas of {g.tp} accelerators need {need} dedicated nodes, "
                           f"design has {g.nodes}")
+            spec, mode = cat.accelerators[g.accelerator], inst.procurement_of(svc)
+            if g.procurement == "rent":
+                if mode == "own" or not spec.rentable:
+                    a.problem(f"{where}: rented, but its procurement is {mode} / {g.accelerator} has no rental price")
+                continue  # cloud capacity near the site: no nodes, power or racks there
+            if mode == "rent" or not spec.buyable:
+                a.problem(f"{where}: owned, but its procurement is {mode} / {g.accelerator} is {spec.purchase_unit}")
             a.serving_nodes[g.site][g.accelerator] = a.serving_nodes[g.site].get(g.accelerator, 0) + g.nodes
             a.used[g.site] = True
         for region, demand in svc.regional_demand_rps.items():
             if served.get(region, 0.0) < demand * (1 - FEAS_TOL):
                 label = "" if region == ANY_REGION else f" in {region}"
                 a.problem(f"service {sr.name}: replicas serve {served.get(region, 0.0):.3f} req/s{label}, demand is {demand:g}")
-    for name, site in a.sites.items():
-        total = 0
+    for name in a.sites:  # their front-end ports: check_fabric, with every other owned node's
         for acc, n in a.serving_nodes[name].items():
             a.need_nodes[name][acc] = a.need_nodes[name].get(acc, 0) + n
-            total += n
-        if total:
-            a.need_endpoints[name][f"frontend:{site.frontend_fabric}"] = total * site.frontend_ports_per_node

@@ -1,45 +1,162 @@
-"""Storage: one pool of tiers per site holding the datasets and retained checkpoints of the jobs
-placed there, fast enough for their checkpoint writes and data reads."""
+"""Storage: per site, tiers holding the datasets and retained checkpoints of the jobs placed there
+and the weights of every served model, fast enough for checkpoint writes and data reads.
+
+A tier is a purchasable system bought in whole units (usable TB, read and write GB/s, a smallest
+cluster per site, rack units) or, in the older form, raw TB priced per TB. Units in the nodes
+(local NVMe) serve data reads only, one per owned node at most. Storage racks are priced like
+compute racks but not counted against max_racks (like switches)."""
 
 from __future__ import annotations
 
+import math
+
 from optimizer.mip.audit import FEAS_TOL, Audit
+from optimizer.mip.families.fabric import _fat_tree
 from optimizer.mip.data import MipData
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
 
+STORAGE_RACK = "storage"  # key of storage racks in Vars.racks: (STORAGE_RACK, aux cooling, site)
+
 
 def add_storage(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (5): usable capacity (raw TB / replication) for datasets and retained checkpoints,
-    and bandwidth for every job writing a checkpoint within its window while reading training data
-    at its token rate."""
+    """Constraint (5): usable capacity for datasets, retained checkpoints and served weights, and
+    bandwidth for every job writing a checkpoint within its window while reading training data at
+    its token rate. With per-TB tiers only, one bandwidth pool serves both (the older model)."""
+    systems = any(t.unit_tb > 0 for t in d.storage)
     for s in d.sites:
-        for t in d.storage:
-            v.storage_tb[t.name, s.name] = m.add_var(K("storage_tb", tier=t.name, site=s.name), lb=0.0)
         placed = {j.name: lin_sum(v.choose[j.name, k, s.name] for k in range(len(j.candidates))) for j in d.jobs}
-        m.add_constraint(
-            lin_sum(v.storage_tb[t.name, s.name] * (1.0 / t.replication) for t in d.storage)
-            >= lin_sum(j.usable_tb * placed[j.name] for j in d.jobs),
-            K("storage_capacity", site=s.name),
-        )
+        usable = lin_sum(j.usable_tb * placed[j.name] for j in d.jobs)
+        weights = sum(svc.weights_tb for svc in d.services)
+        need = usable + weights * v.site_open[s.name] if weights else usable
         read = lin_sum(c.read_gbps * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates))
-        m.add_constraint(
-            lin_sum(t.gbps_per_tb * v.storage_tb[t.name, s.name] for t in d.storage)
-            >= read + lin_sum(j.write_gbps * placed[j.name] for j in d.jobs),
-            K("storage_bandwidth", site=s.name),
-        )
+        write = lin_sum(j.write_gbps * placed[j.name] for j in d.jobs)
+        most_tb = sum(j.usable_tb for j in d.jobs) + weights
+        most_gbs = sum(j.write_gbps + max((c.read_gbps for c in j.candidates), default=0.0) for j in d.jobs)
+        for t in d.storage:
+            at = dict(tier=t.name, site=s.name)
+            if t.unit_tb <= 0:
+                v.storage_tb[t.name, s.name] = m.add_var(K("storage_tb", **at), lb=0.0)
+                continue
+            rate = t.read_gbs if t.in_node else min(t.read_gbs, t.write_gbs)
+            ub = max(t.min_units, math.ceil((0 if t.in_node else most_tb / t.unit_tb) + most_gbs / rate + 1e-9))
+            units = m.add_var(K("storage_units", **at), lb=0, ub=ub, integer=True)
+            v.storage_tb[t.name, s.name] = units
+            if t.min_units > 0:
+                used = m.add_binary(K("storage_bought", **at))
+                m.add_constraint(units >= t.min_units * used, K("storage_min_units", **at))
+                m.add_constraint(units <= ub * used, K("storage_bought_link", **at))
+            if t.in_node:
+                owned = lin_sum(x for (_, _, site), x in v.nodes.items() if site == s.name)
+                m.add_constraint(units <= owned, K("storage_in_nodes", **at))
+        tiers = [(t, v.storage_tb[t.name, s.name]) for t in d.storage]
+        legacy_cap = lin_sum(x * (1.0 / t.replication) for t, x in tiers if t.unit_tb <= 0)
+        legacy_bw = lin_sum(t.gbps_per_tb * x for t, x in tiers if t.unit_tb <= 0)
+        shared = legacy_cap + lin_sum(t.unit_tb * x for t, x in tiers if t.unit_tb > 0 and not t.in_node)
+        local = lin_sum(t.unit_tb * x for t, x in tiers if t.unit_tb > 0 and t.in_node)
+        if weights and any(t.in_node and t.unit_tb > 0 for t in d.storage):
+            # Datasets and checkpoints on shared tiers; served weights may also sit on the nodes' own drives.
+            m.add_constraint(shared >= usable, K("storage_capacity", site=s.name))
+            m.add_constraint(shared + local >= need, K("storage_capacity_weights", site=s.name))
+        else:
+            m.add_constraint(shared >= need, K("storage_capacity", site=s.name))
+        if not systems:
+            m.add_constraint(legacy_bw >= read + write, K("storage_bandwidth", site=s.name))
+            continue
+        m.add_constraint(legacy_bw + lin_sum(t.write_gbs * x for t, x in tiers if t.unit_tb > 0 and not t.in_node) >= write,
+                         K("storage_write_bandwidth", site=s.name))
+        m.add_constraint(legacy_bw + lin_sum(t.read_gbs * x for t, x in tiers if t.unit_tb > 0) >= read,
+                         K("storage_read_bandwidth", site=s.name))
+        _storage_network(m, v, s, tiers)
+        ru = [(t.rack_units, x) for t, x in tiers if t.unit_tb > 0 and t.rack_units > 0]
+        if ru:
+            most = sum(r * x.ub for r, x in ru)
+            racks = m.add_var(K("storage_racks", site=s.name), lb=0, ub=math.ceil(most / s.rack_units), integer=True)
+            v.racks[STORAGE_RACK, s.aux_cooling, s.name] = racks
+            m.add_constraint(s.rack_units * racks >= lin_sum(r * x for r, x in ru), K("storage_rack_space", site=s.name))
+
+
+def _storage_network(m: Model, v: Vars, s, tiers) -> None:
+    """The storage network: a fat-tree over every owned node's storage ports and each shared unit's."""
+    f = s.storage_net
+    owned = [x for (_, _, site), x in v.nodes.items() if site == s.name]
+    if f is None or not owned:
+        return
+    per_node = max(1, f.frontend_ports_per_node)
+    unit_ports = [(math.ceil(max(t.read_gbs, t.write_gbs) * 8 / f.port_gbps - 1e-9), x) for t, x in tiers
+                  if t.unit_tb > 0 and not t.in_node]
+    attached = lin_sum(per_node * x for x in owned) + lin_sum(p * x for p, x in unit_ports)
+    most = per_node * int(sum(x.ub for x in owned)) + int(sum(p * x.ub for p, x in unit_ports))
+    _fat_tree(m, v, f, s, attached, most)
+    v.fabrics_at[s.name].append(f)
+
+
+def storage_capacity(tiers, sd) -> tuple[float, float, float, int]:
+    """Shared usable TB, write GB/s, read GB/s, rack units filled, and usable TB on the nodes' own
+    drives (served weights only), from the design."""
+    cap = bw_w = bw_r = 0.0
+    ru = 0
+    local = 0.0
+    for t, tb in sd.storage_tb.items():
+        spec = tiers[t]
+        if not spec.is_system:
+            cap += tb / spec.replication
+            bw_w += tb * spec.gbps_per_tb
+            bw_r += tb * spec.gbps_per_tb
+    for t, n in sd.storage_units.items():
+        spec = tiers[t]
+        cap += 0.0 if spec.in_node else n * spec.unit_usable_tb
+        local += n * spec.unit_usable_tb if spec.in_node else 0.0
+        bw_w += 0.0 if spec.in_node else n * spec.unit_write_gbs
+        bw_r += n * spec.unit_read_gbs
+        ru += n * spec.unit_rack_units
+    return cap, bw_w, bw_r, ru, local
 
 
 def check_storage(a: Audit) -> None:
-    """Capacity and bandwidth per site against the jobs placed there. Records storage power and capex."""
-    tiers = a.instance.catalog.storage
+    """Capacity and bandwidth per site against the jobs placed there and the served weights; whole
+    units, smallest clusters, local drives within the nodes, storage racks. Records storage power and capex."""
+    inst = a.instance
+    tiers = inst.catalog.storage
+    systems = any(t.is_system for t in tiers.values())
+    weights = sum(svc_weights_tb(inst))
     for sd in a.sol.design.sites:
         tag = a.tag(sd.name)
-        cap = sum(tb / tiers[t].replication for t, tb in sd.storage_tb.items())
-        bw = sum(tb * tiers[t].gbps_per_tb for t, tb in sd.storage_tb.items())
+        w = weights if sd.open or a.one_facility else 0.0
+        cap, bw_w, bw_r, ru, local = storage_capacity(tiers, sd)
         if cap < a.usable_tb[sd.name] * (1 - FEAS_TOL) - 1e-6:
-            a.problem(f"{tag}storage: {cap:.2f} usable TB, jobs need {a.usable_tb[sd.name]:.2f}")
-        if bw < a.need_gbps[sd.name] * (1 - FEAS_TOL) - 1e-6:
-            a.problem(f"{tag}storage: {bw:.2f} GB/s, jobs need {a.need_gbps[sd.name]:.2f} (checkpoint writes + data reads)")
-        a.storage_kw[sd.name] = sum(tb * tiers[t].w_per_tb for t, tb in sd.storage_tb.items()) / 1000
-        a.storage_usd[sd.name] = sum(tb * tiers[t].usd_per_tb for t, tb in sd.storage_tb.items())
+            a.problem(f"{tag}storage: {cap:.2f} shared usable TB, datasets and checkpoints need {a.usable_tb[sd.name]:.2f}")
+        if cap + local < (a.usable_tb[sd.name] + w) * (1 - FEAS_TOL) - 1e-6:
+            a.problem(f"{tag}storage: {cap + local:.2f} usable TB, workloads and served weights need "
+                      f"{a.usable_tb[sd.name] + w:.2f}")
+        if not systems:
+            if bw_w < (a.need_gbps[sd.name] + a.need_read_gbps[sd.name]) * (1 - FEAS_TOL) - 1e-6:
+                a.problem(f"{tag}storage: {bw_w:.2f} GB/s, jobs need {a.need_gbps[sd.name] + a.need_read_gbps[sd.name]:.2f} "
+                          "(checkpoint writes + data reads)")
+        else:
+            if bw_w < a.need_gbps[sd.name] * (1 - FEAS_TOL) - 1e-6:
+                a.problem(f"{tag}storage: writes at {bw_w:.2f} GB/s, checkpoints need {a.need_gbps[sd.name]:.2f}")
+            if bw_r < a.need_read_gbps[sd.name] * (1 - FEAS_TOL) - 1e-6:
+                a.problem(f"{tag}storage: reads at {bw_r:.2f} GB/s, data reads need {a.need_read_gbps[sd.name]:.2f}")
+        owned_nodes = sum(n for by_o in sd.nodes.values() for n in by_o.values())
+        for t, n in sd.storage_units.items():
+            spec = tiers[t]
+            if 0 < n < spec.min_units_per_site:
+                a.problem(f"{tag}storage {t}: {n} units, its smallest cluster is {spec.min_units_per_site}")
+            if spec.in_node and n > owned_nodes:
+                a.problem(f"{tag}storage {t}: {n} units inside {owned_nodes} nodes")
+        site = a.sites[sd.name]
+        if sd.storage_racks * site.rack_units_per_rack < ru:
+            a.problem(f"{tag}storage: {ru} rack units need {math.ceil(ru / site.rack_units_per_rack)} racks, design has "
+                      f"{sd.storage_racks}")
+        a.storage_kw[sd.name] = (sum(tb * tiers[t].w_per_tb for t, tb in sd.storage_tb.items() if not tiers[t].is_system) / 1000
+                                 + sum(n * tiers[t].unit_power_kw for t, n in sd.storage_units.items()))
+        a.storage_usd[sd.name] = (sum(tb * tiers[t].usd_per_tb for t, tb in sd.storage_tb.items() if not tiers[t].is_system)
+                                  + sum(n * tiers[t].unit_price_usd for t, n in sd.storage_units.items()))
+
+
+def svc_weights_tb(inst) -> list[float]:
+    from models.candidates import weights_tb
+    from models.presets import resolve_model
+
+    return [weights_tb(s, resolve_model(s.model)) for s in inst.services]
