@@ -1,0 +1,50 @@
+"""Mixture of experts: parameter counts, expert all-to-all, expert-touch, memory with and without EP."""
+
+import numpy as np
+import pytest
+
+from models.dims import ModelDims
+from models.presets import PRESETS
+
+# (published total B, published active B, active counts the input embedding?) from each preset's source
+# (models/data/presets.yaml). gpt-oss counts active parameters without the input embedding.
+PUBLISHED = {
+    "deepseek-v3": (671, 37, True), "kimi-k2": (1000, 32, True), "qwen3-235b-a22b": (235, 22, True),
+    "qwen3-30b-a3b": (30, 3.3, True), "gpt-oss-120b": (117, 5.1, False), "gpt-oss-20b": (21, 3.6, False),
+    "mixtral-8x7b": (47, 13, True), "mixtral-8x22b": (141, 39, True), "llama4-scout": (109, 17, True),
+    "llama4-maverick": (400, 17, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_preset_parameter_counts_match_published(name):
+    d = PRESETS[name]
+    total, active, with_input_embedding = PUBLISHED[name]
+    act = d.active_params - (0 if with_input_embedding else d.padded_vocab * d.hidden)
+    # Published totals are rounded ("1T", "47B"); Kimi's 1T is 1.04T in its tech report.
+    assert d.params / 1e9 == pytest.approx(total, rel=0.03)
+    assert act / 1e9 == pytest.approx(active, rel=0.03)
+
+
+def test_deepseek_v3_counts_by_hand():
+    d = PRESETS["deepseek-v3"]
+    attn = 7168 * 1536 + 1536 * 128 * 192 + 7168 * 576 + 512 * 128 * 256 + 128 * 128 * 7168
+    assert d.attn_params_per_layer == attn == 187_105_280
+    expert = 3 * 7168 * 2048
+    moe = 257 * expert + 7168 * 256
+    total = 61 * attn + 3 * 3 * 7168 * 18432 + 58 * moe + 2 * 129280 * 7168
+    assert d.params == total
+    assert d.active_params == 61 * attn + 3 * 3 * 7168 * 18432 + 58 * (9 * expert + 7168 * 256) + 2 * 129280 * 7168
+    assert d.moe_layers == 58 and d.kv_cache_width == 576
+    assert PRESETS["llama4-maverick"].moe_layers == 24
+
+
+def test_moe_fields_are_checked():
+    base = dict(layers=4, hidden=64, heads=4, vocab=100, seq_len=128)
+    with pytest.raises(ValueError, match="top_k"):
+        ModelDims(**base, experts=8, top_k=9)
+    with pytest.raises(ValueError, match="experts"):
+        ModelDims(**base, top_k=2)
+    with pytest.raises(ValueError, match="MLA"):
+        ModelDims(**base, kv_lora_rank=16)
+    assert ModelDims(**base).params == ModelDims(**base, experts=0).params
