@@ -48,3 +48,24 @@ def test_moe_fields_are_checked():
     with pytest.raises(ValueError, match="MLA"):
         ModelDims(**base, kv_lora_rank=16)
     assert ModelDims(**base).params == ModelDims(**base, experts=0).params
+
+
+def test_expert_touch_formula():
+    from models.perf.inference import experts_touched
+
+    assert experts_touched(256, 8, 1) == pytest.approx(8.0)  # batch 1: the active experts
+    assert experts_touched(256, 8, 2) == pytest.approx(256 * (1 - (248 / 256) ** 2))  # 15.75
+    assert experts_touched(256, 8, 1024) == pytest.approx(256.0, rel=1e-9)  # large batch: all
+
+
+def test_all_to_all_by_hand():
+    from models.perf.training import SCALEUP_LATENCY_S, a2a_time_s
+
+    # 4096 tokens of h=1024 in bf16 = 8 MiB per copy; k=2; ep=8 inside one 8-GPU domain at 400 GB/s:
+    # every copy leaves over scale-up: 2 x 8 MiB x 7/8 / 400 GB/s + one hop.
+    copy = 4096 * 1024 * 2.0
+    t = a2a_time_s(np.array([copy]), 2.0, np.array([8.0]), np.array([8.0]), 8.0, 400e9, 50e9, 5e-6)
+    assert t[0] == pytest.approx(2 * copy * 7 / 8 / 400e9 + SCALEUP_LATENCY_S)
+    # ep=16 over two domains: 8 remote peers of 16; fabric copies min(2 x 8/16, 1) = 1 at 50 GB/s + 5 us.
+    t = a2a_time_s(np.array([copy]), 2.0, np.array([16.0]), np.array([16.0]), 8.0, 400e9, 50e9, 5e-6)
+    assert t[0] == pytest.approx(max(copy * 2 * 15 / 16 / 400e9 + SCALEUP_LATENCY_S, copy / 50e9 + 5e-6))
