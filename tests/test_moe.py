@@ -69,3 +69,19 @@ def test_all_to_all_by_hand():
     # ep=16 over two domains: 8 remote peers of 16; fabric copies min(2 x 8/16, 1) = 1 at 50 GB/s + 5 us.
     t = a2a_time_s(np.array([copy]), 2.0, np.array([16.0]), np.array([16.0]), 8.0, 400e9, 50e9, 5e-6)
     assert t[0] == pytest.approx(max(copy * 2 * 15 / 16 / 400e9 + SCALEUP_LATENCY_S, copy / 50e9 + 5e-6))
+
+
+def test_memory_with_and_without_ep():
+    from models.loader import default_catalog
+    from models.perf.training import evaluate_layout
+
+    cat = default_catalog()
+    d = PRESETS["qwen3-30b-a3b"]
+    acc, fab = cat.accelerators["h100-sxm"], cat.fabrics["ib-ndr-400g"]
+    lay = dict(tp=1, pp=1, dp=8, micro_batch=1, recompute="full", sharding="none", global_batch=64)
+    one = evaluate_layout(d, lay, acc, fab, cat.calibration, "bf16", 64)
+    eight = evaluate_layout(d, dict(lay, ep=8), acc, fab, cat.calibration, "bf16", 64)
+    routed = d.moe_layers * d.experts * d.expert_params
+    # No sharding: 16 B per parameter; ep=8 holds 1/8 of the routed experts (and their state).
+    assert one["memory_per_gpu_gb"] - eight["memory_per_gpu_gb"] == pytest.approx(16 * routed * 7 / 8 / 1e9, rel=1e-9)
+    assert one["a2a_s"] == 0.0 < eight["a2a_s"]

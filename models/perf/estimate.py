@@ -298,6 +298,7 @@ def estimate_inference(
     accelerator: str,
     tp: int | None = None,
     batch: int | None = None,
+    ep: int | None = None,
     precision: str = "bf16",
     input_tokens: int = 1000,
     output_tokens: int = 250,
@@ -327,6 +328,12 @@ def estimate_inference(
     if requests_per_s is not None and not requests_per_s > 0:
         raise ValueError(f"requests_per_s must be positive; got {requests_per_s}")
     dom = tp_domain(acc)
+    if ep is not None:  # wide EP: a replica of ep accelerators, experts over all, attention data-parallel
+        if not dims.is_moe or ep < 1 or dims.experts % ep:
+            raise ValueError(f"ep={ep} needs a mixture-of-experts model whose routed experts it divides")
+        if tp is not None and tp != ep:
+            raise ValueError(f"with ep={ep} the replica is ep accelerators; leave tp out (got tp={tp})")
+        tp = None
     if tp is not None:
         if tp < 1 or tp > dims.heads or dims.heads % tp:
             raise ValueError(f"tp={tp} does not divide the model's {dims.heads} attention heads")
@@ -339,8 +346,11 @@ def estimate_inference(
 
     calib = catalog.calibration
     grid = enumerate_serving_grid(
-        dims, [acc], precision, None if tp is None else [tp], BATCHES if batch is None else [batch]
+        dims, [acc], precision, [ep] if ep is not None else (None if tp is None else [tp]),
+        BATCHES if batch is None else [batch]
     )
+    if ep is not None:
+        grid = ServingGrid(acc=grid.acc, t=grid.t, batch=grid.batch, ep=np.full(len(grid), ep, dtype=np.int64))
     if len(grid) == 0:  # only when no default tp divides the heads within the scale-up domain
         raise ValueError(f"no tensor-parallel degree divides the model's {dims.heads} heads within "
                          f"'{accelerator}''s tensor-parallel domain of {dom}")
@@ -398,6 +408,10 @@ def estimate_inference(
         "output_tokens": output_tokens,
         "params": dims.params,
     }
+    if dims.is_moe:
+        from .inference import wide_ep
+        w, atp = wide_ep(dims, grid.take([i]), [acc])
+        res.update({"ep": int(grid.t[i]) if w[0] else 1, "attention_tp": int(atp[0]), "active_params": dims.active_params})
     if max_tpot_s is not None:
         res["max_tpot_s"] = max_tpot_s
     for k in ("ttft_s", "tpot_s", "decode_step_s", "output_tokens_per_s", "output_tokens_per_s_per_acc",
@@ -406,7 +420,8 @@ def estimate_inference(
     res["max_batch_fitting"] = int(out["max_batch_fitting"][i])
     res["memory_limit_gb"] = limit_gb
     res["fits_memory"] = bool(out["fits_memory"][i])
-    res["breakdown"] = {k: float(out[k][i]) for k in INFERENCE_BREAKDOWN}
+    res["breakdown"] = {k: float(out[k][i]) for k in INFERENCE_BREAKDOWN
+                        + (("prefill_a2a_s", "decode_a2a_s") if dims.is_moe else ())}
     if requests_per_s is not None:
         res.update(_queueing_at(out, grid.take([i]), i, output_tokens, requests_per_s))
     if note:
