@@ -85,6 +85,7 @@ class JobTable:
             "sharding": SHARDING[int(g.shard[i])],
             "global_batch": int(g.gb[i]),
             "stack": self.job.stack,
+            **({"ep": int(g.ep[i]), "etp": int(g.etp[i])} if g.ep is not None else {}),
         }
 
 

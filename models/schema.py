@@ -282,6 +282,8 @@ class PinnedParallelism(Strict):
     sharding: Optional[Sharding] = Field(
         None, description="none (DDP), zero1 (optimizer state), zero2 (+gradients), zero3 (+weights: FSDP)."
     )
+    ep: Optional[PositiveInt] = Field(None, le=100_000, description="Expert parallel (MoE): routed experts split over ep GPUs.")
+    etp: Optional[PositiveInt] = Field(None, le=100_000, description="Expert tensor parallel (MoE): 1 or tp.")
 
 
 class TrainingJob(Strict):

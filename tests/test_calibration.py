@@ -1,3 +1,4 @@
+import numpy as np
 """Calibration against published Megatron-LM throughput (Narayanan et al. SC'21)."""
 
 import pytest
@@ -70,15 +71,16 @@ def modern():
 
 def test_modern_rows_meet_the_mean_target(modern):
     assert len(modern.rows) == len(load_modern()["training"]) >= 25
-    assert modern.mae_pct <= 6.0
-    assert modern.max_abs_error_pct < 25  # target 15 %: see the report for the rows beyond it
+    dense = [abs(r.error_pct) for r in modern.rows if r.id not in modern.moe_ids]
+    assert np.mean(dense) <= 6.0
+    assert max(dense) < 25  # target 15 %: see the report for the rows beyond it
 
 
-def test_moe_rows_are_excluded_and_said_so(modern):
-    ids = {e["id"] for e in modern.excluded}
-    assert "mb2511-gb200-dsv3-bf16" in ids and "maxtext-tier-v6e256-mixtral-8x7b" in ids
-    assert not ids & {r.id for r in modern.rows}
-    assert "MoE is modelled in its own issue" in format_modern(modern)
+def test_moe_rows_are_predicted_and_reported(modern):
+    # The MoE target (mean <= 10 %, each row within 20 %) is not met yet: see docs/performance-model.md.
+    assert len(modern.moe_ids) == 13 and "mb2511-gb200-dsv3-bf16" in modern.moe_ids
+    assert {r.id for r in modern.rows} >= set(modern.moe_ids)
+    assert "MoE rows: mean |error|" in format_modern(modern)
 
 
 def test_tflops_rows_convert_with_their_own_convention():

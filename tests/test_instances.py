@@ -39,6 +39,22 @@ def test_backends_agree(solved, path):
     assert ort.objective_value == pytest.approx(pulp.objective_value, rel=1e-6)
 
 
+@pytest.mark.parametrize("path", INSTANCES, ids=lambda p: p.name)
+def test_every_report_renders(solved, path):
+    """The terminal/markdown report, what binds and the HTML page of every shipped instance render."""
+    from optimizer import api
+    from optimizer.present.report import render_markdown
+    from optimizer.studies.explain import what_binds
+
+    inst, sols = solved[path.name]
+    sol = sols["ortools"]
+    text = render_markdown(sol, inst)
+    assert inst.name in text
+    if sol.design is not None:
+        assert what_binds(inst, sol)
+        assert "<svg" in api.render_html(api.Result(sol, inst))
+
+
 def test_gpt3_lands_near_the_megatron_estimate(solved):
     inst, sols = solved["gpt3-175b-a100.yaml"]
     job = sols["ortools"].jobs[0]

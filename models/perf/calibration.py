@@ -203,6 +203,11 @@ STACK_KNOB_BOUNDS = {
     "layer_overhead_us": (0.0, 600.0),
     "step_overhead_s": (0.0, 0.5),
 }
+# MoE knobs, per stack, fitted only on that stack's MoE rows: the exposed share of the dispatch/combine
+# all-to-all (0 = fully overlapped, as DeepSeek's DualPipe; 1 = none), grouped expert GEMMs relative
+# to dense GEMMs of the same shape (30-100 %), and a fixed cost per MoE layer and micro-batch (router,
+# permutation, dropless token-count syncs, per-expert launches: up to 10 ms fwd+bwd on host-bound runs).
+MOE_KNOB_BOUNDS = {"ep_exposed": (0.0, 1.0), "expert_gemm_efficiency": (0.3, 1.0), "moe_layer_overhead_us": (0.0, 10000.0)}
 # Only for accelerators without a measured GEMM ceiling, fitted on that accelerator's rows alone.
 ACCELERATOR_KNOB_BOUNDS = {"gemm_efficiency_fitted": (0.6, 0.95)}
 PRECISION_KNOB_BOUNDS = {"gemm_efficiency": (0.5, 1.0)}
@@ -252,7 +257,7 @@ def _prepare(row: dict, catalog: Catalog) -> _Prepared:
     lay = row.get("layout", {})
     pinned = PinnedParallelism(tp=lay.get("tp"), pp=lay.get("pp"), dp=lay.get("dp"), cp=lay.get("cp"),
                                micro_batch=lay.get("micro_batch"), vp=lay.get("vp"), recompute=lay.get("recompute"),
-                               sharding=lay.get("sharding"))
+                               sharding=lay.get("sharding"), ep=lay.get("ep"), etp=lay.get("etp"))
     grid = enumerate_grid(dims, row["global_batch"], [acc], [fab], row["precision"], pinned, stack=row["stack"])
     grid = grid.take(np.flatnonzero(grid.t * grid.p * grid.d * grid.cp == row["gpus"]))
     if len(grid) == 0:
@@ -274,6 +279,8 @@ def _predict_prepared(pr: _Prepared, calib: Calibration, stacks: dict, precs: di
     lay = {"tp": int(g.t[i]), "pp": int(g.p[i]), "dp": int(g.d[i]), "cp": int(g.cp[i]), "micro_batch": int(g.b[i]),
            "vp": int(g.v[i]), "recompute": RECOMPUTE[int(g.recompute[i])], "sharding": SHARDING[int(g.shard[i])],
            "global_batch": int(g.gb[i])}
+    if g.ep is not None:
+        lay.update(ep=int(g.ep[i]), etp=int(g.etp[i]))
     return float(out["tokens_per_s_per_gpu"][i]), lay, bool(fits[i]), float(out["memory_per_gpu_gb"][i])
 
 
@@ -317,17 +324,19 @@ def _needs_ratio(acc) -> bool:
 
 
 def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | None = None, precs: dict | None = None,
-               rounds: int = 4, points: int = 9, start: str = "given") -> tuple[dict, dict, dict]:
+               rounds: int = 4, points: int = 9, start: str = "given", moe_only: bool = False) -> tuple[dict, dict, dict]:
     """Stack, precision and (unmeasured) accelerator knobs minimising the mean |error| of tokens/s per GPU.
 
     Coordinate descent inside the bounds; a stack knob only moves its own rows, a precision knob the rows
     of that precision, an accelerator knob that accelerator's rows, so each scan re-predicts just those.
     `start='centre'` starts every knob from the middle of its bounds (leave-one-group-out, so no fitted
-    value leaks in). Returns (stacks, precisions, accelerators by name)."""
+    value leaks in). Dense knobs are fitted on the dense rows, the MoE knobs on the MoE rows only
+    (`moe_only` fits just those). Returns (stacks, precisions, accelerators by name)."""
+    dense = [p for p in prepared if not p.dims.is_moe]
     stacks = dict(stacks or stack_profiles())
     precs = dict(precs or precision_profiles())
     accs = {p.row["accelerator"]: p.acc for p in prepared if _needs_ratio(p.acc)}
-    if start == "centre":
+    if start == "centre" and not moe_only:
         mid = {k: (lo + hi) / 2 for k, (lo, hi) in STACK_KNOB_BOUNDS.items()}
         stacks = {n: (s.model_copy(update={k: v for k, v in mid.items() if k in _knobs(s)})
                       if n in FITTED_STACKS + ("deepspeed",) else s) for n, s in stacks.items()}
@@ -337,12 +346,20 @@ def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | Non
         accs = {n: a.model_copy(update=amid) for n, a in accs.items()}
     # (table, key, knob bounds, rows it moves)
     blocks = [(stacks, n, {k: b for k, b in STACK_KNOB_BOUNDS.items() if k in _knobs(stacks[n]) and k not in SHARED},
-               [p for p in prepared if p.row["stack"] == n]) for n in FITTED_STACKS]
+               [p for p in dense if p.row["stack"] == n]) for n in FITTED_STACKS]
     # Fixed costs (launch overheads, per-step host work) are one figure for every modern stack.
-    blocks += [(_Shared(stacks), "*", {k: STACK_KNOB_BOUNDS[k]}, list(prepared)) for k in SHARED]
-    blocks += [(precs, n, PRECISION_KNOB_BOUNDS, [p for p in prepared if p.row["precision"] == n]) for n in precs]
-    blocks += [(accs, n, ACCELERATOR_KNOB_BOUNDS, [p for p in prepared if p.row["accelerator"] == n]) for n in accs]
+    blocks += [(_Shared(stacks), "*", {k: STACK_KNOB_BOUNDS[k]}, list(dense)) for k in SHARED]
+    blocks += [(precs, n, PRECISION_KNOB_BOUNDS, [p for p in dense if p.row["precision"] == n]) for n in precs]
+    blocks += [(accs, n, ACCELERATOR_KNOB_BOUNDS, [p for p in dense if p.row["accelerator"] == n]) for n in accs]
     fitted_on = {n for _, n, _, rows in blocks[:len(FITTED_STACKS)] if rows}
+    if moe_only:
+        blocks = []
+    moe_rows = {n: [p for p in prepared if p.row["stack"] == n and p.dims.is_moe] for n in FITTED_STACKS}
+    if start == "centre":
+        mm = {k: (lo + hi) / 2 for k, (lo, hi) in MOE_KNOB_BOUNDS.items()}
+        for n in FITTED_STACKS:
+            stacks[n] = stacks[n].model_copy(update=mm)
+    blocks += [(stacks, n, MOE_KNOB_BOUNDS, moe_rows[n]) for n in FITTED_STACKS]
 
     def err(rows):
         return sum(abs(_predict_prepared(p, calib, stacks, precs, accs)[0] / p.published - 1.0) for p in rows)
@@ -364,7 +381,13 @@ def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | Non
                     else:
                         tab[name] = old
         width = {k: w / 2 for k, w in width.items()}
-    return _with_borrowed(stacks, fitted_on), precs, accs
+    moe_fitted = {n for n in FITTED_STACKS if moe_rows[n]}
+    out = _with_borrowed(stacks, fitted_on)
+    donor = BORROW_FROM if BORROW_FROM in moe_fitted else next(iter(sorted(moe_fitted)), None)
+    for n in FITTED_STACKS + ("deepspeed",):
+        if n not in moe_fitted and donor is not None:
+            out[n] = out[n].model_copy(update={k: getattr(out[donor], k) for k in MOE_KNOB_BOUNDS})
+    return out, precs, accs
 
 
 SHARED = ("layer_overhead_us", "step_overhead_s")
@@ -406,16 +429,17 @@ class ModernReport:
     logo: dict  # group kind -> {group: mean |error| of its left-out rows}
     logo_mean_pct: float | None
     excluded: list[dict]
+    moe_ids: tuple = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"mae_pct": self.mae_pct, "max_abs_error_pct": self.max_abs_error_pct,
                 "by_accelerator": self.by_accelerator, "by_stack": self.by_stack, "rows": [asdict(r) for r in self.rows],
                 "leave_one_group_out": self.logo, "leave_one_group_out_mean_pct": self.logo_mean_pct,
-                "excluded": self.excluded}
+                "excluded": self.excluded, "moe_rows": list(self.moe_ids)}
 
 
 def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, precs: dict | None = None) -> ModernReport:
-    """Predict every dense training row of the modern file with the shipped (or given) efficiencies;
+    """Predict every training row (dense and MoE) of the modern file with the shipped (or given) efficiencies;
     with `logo`, also leave out each accelerator and then each model family, refit from the centre of
     the bounds on the rest, and predict the left-out rows."""
     ref = load_modern()
@@ -440,10 +464,10 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
                 e = [abs(r.error_pct) for r in _modern_rows(test, calib, st, pc, ac)]
                 logo_res[kind][g] = float(np.mean(e))
                 logo_errs += e
-    excluded = [{"id": r["id"], "reason": r["reason"]}
-                for r in ref.get("excluded_moe", []) + ref.get("excluded_unknown_hardware", [])]
+    excluded = [{"id": r["id"], "reason": r["reason"]} for r in ref.get("excluded_unknown_hardware", [])]
     return ModernReport(rows, float(errs.mean()), float(errs.max()), _summary(rows, "accelerator"),
-                        _summary(rows, "stack"), logo_res, float(np.mean(logo_errs)) if logo_errs else None, excluded)
+                        _summary(rows, "stack"), logo_res, float(np.mean(logo_errs)) if logo_errs else None, excluded,
+                        tuple(p.row["id"] for p in prepared if p.dims.is_moe))
 
 
 def format_modern(rep: ModernReport) -> str:
@@ -455,7 +479,7 @@ def format_modern(rep: ModernReport) -> str:
         lines.append(f"{r.id:<48}{r.stack:<14}{r.precision:<6}{r.published:>10.0f}{r.predicted:>10.0f}"
                      f"{r.error_pct:>+9.1f}  {desc}")
     lines.append(f"modern file: mean |error| {rep.mae_pct:.2f} %, max {rep.max_abs_error_pct:.2f} % over {len(rep.rows)} "
-                 "dense training rows (tokens/s per GPU)")
+                 "training rows (tokens/s per GPU)")
     for title, summ in (("per accelerator", rep.by_accelerator), ("per stack", rep.by_stack)):
         lines.append(f"{title}: " + "; ".join(f"{g} {m:.1f} % (max {x:.1f}, n={n})" for g, (m, x, n) in summ.items()))
     if rep.logo_mean_pct is not None:
@@ -463,10 +487,14 @@ def format_modern(rep: ModernReport) -> str:
             lines.append(f"leave one {kind} out: " + "; ".join(f"{g} {e:.1f} %" for g, e in res.items()))
         lines.append(f"leave-one-group-out mean |error| {rep.logo_mean_pct:.2f} % (each accelerator, then each model "
                      "family, refit from the centre of the bounds on the rest)")
-    moe = [e["id"] for e in rep.excluded if e["reason"].startswith("MoE")]
-    other = [e for e in rep.excluded if not e["reason"].startswith("MoE")]
-    lines.append(f"excluded: {len(moe)} MoE rows ({', '.join(moe)}): MoE is modelled in its own issue")
-    for e in other:
+    moe = [r for r in rep.rows if r.id in rep.moe_ids]
+    if moe:
+        e = [abs(r.error_pct) for r in moe]
+        fam = {r.family for r in moe}
+        lomo = "; ".join(f"{g} {x:.1f} %" for g, x in rep.logo.get("family", {}).items() if g in fam)
+        lines.append(f"MoE rows: mean |error| {np.mean(e):.2f} %, max {np.max(e):.2f} % over {len(moe)} rows"
+                     + (f"; leave one model out: {lomo}" if lomo else ""))
+    for e in rep.excluded:
         lines.append(f"excluded: {e['id']}: {e['reason']}")
     return "\n".join(lines)
 
@@ -482,6 +510,11 @@ if __name__ == "__main__":
         fitted = fit_calibration(cat)
         print({k: round(getattr(fitted, k), 4) for k in FITTED_KNOBS})
         print(format_report(run_calibration(cat, calib=fitted)))
+    if "--fit-moe" in sys.argv:
+        prepared = [_prepare(r, cat) for r in load_modern()["training"]]
+        st, pc, ac = fit_modern(prepared, cat.calibration, rounds=5, points=11, moe_only=True)
+        for n in FITTED_STACKS:
+            print(n, {k: round(getattr(st[n], k), 3) for k in MOE_KNOB_BOUNDS})
     if "--fit" in sys.argv:
         prepared = [_prepare(r, cat) for r in load_modern()["training"]]
         st, pc, ac = fit_modern(prepared, cat.calibration, rounds=6, points=11, start="centre")

@@ -150,6 +150,18 @@ def _sharding_pins(sharding, fsdp, distributed_optimizer, stack):
     return sharding, (None if sharding is not None else distributed_optimizer), fsdp is False
 
 
+def _check_experts(dims: ModelDims, gpus: int, ep, etp, tp) -> None:
+    if (ep not in (None, 1) or etp not in (None, 1)) and not dims.is_moe:
+        raise ValueError(f"ep={ep} / etp={etp}: expert parallelism needs a mixture-of-experts model (experts > 0)")
+    if ep is not None:
+        if ep < 1 or dims.experts % ep:
+            raise ValueError(f"ep={ep} must divide the model's {dims.experts} routed experts")
+        if gpus % ep:
+            raise ValueError(f"ep={ep} does not divide gpus={gpus}")
+    if etp is not None and etp != 1 and tp is not None and etp != tp:
+        raise ValueError(f"etp={etp} must be 1 or tp ({tp})")
+
+
 def estimate_training(
     dims: ModelDims,
     catalog: Catalog,
@@ -170,6 +182,8 @@ def estimate_training(
     sharding: str | None = None,
     fsdp: bool | None = None,
     stack: str | None = None,
+    ep: int | None = None,
+    etp: int | None = None,
 ) -> dict[str, Any]:
     """Step time, throughput, FLOP/s, memory and breakdown of one job on `gpus` accelerators.
 
@@ -193,11 +207,12 @@ def estimate_training(
                          f"(offers: {', '.join(st.recompute_modes)})")
     _check_layout(dims, gpus, tp, pp, global_batch, micro_batch, vp, cp, st)
     sh_pin, dist_pin, no_zero3 = _sharding_pins(sharding, fsdp, distributed_optimizer, st)
+    _check_experts(dims, gpus, ep, etp, tp)
 
     dp = gpus // (tp * pp * (cp or 1)) if tp is not None and pp is not None and cp is not None else None
     pinned = PinnedParallelism(
         tp=tp, pp=pp, dp=dp, micro_batch=micro_batch, vp=vp, recompute=recompute,
-        distributed_optimizer=dist_pin, cp=cp, sharding=sh_pin,
+        distributed_optimizer=dist_pin, cp=cp, sharding=sh_pin, ep=ep, etp=etp,
     )
     fab = catalog.fabrics[fabric]
     grid = enumerate_grid(dims, global_batch, [acc], [fab], precision, pinned, stack=st)
@@ -212,6 +227,7 @@ def estimate_training(
             f"no valid layout of {gpus} GPUs for global batch {what}: need gpus = tp*pp*cp*dp with tp a power of "
             f"two dividing {dims.heads} heads, pp splitting {dims.layers} layers, the global batch divisible by "
             f"micro_batch*dp" + (f", and whole interleaved chunks (vp={vp})" if vp and vp > 1 else "")
+            + (f", and ep*etp dividing tp*dp*cp" if dims.is_moe else "")
         )
     out = evaluate(dims, grid, [acc], [fab], catalog.calibration, precision, global_batch, tokens, stack=st)
     fits = out["fits_memory"]
@@ -248,6 +264,8 @@ def estimate_training(
         "params": dims.params,
         "flops_convention": FLOPS_CONVENTION,
     }
+    if dims.is_moe:
+        res.update({"ep": int(grid.ep[i]), "etp": int(grid.etp[i]), "active_params": dims.active_params})
     for k in ("step_time_s", "tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu_hw", "tflops_per_gpu_model",
               "mfu", "tflops_per_gpu_model_full_attention", "mfu_full_attention", "hw_flops_per_step",
               "model_flops_per_step", "model_flops_per_step_full_attention", "memory_per_gpu_gb"):
@@ -258,7 +276,7 @@ def estimate_training(
         res["tokens"] = float(tokens)
         days = float(out["time_to_train_days"][i])
         res["time_to_train_days"] = days if math.isfinite(days) else None
-    res["breakdown"] = {k: float(out[k][i]) for k in BREAKDOWN}
+    res["breakdown"] = {k: float(out[k][i]) for k in BREAKDOWN + (("a2a_s",) if dims.is_moe else ())}
     if not st.calibrated:
         res["stack_note"] = f"stack {st_name} has no published runs in the calibration files: efficiencies borrowed " \
                             "from megatron-core"
@@ -280,6 +298,7 @@ def estimate_inference(
     accelerator: str,
     tp: int | None = None,
     batch: int | None = None,
+    ep: int | None = None,
     precision: str = "bf16",
     input_tokens: int = 1000,
     output_tokens: int = 250,
@@ -309,6 +328,12 @@ def estimate_inference(
     if requests_per_s is not None and not requests_per_s > 0:
         raise ValueError(f"requests_per_s must be positive; got {requests_per_s}")
     dom = tp_domain(acc)
+    if ep is not None:  # wide EP: a replica of ep accelerators, experts over all, attention data-parallel
+        if not dims.is_moe or ep < 1 or dims.experts % ep:
+            raise ValueError(f"ep={ep} needs a mixture-of-experts model whose routed experts it divides")
+        if tp is not None and tp != ep:
+            raise ValueError(f"with ep={ep} the replica is ep accelerators; leave tp out (got tp={tp})")
+        tp = None
     if tp is not None:
         if tp < 1 or tp > dims.heads or dims.heads % tp:
             raise ValueError(f"tp={tp} does not divide the model's {dims.heads} attention heads")
@@ -321,8 +346,11 @@ def estimate_inference(
 
     calib = catalog.calibration
     grid = enumerate_serving_grid(
-        dims, [acc], precision, None if tp is None else [tp], BATCHES if batch is None else [batch]
+        dims, [acc], precision, [ep] if ep is not None else (None if tp is None else [tp]),
+        BATCHES if batch is None else [batch]
     )
+    if ep is not None:
+        grid = ServingGrid(acc=grid.acc, t=grid.t, batch=grid.batch, ep=np.full(len(grid), ep, dtype=np.int64))
     if len(grid) == 0:  # only when no default tp divides the heads within the scale-up domain
         raise ValueError(f"no tensor-parallel degree divides the model's {dims.heads} heads within "
                          f"'{accelerator}''s tensor-parallel domain of {dom}")
@@ -380,6 +408,10 @@ def estimate_inference(
         "output_tokens": output_tokens,
         "params": dims.params,
     }
+    if dims.is_moe:
+        from .inference import wide_ep
+        w, atp = wide_ep(dims, grid.take([i]), [acc])
+        res.update({"ep": int(grid.t[i]) if w[0] else 1, "attention_tp": int(atp[0]), "active_params": dims.active_params})
     if max_tpot_s is not None:
         res["max_tpot_s"] = max_tpot_s
     for k in ("ttft_s", "tpot_s", "decode_step_s", "output_tokens_per_s", "output_tokens_per_s_per_acc",
@@ -388,7 +420,8 @@ def estimate_inference(
     res["max_batch_fitting"] = int(out["max_batch_fitting"][i])
     res["memory_limit_gb"] = limit_gb
     res["fits_memory"] = bool(out["fits_memory"][i])
-    res["breakdown"] = {k: float(out[k][i]) for k in INFERENCE_BREAKDOWN}
+    res["breakdown"] = {k: float(out[k][i]) for k in INFERENCE_BREAKDOWN
+                        + (("prefill_a2a_s", "decode_a2a_s") if dims.is_moe else ())}
     if requests_per_s is not None:
         res.update(_queueing_at(out, grid.take([i]), i, output_tokens, requests_per_s))
     if note:

@@ -71,12 +71,30 @@ class ServingGrid:
     acc: np.ndarray  # index into the accelerators list passed alongside
     t: np.ndarray  # tensor-parallel degree = accelerators per replica
     batch: np.ndarray  # decode batch beta: concurrent sequences per replica
+    # MoE: experts spread over this many of the t accelerators with attention data-parallel (wide EP);
+    # None = t for replicas wider than the scale-up domain, else 1 (all weights tensor-parallel over t).
+    ep: "np.ndarray | None" = None
 
     def __len__(self) -> int:
         return int(self.acc.shape[0])
 
     def take(self, idx) -> "ServingGrid":
-        return ServingGrid(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return ServingGrid(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                              for f in fields(self)})
+
+
+def experts_touched(experts: int, top_k: int, batch):
+    """Distinct routed experts a decode step of `batch` tokens reads per MoE layer, with each token
+    picking top_k of E uniformly: E (1 - (1 - k/E)^B). k at batch 1; tends to E for large batches."""
+    E, k = float(experts), float(top_k)
+    return E * (1.0 - (1.0 - k / E) ** np.asarray(batch, dtype=np.float64))
+
+
+def attention_tp(dims: ModelDims, a: Accelerator) -> int:
+    """Attention tensor-parallel degree inside a wide-EP replica: 1 for MLA (data-parallel attention,
+    each GPU holds the latent KV of its own sequences), else the scale-up domain where the heads allow."""
+    dom = tp_domain(a)
+    return 1 if dims.mla or dims.heads % dom else dom
 
 
 def _check_precision(precision: str) -> None:
@@ -140,14 +158,23 @@ def enumerate_serving_grid(
     if tp_options is None:
         tp_options = 2 ** np.arange(0, int(np.log2(TP_MAX)) + 1)
     t_c = np.asarray(tp_options, dtype=np.int64)
-    t_c = t_c[(t_c >= 1) & (dims.heads % np.maximum(t_c, 1) == 0)]
+    t_all = t_c[t_c >= 1]
+    t_c = t_all[dims.heads % np.maximum(t_all, 1) == 0]
     b_c = np.asarray(batches, dtype=np.int64)
     A, T, Bt = [], [], []
     for i, a in enumerate(accelerators):
         if (precision == "fp8" and a.peak_fp8_tflops is None) or (precision == "fp4" and a.peak_fp4_tflops is None):
             continue
         t_ok = t_c[t_c <= tp_domain(a)]
+        if dims.is_moe and tp_options is None:  # wide EP: replicas of whole nodes beyond the domain
+            wide = [w for w in (tp_domain(a) * 2 ** np.arange(1, 8)) if w <= min(dims.experts, 256)
+                    and dims.experts % w == 0 and w % a.accelerators_per_node == 0]
+            t_ok = np.concatenate([t_ok, np.asarray(wide, dtype=np.int64)])
+        elif dims.is_moe:
+            t_ok = np.concatenate([t_ok, t_all[(t_all > tp_domain(a)) & (dims.experts % t_all == 0)]])
         tt, bb = (x.ravel() for x in np.meshgrid(t_ok, b_c, indexing="ij"))
+        if dims.is_moe:  # a wide-EP replica batches per attention group: scale the batch by its groups
+            bb = np.where(tt > tp_domain(a), bb * np.maximum(tt // tp_domain(a), 1), bb)
         A.append(np.full(tt.shape, i, dtype=np.int64))
         T.append(tt)
         Bt.append(bb)
@@ -155,13 +182,22 @@ def enumerate_serving_grid(
     return ServingGrid(acc=cat(A), t=cat(T), batch=cat(Bt))
 
 
-def _memory_terms(dims: ModelDims, precision: str, input_tokens: float, output_tokens: float, t):
+def _memory_terms(dims: ModelDims, precision: str, input_tokens: float, output_tokens: float, t, atp=None):
     """Bytes per accelerator: weights, KV per sequence at full context, and the workspace as
-    fixed + per-sequence parts (so the largest batch has a closed form)."""
+    fixed + per-sequence parts (so the largest batch has a closed form). `atp` < t: a wide-EP replica
+    whose attention is tensor-parallel over atp and data-parallel over t/atp (sequences split)."""
     h, l = float(dims.hidden), float(dims.layers)
-    weights_b = dims.params * BYTES_PER_PARAM[precision] / t
-    kv_heads_per_acc = np.ceil(dims.n_kv_heads / t)
-    kv_per_token_b = 2.0 * l * kv_heads_per_acc * dims.head_dim * KV_BYTES[precision]
+    t = np.asarray(t, dtype=np.float64)
+    atp = t if atp is None else np.asarray(atp, dtype=np.float64)
+    weights_b = dims.params * BYTES_PER_PARAM[precision] / t  # every expert held once per replica
+    if dims.is_moe:  # attention and dense parts are replicated over the t/atp attention groups
+        routed = dims.moe_layers * dims.experts * dims.expert_params
+        weights_b = ((dims.params - routed) / atp + routed / t) * BYTES_PER_PARAM[precision]
+    if dims.mla:  # one latent + shared rope key per token, replicated on every attention-TP rank
+        kv_per_token_b = l * dims.kv_cache_width * KV_BYTES[precision] * atp / t
+    else:
+        kv_heads_per_acc = np.ceil(dims.n_kv_heads / atp)
+        kv_per_token_b = 2.0 * l * kv_heads_per_acc * dims.head_dim * KV_BYTES[precision] * atp / t
     kv_per_seq_b = kv_per_token_b * (float(input_tokens) + float(output_tokens))
     # Workspace: one layer's live activations per token in flight (residual + normed input, and the
     # MLP's up/gate/product sharded over t; flash attention, so no n^2 scores), for the prefill's n
@@ -223,8 +259,20 @@ def evaluate_serving(
     return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
 
 
+def wide_ep(dims: ModelDims, grid: ServingGrid, accelerators: list[Accelerator]):
+    """(experts spread over all t with data-parallel attention?, attention TP degree) per row."""
+    t = grid.t.astype(np.float64)
+    if not dims.is_moe:
+        return np.zeros(len(grid), dtype=bool), t
+    dom = np.array([tp_domain(a) for a in accelerators])[grid.acc]
+    wide = (grid.t > dom) if grid.ep is None else (grid.ep > 1)
+    atp = np.array([attention_tp(dims, a) for a in accelerators], dtype=np.float64)[grid.acc]
+    return wide, np.where(wide, np.minimum(atp, t), t)
+
+
 def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -> dict[str, np.ndarray]:
-    h, l, P = float(dims.hidden), float(dims.layers), dims.params
+    h, l = float(dims.hidden), float(dims.layers)
+    P = dims.active_params  # FLOPs per token: MoE counts top_k routed + shared experts
 
     ceiling = gemm_ceiling_flops(accelerators, precision, calib)[grid.acc]
     if np.isnan(ceiling).any():
@@ -232,6 +280,7 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
     hbm_gb = np.array([x.hbm_gb for x in accelerators])[grid.acc]
     hbm_bs = hbm_achieved_bs(accelerators, calib)[grid.acc]
     link_bs, link_lat = (x[grid.acc] for x in _tp_links(accelerators, calib))
+    wide, atp = wide_ep(dims, grid, accelerators)
     over = calib.serving_step_overhead_s
 
     t = grid.t.astype(np.float64)
@@ -241,30 +290,56 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
 
     # Memory.
     limit_b = (hbm_gb - calib.memory_reserved_gb) * 1e9
-    weights_b, kv_tok_b, kv_seq_b, ws_fixed_b, ws_seq_b = _memory_terms(dims, precision, n_in, n_out, t)
+    weights_b, kv_tok_b, kv_seq_b, ws_fixed_b, ws_seq_b = _memory_terms(dims, precision, n_in, n_out, t, atp)
     memory_b = weights_b + beta * (kv_seq_b + ws_seq_b) + ws_fixed_b
     max_beta = _max_batch(weights_b, kv_seq_b, ws_fixed_b, ws_seq_b, limit_b)
 
-    def allreduces(tokens):
-        return 2.0 * l * _ring_allreduce_s(t, tokens * h * ACT_BYTES, link_bs, link_lat)
+    def allreduces(tokens):  # attention-TP all-reduces (a wide replica's groups each hold tokens*atp/t)
+        return 2.0 * l * _ring_allreduce_s(atp, tokens * atp / t * h * ACT_BYTES, link_bs, link_lat)
+
+    # Wide EP: per MoE layer a dispatch and a combine all-to-all of each GPU's tokens (k copies,
+    # (t-1)/t of them remote) over the fabric, with one fabric latency each (DeepEP low-latency mode).
+    if dims.is_moe:
+        nic_bs = np.array([a.fabric_ports_per_node / a.accelerators_per_node * 400e9 / 8 for a in accelerators])[grid.acc] \
+            * calib.comm_efficiency
+        lat = np.array([5e-6 for _ in accelerators])[grid.acc]
+
+        def a2a(tokens):
+            nbytes = tokens / t * dims.top_k * h * ACT_BYTES * (t - 1.0) / t
+            return np.where(wide, 2.0 * dims.moe_layers * (nbytes / nic_bs + lat + SCALEUP_LATENCY_S), 0.0)
+    else:
+        def a2a(tokens):
+            return 0.0
+
+    # Decode reads the experts the batch touches: E (1 - (1 - k/E)^beta) per MoE layer (experts_touched).
+    if dims.is_moe:
+        routed_b = dims.moe_layers * dims.experts * dims.expert_params * BYTES_PER_PARAM[precision] / t
+        touched = experts_touched(dims.experts, dims.top_k, beta) / dims.experts
+        decode_weights_b = weights_b - routed_b * (1.0 - touched)
+    else:
+        decode_weights_b = weights_b
 
     # Prefill of one request run alone: compute-bound for any real prompt, but it still reads the weights once.
-    pre_flops = 2.0 * P * n_in + 2.0 * l * n_in * n_in * h
+    att_w = dims.heads * (dims.qk_head_dim + dims.value_head_dim) / 2.0  # = h for standard attention
+    pre_flops = 2.0 * P * n_in + 2.0 * l * n_in * n_in * att_w
     prefill_compute_s = pre_flops / (t * ceiling * shape(np.minimum(h / t, n_in)))
     prefill_memory_s = weights_b / hbm_bs
     prefill_tp_s = allreduces(n_in)
-    prefill_s = np.maximum(prefill_compute_s, prefill_memory_s) + prefill_tp_s + over
+    prefill_a2a_s = a2a(n_in)
+    prefill_s = np.maximum(prefill_compute_s, prefill_memory_s) + prefill_tp_s + prefill_a2a_s + over
 
     # Decode step at batch beta: weights + the batch's KV streamed from HBM, or the GEMMs, whichever
     # is slower; the tiny all-reduces are latency-bound and not overlapped; plus the fixed step cost.
     dec_ceiling = t * ceiling * shape(h / t)
-    dec_flops = 2.0 * P * beta + 4.0 * l * beta * ctx_avg * h
+    dec_flops = 2.0 * P * beta + 4.0 * l * beta * ctx_avg * att_w
     decode_compute_s = dec_flops / dec_ceiling
-    decode_memory_s = (weights_b + beta * kv_tok_b * ctx_avg) / hbm_bs
+    decode_memory_s = (decode_weights_b + beta * kv_tok_b * ctx_avg) / hbm_bs
     decode_tp_s = allreduces(beta)
-    step_s = np.maximum(decode_compute_s, decode_memory_s) + decode_tp_s + over
-    # The chord of step(b) between b = 0 and beta (an upper bound in between: max() is convex).
-    step_fixed_s = weights_b / hbm_bs + allreduces(0.0) + over
+    decode_a2a_s = a2a(beta)
+    step_s = np.maximum(decode_compute_s, decode_memory_s) + decode_tp_s + decode_a2a_s + over
+    # The chord of step(b) between b = 0 and beta (an upper bound in between: max() is convex). MoE:
+    # at b = 0 no expert is read; the touched experts grow concavely, so the chord stays a bound.
+    step_fixed_s = (weights_b - (routed_b if dims.is_moe else 0.0)) / hbm_bs + allreduces(0.0) + a2a(0.0) + over
     step_per_seq_s = (step_s - step_fixed_s) / beta
 
     # Prefill: alone (chunk 0), or in k chunks that ride in decode steps (Sarathi-Serve): a chunk
@@ -274,10 +349,12 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
     if C > 0:
         k = float(np.ceil(n_in / C))
         chunk_flops = pre_flops / k
-        mixed_s = np.maximum((dec_flops + chunk_flops) / dec_ceiling, decode_memory_s) + allreduces(beta + n_in / k) + over
+        mixed_s = np.maximum((dec_flops + chunk_flops) / dec_ceiling, decode_memory_s) + allreduces(beta + n_in / k) \
+            + a2a(beta + n_in / k) + over
         prefill_work_s = k * (mixed_s - step_s)
         # An idle replica runs the k chunk steps alone.
-        ttft_idle_s = k * (np.maximum(chunk_flops / dec_ceiling, prefill_memory_s) + allreduces(n_in / k) + over)
+        ttft_idle_s = k * (np.maximum(chunk_flops / dec_ceiling, prefill_memory_s) + allreduces(n_in / k)
+                           + a2a(n_in / k) + over)
         prefill_steps = np.full(len(grid), k)
     else:
         prefill_work_s, ttft_idle_s, prefill_steps = prefill_s, prefill_s, np.zeros(len(grid))
@@ -308,6 +385,9 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
         "decode_compute_s": decode_compute_s,
         "decode_memory_s": decode_memory_s,
         "decode_tp_comm_s": decode_tp_s,
+        "prefill_a2a_s": prefill_a2a_s + np.zeros(len(grid)),
+        "decode_a2a_s": decode_a2a_s + np.zeros(len(grid)),
+        "decode_weights_gb_per_acc": decode_weights_b / 1e9 + np.zeros(len(grid)),
         "step_overhead_s": np.full(len(grid), over),
     }
 

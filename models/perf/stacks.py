@@ -62,6 +62,14 @@ class StackProfile(Strict):
     step_overhead_s: float = Field(
         0.0, ge=0, description="Fixed time per optimizer step: grad norm/clip, data loading, logging, host syncs."
     )
+    ep_exposed: float = Field(
+        1.0, ge=0, le=1, description="Fraction of the MoE dispatch/combine all-to-all not hidden (a2a overlap).")
+    expert_gemm_efficiency: float = Field(
+        1.0, gt=0, le=1.1, description="Grouped expert GEMMs relative to dense ones of the same shape (router, "
+        "permutation and per-expert launch costs).")
+    moe_layer_overhead_us: float = Field(
+        0.0, ge=0, description="Extra fixed time per MoE layer per micro-batch (fwd+bwd): router, permutation, "
+        "token-count syncs of dropless routing, grouped-GEMM launches.")
     fitted_knobs: Optional[list[str]] = Field(
         None, description="Knobs calibration fits for this stack (null = all); gemm_efficiency is left at 1 where "
         "the stack's runs are all on accelerators without a measured GEMM ceiling (their own ratio is fitted)."

@@ -8,14 +8,15 @@ can score >10^6 layouts per second. The formulas and their sources are in docs/p
 fitted efficiencies come from `models.perf.stacks`; per-accelerator GEMM ceilings and bus bandwidths
 from the catalog's measured fields; the 2021 knobs from `Calibration`.
 
-Where MoE slots in (next issue): `_expert_terms` returns zero expert all-to-all time and zero expert
-memory for dense models; an MoE model adds its dispatch/combine all-to-all there and its expert
-parameters to the per-GPU state.
+Mixtures of experts: routed experts are split over `ep` GPUs (carved out of the t*d*cp GPUs of a
+stage, Megatron-Core convention) and expert tensor parallel `etp` (1 or t); `_expert_terms` gives
+their dispatch/combine all-to-all, their GEMMs and their share of memory and gradient traffic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Optional
 
 import numpy as np
 
@@ -34,6 +35,8 @@ ACT_BYTES = 2  # activations and communication stay bf16 in every recipe modelle
 CHUNK_ROWS = 16384
 SCALEUP_LATENCY_S = 2e-6  # NVLink/ICI hop incl. collective-library step overhead; not in the catalog
 FLOPS_CONVENTION = "causal"  # model FLOPs count half the s x s attention work (Megatron-Bridge, MaxText)
+EP_MAX = 256
+MOE_PERMUTE_PASSES = 8.0  # token permute + unpermute, read and write, forward and backward (x k tokens)
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,21 @@ class ConfigGrid:
     cp: np.ndarray  # context parallel (sequence split over cp GPUs)
     shard: np.ndarray  # codes into SHARDING
     gb: np.ndarray  # global batch, sequences per step
+    ep: Optional[np.ndarray] = None  # expert parallel (MoE; None = 1)
+    etp: Optional[np.ndarray] = None  # expert tensor parallel (MoE; None = 1)
 
     def __len__(self) -> int:
         return int(self.acc.shape[0])
 
     def take(self, idx) -> "ConfigGrid":
-        return ConfigGrid(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return ConfigGrid(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                             for f in fields(self)})
+
+    def ep_or_one(self) -> np.ndarray:
+        return np.ones_like(self.t) if self.ep is None else self.ep
+
+    def etp_or_one(self) -> np.ndarray:
+        return np.ones_like(self.t) if self.etp is None else self.etp
 
 
 def batch_bounds(global_batch) -> tuple[int, int]:
@@ -187,7 +199,17 @@ def enumerate_grid(
     r_c = _choices(None if pin.recompute is None else RECOMPUTE.index(pin.recompute), searched_rc)
     o_c = np.asarray(_sharding_choices(pin, st), dtype=np.int64)
 
-    T, P, V, Bm, D, R, O, C = (x.ravel() for x in np.meshgrid(t_c, p_c, v_c, b_c, d_c, r_c, o_c, cp_c, indexing="ij"))
+    # MoE: ep over powers of two dividing the routed experts; etp 1 or t (code 0/1).
+    if dims.is_moe:
+        ep_c = _choices(pin.ep, [e for e in 2 ** np.arange(0, 9) if e <= min(dims.experts, EP_MAX) and dims.experts % e == 0])
+        et_c = np.array([0, 1]) if pin.etp is None else np.array([1 if pin.etp > 1 else 0])
+    else:
+        if pin.ep not in (None, 1) or pin.etp not in (None, 1):
+            raise ValueError("ep/etp > 1 need a mixture-of-experts model (experts > 0)")
+        ep_c, et_c = np.array([1]), np.array([0])
+    T, P, V, Bm, D, R, O, C, EP, ET = (x.ravel() for x in np.meshgrid(
+        t_c, p_c, v_c, b_c, d_c, r_c, o_c, cp_c, ep_c, et_c, indexing="ij"))
+    ET = np.where(ET == 1, T, 1)
     G = (B_hi // np.maximum(Bm * D, 1)) * Bm * D  # largest batch in range divisible by b*d
     ok = (G >= B_lo) & (G >= 1)
     if max_accelerators is not None:
@@ -199,7 +221,11 @@ def enumerate_grid(
     if st.interleave_needs_m_multiple_of_p:
         inter_ok &= (l % (P * V) == 0) & (m % P == 0)
     ok &= (V == 1) | inter_ok
-    T, P, V, Bm, D, R, O, C, G = (x[ok] for x in (T, P, V, Bm, D, R, O, C, G))
+    if dims.is_moe:  # etp = t only when t > 1 (else a duplicate); ep x etp divides the stage's t*d*cp GPUs
+        ok &= ((ET == 1) | (T > 1)) & ((T * D * C) % (EP * ET) == 0)
+        if pin.etp is not None:
+            ok &= ET == pin.etp
+    T, P, V, Bm, D, R, O, C, G, EP, ET = (x[ok] for x in (T, P, V, Bm, D, R, O, C, G, EP, ET))
 
     need_fp4 = precision in ("mxfp8", "nvfp4")
     acc_ok = [i for i, a in enumerate(accelerators)
@@ -212,6 +238,7 @@ def enumerate_grid(
         acc=np.repeat(A, n_rows), fab=np.repeat(F, n_rows),
         t=tile(T), p=tile(P), d=tile(D), b=tile(Bm), v=tile(V), recompute=tile(R), dist_opt=tile(O >= 1),
         cp=tile(C), shard=tile(O), gb=tile(G),
+        ep=tile(EP) if dims.is_moe else None, etp=tile(ET) if dims.is_moe else None,
     )
 
 
@@ -270,10 +297,48 @@ def scaleup_busbw_gbs(acc: Accelerator, calib: Calibration) -> float:
     return float(acc.scaleup_busbw_gbs) if acc.scaleup_busbw_gbs else acc.scaleup_bw_gbs * calib.comm_efficiency
 
 
-def _expert_terms(dims: ModelDims, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(expert all-to-all seconds per micro-batch per layer, expert state bytes per GPU): zero for dense
-    models. The MoE issue fills this in (dispatch + combine all-to-all over ep, routed-expert memory)."""
-    return np.zeros(n_rows), np.zeros(n_rows)
+def a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat):
+    """One dispatch (or combine) all-to-all: each GPU sends each of its tokens (`copy_bytes` each) to
+    the k experts it picked, spread evenly over its ep peers. Inside one scale-up domain it runs on
+    those links. An EP group spanning `span` > domain GPUs is hierarchical (DeepEP, Megatron's
+    HybridEP): a token crosses the fabric once per remote domain holding any of its experts, at
+    most min(k x remote share, remote domains) times, and fans out over scale-up there; both links
+    run at once, each with one hop of latency."""
+    ep = np.asarray(ep, dtype=np.float64)
+    spans = span > su_dom
+    inside = np.where(spans, np.minimum(ep, np.maximum(su_dom * ep / span, 1.0)), ep)  # ep peers per domain
+    many = ep > 1
+    remote_share = np.where(many, (ep - inside) / np.maximum(ep, 1.0), 0.0)
+    local_share = np.where(many, (inside - 1.0) / np.maximum(ep, 1.0), 0.0)
+    remote_domains = np.maximum(np.ceil(span / su_dom) - 1.0, 0.0)
+    fabric_copies = np.minimum(k * remote_share, remote_domains)
+    scaleup_copies = k * (local_share + remote_share)  # local experts, and the fan-out of remote arrivals
+    t_in = copy_bytes * scaleup_copies / su_bs + np.where(many, SCALEUP_LATENCY_S, 0.0)
+    t_out = copy_bytes * fabric_copies / fab_bs + np.where(fabric_copies > 0, fab_lat, 0.0)
+    return np.maximum(t_in, t_out)
+
+
+def _expert_terms(dims: ModelDims, grid: "ConfigGrid", tok, t, su_dom, su_bs, fab_bs, fab_lat):
+    """Per GPU, per micro-batch, averaged per layer: (all-to-all bytes of one dispatch, one
+    all-to-all's seconds, tokens per local expert, routed expert parameters held). Zeros for dense models.
+
+    Balanced routing gives every GPU of a stage 2 tok k P_e / t routed FLOPs whatever ep and etp;
+    the busiest rank gets `routing_factor` times that. Each GPU holds E/ep experts sliced over etp
+    and receives tok k ep etp / (E t) tokens per local expert (the grouped GEMMs' thin dimension)."""
+    n = len(grid)
+    if not dims.is_moe:
+        z = np.zeros(n)
+        return z, z, z, z
+    ep, etp = grid.ep_or_one().astype(np.float64), grid.etp_or_one().astype(np.float64)
+    k, E, rf, h = float(dims.top_k), float(dims.experts), dims.routing_factor, float(dims.hidden)
+    share = dims.moe_layers / dims.layers  # MoE layers among all
+    copy_bytes = tok * h * ACT_BYTES / t * rf  # one copy of this GPU's tokens (the busiest rank's share)
+    a2a_bytes = k * copy_bytes
+    span = ep * etp
+    a2a_s = a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat) * share
+    tok_expert = tok * k * ep * etp / (E * t) * rf
+    expert_params_gpu = share * E * dims.expert_params / (ep * etp)  # per layer of a stage, averaged
+    return a2a_bytes * share, a2a_s, tok_expert, expert_params_gpu
 
 
 def evaluate(
@@ -341,7 +406,11 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     s, h, l = float(dims.seq_len), float(dims.hidden), dims.layers
     a, kvh, hd, ha = float(dims.heads), float(dims.n_kv_heads), float(dims.head_size), float(dims.attn_width)
     V, ffn = float(dims.padded_vocab), float(dims.ffn)
-    P_layer = dims.params_per_layer
+    P_layer = dims.params_per_layer  # per token (MoE: top_k routed + shared experts, averaged over layers)
+    moe = dims.is_moe
+    # Parameters split over t per layer (MoE: all but the routed experts, which split over ep x etp).
+    P_tp = P_layer - (dims.moe_layers / l * dims.top_k * dims.expert_params if moe else 0.0)
+    d_qk, d_v = float(dims.qk_head_dim), float(dims.value_head_dim)
     fused = st.fused_attention
     gemm_eff = st.gemm_efficiency if st.gemm_efficiency is not None else 1.0
     att_eff = st.attention_efficiency if st.attention_efficiency is not None else calib.gemm_efficiency_max
@@ -372,6 +441,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     fab_bs = np.where(spans_leaves, fab_bs / tabs["fab_oversub"][fi], fab_bs)
     m = Bg / (b * d)
     tok = b * s / c  # tokens of one micro-batch on one GPU
+    a2a_bytes, a2a_one_s, tok_expert, expert_params_gpu = _expert_terms(dims, grid, tok, t, su_dom, su_bs, fab_bs, fab_lat)
 
     # Memory of the heaviest stage (Korthikanti et al. 2022 with sequence parallelism; the s^2 score
     # term only without fused attention); sequence split over cp. Computed first: partial recompute
@@ -381,7 +451,8 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     fsdp = shard == 3
     # The heaviest stage: its layers plus the input embedding (first) or output head (last); a single
     # stage holds both unless they are tied.
-    stage_params = full * P_layer + V * h * np.where((p == 1) & (not dims.tied_embeddings), 2.0, 1.0)
+    P_store_tp = dims.stored_params_per_layer - (dims.moe_layers / l * dims.experts * dims.expert_params if moe else 0.0)
+    stage_params = full * P_store_tp + V * h * np.where((p == 1) & (not dims.tied_embeddings), 2.0, 1.0)
     params_gpu = stage_params / t
     # bytes per parameter: weights 2 + gradients 2 + fp32 master, momentum, variance 12, each sharded
     # over k from ZeRO-1 (optimizer state), ZeRO-2 (+ gradients), ZeRO-3 (+ weights).
@@ -389,11 +460,23 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     inv_k = 1.0 / k
     state_per_param = (np.where(sh >= 1, 12.0 * inv_k, 12.0) + np.where(sh >= 2, 2.0 * inv_k, 2.0)
                        + np.where(sh >= 3, 2.0 * inv_k, 2.0))
-    gathered = np.where(fsdp, 2.0 * 2.0 * P_layer / t, 0.0)  # ZeRO-3: two layers' weights unsharded in flight
-    ep_layer, expert_state_bytes = _expert_terms(dims, len(grid))
+    gathered = np.where(fsdp, 2.0 * 2.0 * (P_store_tp / t + expert_params_gpu), 0.0)  # ZeRO-3: two layers in flight
+    if moe:
+        # Routed experts: their data-parallel group is the stage's t*d*cp GPUs over ep x etp.
+        k_exp = t * k / (grid.ep_or_one() * grid.etp_or_one())
+        inv_ke = 1.0 / k_exp
+        exp_state = (np.where(sh >= 1, 12.0 * inv_ke, 12.0) + np.where(sh >= 2, 2.0 * inv_ke, 2.0)
+                     + np.where(sh >= 3, 2.0 * inv_ke, 2.0))
+        expert_stage = full * expert_params_gpu
+        expert_state_bytes = exp_state * expert_stage
+    else:
+        k_exp, expert_stage, expert_state_bytes = k, 0.0, 0.0
     state_bytes = state_per_param * params_gpu + gathered + expert_state_bytes
     score_term = 0.0 if fused else 5.0 * a * s / h
     layer_full = tok * h * (34.0 + score_term) / t
+    if moe:  # routed tokens: expert input (2h bytes) and fc1/act outputs (6 f_e, gated) per token copy
+        layer_full = layer_full + dims.moe_layers / l * tok * dims.top_k * dims.routing_factor / t * (
+            2.0 * h * grid.etp_or_one() + 6.0 * dims.expert_ffn)
     layer_ckpt = 2.0 * tok * h / t  # a fully recomputed layer keeps only its input
     # 1F1B: the first stage holds p micro-batches in flight (m if fewer), i.e. ~all l layers of one.
     in_flight = np.minimum(m, p) * np.where(v > 1, 1.0 + (p - 1.0) / (p * v), 1.0)
@@ -415,7 +498,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     lin_mult = 3.0 + frac_rc
     att_mult = np.where(rc == 1, 4.0, 3.0 + frac_rc)
     lin_fwd = 2.0 * tok * P_layer / t
-    att_fwd = 4.0 * tok * keys * ha / t  # QK^T and AV
+    att_fwd = 2.0 * tok * keys * a * (d_qk + d_v) / t  # QK^T and AV
     logit_fwd = 2.0 * tok * h * V / t
 
     # Rates. Linear GEMMs at the job's precision against the measured ceiling; attention, logits and
@@ -426,9 +509,22 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # Each of the layer's four GEMMs is as efficient as its thinnest dimension (tokens, or the
     # tensor-parallel slice of its output or input width): QKV and fc1 split their outputs over t,
     # the output projection and fc2 their inputs.
-    qd, kvd, mult = float(a * hd), float(2 * kvh * hd), (2.0 if dims.gated_mlp else 1.0)
-    gemms = ((h * (qd + kvd), (qd + kvd) / t), (qd * h, qd / t), (mult * h * ffn, mult * ffn / t), (ffn * h, ffn / t))
-    inv_size = sum(w * (1.0 / _size_eff(np.minimum(np.minimum(dim, h), tok), calib)) for w, dim in gemms) / P_layer
+    mult = 2.0 if dims.gated_mlp else 1.0
+    if not moe:
+        qd, kvd = float(a * hd), float(2 * kvh * hd)
+        gemms = ((h * (qd + kvd), (qd + kvd) / t), (qd * h, qd / t), (mult * h * ffn, mult * ffn / t), (ffn * h, ffn / t))
+        inv_size = sum(w * (1.0 / _size_eff(np.minimum(np.minimum(dim, h), tok), calib)) for w, dim in gemms) / P_layer
+    else:
+        # Dense part (attention as one GEMM as wide as its per-rank heads, dense/shared MLPs), then the
+        # routed experts' grouped GEMMs, as thin as the tokens each local expert receives.
+        attn, fe = dims.attn_params_per_layer, float(dims.expert_ffn)
+        mlp_tp = P_tp - attn
+        width = (dims.dense_mlp_layers * ffn + dims.moe_layers * dims.shared_experts * fe) / l or fe
+        dense = (attn / _size_eff(np.minimum(np.minimum(a * d_qk / t, h), tok), calib)
+                 + mlp_tp / _size_eff(np.minimum(np.minimum(width / t, h), tok), calib))
+        routed = (P_layer - P_tp) * dims.routing_factor / _size_eff(
+            np.minimum(np.minimum(fe / grid.etp_or_one(), h), tok_expert), calib) / st.expert_gemm_efficiency
+        inv_size = (dense + routed) / P_layer
     if fused:
         att_rate = bf16_pk * att_eff
     else:  # unfused: batched GEMMs as thin as a head
@@ -442,7 +538,9 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     elem_bytes = elem_passes * act_elems * ACT_BYTES * lin_mult / 3.0
     score_bytes = 0.0 if fused else calib.attention_passes * b * (a / t) * s * s / c * ACT_BYTES * att_mult / 3.0
     cast_bytes = (pprof.cast_passes if low else 0.0) * act_elems * ACT_BYTES * lin_mult / 3.0
-    mem_s = (elem_bytes + score_bytes + cast_bytes) / hbm_bs
+    moe_bytes = (MOE_PERMUTE_PASSES * dims.moe_layers / l * tok * dims.top_k * dims.routing_factor * h / t * ACT_BYTES
+                 * lin_mult / 3.0) if moe else 0.0
+    mem_s = (elem_bytes + score_bytes + cast_bytes + moe_bytes) / hbm_bs
 
     # Tensor parallel: all-reduces (or reduce-scatter + all-gather with sequence parallelism, same
     # bytes) of the layer's activations: 2 fwd + 2 bwd, +2 for a recomputed forward; one pair less
@@ -458,17 +556,22 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     cp_in_su = grid.t * grid.cp <= su_dom
     cp_bw = np.where(cp_in_su, su_bs, fab_bs)
     cp_lat = np.where(cp_in_su, SCALEUP_LATENCY_S, fab_lat)
-    kv_bytes = tok * 2.0 * kvh * hd / t * ACT_BYTES
+    kv_bytes = tok * (a * (d_qk + d_v) if dims.mla else 2.0 * kvh * hd) / t * ACT_BYTES  # MLA: per-head K, V
     cp_passes = att_mult
     cp_raw = np.where(c > 1, cp_passes * (c - 1.0) * (kv_bytes / cp_bw + cp_lat), 0.0)
     cp_layer = np.maximum(cp_raw - att_s, 0.0) if st.overlap_limited_by_compute else cp_raw
 
-    overhead_s = st.layer_overhead_us * 1e-6 * lin_mult / 3.0
+    # Fixed cost per layer; MoE layers add theirs (router, permutation, dropless token-count syncs).
+    overhead_s = (st.layer_overhead_us + (st.moe_layer_overhead_us * dims.moe_layers / l if moe else 0.0)) \
+        * 1e-6 * lin_mult / 3.0
+    # MoE dispatch + combine all-to-all: 2 forward, 2 backward, 2 more for a recomputed forward.
+    ep_layer = st.ep_exposed * (4.0 + 2.0 * frac_rc) * a2a_one_s if moe else 0.0
     T_layer = lin_s + att_s + mem_s + overhead_s + tp_layer + cp_layer + ep_layer
     T_logit = 3.0 * logit_fwd / logit_rate
 
     # Pipeline: the slowest stage sets the pace (full stages: ceil(l/p) layers; the last adds logits).
-    T_stage = np.maximum(np.maximum(full * T_layer, first * T_layer), last * T_layer + T_logit)
+    mtp = float(dims.mtp_modules)  # MTP modules: one more layer and output head each, on the last stage
+    T_stage = np.maximum(np.maximum(full * T_layer, first * T_layer), (last + mtp) * T_layer + (1.0 + mtp) * T_logit)
     bubble_mb = (p - 1.0) / v  # 1F1B / interleaved bubble in stage times
     job_in_su = n_acc <= su_dom
     pp_bw = np.where(job_in_su, su_bs, fab_bs)
@@ -491,6 +594,11 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     rs_s = _ring_gather_s(k, shard_bytes, dp_bw, dp_lat)
     ag_s = _ring_gather_s(k, w_bytes * shard_bytes, dp_bw, dp_lat)
     dp_traffic = rs_s + np.where(shard == 0, rs_s, np.where(fsdp, 2.0 * m, 1.0) * ag_s)
+    if moe:  # routed experts reduce over their own (smaller) data-parallel group
+        ex_bytes = 2.0 * expert_stage
+        rs_e = _ring_gather_s(k_exp, ex_bytes, dp_bw, dp_lat)
+        ag_e = _ring_gather_s(k_exp, w_bytes * ex_bytes, dp_bw, dp_lat)
+        dp_traffic = dp_traffic + rs_e + np.where(shard == 0, rs_e, np.where(fsdp, 2.0 * m, 1.0) * ag_e)
     # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
     # micro-batch's backward (and the parameter gather the first forward), about one stage time.
     if st.overlap_limited_by_compute:
@@ -508,11 +616,12 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
 
     # FLOPs. Hardware: what runs, recompute included. Model: 6N + logits + attention with the causal
     # convention (half the s x s work) and with full attention (PaLM App. B, torchtitan, NeMo 24.07).
-    hw_flops_mb = l * (lin_mult * lin_fwd + att_mult * att_fwd) + 3.0 * logit_fwd
+    hw_flops_mb = (l + mtp) * (lin_mult * lin_fwd + att_mult * att_fwd) + 3.0 * (1.0 + mtp) * logit_fwd
     hw_flops_per_step = hw_flops_mb * t * c * m * d
     dense_tok = 6.0 * (l * P_layer + h * V)
-    model_flops_per_step = Bg * s * (dense_tok + 12.0 * l * ha * dims.mean_attended_keys)
-    model_flops_full = Bg * s * (dense_tok + 12.0 * l * ha * s)
+    att_tok = 6.0 * l * a * (d_qk + d_v)  # = 12 l a d_h for standard attention
+    model_flops_per_step = Bg * s * (dense_tok + att_tok * dims.mean_attended_keys)
+    model_flops_full = Bg * s * (dense_tok + att_tok * s)
 
     days = np.full_like(step_s, np.nan) if tokens is None else float(tokens) / tokens_per_s / 86400
     peak = tabs["peak_bf16"][ai]
@@ -543,6 +652,8 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
         "tp_comm_s": m * full * tp_layer,
         "cp_comm_s": m * full * cp_layer,
         "ep_comm_s": m * full * ep_layer,
+        "a2a_s": m * full * ep_layer,
+        "a2a_bytes_per_layer": a2a_bytes,
         "pp_comm_s": pp_comm_s,
         "dp_comm_exposed_s": dp_exposed_s,
         "optimizer_s": opt_s,
@@ -556,8 +667,8 @@ def evaluate_layout(dims: ModelDims, layout: dict, accelerator: Accelerator, fab
                     precision: str, global_batch, tokens: float | None = None) -> dict[str, float]:
     """`evaluate` on one layout given by name: the one place a single layout is evaluated (verifier,
     calibration, estimate). Keys: tp, pp, dp, micro_batch, vp, recompute, distributed_optimizer, and
-    cp, sharding, global_batch, stack; missing keys take the old defaults (cp 1, sharding
-    from distributed_optimizer, the job's global batch, stack megatron-core)."""
+    cp, sharding, global_batch, stack, ep, etp; missing keys take the old defaults (cp 1, sharding
+    from distributed_optimizer, the job's global batch, stack megatron-core, ep = etp = 1)."""
     one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
     dist = bool(layout.get("distributed_optimizer", True))
     sharding = layout.get("sharding") or ("zero1" if dist else "none")
@@ -574,6 +685,7 @@ def evaluate_layout(dims: ModelDims, layout: dict, accelerator: Accelerator, fab
         recompute=one(RECOMPUTE.index(layout.get("recompute", "none"))),
         dist_opt=np.array([SHARDING.index(sharding) >= 1], dtype=bool),
         cp=one(layout.get("cp", 1)), shard=one(SHARDING.index(sharding)), gb=one(gb),
+        ep=one(layout.get("ep", 1)) if dims.is_moe else None, etp=one(layout.get("etp", 1)) if dims.is_moe else None,
     )
     out = evaluate(dims, grid, [accelerator], [fabric], calib, precision, gb, tokens, stack=layout.get("stack"))
     return {k: float(np.atleast_1d(v)[0]) for k, v in out.items()}

@@ -177,6 +177,8 @@ def estimate(
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
     vp: Optional[int] = typer.Option(None, "--vp", help="Interleaved pipeline chunks per stage (default: searched)."),
     cp: Optional[int] = typer.Option(None, "--cp", help="Training: context parallel size (default: searched)."),
+    ep: Optional[int] = typer.Option(None, "--ep", help="MoE: expert parallel size (training: carved out of dp, "
+                                     "default searched; inference: a wide-EP replica of ep accelerators)."),
     fsdp: Optional[bool] = typer.Option(None, "--fsdp/--no-fsdp", help="Training: full sharding (ZeRO-3) over dp, or not."),
     sharding: Optional[ShardingOpt] = typer.Option(None, "--sharding", help="Training: zero1, zero2 or zero3."),
     stack: StackOpt = typer.Option(StackOpt.megatron_core, "--stack", help="Training: software stack profile."),
@@ -204,7 +206,7 @@ def estimate(
         with errors(debug, "estimate"):
             out = api.estimate(what, accelerator, mode="inference", seq_len=seq_len, tp=tp, batch=batch,
                                precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens,
-                               requests_per_s=requests_per_s)
+                               requests_per_s=requests_per_s, **({"ep": ep} if ep is not None else {}))
         _print_estimate(out, as_json, "Inference estimate (one replica)")
         return
     if gpus is None or global_batch is None:
@@ -216,7 +218,8 @@ def estimate(
                            global_batch=global_batch, micro_batch=micro_batch, vp=vp, precision=precision.value,
                            recompute=recompute.value if recompute else None,
                            distributed_optimizer=distributed_optimizer, tokens=tokens,
-                           cp=cp, sharding=sharding.value if sharding else None, fsdp=fsdp, stack=stack.value)
+                           cp=cp, sharding=sharding.value if sharding else None, fsdp=fsdp, stack=stack.value,
+                           **({"ep": ep} if ep is not None else {}))
     _print_estimate(out, as_json, "Training estimate")
 
 

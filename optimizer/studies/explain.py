@@ -369,8 +369,9 @@ def what_binds(instance: Instance, sol: Solution) -> list[Binding]:
             out.append(Binding(f"deadline of job {j.name}", j.days, j.deadline_days, "days"))
     sites = {s.name: s for s in instance.site_list}
     for s in sol.services:
-        ttft = max(g.ttft_s + max((sites[g.site].latency_ms.get(r, 0.0) if instance.sites else 0.0) / 1000
-                                  for r in g.regions) for g in s.groups)
+        # A group held only as spare (survive_site_loss, N+k) serves no region in the design itself.
+        ttft = max(g.ttft_s + max(((sites[g.site].latency_ms.get(r, 0.0) if instance.sites else 0.0) / 1000
+                                   for r in g.regions), default=0.0) for g in s.groups)
         out.append(Binding(f"TTFT SLO of service {s.name} (with network RTT)", ttft, s.ttft_slo_s, "s"))
         out.append(Binding(f"TPOT SLO of service {s.name}", s.worst_tpot_s, s.tpot_slo_s, "s"))
     return out
