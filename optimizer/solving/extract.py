@@ -111,7 +111,7 @@ def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float])
                 tflops_per_gpu_hw=float(t.perf["tflops_per_gpu_hw"][i]),
                 tflops_per_gpu_model=float(t.perf["tflops_per_gpu_model"][i]),
                 memory_per_gpu_gb=float(t.perf["memory_per_gpu_gb"][i]),
-                spare_nodes=int(t.perf["spare_nodes"][i]),
+                spare_nodes=int(t.perf["spare_nodes"][i]) if procurement == "own" else 0,  # the cloud replaces failed nodes
                 goodput=float(t.perf["goodput"][i]),
                 interruptions_per_day=float(t.perf["interruptions_per_day"][i]),
                 checkpoint_interval_s=_finite(t.perf["checkpoint_interval_s"][i]),
