@@ -12,7 +12,7 @@ tiers above the leaves are non-blocking (half their ports down, half up).
           links = L*up + A*k/2                                       (endpoints <= down*k*k/2)
 
 Every switch-to-switch link carries two transceivers (one per end). Endpoint ports (NIC plus its
-cable/optic) are priced per port by the fabric. The MIP (optimizer.build.add_fabric) writes the
+cable/optic) are priced per port by the fabric. The MIP (optimizer.mip.families.fabric.add_fabric) writes the
 same rules as linear constraints; this module is the closed form the verifier uses.
 """
 
