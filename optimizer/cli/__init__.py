@@ -167,11 +167,12 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     debug: bool = debug_option(),
 ) -> None:
-    """Predict published training runs (Megatron-LM, SC'21) and print the error of each."""
+    """Predict published training runs (Megatron-LM, SC'21) and serving runs, and print the error of each."""
     with errors(debug, "calibrate"):
         rep = api.calibrate()
+        serving = api.calibrate_serving()
     if as_json:
-        print(json.dumps(rep.to_dict(), indent=2))
+        print(json.dumps(dict(rep.to_dict(), serving=serving), indent=2))
         return
     from rich.table import Table
 
@@ -186,6 +187,8 @@ def calibrate(
     console.print(t)
     console.print(f"throughput rows: mean absolute error {rep.mae_pct:.1f}%, worst {rep.max_abs_error_pct:.1f}% "
                   "(target: every row within 15%)", highlight=False)
+    console.print("\nServing (HBM, GEMM and serving runs; LOGO = leave one group out):", highlight=False)
+    console.print(api.format_serving_calibration(serving), highlight=False, markup=False)
 
 
 @app.command()

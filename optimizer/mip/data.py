@@ -7,7 +7,7 @@ storage in TB, bandwidth in GB/s, time in days.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb
 from models.network import MAX_TIERS, port_split, tier_capacity
@@ -45,23 +45,33 @@ class ServingLayout:
     accelerator: str
     tp: int  # accelerators per replica
     batch: int
-    requests_per_s: float  # per replica
-    ttft_s: float
+    requests_per_s: float  # per replica, at the load that meets the SLOs (the best site)
+    ttft_s: float  # idle replica (prefill pool: prefill plus KV transfer at the best site)
     per_node: int = 8  # accelerators per node of this type
+    role: str = "combined"  # combined | prefill | decode
+    # site -> region -> requests/s per replica within every SLO from there (empty: every region
+    # `MipData.serves` admits, at requests_per_s). Decode replicas serve their site's prefills.
+    reach: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def slots(self) -> int:
+        """Accelerators a replica takes in a shared node: its tp when that divides the node (or the
+        node divides it), else whole nodes, so packing the total into nodes is always possible."""
+        t, n = self.tp, self.per_node
+        return t if n % t == 0 or t % n == 0 else n * -(-t // n)
 
     @property
     def replicas_per_unit(self) -> int:
-        """Serving nodes are dedicated to one layout of one service: a node holds per_node // tp
-        replicas; a replica wider than a node spans whole nodes. A unit is whichever is larger."""
-        return max(1, self.per_node // self.tp)
+        return 1
 
     @property
     def unit_requests_per_s(self) -> float:
-        return self.requests_per_s * self.replicas_per_unit
+        return self.requests_per_s
 
     @property
-    def nodes_per_unit(self) -> int:
-        return max(1, -(-self.tp // self.per_node))
+    def nodes_per_unit(self) -> float:
+        """Nodes one replica occupies when packed (a fraction below a whole node)."""
+        return self.slots / self.per_node
 
 
 @dataclass(frozen=True)
@@ -194,18 +204,14 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
         jobs.append(
             JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands)
         )
+    from optimizer.mip.serving_pools import serving_layouts
+
     services = []
     for ps in pruned_services:
-        t = ps.table
-        layouts = []
-        for i in ps.keep:
-            i = int(i)
-            lay = t.layout(i)
-            used_acc.add(lay["accelerator"])
-            layouts.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"],
-                                         float(t.perf["requests_per_s"][i]), float(t.perf["ttft_s"][i]),
-                                         cat.accelerators[lay["accelerator"]].accelerators_per_node))
-        services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts))
+        layouts = serving_layouts(instance, ps)
+        used_acc.update(lay.accelerator for lay in layouts)
+        services.append(ServiceData(ps.table.service.name, ps.table.service.regional_demand_rps, ps.table.service.ttft_s,
+                                    layouts))
     accs = [AcceleratorData(n, cat.accelerators[n].node_price_usd / USD_PER_MUSD, cat.accelerators[n].node_power_kw,
                             cat.accelerators[n].accelerators_per_node) for n in sorted(used_acc)]
     fabs = [_fabric_data(name, cat.fabrics[name]) for name in sorted(used_fab)]

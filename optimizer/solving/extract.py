@@ -112,20 +112,23 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
         p = ps.table.perf
         groups = []
         for (svc, k, site), var in v.units.items():
-            units = int(round(values[var.index]))
-            if svc != s.name or not units:
+            replicas = int(round(values[var.index]))
+            if svc != s.name or not replicas:
                 continue
             lay = s.layouts[k]
             i = lay.index
-            r = units * lay.replicas_per_unit
             regions = {reg: values[f.index] for (sv2, k2, site2, reg), f in v.served.items()
                        if (sv2, k2, site2) == (svc, k, site) and values[f.index] > 1e-7}
-            groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, r, units * lay.nodes_per_unit,
-                                       float(p["requests_per_s"][i]),
-                                       float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
-                                       float(p["memory_per_acc_gb"][i])))
+            groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, replicas,
+                                       -(-replicas * lay.slots // lay.per_node), lay.requests_per_s,
+                                       lay.requests_per_s * ps.table.service.output_tokens,
+                                       float(p["ttft_s"][i]), float(p["tpot_s"][i]), float(p["memory_per_acc_gb"][i]),
+                                       role=lay.role, node_share=replicas * lay.slots / lay.per_node))
+        _decode_regions(groups)
+        for g in groups:
+            _at_load(instance, ps.table.service, g)
         groups_by_svc.append(groups)
-    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups) for groups in groups_by_svc]
+    svc_capex = [sum(g.node_share * node_price[g.accelerator] for g in groups) for groups in groups_by_svc]
     job_capex = [j.nodes * node_price[j.accelerator] for j in jobs]
     total = sum(svc_capex) + sum(job_capex)
     horizon_s = instance.budget.horizon_years * HOURS_PER_YEAR * 3600
@@ -139,3 +142,34 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
             svc.ttft_s, svc.tpot_s, groups, share, share / tokens_m, ps.enumerated, ps.meet_slo, ps.survived,
         ))
     return out
+
+
+def _decode_regions(groups: list[ReplicaGroup]) -> None:
+    """A site's decode replicas take the prompts its prefill replicas finish: split them over the
+    decode groups by capacity, region by region (what the verifier checks each decode group at)."""
+    for site in {g.site for g in groups}:
+        pre: dict[str, float] = {}
+        for g in groups:
+            if g.site == site and g.role == "prefill":
+                for r, x in g.regions.items():
+                    pre[r] = pre.get(r, 0.0) + x
+        dec = [g for g in groups if g.site == site and g.role == "decode"]
+        cap = sum(g.replicas * g.requests_per_s_each for g in dec)
+        for g in dec:
+            share = g.replicas * g.requests_per_s_each / cap if cap else 0.0
+            g.regions = {r: x * share for r, x in pre.items() if x * share > 1e-7}
+
+
+def _at_load(instance: Instance, svc, g: ReplicaGroup) -> None:
+    """Fill the group's figures at the load it carries (the verifier recomputes them)."""
+    from optimizer.mip.families.serving import group_latency
+
+    lat = group_latency(instance, svc, g)
+    g.utilization = float(lat["utilization"])
+    g.kv_transfer_s = float(lat["kv_transfer_s"])
+    g.ttft_p99_s = float(lat["ttft_p99_s"]) + g.kv_transfer_s
+    g.tpot_p99_s = float(lat["tpot_p99_s"])
+    if g.role == "prefill":
+        g.ttft_s, g.tpot_s, g.output_tokens_per_s_each = lat["prefill_s"] + g.kv_transfer_s, 0.0, 0.0
+    elif g.role == "decode":
+        g.ttft_s, g.tpot_s = 0.0, float(lat["decode_step_s"])
