@@ -131,6 +131,7 @@ def test_services_meet_slos_and_verifier_catches_breaks(solved):
         verify_solution(inst, unserved)
 
     crowded = copy.deepcopy(sol)
-    crowded.services[0].groups[0].nodes -= 1
-    with pytest.raises(VerificationError, match="dedicated nodes"):
+    g = crowded.services[0].groups[0]
+    g.replicas += 8 * (g.nodes + 1) // g.tp  # more accelerators than the nodes bought hold
+    with pytest.raises(VerificationError, match="workloads need .* nodes, design buys"):
         verify_solution(inst, crowded)

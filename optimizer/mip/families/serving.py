@@ -72,7 +72,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                                                                           site=s.name))
         for r, demand in sorted(svc.demand_rps.items()):
             m.add_constraint(lin_sum(by_region[r]) >= demand, K("demand", svc=svc.name, region=r))
-        _serving_floors(m, v, svc)
+        _serving_unit_floors(m, v, svc)
     per_node = {a.name: a.per_node for a in d.accelerators}
     for (acc, site), xs in sorted(slots.items()):
         n = per_node[acc]
@@ -82,7 +82,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
         m.add_constraint(lin_sum(sl * x for sl, x in xs) <= n * nodes, K("serving_packing", acc=acc, site=site))
 
 
-def _serving_floors(m: Model, v: Vars, svc) -> None:
+def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
     """Valid inequalities: the replicas that take a region's requests (combined or prefill), and
     all of them, number at least the demand over the largest replica's requests/s, rounded up; a
     service that must disaggregate needs as many decode replicas likewise. Implied by integrality
