@@ -159,7 +159,8 @@ def service_table(service: InferenceService, catalog: Catalog) -> ServiceTable:
         # MIP recomputes it per site for the layouts that survive pruning).
         from .perf.inference import slo_capacity_rps
 
-        perf["slo_requests_per_s"] = slo_capacity_rps(dims, grid, accs, catalog.calibration, service.precision,
-                                                      service.input_tokens, service.output_tokens, perf=perf,
-                                                      **service.percentile_slos)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            perf["slo_requests_per_s"] = slo_capacity_rps(dims, grid, accs, catalog.calibration, service.precision,
+                                                          service.input_tokens, service.output_tokens, perf=perf,
+                                                          **service.percentile_slos)
     return ServiceTable(service, dims, names, grid, perf)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.candidates import ServiceTable
-from models.perf.inference import replica_times, slo_capacity_rps
+from models.perf.inference import slo_capacity_rps
 from models.perf.pools import (
     KV_LINK_UTILIZATION, REACH_CAPACITY_FRACTION, decode_capacity_rps, decode_only_times, decode_ttft_allowance_s,
     kv_bytes_per_request, prefill_capacity_rps, prefill_only_s,
@@ -45,7 +45,8 @@ def prune_pools(table: ServiceTable) -> tuple[np.ndarray, np.ndarray]:
             prefill[key] = int(i)
     rt = decode_only_times(p, g.batch, svc.output_tokens)
     tpot = {k: getattr(svc, k) for k in TPOT_KEYS if getattr(svc, k) is not None}
-    cap = decode_capacity_rps(rt, tpot, decode_ttft_allowance_s(tpot_budget_s(svc)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cap = decode_capacity_rps(rt, tpot, decode_ttft_allowance_s(tpot_budget_s(svc)))
     ok = fits & (p["decode_step_s"] <= svc.tpot_s) & (cap > 0)
     decode: dict[tuple[int, int], int] = {}
     for i in np.flatnonzero(ok):
@@ -104,9 +105,10 @@ def combined_reach(table: ServiceTable, rows, sites, catalog, one_facility: bool
         for r, rtt in rtts.items():
             if rtt not in cache:
                 if svc.percentile_slos:
-                    cache[rtt] = slo_capacity_rps(table.dims, g, accs, catalog.calibration, svc.precision,
-                                                  svc.input_tokens, svc.output_tokens, perf=sub, rtt_s=rtt,
-                                                  **svc.percentile_slos)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        cache[rtt] = slo_capacity_rps(table.dims, g, accs, catalog.calibration, svc.precision,
+                                                      svc.input_tokens, svc.output_tokens, perf=sub, rtt_s=rtt,
+                                                      **svc.percentile_slos)
                 else:
                     cache[rtt] = sub["requests_per_s"]
             idle_ok = rtt + sub["ttft_s"] <= svc.ttft_s * (1 + 1e-12)
@@ -120,32 +122,33 @@ def combined_reach(table: ServiceTable, rows, sites, catalog, one_facility: bool
 
 
 def prefill_reach(table: ServiceTable, rows, sites, catalog, one_facility: bool):
-    """Per prefill row: (site -> region -> requests/s per replica, site -> KV transfer seconds)."""
+    """Per prefill row: (prefill_s, site -> region -> requests/s per replica, site -> KV transfer s)."""
     svc, p, g = table.service, table.perf, table.grid
+    rows = np.asarray(rows, dtype=np.int64)
     kv_b = kv_bytes_per_request(table.dims, svc.precision, svc.input_tokens)
     allow = decode_ttft_allowance_s(tpot_budget_s(svc))
-    out = []
-    for i in rows:
-        i = int(i)
-        acc = catalog.accelerators[table.accelerators[int(g.acc[i])]]
-        pre = float(prefill_only_s({k: v[i:i + 1] for k, v in p.items()})[0])
-        reach, transfer = {}, {}
-        for site in sites:
-            link = kv_link_gbs(site, catalog, int(g.t[i]), acc.accelerators_per_node) * 1e9
-            x = kv_b / link
-            caps = {}
-            for r, rtt in _rtts(site, svc.regional_demand_rps, one_facility).items():
-                if rtt + pre + x > svc.ttft_s * (1 + 1e-12):
-                    continue
-                budgets = {k: getattr(svc, k) - rtt - allow for k in TTFT_KEYS if getattr(svc, k) is not None}
-                if any(b <= 0 for b in budgets.values()):
-                    continue
-                caps[r] = float(prefill_capacity_rps(pre, x, link / kv_b, budgets))
-            reach_s = _reach(caps)
-            if reach_s:
-                reach[site.name], transfer[site.name] = reach_s, x
-        out.append((pre, reach, transfer))
-    return out
+    pre = prefill_only_s({k: v[rows] for k, v in p.items()})
+    per_node = np.array([catalog.accelerators[table.accelerators[int(a)]].accelerators_per_node for a in g.acc[rows]])
+    reach = [dict() for _ in rows]
+    transfer = [dict() for _ in rows]
+    for site in sites:
+        link = np.array([kv_link_gbs(site, catalog, int(t), int(n)) for t, n in zip(g.t[rows], per_node)]) * 1e9
+        x = kv_b / link
+        caps = [dict() for _ in rows]
+        for r, rtt in _rtts(site, svc.regional_demand_rps, one_facility).items():
+            budgets = {k: getattr(svc, k) - rtt - allow for k in TTFT_KEYS if getattr(svc, k) is not None}
+            if any(b <= 0 for b in budgets.values()):
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cap = prefill_capacity_rps(pre, x, link / kv_b, budgets)
+            cap = np.where(rtt + pre + x <= svc.ttft_s * (1 + 1e-12), cap, 0.0)
+            for j in range(len(rows)):
+                caps[j][r] = float(cap[j])
+        for j in range(len(rows)):
+            got = _reach(caps[j])
+            if got:
+                reach[j][site.name], transfer[j][site.name] = got, float(x[j])
+    return [(float(pre[j]), reach[j], transfer[j]) for j in range(len(rows))]
 
 
 def decode_rps(table: ServiceTable, rows) -> np.ndarray:
@@ -156,13 +159,8 @@ def decode_rps(table: ServiceTable, rows) -> np.ndarray:
     sub = {k: v[rows] for k, v in p.items()}
     rt = decode_only_times(sub, table.grid.batch[rows], svc.output_tokens)
     tpot = {k: getattr(svc, k) for k in TPOT_KEYS if getattr(svc, k) is not None}
-    return decode_capacity_rps(rt, tpot, decode_ttft_allowance_s(tpot_budget_s(svc)))
-
-
-def combined_times(table: ServiceTable, i: int):
-    """The queueing model's view of one combined row (for the verifier)."""
-    return replica_times({k: v[i:i + 1] for k, v in table.perf.items()}, table.grid.take(slice(i, i + 1)),
-                         table.service.output_tokens)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return decode_capacity_rps(rt, tpot, decode_ttft_allowance_s(tpot_budget_s(svc)))
 
 
 def serving_layouts(instance, ps) -> list:
@@ -192,4 +190,24 @@ def serving_layouts(instance, ps) -> list:
             add(i, "prefill", best, pre + min(transfer.values()), reach)
         for i, rps in zip(dec_rows, decode_rps(t, dec_rows)):
             add(i, "decode", float(rps), 0.0, {s.name: {} for s in sites})
-    return out
+    return _drop_dominated(out)
+
+
+def _drop_dominated(layouts: list) -> list:
+    """Exact for packing: a replica of tp a is never needed when a replica of tp b (b dividing a,
+    same accelerator and role) serves, a/b of them, at least as much at every (site, region) it
+    reaches, since those a/b replicas take the same accelerators of the same nodes."""
+    def per_site(lay):
+        return lay.reach if lay.role != "decode" else {"": {"": lay.requests_per_s}}
+
+    def dominated(big, small) -> bool:
+        if (small.accelerator, small.role) != (big.accelerator, big.role) or small is big:
+            return False
+        if small.slots >= big.slots or big.slots % small.slots:
+            return False
+        n = big.slots // small.slots
+        rs, rb = per_site(small), per_site(big)
+        return all(n * rs.get(s, {}).get(r, 0.0) >= c * (1 - 1e-12) for s, by_r in rb.items() for r, c in by_r.items())
+
+    return [lay for lay in layouts if not any(dominated(lay, o) for o in layouts)]
+

@@ -138,7 +138,8 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
         share = design.tco_usd * capex / total if total else 0.0
         tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
         out.append(ServiceResult(
-            s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups), svc.demand_output_tokens_per_s,
+            s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups if g.role != "decode"),
+            svc.demand_output_tokens_per_s,
             svc.ttft_s, svc.tpot_s, groups, share, share / tokens_m, ps.enumerated, ps.meet_slo, ps.survived,
         ))
     return out

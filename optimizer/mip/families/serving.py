@@ -17,6 +17,9 @@ from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
 
 
+INTEGER_NODES = True
+
+
 def _caps(d: MipData, s, lay, svc) -> dict[str, float]:
     """Region -> requests/s per replica of this layout at this site (reachable regions only)."""
     if lay.reach:
@@ -65,8 +68,6 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                         prefilled += flows
                 v.units[svc.name, k, s.name] = x
                 slots.setdefault((lay.accelerator, s.name), []).append((lay.slots, x))
-                if multi:
-                    m.add_constraint(x <= x.ub * v.site_open[s.name], K("serving_at_open_site", **coords))
             if prefilled or decoding:
                 m.add_constraint(lin_sum(prefilled) <= lin_sum(decoding), K("decode_takes_prefills", svc=svc.name,
                                                                           site=s.name))
@@ -77,9 +78,54 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
     for (acc, site), xs in sorted(slots.items()):
         n = per_node[acc]
         most = math.ceil(sum(sl * x.ub for sl, x in xs) / n - 1e-9)
-        nodes = m.add_var(K("serving_node_count", acc=acc, site=site), lb=0, ub=most, integer=True)
+        nodes = m.add_var(K("serving_node_count", acc=acc, site=site), lb=0, ub=most, integer=INTEGER_NODES)
         v.serving_node_count[acc, site] = nodes
-        m.add_constraint(lin_sum(sl * x for sl, x in xs) <= n * nodes, K("serving_packing", acc=acc, site=site))
+        if multi:  # replicas sit in these nodes, so this keeps them at open sites too
+            m.add_constraint(nodes <= most * v.site_open[site], K("serving_at_open_site", acc=acc, site=site))
+        used = lin_sum(sl * x for sl, x in xs)
+        m.add_constraint(used <= n * nodes, K("serving_packing", acc=acc, site=site))
+        # No node bought empty: nodes = ceil(used / n). Cuts only designs that a spare node makes
+        # no better, and leaves the solvers no empty-node slack to branch on.
+        m.add_constraint(n * nodes <= used + (n - 1), K("serving_packing_tight", acc=acc, site=site))
+    _serving_node_floors(m, d, v)
+
+
+def _serving_node_floors(m: Model, d: MipData, v: Vars) -> None:
+    """Valid inequalities on the packed nodes: a node splits its accelerators between services, and
+    a service's share f of a node serves at most f times its best requests/s per node, so the nodes
+    at the sites that reach a region number at least the sum over services of demand / best per
+    node, rounded up (each service alone, and all of a region's services together; decode replicas
+    left out, which only weakens the bound). Without them the LP buys an eighth of a node at an
+    edge site and the solvers branch for tens of seconds to close the gap."""
+    demand: dict[str, list[tuple[float, float, set]]] = {}  # region -> [(demand, best rps/node, sites)]
+    for svc in d.services:
+        for r, dem in sorted(svc.demand_rps.items()):
+            best, sites = 0.0, set()
+            for (name, k, site), _ in v.units.items():
+                lay = svc.layouts[k] if name == svc.name else None
+                if lay is None or lay.role == "decode" or (name, k, site, r) not in v.served:
+                    continue
+                cap = min(_caps(d, next(s for s in d.sites if s.name == site), lay, svc).values())
+                best = max(best, cap * lay.per_node / lay.slots)
+                sites.add(site)
+            if best > 0:
+                demand.setdefault(r, []).append((dem, best, sites, svc.name))
+    nodes_at = lambda sites: [n for (_, s), n in sorted(v.serving_node_count.items()) if s in sites]  # noqa: E731
+    for r, rows in sorted(demand.items()):
+        groups = [[row] for row in rows] + ([rows] if len(rows) > 1 else [])
+        for g in groups:
+            need = math.ceil(sum(dem / best for dem, best, _, _ in g) - 1e-9)
+            sites = set().union(*(row[2] for row in g))
+            if need >= 1:
+                label = g[0][3] if len(g) == 1 else "all"
+                m.add_constraint(lin_sum(nodes_at(sites)) >= need, K("serving_nodes_floor", svc=label, region=r))
+    # And some site that reaches a region is built (binding when only edge sites meet a tight TTFT).
+    if len(d.sites) > 1:
+        for r, rows in sorted(demand.items()):
+            for _, _, sites, name in rows:
+                if len(sites) < len(d.sites):
+                    m.add_constraint(lin_sum(v.site_open[s] for s in sorted(sites)) >= 1,
+                                     K("serving_site_floor", svc=name, region=r))
 
 
 def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
@@ -148,14 +194,16 @@ def group_latency(instance: Instance, svc, g) -> dict:
         out["kv_transfer_s"] = kv_bytes_per_request(resolve_model(svc.model), svc.precision, svc.input_tokens) / link
         out["kv_link_rps"] = link / kv_bytes_per_request(resolve_model(svc.model), svc.precision, svc.input_tokens)
         out["prefill_s"] = pre = float(prefill_only_s(perf)[0])
-        lat = {k: float(x) for k, x in prefill_latency(pre, max(load, 1e-12)).items()}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lat = {k: float(x) for k, x in prefill_latency(pre, max(load, 1e-12)).items()}
         out.update(lat, tpot_p50_s=0.0, tpot_p99_s=0.0)
         return out
     batch = np.array([float(g.batch)])
     rt = decode_only_times(perf, batch, svc.output_tokens) if g.role == "decode" else replica_times(
         perf, ServingGrid(acc=np.zeros(1, dtype=np.int64), t=np.array([g.tp]), batch=np.array([g.batch])),
         svc.output_tokens)
-    out.update({k: float(x[0]) for k, x in latency(rt, max(load, 1e-12)).items()})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out.update({k: float(x[0]) for k, x in latency(rt, max(load, 1e-12)).items()})
     return out
 
 
@@ -226,6 +274,9 @@ def check_serving(a: Audit) -> None:
                 a.problem(f"{where}: the service must be disaggregated")
             if svc.accelerators and g.accelerator not in svc.accelerators:
                 a.problem(f"{where}: {g.accelerator} is not among its allowed accelerators")
+            if g.replicas < 1:
+                a.problem(f"{where}: assigned {sum(g.regions.values()):.3f} req/s, more than its 0 req/s of capacity")
+                continue
             lat = group_latency(inst, svc, g)
             if not lat["fits_memory"]:
                 a.problem(f"{where}: needs {lat['memory_per_acc_gb']:.1f} GB per accelerator, more than fits")
