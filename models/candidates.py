@@ -167,7 +167,8 @@ class ServiceTable:
 
     def meets_slo(self) -> np.ndarray:
         p, s = self.perf, self.service
-        return p["fits_memory"].astype(bool) & (p["ttft_s"] <= s.ttft_s) & (p["tpot_s"] <= s.tpot_s)
+        ok = p["fits_memory"].astype(bool) & (p["ttft_s"] <= s.ttft_s) & (p["tpot_s"] <= s.tpot_s)
+        return ok & (p["slo_requests_per_s"] > 0) if "slo_requests_per_s" in p else ok
 
 
 def service_table(service: InferenceService, catalog: Catalog) -> ServiceTable:
@@ -178,4 +179,13 @@ def service_table(service: InferenceService, catalog: Catalog) -> ServiceTable:
     accs = [catalog.accelerators[a] for a in names]
     grid = enumerate_serving_grid(dims, accs, service.precision)
     perf = evaluate_serving(dims, grid, accs, catalog.calibration, service.precision, service.input_tokens, service.output_tokens)
+    if service.percentile_slos and len(grid):
+        # Requests/s per replica at the load that meets the percentile SLOs (no round trip: the
+        # MIP recomputes it per site for the layouts that survive pruning).
+        from .perf.inference import slo_capacity_rps
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            perf["slo_requests_per_s"] = slo_capacity_rps(dims, grid, accs, catalog.calibration, service.precision,
+                                                          service.input_tokens, service.output_tokens, perf=perf,
+                                                          **service.percentile_slos)
     return ServiceTable(service, dims, names, grid, perf)

@@ -347,8 +347,19 @@ class InferenceService(Strict):
     )
     input_tokens: float = Field(ge=1, le=1e8, description="Mean prompt tokens per request.")
     output_tokens: float = Field(ge=1, le=1e8, description="Mean generated tokens per request.")
-    ttft_s: PositiveFloat = Field(le=86_400, description="SLO: time to first token, seconds.")
-    tpot_s: PositiveFloat = Field(le=3_600, description="SLO: time per output token, seconds.")
+    ttft_s: PositiveFloat = Field(le=86_400, description="SLO: time to first token of an idle replica (no queueing), "
+                                  "network round trip included, seconds.")
+    tpot_s: PositiveFloat = Field(le=3_600, description="SLO: time per output token at full batch (mean, no queueing), "
+                                  "seconds.")
+    ttft_p99_s: Optional[PositiveFloat] = Field(None, le=86_400, description="SLO: 99th-percentile TTFT under Poisson "
+                                                "arrivals at the replica's load, round trip included, seconds.")
+    tpot_p99_s: Optional[PositiveFloat] = Field(None, le=3_600, description="SLO: 99th-percentile TPOT under load, seconds.")
+    ttft_p50_s: Optional[PositiveFloat] = Field(None, le=86_400, description="SLO: median TTFT under load, round trip "
+                                                "included, seconds.")
+    tpot_p50_s: Optional[PositiveFloat] = Field(None, le=3_600, description="SLO: median TPOT under load, seconds.")
+    disaggregated: Union[bool, Literal["auto"]] = Field(
+        False, description="Prefill and decode on separate replica pools (true), on the same replicas (false), or "
+        "whichever is cheaper (auto); the KV cache crosses the site's front-end fabric.")
     accelerators: Optional[list[Name]] = Field(None, max_length=1000, description="Only these accelerator types may serve it.")
     survive_site_loss: bool = Field(
         False, description="Keep the whole demand served, within latency, after the loss of any one site."
@@ -369,6 +380,12 @@ class InferenceService(Strict):
                 f"x output_tokens ({MIN_DEMAND_RPS * self.output_tokens:g} tokens/s): smaller demands are below what one "
                 "replica can resolve")
         return self
+
+    @property
+    def percentile_slos(self) -> dict[str, float]:
+        """The percentile SLOs given, by the keyword `queueing.max_rate_for_slo` takes."""
+        return {k: getattr(self, k) for k in ("ttft_p99_s", "tpot_p99_s", "ttft_p50_s", "tpot_p50_s")
+                if getattr(self, k) is not None}
 
     @property
     def regional_demand_rps(self) -> dict[str, float]:

@@ -52,7 +52,7 @@ __all__ = [
     "Instance", "InstanceError", "Result", "Estimate", "load", "show", "with_", "solve", "estimate", "sweep",
     "pareto", "batch", "read_batch", "batch_workloads", "generate",
     # The plain results (no pandas) the command line prints, and the errors it maps to exit codes.
-    "BACKEND_NAMES", "version", "catalog", "presets", "catalog_dict", "instance_schema", "calibrate", "what_binds",
+    "BACKEND_NAMES", "version", "catalog", "presets", "catalog_dict", "instance_schema", "calibrate", "calibrate_serving", "format_serving_calibration", "what_binds",
     "shadow_prices", "parse_values", "run_sweep", "pareto_front", "batch_tasks", "run_batch", "generate_text",
     "VerificationError", "SweepError", "ParetoError", "ParetoInfeasible", "BatchArgumentError",
     # Handing a design on: result dicts (JSON) and what renders from them alone.
@@ -566,7 +566,23 @@ def calibration_text(modern, serving) -> str:
     from models.perf.calibration import format_modern
     from models.perf.serving_calibration import format_serving_calibration
 
-    return format_modern(modern) + "\n\n" + format_serving_calibration(serving)
+    return (format_modern(modern) + "\n\nServing (HBM, GEMM and serving runs; LOGO = leave one group out):\n"
+            + format_serving_calibration(serving))
+
+
+def calibrate_serving() -> list[dict]:
+    """The serving model against published serving runs, HBM and GEMM rows (one dict per row:
+    kind, id, published, predicted, error_pct, loo_error_pct, source)."""
+    from models.loader import default_catalog
+    from models.perf.serving_calibration import run_serving_calibration
+
+    return run_serving_calibration(default_catalog())
+
+
+def format_serving_calibration(rows: list[dict]) -> str:
+    from models.perf.serving_calibration import format_serving_calibration as fmt_rows
+
+    return fmt_rows(rows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -71,7 +71,8 @@ def _unit_rps():
 
     inst = _serving([site("a"), site("b")], _chat(1.0))
     d = build_data(inst, [], prepare_services(inst))
-    return max(lay.unit_requests_per_s for lay in d.services[0].layouts)
+    # Replicas pack into nodes: a node's requests/s is a replica's times the replicas one node holds.
+    return max(lay.requests_per_s * (lay.per_node // lay.slots) for lay in d.services[0].layouts)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -121,6 +121,10 @@ def test_schema_and_calibrate():
     r = run("calibrate", "--json", "--no-logo")
     assert r.exit_code == 0
     assert json.loads(r.output)["mae_pct"] < 5
+    kinds = {row["kind"] for row in json.loads(r.output)["serving"]}
+    assert {"hbm", "gemm", "inference"} <= kinds
+    text = run("calibrate").output
+    assert "Serving" in text and "inference" in text
 
 
 def test_estimate_inference_json():

@@ -147,6 +147,41 @@ def test_services_meet_slos_and_verifier_catches_breaks(solved):
         verify_solution(inst, unserved)
 
     crowded = copy.deepcopy(sol)
-    crowded.services[0].groups[0].nodes -= 1
-    with pytest.raises(VerificationError, match="dedicated nodes"):
+    g = crowded.services[0].groups[0]
+    g.replicas += 8 * (g.nodes + 1) // g.tp  # more accelerators than the nodes bought hold
+    with pytest.raises(VerificationError, match="workloads need .* nodes, design buys"):
+        verify_solution(inst, crowded)
+
+
+EDGE = ("edge-for-tight-ttft.yaml", "placement-four-sites.yaml")
+
+
+@pytest.mark.parametrize("name", [p.name for p in INSTANCES if not p.name.startswith("infeasible")])
+def test_small_services_are_not_rounded_up_to_whole_nodes(solved, name):
+    # Packing: replicas share nodes, so a service's replicas serve at most 3x its demand at the
+    # edge instances (each edge site needs its own replica) and 1.5x at one site.
+    inst, sols = solved[name]
+    limit = 3.0 if name in EDGE else (1.5 if inst.sites is None else None)
+    for s in sols["ortools"].services:
+        if limit is not None:
+            assert s.served_rps <= limit * s.demand_rps, (s.name, s.served_rps, s.demand_rps)
+
+
+def test_rag_disaggregates_and_the_verifier_checks_both_pools(solved):
+    inst, sols = solved["rag-long-prompt.yaml"]
+    sol = sols["ortools"]
+    groups = sol.services[0].groups
+    assert {"prefill", "decode"} <= {g.role for g in groups}  # disaggregated pools pay (combined ones may join)
+    for g in groups:
+        assert g.ttft_p99_s <= 3.0 and g.tpot_p99_s <= 0.050 and g.utilization < 1
+        if g.role == "prefill":
+            assert 0.01 < g.kv_transfer_s < 0.2  # 2 GB over its share of 8 x 400 GbE
+    no_decode = copy.deepcopy(sol)
+    no_decode.services[0].groups = [g for g in groups if g.role != "decode"]
+    with pytest.raises(VerificationError, match="prefill replicas pass .* to decode replicas"):
+        verify_solution(inst, no_decode)
+    crowded = copy.deepcopy(sol)
+    pre = next(g for g in crowded.services[0].groups if g.role == "prefill")
+    pre.replicas = max(1, pre.replicas // 2)  # the same prompts on half the prefill replicas
+    with pytest.raises(VerificationError, match="breaks the SLO|capacity"):
         verify_solution(inst, crowded)

@@ -267,4 +267,6 @@ def test_serving_unit_floor_and_the_lp_bound_it_buys(monkeypatch):
     import optimizer.mip.families.serving as serving
 
     monkeypatch.setattr(serving, "_serving_unit_floors", lambda *a: None)
+    assert lp_bound()[1] == pytest.approx(260_000, abs=0.01)  # the node floor (one replica per node here) holds it
+    monkeypatch.setattr(serving, "_serving_node_floors", lambda *a: None)
     assert lp_bound()[1] == pytest.approx(250_000, abs=0.01)

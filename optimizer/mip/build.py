@@ -11,14 +11,14 @@ Data (optimizer.mip.data.MipData, all numbers; $M, kW, TB, GB/s, days, tCO2):
 Variables:
   site_open[s] in {0,1}               the site is built (its build-out capex is paid)
   choose[job,cand,site] in {0,1}      the configuration each job runs, and where (one site, one fabric)
-  units[svc,layout,site] in Z+        serving units of each layout at each site: a unit is one node
-                                      dedicated to one layout of one service, holding per_node/tp
-                                      replicas (or, for replicas wider than a node, one replica on
-                                      tp/per_node nodes)
+  units[svc,layout,site] in Z+        replicas of each layout (role combined, prefill or decode) of
+                                      each service at each site (named replicas[...] in exports)
   served[svc,layout,site,region] >= 0 requests/s those replicas serve for a region they reach within
-                                      the TTFT SLO (RTT + TTFT); only reachable pairs exist. Capacity is
-                                      split continuously: a replica may serve several regions.
-  serving_nodes[acc,site] >= 0        nodes of serving units (integral because units are)
+                                      the SLOs (RTT + TTFT, percentiles at the replica's sized load);
+                                      only reachable pairs exist. A replica may serve several regions.
+  serving_node_count[acc,site] in Z+  nodes the replicas of every service share at a site:
+                                      sum slots x replicas <= accelerators per node x nodes
+  serving_nodes[acc,site] >= 0        the same count as a named total
   nodes[acc,cooling,site] in Z+       nodes bought, by site and by the cooling of their racks
   racks[acc,cooling,site] in Z+       racks of one node type and cooling option
   fabric_tiers[fabric,site,tiers]     the fat-tree depth built per fabric and site (binary), with
@@ -34,7 +34,8 @@ variable <= its own demand bound x site_open[s], and facility power <= cap x sit
 Valid inequalities (implied by the integers, not by the LP relaxation; they change no optimum but
 lift the bound the solver must close): site_cover / site_count (sites too small for the least IT
 load the workloads need force others open), one_depth <= site_open (a fabric only at an open site),
-serving_units_floor (whole units cover each region's demand); benchmarks/RESULTS.md has the bound they buy.
+serving_units_floor / serving_nodes_floor / serving_site_floor (whole replicas and nodes cover each
+region's demand, and some site reaching it is open); benchmarks/RESULTS.md has the bound they buy.
 """
 
 from __future__ import annotations

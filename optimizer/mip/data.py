@@ -6,15 +6,13 @@ storage in TB, bandwidth in GB/s, time in days.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from models.candidates import checkpoint_write_gbps, storage_usable_tb, weights_tb
 from models.facility import backup_usable_tb, backup_write_gbps, facility_capex_usd_per_mw, region_spares
 from models.network import MAX_TIERS, port_split, tier_capacity
 from models.schema import ANY_REGION, Instance
 from models.units import rack_holds
-from dataclasses import replace
 
 import numpy as np
 
@@ -55,25 +53,35 @@ class ServingLayout:
     accelerator: str
     tp: int  # accelerators per replica
     batch: int
-    requests_per_s: float  # per replica
-    ttft_s: float
+    requests_per_s: float  # per replica, at the load that meets the SLOs (the best site)
+    ttft_s: float  # idle replica (prefill pool: prefill plus KV transfer at the best site)
     per_node: int = 8  # accelerators per node of this type
     rented: bool = False
     rent_musd_per_year: float = 0.0  # per unit, rented: accelerator-hours of a year x committed-term price
+    role: str = "combined"  # combined | prefill | decode
+    # site -> region -> requests/s per replica within every SLO from there (empty: every region
+    # `MipData.serves` admits, at requests_per_s). Decode replicas serve their site's prefills.
+    reach: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def slots(self) -> int:
+        """Accelerators a replica takes in a shared node: its tp when that divides the node (or the
+        node divides it), else whole nodes, so packing the total into nodes is always possible."""
+        t, n = self.tp, self.per_node
+        return t if n % t == 0 or t % n == 0 else n * -(-t // n)
 
     @property
     def replicas_per_unit(self) -> int:
-        """Serving nodes are dedicated to one layout of one service: a node holds per_node // tp
-        replicas; a replica wider than a node spans whole nodes. A unit is whichever is larger."""
-        return max(1, self.per_node // self.tp)
+        return 1
 
     @property
     def unit_requests_per_s(self) -> float:
-        return self.requests_per_s * self.replicas_per_unit
+        return self.requests_per_s
 
     @property
-    def nodes_per_unit(self) -> int:
-        return max(1, -(-self.tp // self.per_node))
+    def nodes_per_unit(self) -> float:
+        """Nodes one replica occupies when packed (a fraction below a whole node)."""
+        return self.slots / self.per_node
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,41 @@ def rented_candidates(t, cat) -> list[Candidate]:
     return out
 
 
+def _procured(instance, service, layouts: list) -> list:
+    """Each layout owned, rented, or both, as the service's procurement and the accelerator allow;
+    a rented replica bills its accelerators (slots) every hour of a year at the committed price."""
+    cat, mode, out = instance.catalog, instance.procurement_of(service), []
+    for lay in layouts:
+        spec = cat.accelerators[lay.accelerator]
+        if spec.purchase_unit == "rack" and spec.rack_nodes % lay.nodes_per_unit:
+            continue  # replicas would straddle racks' scale-up domains
+        if mode != "rent" and spec.buyable:
+            out.append(lay)
+        if mode != "own" and spec.rentable:
+            rent = lay.slots * HOURS_PER_YEAR * spec.rent_usd_per_hour(committed=True) / USD_PER_MUSD
+            out.append(replace(lay, rented=True, rent_musd_per_year=rent))
+    return out
+
+
+def _drop_dominated(layouts: list) -> list:
+    """Exact for packing: a replica of tp a is never needed when a replica of tp b (b dividing a,
+    same accelerator and role) serves, a/b of them, at least as much at every (site, region) it
+    reaches, since those a/b replicas take the same accelerators of the same nodes."""
+    def per_site(lay):
+        return lay.reach if lay.role != "decode" else {"": {"": lay.requests_per_s}}
+
+    def dominated(big, small) -> bool:
+        if (small.accelerator, small.role) != (big.accelerator, big.role) or small is big:
+            return False
+        if small.slots >= big.slots or big.slots % small.slots:
+            return False
+        n = big.slots // small.slots
+        rs, rb = per_site(small), per_site(big)
+        return all(n * rs.get(s, {}).get(r, 0.0) >= c * (1 - 1e-12) for s, by_r in rb.items() for r, c in by_r.items())
+
+    return [lay for lay in layouts if not any(dominated(lay, o) for o in layouts)]
+
+
 def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[PrunedService] = ()) -> MipData:
     cat, bud = instance.catalog, instance.budget
     jobs = []
@@ -269,27 +312,14 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
             JobData(t.job.name, t.job.deadline_days, storage_usable_tb(t.job, t.dims), checkpoint_write_gbps(t.job, t.dims), cands,
                     backup_tb=backup[0], backup_gbps=backup[1], rented=rented)
         )
+    from optimizer.mip.serving_pools import serving_layouts
+
     services = []
     one_facility = instance.sites is None
     for ps in pruned_services:
+        layouts = _procured(instance, ps.table.service, serving_layouts(instance, ps, ServingLayout))
+        used_acc.update(lay.accelerator for lay in layouts if not lay.rented)
         t = ps.table
-        layouts = []
-        mode = instance.procurement_of(t.service)
-        for i in ps.keep:
-            i = int(i)
-            lay = t.layout(i)
-            spec = cat.accelerators[lay["accelerator"]]
-            one = ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], float(t.perf["requests_per_s"][i]),
-                                float(t.perf["ttft_s"][i]), spec.accelerators_per_node)
-            if spec.purchase_unit == "rack" and spec.rack_nodes % one.nodes_per_unit:
-                continue  # replicas would straddle racks' scale-up domains
-            if mode != "rent" and spec.buyable:
-                used_acc.add(lay["accelerator"])
-                layouts.append(one)
-            if mode != "own" and spec.rentable:
-                acc_hours = one.nodes_per_unit * one.per_node * HOURS_PER_YEAR
-                layouts.append(replace(one, rented=True,
-                                       rent_musd_per_year=acc_hours * spec.rent_usd_per_hour(committed=True) / USD_PER_MUSD))
         spares = region_spares(t, cat, None if one_facility else [x.latency_ms for x in instance.site_list])
         services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts,
                                     survive_site_loss=t.service.survive_site_loss,

@@ -64,14 +64,20 @@ class ReplicaGroup:
     tp: int
     batch: int
     replicas: int
-    nodes: int  # dedicated to this service and layout
-    requests_per_s_each: float
+    nodes: int  # nodes its replicas touch; replicas of other services and layouts may share them
+    requests_per_s_each: float  # capacity per replica within the SLOs (prefill: prompts/s; decode: requests/s)
     output_tokens_per_s_each: float
-    ttft_s: float
-    tpot_s: float
+    ttft_s: float  # idle replica (prefill: prefill + KV transfer; decode: 0, its TTFT share is under load)
+    tpot_s: float  # full batch, no queueing (prefill: 0)
     memory_per_acc_gb: float
     procurement: str = "own"  # own | rent (rented: cloud capacity near the site, billed per accelerator-hour)
     rent_usd_per_year: float = 0.0
+    role: str = "combined"  # combined | prefill | decode
+    node_share: float = 0.0  # replicas x accelerators per replica / accelerators per node
+    kv_transfer_s: float = 0.0  # prefill: the prompt's KV cache to a decode replica over the front-end fabric
+    utilization: float = 0.0  # at the load the group carries
+    ttft_p99_s: float = 0.0  # at that load (prefill: + KV transfer; decode: its added wait)
+    tpot_p99_s: float = 0.0
 
 
 @dataclass

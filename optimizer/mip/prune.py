@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -87,19 +87,26 @@ class PrunedService:
     enumerated: int
     fit_memory: int
     meet_slo: int
+    # Disaggregated pools (empty unless the service allows it): prefill rows (one batch per
+    # accelerator and tp) and decode rows (the best batch per accelerator and tp within the TPOT SLO).
+    prefill_keep: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    decode_keep: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def survived(self) -> int:
-        return len(self.keep)
+        pools = len(self.prefill_keep) + len(self.decode_keep) if len(self.prefill_keep) and len(self.decode_keep) else 0
+        return len(self.keep) + pools
 
 
 def prune_service(table: ServiceTable) -> PrunedService:
     """Keep, per (accelerator, tp), the batch serving the most requests/s within the SLOs: a replica's
     cost (its t accelerators) does not depend on the batch, so this is exact. Then drop a layout when
     another on the same accelerator uses no more accelerators and serves at least as much."""
+    from optimizer.mip.serving_pools import prune_pools
+
     ok = table.meets_slo()
-    idx = np.flatnonzero(ok)
-    g, rps = table.grid, table.perf["requests_per_s"]
+    idx = np.flatnonzero(ok) if table.service.disaggregated is not True else np.zeros(0, dtype=np.int64)
+    g, rps = table.grid, table.perf.get("slo_requests_per_s", table.perf["requests_per_s"])
     best: dict[tuple[int, int], int] = {}
     for i in idx:
         key = (int(g.acc[i]), int(g.t[i]))
@@ -110,4 +117,4 @@ def prune_service(table: ServiceTable) -> PrunedService:
         if not any(a2 == a and t2 <= t and rps[j] >= rps[i] and (t2, j) != (t, i) for (a2, t2), j in best.items())
     ]
     return PrunedService(table, np.array(sorted(keep), dtype=np.int64), len(table),
-                         int(table.perf["fits_memory"].astype(bool).sum()), int(ok.sum()))
+                         int(table.perf["fits_memory"].astype(bool).sum()), int(ok.sum()), *prune_pools(table))

@@ -13,9 +13,10 @@ class Vars:
     site_open: dict[str, Var] = field(default_factory=dict)
     choose: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (job, cand position, site)
     rent: dict[tuple[str, int], Var] = field(default_factory=dict)  # (job, rented cand position)
-    units: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (svc, layout pos, site)
+    units: dict[tuple[str, int, str], Var] = field(default_factory=dict)  # (svc, layout pos, site): replicas
     served: dict[tuple[str, int, str, str], Var] = field(default_factory=dict)  # (svc, layout pos, site, region)
     serving_nodes: dict[tuple[str, str], Var] = field(default_factory=dict)  # (acc, site)
+    serving_node_count: dict[tuple[str, str], Var] = field(default_factory=dict)  # (acc, site): integer, packed
     nodes: dict[tuple[str, str, str], Var] = field(default_factory=dict)  # (acc, cooling, site)
     racks: dict[tuple[str, str, str], Var] = field(default_factory=dict)
     tiers: dict[tuple[str, str, int], Var] = field(default_factory=dict)  # (fabric, site, depth)

@@ -138,22 +138,27 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
         p = ps.table.perf
         groups = []
         for (svc, k, site), var in v.units.items():
-            units = int(round(values[var.index]))
-            if svc != s.name or not units:
+            replicas = int(round(values[var.index]))
+            if svc != s.name or not replicas:
                 continue
             lay = s.layouts[k]
             i = lay.index
-            r = units * lay.replicas_per_unit
             regions = {reg: values[f.index] for (sv2, k2, site2, reg), f in v.served.items()
                        if (sv2, k2, site2) == (svc, k, site) and values[f.index] > 1e-7}
-            groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, r, units * lay.nodes_per_unit,
-                                       float(p["requests_per_s"][i]),
-                                       float(p["output_tokens_per_s"][i]), float(p["ttft_s"][i]), float(p["tpot_s"][i]),
-                                       float(p["memory_per_acc_gb"][i]), "rent" if lay.rented else "own",
-                                       units * lay.rent_musd_per_year * USD_PER_MUSD))
+            rented = "rent" if lay.rented else "own"
+            groups.append(ReplicaGroup(site, regions, lay.accelerator, lay.tp, lay.batch, replicas,
+                                       0 if lay.rented else -(-replicas * lay.slots // lay.per_node), lay.requests_per_s,
+                                       lay.requests_per_s * ps.table.service.output_tokens,
+                                       float(p["ttft_s"][i]), float(p["tpot_s"][i]), float(p["memory_per_acc_gb"][i]),
+                                       rented, replicas * lay.rent_musd_per_year * USD_PER_MUSD,
+                                       role=lay.role, node_share=0.0 if lay.rented else replicas * lay.slots / lay.per_node))
+        _decode_regions(groups)
+        for g in groups:
+            _at_load(instance, ps.table.service, g)
         groups_by_svc.append(groups)
-    # Owned TCO is shared by the compute capex of the nodes each workload occupies; rent is its own.
-    svc_capex = [sum(g.nodes * node_price[g.accelerator] for g in groups if g.procurement == "own") for groups in groups_by_svc]
+    # Owned TCO is shared by the compute capex of the node shares each workload occupies; rent is its own.
+    svc_capex = [sum(g.node_share * node_price[g.accelerator] for g in groups if g.procurement == "own")
+                 for groups in groups_by_svc]
     job_capex = [j.nodes * node_price[j.accelerator] for j in jobs if j.procurement == "own"]
     total = sum(svc_capex) + sum(job_capex)
     years = instance.budget.horizon_years
@@ -166,8 +171,40 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
         tokens_m = svc.demand_output_tokens_per_s * horizon_s / 1e6
         spares = region_spares(ps.table, cat, None if instance.sites is None else [x.latency_ms for x in instance.site_list])
         out.append(ServiceResult(
-            s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups), svc.demand_output_tokens_per_s,
+            s.name, svc.demand_rps, sum(g.replicas * g.requests_per_s_each for g in groups if g.role != "decode"),
+            svc.demand_output_tokens_per_s,
             svc.ttft_s, svc.tpot_s, groups, share, share / tokens_m, ps.enumerated, ps.meet_slo, ps.survived,
             svc.survive_site_loss, svc.availability, {r: x["spares"] for r, x in spares.items()},
         ))
     return out
+
+
+def _decode_regions(groups: list[ReplicaGroup]) -> None:
+    """A site's decode replicas take the prompts its prefill replicas finish: split them over the
+    decode groups by capacity, region by region (what the verifier checks each decode group at)."""
+    for site in {g.site for g in groups}:
+        pre: dict[str, float] = {}
+        for g in groups:
+            if g.site == site and g.role == "prefill":
+                for r, x in g.regions.items():
+                    pre[r] = pre.get(r, 0.0) + x
+        dec = [g for g in groups if g.site == site and g.role == "decode"]
+        cap = sum(g.replicas * g.requests_per_s_each for g in dec)
+        for g in dec:
+            share = g.replicas * g.requests_per_s_each / cap if cap else 0.0
+            g.regions = {r: x * share for r, x in pre.items() if x * share > 1e-7}
+
+
+def _at_load(instance: Instance, svc, g: ReplicaGroup) -> None:
+    """Fill the group's figures at the load it carries (the verifier recomputes them)."""
+    from optimizer.mip.families.serving import group_latency
+
+    lat = group_latency(instance, svc, g)
+    g.utilization = float(lat["utilization"])
+    g.kv_transfer_s = float(lat["kv_transfer_s"])
+    g.ttft_p99_s = float(lat["ttft_p99_s"]) + g.kv_transfer_s
+    g.tpot_p99_s = float(lat["tpot_p99_s"])
+    if g.role == "prefill":
+        g.ttft_s, g.tpot_s, g.output_tokens_per_s_each = lat["prefill_s"] + g.kv_transfer_s, 0.0, 0.0
+    elif g.role == "decode":
+        g.ttft_s, g.tpot_s = 0.0, float(lat["decode_step_s"])

@@ -63,7 +63,11 @@ def rent_usd(inst, sol) -> tuple[float, float]:
     cat = inst.catalog.accelerators
     jobs = sum(j.nodes * cat[j.accelerator].accelerators_per_node * j.days * 24.0
                * cat[j.accelerator].rent_usd_per_hour(committed=False) for j in sol.jobs if j.procurement == "rent")
-    svc = sum(g.nodes * cat[g.accelerator].accelerators_per_node * HOURS_PER_YEAR * cat[g.accelerator].rent_usd_per_hour(committed=True)
+    def slots(g):  # accelerators a rented replica bills: its tp, or whole nodes when tp does not fit one
+        n = cat[g.accelerator].accelerators_per_node
+        return g.tp if n % g.tp == 0 or g.tp % n == 0 else n * -(-g.tp // n)
+
+    svc = sum(g.replicas * slots(g) * HOURS_PER_YEAR * cat[g.accelerator].rent_usd_per_hour(committed=True)
               for s in sol.services for g in s.groups if g.procurement == "rent")
     return jobs, svc
 
