@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .inference import KV_BYTES
-from .queueing import BISECT_ITERS, ReplicaTimes, _wait_quantile, latency, max_rate_for_slo, mg1_tail
+from .queueing import BISECT_ITERS, ReplicaTimes, _wait_quantile, largest_rate, latency, max_rate_for_slo, mg1_tail
 
 # Only this share of a replica's front-end bandwidth is planned for KV traffic (headroom for bursts
 # and the request/response traffic on the same ports).
@@ -87,13 +87,8 @@ def prefill_capacity_rps(prefill_s, transfer_s, link_rps, budgets: dict[str, flo
             ok &= lat[k] + X <= b
         return ok
 
-    lo, hi = np.zeros_like(cap), cap.copy()
     ok0 = meets(cap * 1e-9)
-    for _ in range(BISECT_ITERS // 2):
-        mid = 0.5 * (lo + hi)
-        good = meets(mid)
-        lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
-    return np.where(ok0, lo, 0.0)
+    return np.where(ok0, largest_rate(cap, meets, BISECT_ITERS // 2), 0.0)
 
 
 def decode_capacity_rps(rt: ReplicaTimes, tpot_slos: dict[str, float], allowance_s: float) -> np.ndarray:

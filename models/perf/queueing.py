@@ -81,6 +81,17 @@ def timeline_capacity_rps(rt: ReplicaTimes) -> np.ndarray:
     return 1.0 / (W + o * (a + c * beta) / beta)
 
 
+def largest_rate(cap: np.ndarray, meets, iters: int = BISECT_ITERS) -> np.ndarray:
+    """Per row, the largest rate in [0, cap] where `meets(rate)` (monotone: true below, false
+    above) holds, by vectorised bisection; `lo` after `iters` halvings."""
+    lo, hi = np.zeros_like(cap), cap.copy()
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        good = meets(mid)
+        lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+    return lo
+
+
 def capacity_rps(rt: ReplicaTimes) -> np.ndarray:
     """Requests/s at 100 % utilisation: the timeline capacity, or lower with chunked prefill when
     the chunk slot saturates first (each prefill holds it for k steps: rate*(W + k*step) < 1)."""
@@ -88,11 +99,7 @@ def capacity_rps(rt: ReplicaTimes) -> np.ndarray:
     cap = timeline_capacity_rps(rt)
     if not np.any(k > 0):
         return cap
-    lo, hi = np.zeros_like(cap), cap.copy()
-    for _ in range(BISECT_ITERS):
-        mid = 0.5 * (lo + hi)
-        ok = _prefill_load(mid, W, a, c, o, k) < 1
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    lo = largest_rate(cap, lambda rate: _prefill_load(rate, W, a, c, o, k) < 1)
     return np.where(k > 0, lo, cap)
 
 
@@ -262,10 +269,5 @@ def max_rate_for_slo(
             ok &= lat[k] + extra <= np.asarray(v, dtype=np.float64)
         return ok
 
-    lo, hi = np.zeros_like(cap), cap.copy()
     feasible0 = meets(cap * 1e-9)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        good = meets(mid)
-        lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
-    return np.where(feasible0, lo, 0.0)
+    return np.where(feasible0, largest_rate(cap, meets, 60), 0.0)

@@ -256,25 +256,6 @@ def _procured(instance, service, layouts: list) -> list:
     return out
 
 
-def _drop_dominated(layouts: list) -> list:
-    """Exact for packing: a replica of tp a is never needed when a replica of tp b (b dividing a,
-    same accelerator and role) serves, a/b of them, at least as much at every (site, region) it
-    reaches, since those a/b replicas take the same accelerators of the same nodes."""
-    def per_site(lay):
-        return lay.reach if lay.role != "decode" else {"": {"": lay.requests_per_s}}
-
-    def dominated(big, small) -> bool:
-        if (small.accelerator, small.role) != (big.accelerator, big.role) or small is big:
-            return False
-        if small.slots >= big.slots or big.slots % small.slots:
-            return False
-        n = big.slots // small.slots
-        rs, rb = per_site(small), per_site(big)
-        return all(n * rs.get(s, {}).get(r, 0.0) >= c * (1 - 1e-12) for s, by_r in rb.items() for r, c in by_r.items())
-
-    return [lay for lay in layouts if not any(dominated(lay, o) for o in layouts)]
-
-
 def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[PrunedService] = ()) -> MipData:
     cat, bud = instance.catalog, instance.budget
     jobs = []
@@ -336,7 +317,6 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
         StorageData(n, s.usd_per_tb / USD_PER_MUSD, s.w_per_tb / 1000.0, s.gbps_per_tb, s.replication)
         for n, s in sorted(cat.storage.items())
     ]
-    one_facility = instance.sites is None
     sites = []
     for site in instance.site_list:
         cool = {o: c.capex_usd_per_kw / USD_PER_MUSD for o, c in site.cooling.items()}
