@@ -6,7 +6,7 @@ The optimizer never sees a pydantic object or a formula: it gets, per job, one r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -158,12 +158,21 @@ class ServiceTable:
     accelerators: list[str]
     grid: ServingGrid
     perf: dict[str, np.ndarray]
+    # Per accelerator: the scale-out fabric a wide-EP replica spanning domains crosses (None: none).
+    fabrics: list = field(default_factory=list)
+    spans: np.ndarray | None = None  # rows whose replica is wider than one scale-up domain
 
     def __len__(self) -> int:
         return len(self.grid)
 
     def layout(self, i: int) -> dict:
-        return {"accelerator": self.accelerators[int(self.grid.acc[i])], "tp": int(self.grid.t[i]), "batch": int(self.grid.batch[i])}
+        """Row i: accelerator, tp (accelerators per replica), batch; and for a replica wider than
+        its scale-up domain (wide EP) ep and the fabric its all-to-all crosses."""
+        g = self.grid
+        out = {"accelerator": self.accelerators[int(g.acc[i])], "tp": int(g.t[i]), "batch": int(g.batch[i])}
+        if self.spans is not None and self.spans[i]:
+            out.update(ep=int(g.t[i]), fabric=self.fabrics[int(g.acc[i])])
+        return out
 
     def meets_slo(self) -> np.ndarray:
         p, s = self.perf, self.service
@@ -171,14 +180,37 @@ class ServiceTable:
         return ok & (p["slo_requests_per_s"] > 0) if "slo_requests_per_s" in p else ok
 
 
+def serving_fabric(accelerator: str, catalog: Catalog) -> str | None:
+    """The scale-out fabric a wide-EP serving replica of `accelerator` uses between its nodes: the
+    accelerator's usual one when the catalog has it and they are compatible, else the fastest
+    compatible one; None when the catalog offers none."""
+    from .perf.estimate import DEFAULT_FABRIC_BY_PREFIX
+
+    acc = catalog.accelerators[accelerator]
+    ok = sorted(f for f, fab in catalog.fabrics.items() if compatible(accelerator, acc, f, fab))
+    for prefix, f in DEFAULT_FABRIC_BY_PREFIX:
+        if accelerator.lower().startswith(prefix) and f in ok:
+            return f
+    return max(ok, key=lambda f: catalog.fabrics[f].port_gbps) if ok else None
+
+
 def service_table(service: InferenceService, catalog: Catalog) -> ServiceTable:
-    from .perf.inference import enumerate_serving_grid, evaluate_serving
+    from .perf.inference import enumerate_serving_grid, evaluate_serving, spans_domains
 
     dims = resolve_model(service.model)
     names = sorted(service.accelerators or catalog.accelerators)
     accs = [catalog.accelerators[a] for a in names]
+    fab_names = [serving_fabric(a, catalog) if dims.is_moe else None for a in names]
+    fabs = [None if f is None else catalog.fabrics[f] for f in fab_names]
     grid = enumerate_serving_grid(dims, accs, service.precision)
-    perf = evaluate_serving(dims, grid, accs, catalog.calibration, service.precision, service.input_tokens, service.output_tokens)
+    spans = spans_domains(grid, accs)
+    if spans.any():  # a replica across domains needs a fabric between its nodes
+        no_fab = np.array([f is None for f in fab_names], dtype=bool)
+        keep = ~(spans & no_fab[grid.acc])
+        if not keep.all():
+            grid, spans = grid.take(np.flatnonzero(keep)), spans[keep]
+    perf = evaluate_serving(dims, grid, accs, catalog.calibration, service.precision, service.input_tokens,
+                            service.output_tokens, fabrics=fabs)
     if service.percentile_slos and len(grid):
         # Requests/s per replica at the load that meets the percentile SLOs (no round trip: the
         # MIP recomputes it per site for the layouts that survive pruning).
@@ -188,4 +220,4 @@ def service_table(service: InferenceService, catalog: Catalog) -> ServiceTable:
             perf["slo_requests_per_s"] = slo_capacity_rps(dims, grid, accs, catalog.calibration, service.precision,
                                                           service.input_tokens, service.output_tokens, perf=perf,
                                                           **service.percentile_slos)
-    return ServiceTable(service, dims, names, grid, perf)
+    return ServiceTable(service, dims, names, grid, perf, fab_names, spans)

@@ -519,8 +519,12 @@ def estimate(model: Union[str, _schema.ModelDims, Mapping[str, Any]], accelerato
     `model` is a preset name, `ModelDims` or a dict of dimensions; `catalog` is the built-in one by
     default, or an instance's (its price and calibration overrides apply). Training keywords:
     gpus, global_batch (both required; an int or {min, max}), fabric, tp, pp, cp, micro_batch, vp,
-    precision, recompute, sharding, fsdp, distributed_optimizer, stack, tokens. Inference keywords: tp, batch, precision, input_tokens,
-    output_tokens, max_tpot_s. What is left out is chosen (fastest layout that fits) and echoed.
+    precision, recompute, sharding, fsdp, distributed_optimizer, stack, tokens, and for a mixture of
+    experts ep (expert parallel size, carved out of dp) and etp (expert tensor parallel size).
+    Inference keywords: tp, batch, precision, input_tokens, output_tokens, max_tpot_s,
+    requests_per_s, and for a mixture of experts ep (a wide-EP replica of ep accelerators; tp is then
+    its attention tensor-parallel degree) and fabric (what its all-to-all crosses between nodes).
+    What is left out is chosen (fastest layout that fits) and echoed.
     Raises ValueError for an impossible layout."""
     from models.perf.estimate import estimate_inference, estimate_training
     from models.loader import default_catalog

@@ -303,6 +303,7 @@ def estimate_inference(
     input_tokens: int = 1000,
     output_tokens: int = 250,
     *,
+    fabric: str | None = None,
     max_tpot_s: float | None = None,
     requests_per_s: float | None = None,
 ) -> dict[str, Any]:
@@ -317,6 +318,11 @@ def estimate_inference(
     is what stops it. tp is the one giving the most output tokens/s per accelerator at its batch
     (ties: the smallest). Raises ValueError for impossible requests; a pinned batch too large for
     memory is returned with fits_memory false and a `note`.
+
+    MoE: `ep` makes a wide-EP replica of ep accelerators (routed experts spread over all of them,
+    attention data-parallel, or tensor-parallel over `tp` when both are given); a replica wider than
+    the scale-up domain takes whole nodes and its all-to-all crosses `fabric` (default: the
+    accelerator's usual one).
     """
     acc = _checked_accelerator(catalog, accelerator, precision, SERVING_PRECISIONS, "bf16 or int8 (weight-only)")
     if input_tokens < 1 or output_tokens < 1:
@@ -328,20 +334,33 @@ def estimate_inference(
     if requests_per_s is not None and not requests_per_s > 0:
         raise ValueError(f"requests_per_s must be positive; got {requests_per_s}")
     dom = tp_domain(acc)
+    atp = None
     if ep is not None:  # wide EP: a replica of ep accelerators, experts over all, attention data-parallel
-        if not dims.is_moe or ep < 1 or dims.experts % ep:
-            raise ValueError(f"ep={ep} needs a mixture-of-experts model whose routed experts it divides")
-        if tp is not None and tp != ep:
-            raise ValueError(f"with ep={ep} the replica is ep accelerators; leave tp out (got tp={tp})")
+        if not dims.is_moe:
+            raise ValueError(f"ep={ep} needs a mixture-of-experts model (experts > 0); this model is dense")
+        if ep < 2 or dims.experts % ep:
+            raise ValueError(f"ep={ep} must be at least 2 and divide the model's {dims.experts} routed experts")
+        if ep > dom and ep % acc.accelerators_per_node:
+            raise ValueError(f"ep={ep} spans more than one {dom}-accelerator domain of '{accelerator}', so it must be "
+                             f"whole nodes: a multiple of {acc.accelerators_per_node}")
+        if tp is not None:  # tp with ep: the attention tensor-parallel degree inside the replica
+            if ep % tp or tp > dom or dims.heads % tp:
+                raise ValueError(f"with ep={ep}, tp={tp} is the attention tensor-parallel degree: it must divide ep "
+                                 f"and the model's {dims.heads} heads and stay within the scale-up domain ({dom})")
+            atp = tp
         tp = None
+    if fabric is not None and fabric not in catalog.fabrics:
+        raise ValueError(f"unknown fabric '{fabric}' (available: {', '.join(sorted(catalog.fabrics))})")
+    fab = catalog.fabrics[fabric or default_fabric(accelerator, catalog)] if catalog.fabrics else None
     if tp is not None:
         if tp < 1 or tp > dims.heads or dims.heads % tp:
             raise ValueError(f"tp={tp} does not divide the model's {dims.heads} attention heads")
         if tp > dom:
             where = "scale-up domain" if acc.scaleup_domain > 1 else "node (tensor parallelism over PCIe)"
+            hint = f"; for this mixture of experts, ep=N (expert parallelism) makes a wide-EP replica across nodes" if dims.is_moe else ""
             raise ValueError(
                 f"tp={tp} exceeds the {where} of '{accelerator}' ({dom} accelerators); "
-                "a serving replica stays within one scale-up domain, or one node without a scale-up fabric"
+                f"a tensor-parallel serving replica stays within one scale-up domain, or one node without a scale-up fabric{hint}"
             )
 
     calib = catalog.calibration
@@ -350,24 +369,28 @@ def estimate_inference(
         BATCHES if batch is None else [batch]
     )
     if ep is not None:
-        grid = ServingGrid(acc=grid.acc, t=grid.t, batch=grid.batch, ep=np.full(len(grid), ep, dtype=np.int64))
+        grid = ServingGrid(acc=grid.acc, t=grid.t, batch=grid.batch, ep=np.full(len(grid), ep, dtype=np.int64),
+                           atp=None if atp is None else np.full(len(grid), atp, dtype=np.int64))
     if len(grid) == 0:  # only when no default tp divides the heads within the scale-up domain
         raise ValueError(f"no tensor-parallel degree divides the model's {dims.heads} heads within "
                          f"'{accelerator}''s tensor-parallel domain of {dom}")
-    out = evaluate_serving(dims, grid, [acc], calib, precision, input_tokens, output_tokens)
+    out = evaluate_serving(dims, grid, [acc], calib, precision, input_tokens, output_tokens, fabrics=[fab])
     limit_gb = acc.hbm_gb - calib.memory_reserved_gb
     if not (out["max_batch_fitting"] >= 1).any():
         j = int(np.argmax(grid.t))
         one = ServingGrid(acc=grid.acc[[j]], t=grid.t[[j]], batch=np.ones(1, dtype=np.int64))
-        m1 = evaluate_serving(dims, one, [acc], calib, precision, input_tokens, output_tokens)
+        m1 = evaluate_serving(dims, one, [acc], calib, precision, input_tokens, output_tokens, fabrics=[fab])
         w_gb, kv_gb, need_gb = (
             float(m1[k][0]) for k in ("weights_gb_per_acc", "kv_gb_per_seq_per_acc", "memory_per_acc_gb")
         )
         at = f"tp={int(grid.t[j])}"
         if tp is None:
             at = f"the largest {at} (tensor-parallel domain {dom})"
-        larger_tp = tp is not None and len(enumerate_serving_grid(dims, [acc], precision, [2 * tp], [1])) > 0
-        hint = ("a larger tp, " if larger_tp else "") + (
+        larger_tp = tp is not None and 2 * tp <= dom and len(enumerate_serving_grid(dims, [acc], precision, [2 * tp], [1])) > 0
+        wide = _wide_ep_hint(dims, acc, calib, precision, input_tokens, output_tokens, fab) \
+            if dims.is_moe and ep is None else None
+        hint = ("a larger tp, " if larger_tp else "") + (f"ep={wide} (a wide-EP replica of {wide // acc.accelerators_per_node} "
+                                                         "nodes), " if wide else "") + (
             "fp8/int8 weights, " if BYTES_PER_PARAM[precision] > 1 else "") + "an accelerator with more memory"
         if w_gb <= limit_gb:
             hint += f", or fewer than {input_tokens + output_tokens} tokens per sequence"
@@ -427,6 +450,20 @@ def estimate_inference(
     if note:
         res["note"] = note
     return res
+
+
+def _wide_ep_hint(dims: ModelDims, acc, calib, precision: str, n_in, n_out, fab) -> int | None:
+    """The smallest wide-EP replica (whole nodes beyond the domain, dividing the experts) where one
+    sequence fits, or None."""
+    dom, per_node = tp_domain(acc), acc.accelerators_per_node
+    for t in range(per_node * (dom // per_node + 1), dims.experts + 1, per_node):
+        if dims.experts % t:
+            continue
+        one = np.ones(1, dtype=np.int64)
+        g = ServingGrid(acc=0 * one, t=t * one, batch=one, ep=t * one)
+        if evaluate_serving(dims, g, [acc], calib, precision, n_in, n_out, fabrics=[fab])["max_batch_fitting"][0] >= 1:
+            return t
+    return None
 
 
 def _queueing_at(out, row: ServingGrid, i: int, output_tokens: int, rate: float) -> dict[str, float]:

@@ -28,6 +28,20 @@ beta concurrent sequences, t accelerators per replica, bpp bytes per parameter:
   hbm_bw_eff = hbm_bw * calib.hbm_efficiency; all-reduces run on the scale-up links at
   scaleup_bw * calib.comm_efficiency (a replica stays within one scale-up domain).
 
+Mixtures of experts (docs/serving.md, "Mixtures of experts"). Memory holds every expert; FLOPs
+count the active parameters (top_k routed + shared experts), so prefill is compute-bound on them.
+A decode step of beta tokens reads, per MoE layer, the distinct routed experts the batch touches:
+                  E_touched = E * (1 - (1 - k/E)^beta)        (experts_touched: k at beta = 1, -> E)
+A replica of t <= domain accelerators shards the experts tensor-parallel like the dense layers. A
+wide-EP replica (ServingGrid.ep > 1; by default every replica wider than its scale-up domain, in
+whole nodes) spreads the E experts over its t accelerators and runs attention tensor-parallel over
+atp (1 for MLA: data-parallel attention, each GPU holding its own sequences' latent KV; else the
+domain) and data-parallel over t/atp groups: dense and attention weights are held t/atp times,
+routed ones once. Per MoE layer and step it adds a dispatch and a combine all-to-all of each
+GPU's tokens/t, k copies each (training.a2a_time_s: scale-up links inside the domain, one fabric
+crossing per remote domain, one hop of latency each). MLA caches kv_lora_rank + qk_rope_head_dim
+elements per token and layer (ModelDims.kv_cache_width) for memory, decode traffic and KV transfer.
+
 Serving assumptions (continuous batching, non-chunked prefill, no queueing):
   A replica's timeline holds each request's prefill once and its o decode steps, shared by beta
   sequences, so   requests_per_s = 1 / (prefill_s + o * decode_step_s / beta),
@@ -50,7 +64,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..schema import Accelerator, Calibration, ModelDims
-from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _gemm_eff, _ring_allreduce_s
+from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _gemm_eff, _ring_allreduce_s, a2a_time_s
 
 SERVING_PRECISIONS = ("bf16", "fp8", "int8", "fp4")
 # fp4: NVFP4 / MXFP4 weights and activations at the FP4 peak, KV cache in fp8 (as FP4 deployments run).
@@ -62,6 +76,10 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LOGIT_BYTES = 4.0  # fp32 logits of the last position of each sequence, sharded over t (vocab-parallel head)
 PCIE_BW_DEFAULT_GBS = 32.0  # PCIe Gen4 x16 per direction, when an accelerator gives no pcie_bw_gbs
 PCIE_LATENCY_S = 10e-6  # one host-bridged PCIe hop of an all-reduce (NCCL over PCIe, no NVLink)
+# A wide-EP replica's all-to-all leaves its scale-up domain over the scale-out fabric; when the
+# caller names none (a bare `evaluate_serving`), a 400 Gb/s port per accelerator at 5 us is assumed.
+A2A_PORT_GBPS_DEFAULT = 400.0
+A2A_LATENCY_US_DEFAULT = 5.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,8 @@ class ServingGrid:
     # MoE: experts spread over this many of the t accelerators with attention data-parallel (wide EP);
     # None = t for replicas wider than the scale-up domain, else 1 (all weights tensor-parallel over t).
     ep: "np.ndarray | None" = None
+    # Attention tensor-parallel degree inside a wide-EP replica; None = `attention_tp` (1 for MLA).
+    atp: "np.ndarray | None" = None
 
     def __len__(self) -> int:
         return int(self.acc.shape[0])
@@ -85,7 +105,8 @@ class ServingGrid:
 
 def experts_touched(experts: int, top_k: int, batch):
     """Distinct routed experts a decode step of `batch` tokens reads per MoE layer, with each token
-    picking top_k of E uniformly: E (1 - (1 - k/E)^B). k at batch 1; tends to E for large batches."""
+    picking top_k of E uniformly: E (1 - (1 - k/E)^B), since an expert is missed by one token with
+    probability 1 - k/E. k at batch 1 (the active experts); tends to E for large batches."""
     E, k = float(experts), float(top_k)
     return E * (1.0 - (1.0 - k / E) ** np.asarray(batch, dtype=np.float64))
 
@@ -174,7 +195,7 @@ def enumerate_serving_grid(
             t_ok = np.concatenate([t_ok, t_all[(t_all > tp_domain(a)) & (dims.experts % t_all == 0)]])
         tt, bb = (x.ravel() for x in np.meshgrid(t_ok, b_c, indexing="ij"))
         if dims.is_moe:  # a wide-EP replica batches per attention group: scale the batch by its groups
-            bb = np.where(tt > tp_domain(a), bb * np.maximum(tt // tp_domain(a), 1), bb)
+            bb = np.where(tt > tp_domain(a), bb * np.maximum(tt // min(attention_tp(dims, a), tp_domain(a)), 1), bb)
         A.append(np.full(tt.shape, i, dtype=np.int64))
         T.append(tt)
         Bt.append(bb)
@@ -244,13 +265,15 @@ def evaluate_serving(
     precision: str,
     input_tokens: float,
     output_tokens: float,
+    fabrics=None,
 ) -> dict[str, np.ndarray]:
     """TTFT, TPOT, throughput, memory and the time breakdown of every row of `grid` (per replica
-    unless the name says per accelerator)."""
+    unless the name says per accelerator). `fabrics` (MoE only): per accelerator, the scale-out
+    `Fabric` a wide-EP replica's all-to-all crosses between domains (None: a 400 Gb/s default)."""
     _check_precision(precision)
     if not input_tokens >= 1 or not output_tokens >= 1:
         raise ValueError(f"input_tokens and output_tokens must be at least 1; got {input_tokens}, {output_tokens}")
-    args = (accelerators, calib, precision, float(input_tokens), float(output_tokens))
+    args = (accelerators, calib, precision, float(input_tokens), float(output_tokens), fabrics)
     if len(grid) <= CHUNK_ROWS:
         return _evaluate_serving(dims, grid, *args)
     parts = [
@@ -267,10 +290,35 @@ def wide_ep(dims: ModelDims, grid: ServingGrid, accelerators: list[Accelerator])
     dom = np.array([tp_domain(a) for a in accelerators])[grid.acc]
     wide = (grid.t > dom) if grid.ep is None else (grid.ep > 1)
     atp = np.array([attention_tp(dims, a) for a in accelerators], dtype=np.float64)[grid.acc]
+    if grid.atp is not None:
+        atp = grid.atp.astype(np.float64)
     return wide, np.where(wide, np.minimum(atp, t), t)
 
 
-def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -> dict[str, np.ndarray]:
+def spans_domains(grid: ServingGrid, accelerators: list[Accelerator]) -> np.ndarray:
+    """Rows whose replica is wider than one scale-up domain: its all-to-all crosses the scale-out
+    fabric, so its nodes need fabric ports (the MIP attaches them)."""
+    dom = np.array([tp_domain(a) for a in accelerators], dtype=np.int64)
+    return grid.t > dom[grid.acc] if len(grid) else np.zeros(0, dtype=bool)
+
+
+def _fabric_links(accelerators: list[Accelerator], fabrics, calib: Calibration):
+    """Per accelerator: (scale-out bytes/s per accelerator, latency s) an all-to-all leaving the
+    domain gets: its share of the node's fabric ports (`fabrics` aligned with `accelerators`; a
+    None entry or no list: A2A_PORT_GBPS_DEFAULT per accelerator)."""
+    fabrics = fabrics if fabrics is not None else [None] * len(accelerators)
+    bw, lat = [], []
+    for a, f in zip(accelerators, fabrics):
+        if f is None:
+            bw.append(A2A_PORT_GBPS_DEFAULT / 8.0 * 1e9)
+            lat.append(A2A_LATENCY_US_DEFAULT * 1e-6)
+        else:
+            bw.append(f.port_gbps / 8.0 * 1e9 * a.fabric_ports_per_node / a.accelerators_per_node)
+            lat.append(f.latency_us * 1e-6)
+    return np.array(bw) * calib.comm_efficiency, np.array(lat)
+
+
+def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out, fabrics=None) -> dict[str, np.ndarray]:
     h, l = float(dims.hidden), float(dims.layers)
     P = dims.active_params  # FLOPs per token: MoE counts top_k routed + shared experts
 
@@ -297,16 +345,18 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out) -
     def allreduces(tokens):  # attention-TP all-reduces (a wide replica's groups each hold tokens*atp/t)
         return 2.0 * l * _ring_allreduce_s(atp, tokens * atp / t * h * ACT_BYTES, link_bs, link_lat)
 
-    # Wide EP: per MoE layer a dispatch and a combine all-to-all of each GPU's tokens (k copies,
-    # (t-1)/t of them remote) over the fabric, with one fabric latency each (DeepEP low-latency mode).
+    # Wide EP: per MoE layer a dispatch and a combine all-to-all of each GPU's tokens/t, k copies
+    # each spread over the t experts' GPUs (training.a2a_time_s: scale-up links inside the domain,
+    # the fabric once per remote domain beyond it, each with one hop of latency; DeepEP's
+    # low-latency kernels). Dispatch is sent at the math precision (fp8/fp4: 1 B), combine in bf16.
     if dims.is_moe:
-        nic_bs = np.array([a.fabric_ports_per_node / a.accelerators_per_node * 400e9 / 8 for a in accelerators])[grid.acc] \
-            * calib.comm_efficiency
-        lat = np.array([5e-6 for _ in accelerators])[grid.acc]
+        dom = np.array([tp_domain(a) for a in accelerators], dtype=np.float64)[grid.acc]
+        fab_bs, fab_lat = (x[grid.acc] for x in _fabric_links(accelerators, fabrics, calib))
+        disp_b = 1.0 if precision in ("fp8", "fp4") else ACT_BYTES
 
         def a2a(tokens):
-            nbytes = tokens / t * dims.top_k * h * ACT_BYTES * (t - 1.0) / t
-            return np.where(wide, 2.0 * dims.moe_layers * (nbytes / nic_bs + lat + SCALEUP_LATENCY_S), 0.0)
+            one = lambda nb: a2a_time_s(tokens / t * h * nb, float(dims.top_k), t, t, dom, link_bs, fab_bs, fab_lat)  # noqa: E731
+            return np.where(wide, dims.moe_layers * (one(disp_b) + one(ACT_BYTES)), 0.0)
     else:
         def a2a(tokens):
             return 0.0

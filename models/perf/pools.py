@@ -35,8 +35,9 @@ REACH_CAPACITY_FRACTION = 0.5
 
 
 def kv_bytes_per_request(dims, precision: str, input_tokens: float) -> float:
-    """The prompt's KV cache, all layers and KV heads (what a prefill replica hands over)."""
-    return 2.0 * dims.layers * dims.n_kv_heads * dims.head_dim * KV_BYTES[precision] * float(input_tokens)
+    """The prompt's KV cache, all layers and KV heads (what a prefill replica hands over); MLA: the
+    latent and the shared rope key (`ModelDims.kv_cache_width`)."""
+    return dims.layers * dims.kv_cache_width * KV_BYTES[precision] * float(input_tokens)
 
 
 def decode_ttft_allowance_s(tpot_slo_s: float) -> float:

@@ -178,7 +178,7 @@ def estimate(
     vp: Optional[int] = typer.Option(None, "--vp", help="Interleaved pipeline chunks per stage (default: searched)."),
     cp: Optional[int] = typer.Option(None, "--cp", help="Training: context parallel size (default: searched)."),
     ep: Optional[int] = typer.Option(None, "--ep", help="MoE: expert parallel size (training: carved out of dp, "
-                                     "default searched; inference: a wide-EP replica of ep accelerators)."),
+                                     "default searched; inference: a wide-EP replica of ep accelerators, --tp then its attention TP)."),
     fsdp: Optional[bool] = typer.Option(None, "--fsdp/--no-fsdp", help="Training: full sharding (ZeRO-3) over dp, or not."),
     sharding: Optional[ShardingOpt] = typer.Option(None, "--sharding", help="Training: zero1, zero2 or zero3."),
     stack: StackOpt = typer.Option(StackOpt.megatron_core, "--stack", help="Training: software stack profile."),
@@ -206,7 +206,8 @@ def estimate(
         with errors(debug, "estimate"):
             out = api.estimate(what, accelerator, mode="inference", seq_len=seq_len, tp=tp, batch=batch,
                                precision=precision.value, input_tokens=input_tokens, output_tokens=output_tokens,
-                               requests_per_s=requests_per_s, **({"ep": ep} if ep is not None else {}))
+                               requests_per_s=requests_per_s, **({"ep": ep} if ep is not None else {}),
+                               **({"fabric": fabric} if fabric is not None else {}))
         _print_estimate(out, as_json, "Inference estimate (one replica)")
         return
     if gpus is None or global_batch is None:

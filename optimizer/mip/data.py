@@ -62,6 +62,10 @@ class ServingLayout:
     # site -> region -> requests/s per replica within every SLO from there (empty: every region
     # `MipData.serves` admits, at requests_per_s). Decode replicas serve their site's prefills.
     reach: dict = field(default_factory=dict, compare=False)
+    # A wide-EP replica spanning scale-up domains: the scale-out fabric between its nodes and the
+    # endpoints (ports) one replica attaches to it; None / 0 inside one domain.
+    fabric: str | None = None
+    endpoints: int = 0
 
     @property
     def slots(self) -> int:
@@ -300,6 +304,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
     for ps in pruned_services:
         layouts = _procured(instance, ps.table.service, serving_layouts(instance, ps, ServingLayout))
         used_acc.update(lay.accelerator for lay in layouts if not lay.rented)
+        used_fab.update(lay.fabric for lay in layouts if lay.fabric and not lay.rented)
         t = ps.table
         spares = region_spares(t, cat, None if one_facility else [x.latency_ms for x in instance.site_list])
         services.append(ServiceData(t.service.name, t.service.regional_demand_rps, t.service.ttft_s, layouts,

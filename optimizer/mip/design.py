@@ -78,6 +78,10 @@ class ReplicaGroup:
     utilization: float = 0.0  # at the load the group carries
     ttft_p99_s: float = 0.0  # at that load (prefill: + KV transfer; decode: its added wait)
     tpot_p99_s: float = 0.0
+    # Wide EP (MoE): a replica spanning scale-up domains names the scale-out fabric its all-to-all
+    # crosses and attaches endpoints (fabric ports) to it; None / 0 otherwise.
+    fabric: str | None = None
+    endpoints: int = 0
 
 
 @dataclass

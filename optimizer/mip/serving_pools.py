@@ -62,7 +62,8 @@ def prune_pools(table: ServiceTable) -> tuple[np.ndarray, np.ndarray]:
 def kv_link_gbs(site, catalog, tp: int, per_node: int) -> float:
     """GB/s of front-end fabric a replica's share of its node's ports gives the KV transfer."""
     fab = catalog.frontend_fabrics[site.frontend_fabric]
-    return site.frontend_ports_per_node * fab.port_gbps / 8.0 * min(1.0, tp / per_node) * KV_LINK_UTILIZATION
+    # tp / per_node: a share of one node's ports, or all the ports of a replica's several nodes.
+    return site.frontend_ports_per_node * fab.port_gbps / 8.0 * (tp / per_node) * KV_LINK_UTILIZATION
 
 
 def _reach(caps: dict[str, float]) -> dict[str, float]:
@@ -173,7 +174,11 @@ def serving_layouts(instance, ps, ServingLayout) -> list:
 
     def add(i, role, rps, ttft, reach):
         lay = t.layout(i)
-        out.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], rps, ttft, per_node(i), role=role, reach=reach))
+        acc = cat.accelerators[lay["accelerator"]]
+        # A wide-EP replica across nodes: each of its nodes attaches its fabric ports for the all-to-all.
+        ports = lay["tp"] // acc.accelerators_per_node * acc.fabric_ports_per_node if lay.get("fabric") else 0
+        out.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], rps, ttft, per_node(i), role=role, reach=reach,
+                                 fabric=lay.get("fabric"), endpoints=ports))
 
     keep = [int(i) for i in ps.keep]
     for i, reach in zip(keep, combined_reach(t, keep, sites, cat, one)):

@@ -26,6 +26,10 @@ def add_fabric(m: Model, d: MipData, v: Vars) -> None:
                 c.endpoints * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates) if c.fabric == f.name
             )
             most = sum(max((c.endpoints for c in j.candidates if c.fabric == f.name), default=0) for j in d.jobs)
+            wide = serving_endpoints(d, v, f.name, s.name)  # wide-EP serving replicas spanning nodes
+            if wide:
+                attached = attached + lin_sum(e * x for e, x in wide)
+                most += int(sum(e * x.ub for e, x in wide))
             _fat_tree(m, v, f, s, attached, most)
             built.append(f)
         # The networks every owned node gets besides its compute fabric (training and serving alike).
@@ -36,6 +40,13 @@ def add_fabric(m: Model, d: MipData, v: Vars) -> None:
                 _fat_tree(m, v, f, s, lin_sum(ports * x for x in owned), ports * int(sum(x.ub for x in owned)))
                 built.append(f)
         v.fabrics_at[s.name] = built
+
+
+def serving_endpoints(d: MipData, v: Vars, fabric: str, site: str) -> list:
+    """(endpoints per replica, replica count variable) of the owned serving layouts whose replicas
+    span nodes over `fabric` at `site` (their all-to-all crosses it)."""
+    return [(lay.endpoints, v.units[svc.name, k, site]) for svc in d.services for k, lay in enumerate(svc.layouts)
+            if lay.fabric == fabric and lay.endpoints and not lay.rented and (svc.name, k, site) in v.units]
 
 
 def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int) -> None:

@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-from models.perf.inference import ServingGrid, evaluate_serving
+from models.candidates import serving_fabric
+from models.perf.inference import ServingGrid, evaluate_serving, tp_domain
 from models.presets import resolve_model
 from models.schema import ANY_REGION, Instance
 
@@ -171,8 +172,10 @@ def recompute_replica(instance: Instance, svc, accelerator: str, tp: int, batch:
     """The serving model on one replica layout: TTFT, TPOT, memory, requests/s."""
     one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
     grid = ServingGrid(acc=one(0), t=one(tp), batch=one(batch))
-    perf = evaluate_serving(resolve_model(svc.model), grid, [instance.catalog.accelerators[accelerator]],
-                            instance.catalog.calibration, svc.precision, svc.input_tokens, svc.output_tokens)
+    cat, dims = instance.catalog, resolve_model(svc.model)
+    fab = serving_fabric(accelerator, cat) if dims.is_moe else None
+    perf = evaluate_serving(dims, grid, [cat.accelerators[accelerator]], cat.calibration, svc.precision,
+                            svc.input_tokens, svc.output_tokens, fabrics=[None if fab is None else cat.fabrics[fab]])
     return {k: float(v[0]) for k, v in perf.items()}
 
 
@@ -249,6 +252,27 @@ def _check_latency(a: Audit, svc, g, where: str, lat: dict) -> None:
                   f"share carries ({lat['kv_link_rps']:.2f})")
 
 
+def _check_wide_ep(a: Audit, inst: Instance, svc, g, where: str) -> None:
+    """A replica wider than its scale-up domain (a mixture of experts' wide EP) takes whole nodes,
+    each attaching its fabric ports to a compatible scale-out fabric at the site; recorded as
+    endpoints that fabric must hold (check_fabric)."""
+    from models.schema import compatible
+
+    cat = inst.catalog
+    spec = cat.accelerators[g.accelerator]
+    if not resolve_model(svc.model).is_moe:
+        a.problem(f"{where}: a replica wider than the {tp_domain(spec)}-accelerator scale-up domain needs a "
+                  "mixture-of-experts model (wide expert parallelism)")
+    if g.tp % spec.accelerators_per_node:
+        a.problem(f"{where}: a replica across scale-up domains must be whole nodes of {spec.accelerators_per_node}")
+    if g.fabric is None or g.fabric not in cat.fabrics or not compatible(g.accelerator, spec, g.fabric, cat.fabrics[g.fabric]):
+        a.problem(f"{where}: spans {g.tp // spec.accelerators_per_node} nodes but names no compatible scale-out "
+                  f"fabric (got {g.fabric!r})")
+        return
+    need = g.replicas * (g.tp // spec.accelerators_per_node) * spec.fabric_ports_per_node
+    a.need_endpoints[g.site][g.fabric] = a.need_endpoints[g.site].get(g.fabric, 0) + need
+
+
 def check_serving(a: Audit) -> None:
     """Every replica group re-run through the serving and queueing models at its load: idle and
     percentile SLOs, latency reach, memory, KV transfer; decode pools take their site's prefills;
@@ -307,6 +331,8 @@ def check_serving(a: Audit) -> None:
                 continue  # cloud capacity near the site: no nodes, power or racks there
             if mode == "rent" or not spec.buyable:
                 a.problem(f"{where}: owned, but its procurement is {mode} / {g.accelerator} is {spec.purchase_unit}")
+            if g.tp > tp_domain(spec):  # wide EP across domains: its nodes' ports on the fabric between them
+                _check_wide_ep(a, inst, svc, g, where)
             t = g.tp if per_node % g.tp == 0 or g.tp % per_node == 0 else per_node * -(-g.tp // per_node)
             slots[g.site][g.accelerator] = slots[g.site].get(g.accelerator, 0) + g.replicas * t
             a.used[g.site] = True
