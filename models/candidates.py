@@ -166,12 +166,14 @@ class ServiceTable:
         return len(self.grid)
 
     def layout(self, i: int) -> dict:
-        """Row i: accelerator, tp (accelerators per replica), batch; and for a replica wider than
-        its scale-up domain (wide EP) ep and the fabric its all-to-all crosses."""
+        """Row i: accelerator, tp (accelerators per replica), batch; for a mixture of experts' expert-
+        parallel replica ep (= tp), and, wider than its scale-up domain, the fabric its all-to-all crosses."""
         g = self.grid
         out = {"accelerator": self.accelerators[int(g.acc[i])], "tp": int(g.t[i]), "batch": int(g.batch[i])}
+        if g.ep is not None and g.ep[i] > 1:
+            out["ep"] = int(g.ep[i])
         if self.spans is not None and self.spans[i]:
-            out.update(ep=int(g.t[i]), fabric=self.fabrics[int(g.acc[i])])
+            out["fabric"] = self.fabrics[int(g.acc[i])]
         return out
 
     def meets_slo(self) -> np.ndarray:

@@ -359,7 +359,8 @@ class Result:
         if s is None or not s.groups:
             raise ValueError(f"'{workload}' has no replicas in this result (status {self.solution.status})")
         g = s.groups[group]
-        return estimate(w.model, g.accelerator, mode="inference", tp=g.tp, batch=g.batch, precision=w.precision,
+        par = dict(ep=g.ep) if g.ep > 1 else dict(tp=g.tp)
+        return estimate(w.model, g.accelerator, mode="inference", **par, batch=g.batch, precision=w.precision,
                         input_tokens=w.input_tokens, output_tokens=w.output_tokens, catalog=self.instance)
 
     # -- display -----------------------------------------------------------------------------

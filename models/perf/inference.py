@@ -75,6 +75,8 @@ KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 2.0, "fp4": 1.0}
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LOGIT_BYTES = 4.0  # fp32 logits of the last position of each sequence, sharded over t (vocab-parallel head)
 PCIE_BW_DEFAULT_GBS = 32.0  # PCIe Gen4 x16 per direction, when an accelerator gives no pcie_bw_gbs
+# Widest expert-parallel replica enumerated (DeepSeek's V3/R1 inference-system overview decodes at EP144, 18 nodes).
+MAX_WIDE_EP = 256
 PCIE_LATENCY_S = 10e-6  # one host-bridged PCIe hop of an all-reduce (NCCL over PCIe, no NVLink)
 # A wide-EP replica's all-to-all leaves its scale-up domain over the scale-out fabric; when the
 # caller names none (a bare `evaluate_serving`), a 400 Gb/s port per accelerator at 5 us is assumed.
@@ -173,34 +175,47 @@ def enumerate_serving_grid(
     t: powers of two up to TP_MAX by default (a given `tp_options` bypasses that cap), dividing the
     attention heads and within `tp_domain` (the scale-up domain, or the node over PCIe), since a
     replica's per-layer all-reduces would be latency-bound across the scale-out fabric. fp8 needs FP8 units.
+    A mixture of experts adds expert-parallel rows (ep = t, `ServingGrid.ep`): by default every t of
+    2 .. the domain and, as wide EP, whole nodes beyond it up to min(E, MAX_WIDE_EP), t dividing the
+    E experts; with `tp_options`, the given t beyond the domain. An EP row's batch counts every
+    attention group's sequences (the `batches` x t / attention TP).
     Rows that do not fit in memory are kept; `evaluate_serving` flags them.
     """
     _check_precision(precision)
-    if tp_options is None:
+    default = tp_options is None
+    if default:
         tp_options = 2 ** np.arange(0, int(np.log2(TP_MAX)) + 1)
     t_c = np.asarray(tp_options, dtype=np.int64)
     t_all = t_c[t_c >= 1]
     t_c = t_all[dims.heads % np.maximum(t_all, 1) == 0]
     b_c = np.asarray(batches, dtype=np.int64)
-    A, T, Bt = [], [], []
+    A, T, Bt, EP = [], [], [], []
     for i, a in enumerate(accelerators):
         if (precision == "fp8" and a.peak_fp8_tflops is None) or (precision == "fp4" and a.peak_fp4_tflops is None):
             continue
-        t_ok = t_c[t_c <= tp_domain(a)]
-        if dims.is_moe and tp_options is None:  # wide EP: replicas of whole nodes beyond the domain
-            wide = [w for w in (tp_domain(a) * 2 ** np.arange(1, 8)) if w <= min(dims.experts, 256)
-                    and dims.experts % w == 0 and w % a.accelerators_per_node == 0]
-            t_ok = np.concatenate([t_ok, np.asarray(wide, dtype=np.int64)])
-        elif dims.is_moe:
-            t_ok = np.concatenate([t_ok, t_all[(t_all > tp_domain(a)) & (dims.experts % t_all == 0)]])
-        tt, bb = (x.ravel() for x in np.meshgrid(t_ok, b_c, indexing="ij"))
-        if dims.is_moe:  # a wide-EP replica batches per attention group: scale the batch by its groups
-            bb = np.where(tt > tp_domain(a), bb * np.maximum(tt // min(attention_tp(dims, a), tp_domain(a)), 1), bb)
+        dom, per_node = tp_domain(a), a.accelerators_per_node
+        t_ok, ep_ok = t_c[t_c <= dom], np.ones(int((t_c <= dom).sum()), dtype=np.int64)
+        if dims.is_moe:
+            if default:
+                inside = [w for w in 2 ** np.arange(1, int(np.log2(TP_MAX)) + 1) if w <= dom and dims.experts % w == 0]
+                wide = [w for w in 2 ** np.arange(1, 12) if dom < w <= min(dims.experts, MAX_WIDE_EP)
+                        and dims.experts % w == 0 and w % per_node == 0]
+                ep_t = np.asarray(inside + wide, dtype=np.int64)
+            else:
+                ep_t = t_all[(t_all > dom) & (dims.experts % np.maximum(t_all, 1) == 0)]
+            t_ok, ep_ok = np.concatenate([t_ok, ep_t]), np.concatenate([ep_ok, ep_t])
+        k = np.arange(len(t_ok))
+        kk, bb = (x.ravel() for x in np.meshgrid(k, b_c, indexing="ij"))
+        tt, ee = t_ok[kk], ep_ok[kk]
+        if dims.is_moe:  # an EP replica batches per attention group: scale the batch by its groups
+            atp = np.minimum(min(attention_tp(dims, a), dom), tt)
+            bb = np.where(ee > 1, bb * np.maximum(tt // atp, 1), bb)
         A.append(np.full(tt.shape, i, dtype=np.int64))
         T.append(tt)
         Bt.append(bb)
+        EP.append(ee)
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
-    return ServingGrid(acc=cat(A), t=cat(T), batch=cat(Bt))
+    return ServingGrid(acc=cat(A), t=cat(T), batch=cat(Bt), ep=cat(EP) if dims.is_moe else None)
 
 
 def _memory_terms(dims: ModelDims, precision: str, input_tokens: float, output_tokens: float, t, atp=None):

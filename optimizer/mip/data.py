@@ -66,6 +66,7 @@ class ServingLayout:
     # endpoints (ports) one replica attaches to it; None / 0 inside one domain.
     fabric: str | None = None
     endpoints: int = 0
+    ep: int = 1  # MoE: experts spread over the replica's ep = tp accelerators (attention data-parallel)
 
     @property
     def slots(self) -> int:

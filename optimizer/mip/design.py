@@ -82,6 +82,7 @@ class ReplicaGroup:
     # crosses and attaches endpoints (fabric ports) to it; None / 0 otherwise.
     fabric: str | None = None
     endpoints: int = 0
+    ep: int = 1  # MoE: expert-parallel replica (experts over its tp = ep accelerators, attention data-parallel)
 
 
 @dataclass

@@ -178,7 +178,7 @@ def serving_layouts(instance, ps, ServingLayout) -> list:
         # A wide-EP replica across nodes: each of its nodes attaches its fabric ports for the all-to-all.
         ports = lay["tp"] // acc.accelerators_per_node * acc.fabric_ports_per_node if lay.get("fabric") else 0
         out.append(ServingLayout(i, lay["accelerator"], lay["tp"], lay["batch"], rps, ttft, per_node(i), role=role, reach=reach,
-                                 fabric=lay.get("fabric"), endpoints=ports))
+                                 fabric=lay.get("fabric"), endpoints=ports, ep=lay.get("ep", 1)))
 
     keep = [int(i) for i in ps.keep]
     for i, reach in zip(keep, combined_reach(t, keep, sites, cat, one)):
@@ -200,7 +200,8 @@ def serving_layouts(instance, ps, ServingLayout) -> list:
 def _drop_dominated(layouts: list) -> list:
     """Exact for packing: a replica of tp a is never needed when a replica of tp b (b dividing a,
     same accelerator and role) serves, a/b of them, at least as much at every (site, region) it
-    reaches, since those a/b replicas take the same accelerators of the same nodes."""
+    reaches, since those a/b replicas take the same accelerators of the same nodes (and no more
+    fabric ports than the big one attaches)."""
     def per_site(lay):
         return lay.reach if lay.role != "decode" else {"": {"": lay.requests_per_s}}
 
@@ -210,6 +211,8 @@ def _drop_dominated(layouts: list) -> list:
         if small.slots >= big.slots or big.slots % small.slots:
             return False
         n = big.slots // small.slots
+        if n * small.endpoints > big.endpoints:  # the small ones would need more fabric ports
+            return False
         rs, rb = per_site(small), per_site(big)
         return all(n * rs.get(s, {}).get(r, 0.0) >= c * (1 - 1e-12) for s, by_r in rb.items() for r, c in by_r.items())
 

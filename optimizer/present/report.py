@@ -51,7 +51,7 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
         out.append(("Inference services", ["service", "demand", "served", "replicas (layout)", "TTFT / SLO", "TPOT / SLO",
                                            "$ per M output tokens"], [
             [sv.name, f"{sv.demand_rps:g} req/s ({sv.output_tokens_per_s:,.0f} tok/s)", f"{sv.served_rps:,.2f} req/s",
-             "; ".join(f"{g.replicas} x {g.accelerator} tp{g.tp} b{g.batch}" + ("" if g.role == "combined" else f" {g.role}")
+             "; ".join(f"{g.replicas} x {g.accelerator} " + (f"ep{g.ep}" if g.ep > 1 else f"tp{g.tp}") + f" b{g.batch}" + ("" if g.role == "combined" else f" {g.role}")
                       + (f" @{g.site}" if instance.sites else "")
                       for g in sv.groups),
              f"{sv.worst_ttft_s * 1000:.0f} / {sv.ttft_slo_s * 1000:g} ms (-{(sv.ttft_slo_s - sv.worst_ttft_s) * 1000:.0f})",

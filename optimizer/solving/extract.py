@@ -152,7 +152,8 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
                                        float(p["ttft_s"][i]), float(p["tpot_s"][i]), float(p["memory_per_acc_gb"][i]),
                                        rented, replicas * lay.rent_musd_per_year * USD_PER_MUSD,
                                        role=lay.role, node_share=0.0 if lay.rented else replicas * lay.slots / lay.per_node,
-                                       fabric=lay.fabric, endpoints=0 if lay.rented else replicas * lay.endpoints))
+                                       fabric=lay.fabric, endpoints=0 if lay.rented else replicas * lay.endpoints,
+                                       ep=lay.ep))
         _decode_regions(groups)
         for g in groups:
             _at_load(instance, ps.table.service, g)

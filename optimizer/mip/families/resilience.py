@@ -147,7 +147,7 @@ def check_resilience(a: Audit) -> None:
         demand = svc.regional_demand_rps
         groups = []  # (site, capacity, regions reached)
         for g in sr.groups:
-            r = recompute_replica(inst, svc, g.accelerator, g.tp, g.batch)
+            r = recompute_replica(inst, svc, g.accelerator, g.tp, g.batch, g.ep)
             site = a.sites.get(g.site)
             if site is None:
                 continue

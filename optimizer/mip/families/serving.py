@@ -45,7 +45,8 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
             for k, lay in enumerate(svc.layouts):
                 rent = dict(procurement="rent") if lay.rented else {}
                 coords = dict(svc=svc.name, layout=lay.index, role=lay.role, site=s.name, **rent)
-                name = K("replicas", svc=svc.name, acc=lay.accelerator, tp=lay.tp, batch=lay.batch, role=lay.role,
+                ep = dict(ep=lay.ep) if lay.ep > 1 else {}
+                name = K("replicas", svc=svc.name, acc=lay.accelerator, tp=lay.tp, **ep, batch=lay.batch, role=lay.role,
                          site=s.name, **rent)
                 if lay.role == "decode":
                     if lay.requests_per_s <= 0:
@@ -168,11 +169,12 @@ def serving_nodes_ub(d: MipData, v: Vars, site: str, acc: str | None = None) -> 
     return sum(n.ub for (a, s), n in v.serving_node_count.items() if s == site and acc in (None, a))
 
 
-def recompute_replica(instance: Instance, svc, accelerator: str, tp: int, batch: int) -> dict:
-    """The serving model on one replica layout: TTFT, TPOT, memory, requests/s."""
+def recompute_replica(instance: Instance, svc, accelerator: str, tp: int, batch: int, ep: int = 1) -> dict:
+    """The serving model on one replica layout: TTFT, TPOT, memory, requests/s (`ep` > 1: the
+    experts of a mixture spread over the replica's tp accelerators, attention data-parallel)."""
     one = lambda x: np.array([x], dtype=np.int64)  # noqa: E731
-    grid = ServingGrid(acc=one(0), t=one(tp), batch=one(batch))
     cat, dims = instance.catalog, resolve_model(svc.model)
+    grid = ServingGrid(acc=one(0), t=one(tp), batch=one(batch), ep=one(ep) if dims.is_moe else None)
     fab = serving_fabric(accelerator, cat) if dims.is_moe else None
     perf = evaluate_serving(dims, grid, [cat.accelerators[accelerator]], cat.calibration, svc.precision,
                             svc.input_tokens, svc.output_tokens, fabrics=[None if fab is None else cat.fabrics[fab]])
@@ -188,7 +190,7 @@ def group_latency(instance: Instance, svc, g) -> dict:
     from models.perf.queueing import latency
     from optimizer.mip.serving_pools import kv_link_gbs
 
-    r = recompute_replica(instance, svc, g.accelerator, g.tp, g.batch)
+    r = recompute_replica(instance, svc, g.accelerator, g.tp, g.batch, g.ep)
     perf = {k: np.array([x]) for k, x in r.items()}
     load = sum(g.regions.values()) / g.replicas if g.replicas else 0.0
     out = dict(r, load_rps=load, kv_transfer_s=0.0)
