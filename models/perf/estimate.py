@@ -368,6 +368,8 @@ def estimate_inference(
         dims, [acc], precision, [ep] if ep is not None else (None if tp is None else [tp]),
         BATCHES if batch is None else [batch]
     )
+    if batch is not None:  # a pinned batch is the replica's, not per attention group
+        grid = ServingGrid(acc=grid.acc, t=grid.t, batch=np.full(len(grid), batch, dtype=np.int64), ep=grid.ep)
     if ep is not None:
         grid = ServingGrid(acc=grid.acc, t=grid.t, batch=grid.batch, ep=np.full(len(grid), ep, dtype=np.int64),
                            atp=None if atp is None else np.full(len(grid), atp, dtype=np.int64))
