@@ -387,7 +387,9 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out, f
     # Prefill of one request run alone: compute-bound for any real prompt, but it still reads the weights once.
     att_w = dims.heads * (dims.qk_head_dim + dims.value_head_dim) / 2.0  # = h for standard attention
     pre_flops = 2.0 * P * n_in + 2.0 * l * n_in * n_in * att_w
-    prefill_compute_s = pre_flops / (t * ceiling * shape(np.minimum(h / t, n_in)))
+    # The GEMMs' thin dimension: h over the tensor-parallel degree (atp = t unless the experts are
+    # spread with attention data-parallel, where each GPU multiplies full-width rows).
+    prefill_compute_s = pre_flops / (t * ceiling * shape(np.minimum(h / atp, n_in)))
     prefill_memory_s = weights_b / hbm_bs
     prefill_tp_s = allreduces(n_in)
     prefill_a2a_s = a2a(n_in)
@@ -395,7 +397,7 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out, f
 
     # Decode step at batch beta: weights + the batch's KV streamed from HBM, or the GEMMs, whichever
     # is slower; the tiny all-reduces are latency-bound and not overlapped; plus the fixed step cost.
-    dec_ceiling = t * ceiling * shape(h / t)
+    dec_ceiling = t * ceiling * shape(h / atp)
     dec_flops = 2.0 * P * beta + 4.0 * l * beta * ctx_avg * att_w
     decode_compute_s = dec_flops / dec_ceiling
     decode_memory_s = (decode_weights_b + beta * kv_tok_b * ctx_avg) / hbm_bs
