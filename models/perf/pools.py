@@ -45,8 +45,9 @@ def decode_ttft_allowance_s(tpot_slo_s: float) -> float:
 
 
 def prefill_only_s(perf: dict[str, np.ndarray]) -> np.ndarray:
-    """One prompt run alone on the replica (no decode steps to share)."""
-    return np.maximum(perf["prefill_compute_s"], perf["prefill_memory_s"]) + perf["prefill_tp_comm_s"] + perf["step_overhead_s"]
+    """One prompt run alone on the replica (no decode steps to share), with an EP replica's all-to-all."""
+    return np.maximum(perf["prefill_compute_s"], perf["prefill_memory_s"]) + perf["prefill_tp_comm_s"] \
+        + perf.get("prefill_a2a_s", 0.0) + perf["step_overhead_s"]
 
 
 def decode_only_times(perf: dict[str, np.ndarray], batch, output_tokens: float) -> ReplicaTimes:

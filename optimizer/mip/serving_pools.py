@@ -38,9 +38,10 @@ def prune_pools(table: ServiceTable) -> tuple[np.ndarray, np.ndarray]:
     p, g = table.perf, table.grid
     fits = p["fits_memory"].astype(bool)
     pre = prefill_only_s(p)
-    prefill: dict[tuple[int, int], int] = {}
+    prefill: dict[tuple[int, int, int], int] = {}
+    ep = g.ep if g.ep is not None else np.ones(len(g), dtype=np.int64)  # MoE: TP and EP replicas of one size differ
     for i in np.flatnonzero(fits & (pre <= svc.ttft_s)):
-        key = (int(g.acc[i]), int(g.t[i]))
+        key = (int(g.acc[i]), int(g.t[i]), int(ep[i]))
         if key not in prefill or g.batch[i] < g.batch[prefill[key]]:
             prefill[key] = int(i)
     rt = decode_only_times(p, g.batch, svc.output_tokens)
@@ -48,9 +49,9 @@ def prune_pools(table: ServiceTable) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         cap = decode_capacity_rps(rt, tpot, decode_ttft_allowance_s(tpot_budget_s(svc)))
     ok = fits & (p["decode_step_s"] <= svc.tpot_s) & (cap > 0)
-    decode: dict[tuple[int, int], int] = {}
+    decode: dict[tuple[int, int, int], int] = {}
     for i in np.flatnonzero(ok):
-        key = (int(g.acc[i]), int(g.t[i]))
+        key = (int(g.acc[i]), int(g.t[i]), int(ep[i]))
         if key not in decode or cap[i] > cap[decode[key]]:
             decode[key] = int(i)
     # Pruning is per service, so a pool alone is useless: keep both or neither.
