@@ -70,7 +70,7 @@ def _per_doc(doc: dict) -> dict[tuple[str, str], str]:
     for j in doc.get("jobs") or []:
         put("workloads", f"job {j['name']}", _layout(j) + f", {j['days']:.2f} days")
     for sv in doc.get("services") or []:
-        groups = "; ".join(f"{g['replicas']} x {g['accelerator']} tp{g['tp']} b{g['batch']} @{g['site']}"
+        groups = "; ".join(f"{g['replicas']} x {g['accelerator']} {'ep' if g.get('ep', 1) > 1 else 'tp'}{g['tp']} b{g['batch']} @{g['site']}"
                            for g in sv.get("groups") or [])
         put("workloads", f"service {sv['name']}", f"{groups}, ${sv['cost_per_million_output_tokens_usd']:,.3f}/M tokens")
     return out

@@ -254,7 +254,7 @@ def _workloads(doc: dict, facts: dict) -> list[str]:
     if jobs or services:
         rows = [[j["name"], "training", j.get("site", ""), f"{j['accelerators']:,} x {j['accelerator']} ({j['nodes']} nodes)"]
                 for j in jobs]
-        rows += [[s["name"], "serving", g["site"], f"{g['replicas']} x {g['accelerator']} tp{g['tp']} ({g['nodes']} nodes), "
+        rows += [[s["name"], "serving", g["site"], f"{g['replicas']} x {g['accelerator']} {'ep' if g.get('ep', 1) > 1 else 'tp'}{g['tp']} ({g['nodes']} nodes), "
                   + ", ".join(f"{r if r != '*' else 'all demand'} {x:,.2f} req/s" for r, x in (g.get("regions") or {}).items())]
                  for s in services for g in s.get("groups") or []]
         out += ["<h2>Placement</h2>", _table(["workload", "kind", "site", "what"], rows)]
@@ -280,7 +280,7 @@ def _workloads(doc: dict, facts: dict) -> list[str]:
             ttft = max((g["ttft_s"] for g in groups), default=None)
             tpot = max((g["tpot_s"] for g in groups), default=None)
             rows.append([s["name"], f"{s['demand_rps']:g}", f"{s['served_rps']:,.2f}",
-                         "; ".join(f"{g['replicas']} x {g['accelerator']} tp{g['tp']} b{g['batch']}" for g in groups),
+                         "; ".join(f"{g['replicas']} x {g['accelerator']} {'ep' if g.get('ep', 1) > 1 else 'tp'}{g['tp']} b{g['batch']}" for g in groups),
                          f"{fmt.ms(ttft)} / {fmt.ms(s['ttft_slo_s'])}", fmt.ms(None if ttft is None else s["ttft_slo_s"] - ttft),
                          f"{fmt.ms(tpot)} / {fmt.ms(s['tpot_slo_s'])}", fmt.ms(None if tpot is None else s["tpot_slo_s"] - tpot),
                          f"${s['cost_per_million_output_tokens_usd']:,.3f}"])

@@ -93,7 +93,7 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
         out.append(("Sites", ["site", "open", "nodes", "racks", "IT kW", "facility kW / cap", "capex", "energy per year",
                               "tCO2 per year"], rows))
         rows = [[j.name, "training", j.site, f"{j.nodes} nodes ({j.accelerators} x {j.accelerator})"] for j in sol.jobs]
-        rows += [[sv.name, "serving", g.site, f"{g.replicas} x {g.accelerator} tp{g.tp}, serving "
+        rows += [[sv.name, "serving", g.site, f"{g.replicas} x {g.accelerator} {'ep' if g.ep > 1 else 'tp'}{g.tp}, serving "
                   + ", ".join(f"{r} {x:,.1f} req/s" for r, x in g.regions.items())]
                  for sv in sol.services for g in sv.groups]
         out.append(("Placement", ["workload", "kind", "site", "what"], rows))
