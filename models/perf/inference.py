@@ -32,12 +32,12 @@ Mixtures of experts (docs/serving.md, "Mixtures of experts"). Memory holds every
 count the active parameters (top_k routed + shared experts), so prefill is compute-bound on them.
 A decode step of beta tokens reads, per MoE layer, the distinct routed experts the batch touches:
                   E_touched = E * (1 - (1 - k/E)^beta)        (experts_touched: k at beta = 1, -> E)
-A replica of t <= domain accelerators shards the experts tensor-parallel like the dense layers. A
-wide-EP replica (ServingGrid.ep > 1; by default every replica wider than its scale-up domain, in
-whole nodes) spreads the E experts over its t accelerators and runs attention tensor-parallel over
-atp (1 for MLA: data-parallel attention, each GPU holding its own sequences' latent KV; else the
-domain) and data-parallel over t/atp groups: dense and attention weights are held t/atp times,
-routed ones once. Per MoE layer and step it adds a dispatch and a combine all-to-all of each
+A tensor-parallel replica (ServingGrid.ep 1) slices the experts like the dense layers. An
+expert-parallel one (ep = t > 1: inside the domain, or wide EP in whole nodes beyond it, whose
+all-to-all crosses the scale-out fabric) spreads the E experts over its t accelerators and runs
+attention tensor-parallel over atp (1 for MLA: data-parallel attention, each GPU holding its own
+sequences' latent KV; else the domain) and data-parallel over t/atp groups: dense and attention
+weights are held t/atp times, routed ones once. Per MoE layer and step it adds a dispatch and a combine all-to-all of each
 GPU's tokens/t, k copies each (training.a2a_time_s: scale-up links inside the domain, one fabric
 crossing per remote domain, one hop of latency each). MLA caches kv_lora_rank + qk_rope_head_dim
 elements per token and layer (ModelDims.kv_cache_width) for memory, decode traffic and KV transfer.
@@ -91,8 +91,8 @@ class ServingGrid:
     acc: np.ndarray  # index into the accelerators list passed alongside
     t: np.ndarray  # tensor-parallel degree = accelerators per replica
     batch: np.ndarray  # decode batch beta: concurrent sequences per replica
-    # MoE: experts spread over this many of the t accelerators with attention data-parallel (wide EP);
-    # None = t for replicas wider than the scale-up domain, else 1 (all weights tensor-parallel over t).
+    # MoE: ep > 1 (= t) spreads the experts over the t accelerators with attention data-parallel,
+    # 1 slices all weights tensor-parallel; None = t for replicas wider than the scale-up domain, else 1.
     ep: "np.ndarray | None" = None
     # Attention tensor-parallel degree inside a wide-EP replica; None = `attention_tp` (1 for MLA).
     atp: "np.ndarray | None" = None
