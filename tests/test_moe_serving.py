@@ -157,3 +157,16 @@ def test_verifier_wants_the_fabric_ports_of_a_wide_replica(reasoning):
     ib.endpoints -= 8
     with pytest.raises(VerificationError, match="ib-ndr-400g: workloads attach"):
         verify_solution(inst, thin)
+
+
+def test_disaggregated_kv_transfer_ships_the_mla_latent_and_prefill_counts_its_all_to_all():
+    from models.perf.pools import kv_bytes_per_request, prefill_only_s
+
+    # DeepSeek-V3: 61 layers x 576 latent elements x 1 B (fp8 cache) per prompt token; Llama 3 70B
+    # (GQA): 80 layers x 8 KV heads x 128 x 2 (K and V) x 2 B (bf16).
+    assert kv_bytes_per_request(PRESETS["deepseek-v3"], "fp8", 2000) == 61 * 576 * 2000
+    assert kv_bytes_per_request(PRESETS["llama3-70b"], "bf16", 2000) == 80 * 8 * 128 * 2 * 2 * 2000
+    r = _row(PRESETS["deepseek-v3"], "h200", 16, 16, ep=16, precision="fp8", n_in=2000, fabric="ib-ndr-400g")
+    alone = max(r["prefill_compute_s"], r["prefill_memory_s"]) + r["prefill_a2a_s"] + r["step_overhead_s"]
+    assert r["prefill_a2a_s"] > 0
+    assert prefill_only_s({k: np.array([v]) for k, v in r.items()})[0] == pytest.approx(alone)
