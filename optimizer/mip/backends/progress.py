@@ -14,6 +14,7 @@ A solve reports progress only inside `progress_sink(fn)`: `fn(incumbent, bound)`
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import re
 import threading
@@ -37,24 +38,22 @@ class ProgressEvent:
 
 
 Sink = Callable[[Optional[float], Optional[float]], None]
-_SINKS: list[Sink] = []
+# Per thread (and asyncio task): two solves in two threads of a notebook each report to their own.
+_SINK: contextvars.ContextVar[Optional[Sink]] = contextvars.ContextVar("dcopt_progress_sink", default=None)
 
 
 @contextlib.contextmanager
 def progress_sink(fn: Optional[Sink]) -> Iterator[None]:
     """Within this block backend solves report (incumbent, bound) to `fn` (None: report nothing)."""
-    if fn is None:
-        yield
-        return
-    _SINKS.append(fn)
+    token = _SINK.set(fn)
     try:
         yield
     finally:
-        _SINKS.pop()
+        _SINK.reset(token)
 
 
 def current_sink() -> Optional[Sink]:
-    return _SINKS[-1] if _SINKS else None
+    return _SINK.get()
 
 
 def _number(text: str) -> Optional[float]:
