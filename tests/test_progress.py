@@ -133,11 +133,19 @@ def test_progress_shows_solver_events_only_on_a_terminal():
         assert p.on_solve("min_tco") is None
 
 
-def test_cli_output_is_unchanged_when_stderr_is_not_a_terminal():
+def test_cli_output_is_unchanged_when_stderr_is_not_a_terminal(monkeypatch):
+    real, listeners = api.solve, []
+
+    def solve(inst, **kw):  # in this process (faster than the child), recording who listens
+        listeners.append(kw.pop("on_progress"))
+        return real(inst, **{**kw, "contained": False})
+
+    monkeypatch.setattr(api, "solve", solve)
     runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
     plain = runner.invoke(app, ["solve", str(SMALL), "--json"])
     quiet = runner.invoke(app, ["solve", str(SMALL), "--json", "--quiet"])
     assert plain.exit_code == quiet.exit_code == 0
+    assert listeners == [None, None]  # nobody listens: the solve runs exactly as without progress
     strip = lambda out: [ln for ln in out.splitlines() if '"runtime_s"' not in ln]  # noqa: E731
     assert strip(plain.stdout) == strip(quiet.stdout)
     assert "incumbent" not in plain.stderr and "solving" not in plain.stderr
