@@ -140,3 +140,8 @@ def solve_progress(objective_name: str, incumbent: Optional[float], bound: Optio
     if elapsed_s is not None:
         parts.append(duration(elapsed_s))
     return " · ".join(parts)
+
+
+def node_counts(nodes: dict) -> str:
+    """Nodes per accelerator type, labelled as nodes (`392 a100-sxm-80gb nodes`): `N x acc` means chips."""
+    return ", ".join(f"{n:,} {a} nodes" for a, n in nodes.items())
