@@ -106,6 +106,7 @@ def test_solve_reports_incumbent_and_bound_then_its_answer(backend):
     last = events[-1]
     assert last.final and sum(e.final for e in events) == 1
     assert last.incumbent == sol.objective_value and last.bound == sol.best_bound and last.gap == sol.gap
+    assert last.status == sol.status == "optimal"
     assert [e.elapsed_s for e in events] == sorted(e.elapsed_s for e in events)
 
 
@@ -127,6 +128,10 @@ def test_progress_shows_solver_events_only_on_a_terminal():
         show = p.on_solve("min_tco")
         show(api.ProgressEvent(1.0, 50.2e6, 49.8e6, 0.008))
     assert "incumbent $50.20M · bound $49.80M · gap 0.80%" in buf.getvalue()
+    buf = io.StringIO()
+    with Progress("solving x", stream=Console(file=buf, force_terminal=True, width=150)) as p:
+        p.on_solve("min_tco")(api.ProgressEvent(2.0, None, None, None, final=True, status="infeasible"))
+    assert "infeasible; looking for the smallest changes" in buf.getvalue()  # the diagnosis's re-solves follow
     with Progress("solving x", stream=Console(file=io.StringIO(), force_terminal=False)) as p:
         assert p.on_solve("min_tco") is None  # nobody listens: the solve runs as without progress
     with Progress("solving x", quiet=True, stream=Console(file=io.StringIO(), force_terminal=True)) as p:

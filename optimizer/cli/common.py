@@ -146,7 +146,13 @@ class Progress:
             return None
         from optimizer import fmt
 
-        return lambda ev: self.update(prefix + fmt.solve_progress(objective, ev.incumbent, ev.bound, ev.gap))
+        def show(ev) -> None:
+            if ev.final and ev.status == "infeasible":  # what follows is the diagnosis's re-solves
+                self.update(prefix + "infeasible; looking for the smallest changes that make a design exist")
+            else:
+                self.update(prefix + fmt.solve_progress(objective, ev.incumbent, ev.bound, ev.gap))
+
+        return show
 
 
 def write_output(path, text: str) -> None:

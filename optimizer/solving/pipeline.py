@@ -135,7 +135,8 @@ def solve_instance(
         sol.best_bound = None if res.best_bound is None else res.best_bound * scale
         sol.gap = res.gap
     if on_progress is not None:
-        on_progress(ProgressEvent(time.perf_counter() - start, sol.objective_value, sol.best_bound, sol.gap, final=True))
+        on_progress(ProgressEvent(time.perf_counter() - start, sol.objective_value, sol.best_bound, sol.gap, final=True,
+                                  status=sol.status))
     if res.values is not None and res.status in (Status.OPTIMAL, Status.FEASIBLE):
         sol.design = design_from(data, v, res.values)
         sol.jobs = jobs_from(data, pruned, v, res.values)

@@ -32,6 +32,7 @@ class ProgressEvent:
     bound: Optional[float]  # no design can do better than this
     gap: Optional[float]  # |incumbent - bound| / |incumbent|
     final: bool = False  # the solve's answer: matches the returned objective
+    status: Optional[str] = None  # with final: the Solution's status ("optimal", "infeasible", ...)
 
     def to_dict(self) -> dict:
         return asdict(self)
