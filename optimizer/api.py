@@ -45,6 +45,7 @@ from models.edit import document
 from models.loader import InstanceError, load_instance
 
 from optimizer.mip.backends import BACKEND_NAMES  # the backends a caller may name, defined beside them
+from optimizer.mip.backends.progress import ProgressEvent  # what `solve(on_progress=...)` receives
 from optimizer.mip.design import Solution
 from optimizer import fmt
 
@@ -57,6 +58,7 @@ __all__ = [
     "VerificationError", "SweepError", "ParetoError", "ParetoInfeasible", "BatchArgumentError",
     # Handing a design on: result dicts (JSON) and what renders from them alone.
     "result_dict", "load_result", "render_html", "bom_csv", "compare_results", "diagnosis_data",
+    "ProgressEvent",
 ]
 
 PathLike = Union[str, Path]
@@ -393,7 +395,7 @@ def _as_instance(inst: Union[_schema.Instance, PathLike]) -> _schema.Instance:
 
 def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", time_limit: Optional[float] = None,
           gap: Optional[float] = None, objective: Optional[str] = None, export: Optional[PathLike] = None,
-          contained: bool = False) -> Result:
+          contained: bool = False, on_progress: Optional[Callable[[ProgressEvent], None]] = None) -> Result:
     """Solve (and verify) one instance, or an instance file. `time_limit` is seconds per MIP solve
     (soft); `objective` overrides the instance's; `export` also writes the MIP (.lp or .mps). An
     infeasible instance gives a Result whose `diagnosis` says what blocks and by how much; a design
@@ -401,7 +403,12 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
 
     `contained=True` (what `dcopt solve` uses) runs the whole solve, diagnosis included, in a child
     process under a hard wall clock of `time_limit` plus a small grace, falling back to PuLP if a
-    solver crashes (`optimizer.runs.wallclock`); `SolverCrash` when no backend survives."""
+    solver crashes (`optimizer.runs.wallclock`); `SolverCrash` when no backend survives.
+
+    `on_progress(event)` follows the main MIP solve live (e.g. a notebook progress line): a
+    `ProgressEvent` with `elapsed_s`, `incumbent` and `bound` in the objective's units (USD for
+    cost objectives) as the solver reports them, and `gap`; the last one has `final=True` and the
+    returned objective. With `contained=True` it is called in this process, not the child."""
     from optimizer.solving.pipeline import solve_instance
     from optimizer.studies.explain import diagnose_solution
 
@@ -411,9 +418,10 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
 
         if objective is not None:
             inst = with_(inst, {"objective": objective})
-        return Result(solve_contained(inst, backend=backend, time_limit=time_limit, gap=gap, export=export), inst)
+        return Result(solve_contained(inst, backend=backend, time_limit=time_limit, gap=gap, export=export,
+                                      on_progress=on_progress), inst)
     sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, objective=objective,
-                         export_path=export)
+                         export_path=export, on_progress=on_progress)
     diagnose_solution(inst, sol, backend, time_limit)
     return Result(sol, inst)
 

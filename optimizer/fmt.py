@@ -125,3 +125,23 @@ def objective_axis(name: str) -> tuple[str, float]:
     except ValueError:
         return name, 1.0
     return m.title, m.display_scale
+
+
+def solve_progress(objective_name: str, incumbent: Optional[float], bound: Optional[float], gap: Optional[float],
+                   elapsed_s: Optional[float] = None) -> str:
+    """A running solve in one line: `incumbent $50.20M · bound $49.80M · gap 0.80% · 12 s` (values in
+    the objective's user units; `no design yet` before the first incumbent; no time when None)."""
+    parts = ["no design yet" if incumbent is None else f"incumbent {objective(objective_name, incumbent, 'table')}"]
+    if bound is not None:
+        parts.append(f"bound {objective(objective_name, bound, 'table')}")
+    if gap is not None:
+        pct = 100 * gap
+        parts.append(f"gap {pct:.2f}%" if pct < 100 else "gap >100%")
+    if elapsed_s is not None:
+        parts.append(duration(elapsed_s))
+    return " · ".join(parts)
+
+
+def node_counts(nodes: dict) -> str:
+    """Nodes per accelerator type, labelled as nodes (`392 a100-sxm-80gb nodes`): `N x acc` means chips."""
+    return ", ".join(f"{n:,} {a} nodes" for a, n in nodes.items())

@@ -51,3 +51,8 @@ def test_limit_quantities():
     assert fmt.quantity(0.25, "s") == "250.0 ms"
     assert fmt.quantity(12.0, "racks") == "12 racks"
     assert fmt.quantity(1234.5, "GB") == "1,234 GB"
+
+
+def test_node_counts_say_nodes():
+    assert fmt.node_counts({"a100-sxm-80gb": 392, "b200": 1200}) == "392 a100-sxm-80gb nodes, 1,200 b200 nodes"
+    assert fmt.node_counts({}) == ""

@@ -195,7 +195,7 @@ def test_batch_result_files_re_render(tmp_path):
     src.mkdir()
     shutil.copy(ROOT / "instances/gpt3-175b-a100.yaml", src)
     shutil.copy(ROOT / "instances/infeasible-deadline-power.yaml", src)
-    r = runner.invoke(app, ["batch", str(src), "--out", str(tmp_path / "o"), "--workers", "1", "--quiet"])
+    r = batch = runner.invoke(app, ["batch", str(src), "--out", str(tmp_path / "o"), "--workers", "1"])
     assert r.exit_code == 0, r.output
     files = sorted((tmp_path / "o/results").glob("*.json"))
     assert len(files) == 2
@@ -213,3 +213,6 @@ def test_batch_result_files_re_render(tmp_path):
     assert "Why no design exists" in text and "facility.power_cap_mw" in text
     row = next(x for x in api.read_batch(tmp_path / "o").to_dict("records") if x["status"] == "optimal")
     assert row["accelerators"] == "a100-sxm-80gb:1056" and row["nodes_by_accelerator"] == "a100-sxm-80gb:132"  # 128 + 4 spares
+    # the final table gives each instance's objective and its value
+    line = [ln for ln in batch.output.splitlines() if "gpt3-175b-a100.yaml" in ln and "min_tco" in ln]
+    assert len(line) == 1 and f"${row['objective_value'] / 1e6:,.2f}M" in line[0], batch.output

@@ -176,7 +176,10 @@ def test_cli_table_marks_the_flip(instance_file):
                                  "--values", "140000,160000"])
     assert r.exit_code == 0, r.output
     assert "flip" in r.output
-    assert "flip between catalog.accelerators.slow.node_price_usd = 140000 and 160000: 64 x slow -> 32 x fast" in r.output
+    # node counts say nodes: "64 x slow" would read as 64 accelerators (the job has 512)
+    assert "flip between catalog.accelerators.slow.node_price_usd = 140000 and 160000: 64 slow nodes -> 32 fast nodes" \
+        in r.output
+    assert any("64 slow nodes" in ln and "512 x slow" in ln for ln in r.output.splitlines())  # the row: nodes, chips
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, tmp_path):

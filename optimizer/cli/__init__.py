@@ -56,8 +56,9 @@ def solve(
     """Find the cheapest design that runs every workload within the limits, proven optimal, and verify it."""
     with errors(debug, str(instance)):
         inst = api.load(instance)
-        with Progress(f"solving {instance.name}", quiet=quiet):
-            res = api.solve(inst, backend=backend.value, time_limit=time_limit, gap=gap, export=export, contained=True)
+        with Progress(f"solving {instance.name}", quiet=quiet) as prog:
+            res = api.solve(inst, backend=backend.value, time_limit=time_limit, gap=gap, export=export, contained=True,
+                            on_progress=prog.on_solve(inst.objective))
     inst, sol = res.instance, res.solution
     doc = api.result_dict(res)
     if as_json or fmt_ == Format.json:
@@ -285,7 +286,8 @@ def explain(
         inst = api.load(instance)
         with Progress(f"explaining {instance.name}", quiet=quiet) as prog:
             prog.update("solving")
-            res = api.solve(inst, backend=backend.value, time_limit=time_limit)
+            res = api.solve(inst, backend=backend.value, time_limit=time_limit,
+                            on_progress=prog.on_solve(inst.objective, "solving: "))
             inst, sol = res.instance, res.solution
             if sol.has_design:
                 prog.update("what binds; re-solving with one more unit of each limit")

@@ -138,6 +138,22 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, note=note, advance=advance)
 
+    def on_solve(self, objective: str, prefix: str = ""):
+        """An `api.solve(on_progress=...)` callback showing the solver's incumbent, bound and gap;
+        None when the display is off, so a quiet or piped solve runs exactly as without it. The
+        line's own elapsed-time column already counts the seconds."""
+        if not self.enabled:
+            return None
+        from optimizer import fmt
+
+        def show(ev) -> None:
+            if ev.final and ev.status == "infeasible":  # what follows is the diagnosis's re-solves
+                self.update(prefix + "infeasible; looking for the smallest changes that make a design exist")
+            else:
+                self.update(prefix + fmt.solve_progress(objective, ev.incumbent, ev.bound, ev.gap))
+
+        return show
+
 
 def write_output(path, text: str) -> None:
     """Write a file the user asked for (HTML, CSV), readable by the group like any other (0644 under

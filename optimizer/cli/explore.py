@@ -63,7 +63,7 @@ def _print_sweep(res) -> None:
         t.add_row(
             f"{r.value:g}", sol.status + ("" if sol.verified else " (unverified)"), fmt.objective(res.objective, sol.objective_value, "table"),
             _usd(d.tco_usd), _usd(d.capex_usd["total"]), fmt.mw(d.facility_power_kw, 2, unit=""),
-            ", ".join(f"{n} x {a}" for a, n in r.nodes.items()) or "-",
+            fmt.node_counts(r.nodes) or "-",
             *[f"{jobs[n].accelerators} x {jobs[n].accelerator}, {jobs[n].days:.1f} d"
               + (f" @{jobs[n].site}" if len(d.sites) > 1 else "") if n in jobs else "-" for n in res.jobs],
             "[bold yellow]flip[/]" if r.flip else "",
@@ -71,8 +71,7 @@ def _print_sweep(res) -> None:
     console.print(t)
     for before, after in res.flips():
         console.print(escape(f"The chosen accelerators flip between {res.param} = {before.value:g} and {after.value:g}: "
-                             f"{', '.join(f'{n} x {a}' for a, n in before.nodes.items())} -> "
-                             f"{', '.join(f'{n} x {a}' for a, n in after.nodes.items())}"), highlight=False)
+                             f"{fmt.node_counts(before.nodes)} -> {fmt.node_counts(after.nodes)}"), highlight=False)
     for r in res.rows:
         if not r.has_design:
             console.print(escape(f"{res.param} = {r.value:g}: {r.error or 'no design (' + r.status + ')'}"), highlight=False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.fmt import objective_axis
+from optimizer.fmt import node_counts, objective_axis
 
 if TYPE_CHECKING:  # pragma: no cover
     from optimizer.studies.pareto import ParetoFront
@@ -85,7 +85,7 @@ def sweep_figure(result: "SweepResult"):
     top.plot(xs, [r.solution.objective_value * scale for r in rows], "o-", color="tab:blue", label="optimal design")
     for i, r in enumerate(rows):  # label where the choice starts and where it changes, not every point
         if i == 0 or r.flip:
-            top.annotate(" + ".join(f"{n} x {a}" for a, n in r.nodes.items()), (r.value, r.solution.objective_value * scale),
+            top.annotate(node_counts(r.nodes), (r.value, r.solution.objective_value * scale),
                          textcoords="offset points", xytext=(6, -12), fontsize=8)
     top.margins(y=0.15)
     infeasible = [r.value for r in result.rows if not r.has_design and isinstance(r.value, (int, float))]

@@ -48,12 +48,19 @@ def _context():
     return mp.get_context("spawn")
 
 
+_SEND: list[Callable] = []  # in the child: how to send the parent a message (progress events)
+_SEND_LOCK = threading.Lock()
+
+
 def _child(conn, target: Callable, args: tuple) -> None:
     def send(msg):
-        try:
-            conn.send(msg)
-        except Exception as exc:  # an unpicklable exception: send its text
-            conn.send(("crash", f"{type(exc).__name__}: {exc}", ""))
+        with _SEND_LOCK:  # solver log callbacks may run on a solver thread
+            try:
+                conn.send(msg)
+            except Exception as exc:  # an unpicklable exception: send its text
+                conn.send(("crash", f"{type(exc).__name__}: {exc}", ""))
+
+    _SEND[:] = [send]
 
     try:
         for item in target(*args):  # a generator: ("partial", x) messages, then ("ok", x)
@@ -73,9 +80,11 @@ def _child(conn, target: Callable, args: tuple) -> None:
         conn.close()
 
 
-def run_in_child(target: Callable, args: tuple, hard_s: Optional[float]) -> tuple[str, Any, Optional[Any]]:
+def run_in_child(target: Callable, args: tuple, hard_s: Optional[float],
+                 on_progress: Optional[Callable] = None) -> tuple[str, Any, Optional[Any]]:
     """Run generator `target(*args)` in a child process; returns (how, value, last_partial):
-    how = "ok" | "raise" | "crash" | "signal" | "timeout"."""
+    how = "ok" | "raise" | "crash" | "signal" | "timeout". ("progress", event) messages the child
+    sends while it works (`_send_progress`) go to `on_progress` in this process."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, target, args), daemon=True)
@@ -93,6 +102,10 @@ def run_in_child(target: Callable, args: tuple, hard_s: Optional[float]) -> tupl
                     break
                 if msg[0] == "partial":
                     partial = msg[1]
+                    continue
+                if msg[0] == "progress":
+                    if on_progress is not None:
+                        on_progress(msg[1])
                     continue
                 return msg[0], msg[1:], partial
             if end is not None and time.monotonic() >= end:
@@ -115,13 +128,21 @@ def _signame(num: int) -> str:
         return f"signal {num}"
 
 
-def _solve_steps(instance, backend: str, time_limit: Optional[float], gap: Optional[float], export):
+def _send_progress(event) -> None:
+    """In the child: pass a solver progress event to the parent (a few a second at most)."""
+    if _SEND:
+        _SEND[0](("progress", event))
+
+
+def _solve_steps(instance, backend: str, time_limit: Optional[float], gap: Optional[float], export,
+                 progress: bool = False):
     """The child's work: solve; if infeasible, hand the parent the answer before diagnosing."""
     from optimizer.mip.backends import run_deadline
     from optimizer.solving.pipeline import solve_instance
 
     with run_deadline(time_limit):
-        sol = solve_instance(instance, backend=backend, time_limit_s=time_limit, gap=gap, export_path=export)
+        sol = solve_instance(instance, backend=backend, time_limit_s=time_limit, gap=gap, export_path=export,
+                             on_progress=_send_progress if progress else None)
         if sol.status == "infeasible":
             yield ("partial", sol)
             from optimizer.studies.explain import diagnose
@@ -131,8 +152,9 @@ def _solve_steps(instance, backend: str, time_limit: Optional[float], gap: Optio
 
 
 def solve_contained(instance, backend: str = "ortools", time_limit: Optional[float] = None,
-                    gap: Optional[float] = None, export=None) -> Solution:
+                    gap: Optional[float] = None, export=None, on_progress: Optional[Callable] = None) -> Solution:
     """`optimizer.solving.pipeline.solve_instance` with a hard wall clock and crash containment (see module doc).
+    `on_progress(ProgressEvent)` is called in this process as the child's main solve progresses.
 
     Returns the Solution; raises what the solve raises for bad input or a rejected design
     (ValueError, `VerificationError`), and `SolverCrash` when no backend survived."""
@@ -145,7 +167,8 @@ def solve_contained(instance, backend: str = "ortools", time_limit: Optional[flo
     for i, name in enumerate(chain):
         left_soft = None if time_limit is None else max(0.1 * time_limit, time_limit - (time.monotonic() - start))
         left_hard = None if hard is None else max(left_soft + margin_s(left_soft), hard - (time.monotonic() - start))
-        how, value, partial = run_in_child(_solve_steps, (instance, name, left_soft, gap, export), left_hard)
+        how, value, partial = run_in_child(_solve_steps, (instance, name, left_soft, gap, export, on_progress is not None),
+                                           left_hard, on_progress)
         if how == "ok":
             sol = value[0]
             if notes:

@@ -11,6 +11,8 @@ from models.schema import Instance
 
 from optimizer.mip.backends import SolveResult, Status
 from optimizer.mip.backends import solve as run_backend
+from optimizer.mip.backends.common import _rel_gap
+from optimizer.mip.backends.progress import ProgressEvent, progress_sink
 from optimizer.mip.build import Vars, build_model, objective_expr
 from optimizer.mip.data import MipData, build_data
 from optimizer.mip.design import Solution
@@ -48,8 +50,10 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 
 
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
-              bounds: dict[str, float] | None = None) -> tuple[SolveResult, Vars, object]:
-    """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum."""
+              bounds: dict[str, float] | None = None, progress=None) -> tuple[SolveResult, Vars, object]:
+    """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
+    `progress(incumbent, bound)` hears the first solve only (MIP units): the tie-break's numbers
+    are of another objective."""
     m, v = build_model(data)
     for metric, bound in sorted((bounds or {}).items()):
         expr, factor = bound_expr(data, v, metric)
@@ -57,7 +61,8 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     m.minimize(objective_expr(data, v, objective))
     if export_path is not None:
         m.export(str(export_path))
-    res = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap)
+    with progress_sink(progress):
+        res = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap)
     second = by_objective(objective).tie_break
     if second and res.values is not None and res.objective is not None:
         # Fix the primary objective at its optimum (with a hair of tolerance), then minimise the tie-break.
@@ -71,10 +76,24 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     return res, v, m
 
 
+def _progress_events(on_progress, objective: str, start: float):
+    """A backend progress sink (MIP units) that calls `on_progress` with ProgressEvents in user units."""
+    if on_progress is None:
+        return None
+    scale = objective_scale(objective)
+
+    def sink(incumbent, bound):
+        inc = None if incumbent is None else incumbent * scale
+        low = None if bound is None else bound * scale
+        on_progress(ProgressEvent(time.perf_counter() - start, inc, low, _rel_gap(inc, low)))
+
+    return sink
+
+
 def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
-    frontier: bool = False, study_procurement: bool = True,
+    frontier: bool = False, study_procurement: bool = True, on_progress=None,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
@@ -82,7 +101,11 @@ def solve_instance(
     {"days:gpt3": 30} or {"tco_usd": 2e8} (the epsilon constraints of a Pareto front); `frontier`
     keeps every job's nodes/time front in the MIP (implied when a job's days are bounded).
     An infeasible instance gets `diagnosis` lines (optimizer.studies.explain: what must grow, by how much,
-    each fix confirmed by a verified design) unless `diagnose_infeasible` is off."""
+    each fix confirmed by a verified design) unless `diagnose_infeasible` is off.
+
+    `on_progress(ProgressEvent)` hears the main MIP solve as it runs (incumbent, bound, gap in the
+    objective's user units, as the solver logs them) and then once more with `final=True` and the
+    solve's own answer; the re-solves of tie-breaks, procurement and diagnosis stay silent."""
     start = time.perf_counter()
     if objective is not None and objective != instance.objective:
         if by_objective(objective).per_job and (len(instance.training_jobs) != 1 or instance.services):
@@ -101,7 +124,8 @@ def solve_instance(
         sol.runtime_s = time.perf_counter() - start
         return sol
     data = build_data(instance, pruned, pruned_services)
-    res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds)
+    res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds,
+                          progress=_progress_events(on_progress, instance.objective, start))
     sol.status = STATUS_TEXT[res.status]
     sol.backend, sol.solver, sol.message = res.backend, res.solver, res.message
     sol.mip_size = {"variables": m.num_vars, "integer_variables": m.num_integer_vars, "constraints": m.num_constraints}
@@ -110,6 +134,10 @@ def solve_instance(
         sol.objective_value = res.objective * scale
         sol.best_bound = None if res.best_bound is None else res.best_bound * scale
         sol.gap = res.gap
+    if on_progress is not None:
+        on_progress(ProgressEvent(time.perf_counter() - start, sol.objective_value, sol.best_bound, sol.gap, final=True,
+                                  status=sol.status))
+    if res.values is not None and res.status in (Status.OPTIMAL, Status.FEASIBLE):
         sol.design = design_from(data, v, res.values)
         sol.jobs = jobs_from(data, pruned, v, res.values)
         sol.services = services_from(instance, data, pruned_services, v, res.values, sol.design, sol.jobs)

@@ -131,9 +131,14 @@ def _run_cbc(pulp, cmd, prob, time_limit_s, gap, log_path: str) -> None:
         for opt in cmd.options + cmd.getOptions():
             args += ["-" + opt.split()[0], *opt.split()[1:]]
         args += ["-solve", "-saveSolution", binary, "-printingOptions", "all", "-solution", sol]
-        with open(log_path, "w") as log:
-            subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
-                           timeout=None if time_limit_s is None else 2 * time_limit_s + 30)
+        timeout = None if time_limit_s is None else 2 * time_limit_s + 30
+        follow = _progress_reporter(prob)
+        if follow is not None:
+            _run_following(args, log_path, timeout, follow)
+        else:
+            with open(log_path, "w") as log:
+                subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
+                               timeout=timeout)
         if not os.path.exists(sol):
             raise RuntimeError(f"CBC wrote no solution ({cmd.path})")
         status, values, dj, pi, slacks, sol_status = cmd.readsol_MPS(sol, prob, vs, vnames, cnames)
@@ -155,6 +160,50 @@ def _run_cbc(pulp, cmd, prob, time_limit_s, gap, log_path: str) -> None:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _progress_reporter(prob):
+    """The progress sink's reader of CBC's log, or None when nobody listens. CBC solves PuLP's MPS
+    file, which drops the objective's constant: the reporter adds it back."""
+    from optimizer.mip.backends.progress import CbcLog, reporter
+
+    return reporter(CbcLog(), constant=float(prob.objective.constant or 0.0))
+
+
+def _run_following(args: list[str], log_path: str, timeout: float | None, rep, poll_s: float = 0.1) -> None:
+    """`subprocess.run` with CBC's output to `log_path`, read back while CBC runs (every `poll_s`)
+    and fed line by line to the progress reporter `rep`. Same timeout and kill as `run`. CBC's stdout
+    to a file is block-buffered (its lines came all at once at the end, measured): coreutils'
+    `stdbuf -oL` makes it line-buffered where it exists."""
+    import shutil
+    import subprocess
+
+    stdbuf = shutil.which("stdbuf")
+    if stdbuf:
+        args = [stdbuf, "-oL", *args]
+    end = None if timeout is None else time.monotonic() + timeout
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        with open(log_path, errors="replace") as f:
+            rest = ""
+            while True:
+                done = proc.poll() is not None  # before reading: the last read then sees every line
+                *lines, rest = (rest + f.read()).split("\n")
+                rep.lines(lines)
+                if done:
+                    rep.lines([rest])
+                    return
+                if end is not None and time.monotonic() >= end:
+                    raise subprocess.TimeoutExpired(args, timeout)
+                try:
+                    proc.wait(poll_s)
+                except subprocess.TimeoutExpired:
+                    pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _neutral(v) -> float:

@@ -62,7 +62,8 @@ class OrToolsBackend(_Results):
             params = self._params(mathopt, solver, time_limit_s, gap)
             solver_type = mathopt.SolverType.HIGHS if solver == "highs" else mathopt.SolverType.GSCIP
             with _quiet_stdout(solver == "highs"):
-                res = mathopt.solve(mathopt.Model.from_model_proto(proto), solver_type, params=params)
+                res = mathopt.solve(mathopt.Model.from_model_proto(proto), solver_type, params=params,
+                                    msg_cb=_progress_msg_cb(solver))
             result = self._interpret(model, mathopt, res, t0)
             if res.termination.reason == mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED \
                     and result.status == Status.INFEASIBLE:
@@ -171,6 +172,15 @@ def _quiet_stdout(active: bool):
     finally:
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _progress_msg_cb(solver: str):
+    """MathOpt's message callback feeding the solver's log to the progress sink, or None when
+    nobody listens (then the solver logs nothing, as before)."""
+    from optimizer.mip.backends.progress import HighsLog, ScipLog, reporter
+
+    rep = reporter(HighsLog() if solver == "highs" else ScipLog())
+    return None if rep is None else rep.lines
 
 
 def _highs_would_crash() -> bool:
