@@ -32,6 +32,11 @@ Text = Annotated[str, StringConstraints(max_length=10_000)]
 # Physical maxima: generous (10-1000x today's largest figures) but finite, so no coefficient
 # reaching the MIP is absurd (a carbon price of 1e19 $/t made SCIP abort).
 MIN_DEMAND_RPS = 1e-3  # below this a replica's share rounds away inside solver tolerances
+# Shared storage bought per training accelerator: NVIDIA DGX SuperPOD RA-11333-001 Table 6, "best"
+# per scalable unit of 32 DGX H100 nodes (256 GPUs): 125 GB/s read, 62 GB/s write; Meta's Llama 3
+# storage (arXiv 2407.21783 sec. 3.3.1: 7 TB/s peak on a 16K-GPU run) is the same order.
+STORAGE_READ_GBS_PER_ACC = 125 / 256
+STORAGE_WRITE_GBS_PER_ACC = 62 / 256
 InterruptionClass = Literal["gpu", "hbm", "host", "network", "software", "planned"]
 Redundancy = Literal["N", "N+1", "2N"]
 PurchaseUnit = Literal["node", "rack", "rented"]
@@ -316,6 +321,19 @@ class TrainingJob(Strict):
     checkpoint_window_s: float = Field(
         300.0, ge=0.01, le=1e7, description="Seconds allowed to write one checkpoint: training stalls this long per "
         "checkpoint, and storage write bandwidth is bought to meet it.",
+    )
+    checkpoint_reload_s: Optional[float] = Field(
+        None, ge=0.01, le=1e7, description="Seconds allowed to read the last checkpoint back after an interruption "
+        "(every data-parallel replica reads its shard at once); storage read bandwidth is bought to meet it and "
+        "goodput counts it per interruption. null = checkpoint_window_s.",
+    )
+    storage_read_gbs_per_acc: float = Field(
+        STORAGE_READ_GBS_PER_ACC, ge=0, le=1e4, description="Shared-storage read GB/s bought per accelerator of the "
+        "job, as training reference architectures size it (docs/storage.md); 0 = no such floor.",
+    )
+    storage_write_gbs_per_acc: float = Field(
+        STORAGE_WRITE_GBS_PER_ACC, ge=0, le=1e4, description="Shared-storage write GB/s bought per accelerator of the "
+        "job (reference-architecture sizing); checkpoints are written at it when faster than the window. 0 = none.",
     )
     checkpoints_retained: PositiveInt = Field(2, le=10_000, description="Checkpoints kept on storage.")
     backup_copies: NonNegativeInt = Field(

@@ -33,6 +33,7 @@ class Candidate:
     read_gbps: float
     spare_nodes: int = 0  # hot spares among `nodes` (models.perf.goodput.spare_nodes)
     rent_musd: float = 0.0  # rented: accelerator-hours x on-demand price for the job's duration ($M)
+    write_gbps: float = 0.0  # shared-storage writes: checkpoint window or per-accelerator floor (storage_rates)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
                     days=float(t.days[i]),
                     read_gbps=float(t.read_gbps[i]),
                     spare_nodes=spares,
+                    write_gbps=float(t.perf["storage_write_gbps"][i]),
                 )
             )
         intervals = [float(t.perf["checkpoint_interval_s"][c.index]) for c in cands]

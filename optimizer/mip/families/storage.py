@@ -30,9 +30,9 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
         weights = sum(svc.weights_tb for svc in d.services)
         need = usable + weights * v.site_open[s.name] if weights else usable
         read = lin_sum(c.read_gbps * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates))
-        write = lin_sum(j.write_gbps * placed[j.name] for j in d.jobs)
+        write = lin_sum(c.write_gbps * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates))
         most_tb = sum(j.usable_tb for j in d.jobs) + weights
-        most_gbs = sum(j.write_gbps + max((c.read_gbps for c in j.candidates), default=0.0) for j in d.jobs)
+        most_gbs = sum(max((c.write_gbps + c.read_gbps for c in j.candidates), default=0.0) for j in d.jobs)
         for t in d.storage:
             at = dict(tier=t.name, site=s.name)
             if t.unit_tb <= 0:
