@@ -125,3 +125,11 @@ def objective_axis(name: str) -> tuple[str, float]:
     except ValueError:
         return name, 1.0
     return m.title, m.display_scale
+
+
+def break_even(extra_days: Optional[float]) -> str:
+    """An own-versus-rent break-even in words: how much longer (or shorter) the job would have to run."""
+    if extra_days is None:
+        return "-"
+    return (f"owning wins if it ran {extra_days:,.1f} more days" if extra_days > 0
+            else f"renting wins if it ran {-extra_days:,.1f} fewer days")

@@ -91,6 +91,38 @@ def _storage_network(m: Model, v: Vars, s, tiers) -> None:
     v.fabrics_at[s.name].append(f)
 
 
+SIZED_BY = ("capacity", "write bandwidth", "read bandwidth")
+
+
+def storage_sizing(d: MipData, picked, amounts: dict[str, float], site_open: bool) -> dict:
+    """Needed versus bought at one site, and what the storage is bought to: the requirement it
+    covers most tightly, or "smallest cluster" when every one has room (the minimum units bind).
+    `picked`: the (job, candidate) pairs placed there; `amounts`: units (systems) or raw TB per tier."""
+    need = {"usable_tb": sum(j.usable_tb for j, _ in picked) + (sum(s.weights_tb for s in d.services) if site_open else 0.0),
+            "write_gbps": sum(c.write_gbps for _, c in picked), "read_gbps": sum(c.read_gbps for _, c in picked)}
+    have = dict.fromkeys(need, 0.0)
+    legacy = not any(t.unit_tb > 0 for t in d.storage)
+    for t in d.storage:
+        x = amounts.get(t.name, 0.0)
+        if t.unit_tb <= 0:
+            have["usable_tb"] += x / t.replication
+            have["write_gbps"] += x * t.gbps_per_tb
+            have["read_gbps"] += x * t.gbps_per_tb
+        else:
+            have["usable_tb"] += x * t.unit_tb  # local drives hold served weights only; counted here for the ratio
+            have["write_gbps"] += 0.0 if t.in_node else x * t.write_gbs
+            have["read_gbps"] += x * t.read_gbs
+    if legacy:  # one bandwidth pool serves writes and reads at once
+        need["write_gbps"] = need["read_gbps"] = need["write_gbps"] + need["read_gbps"]
+    out = {**{f"{k}_needed": v for k, v in need.items()}, **have, "sized_by": ""}
+    ratios = {why: need[k] / have[k] for why, k in zip(SIZED_BY, need) if have[k] > 0 and need[k] > 0}
+    if ratios:
+        why = max(ratios, key=ratios.get)
+        smallest = any(t.min_units and amounts.get(t.name, 0) == t.min_units for t in d.storage)
+        out["sized_by"] = "smallest cluster" if smallest and ratios[why] < 0.98 else why
+    return out
+
+
 def storage_capacity(tiers, sd) -> tuple[float, float, float, int]:
     """Shared usable TB, write GB/s, read GB/s, rack units filled, and usable TB on the nodes' own
     drives (served weights only), from the design."""
