@@ -20,9 +20,11 @@ STORAGE_RACK = "storage"  # key of storage racks in Vars.racks: (STORAGE_RACK, a
 
 
 def add_storage(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (5): usable capacity for datasets, retained checkpoints and served weights, and
-    bandwidth for every job writing a checkpoint within its window while reading training data at
-    its token rate. With per-TB tiers only, one bandwidth pool serves both (the older model)."""
+    """Constraint (5): usable capacity for datasets, retained checkpoints and served weights; write
+    bandwidth per chosen layout (a checkpoint within its window, at least the per-accelerator floor)
+    and read bandwidth (the largest of data reads at its token rate, the per-accelerator floor and
+    every replica reloading the checkpoint within its reload time: models.candidates.storage_rates).
+    With per-TB tiers only, one bandwidth pool serves both (the older model)."""
     systems = any(t.unit_tb > 0 for t in d.storage)
     for s in d.sites:
         placed = {j.name: lin_sum(v.choose[j.name, k, s.name] for k in range(len(j.candidates))) for j in d.jobs}
@@ -146,7 +148,8 @@ def storage_capacity(tiers, sd) -> tuple[float, float, float, int]:
 
 
 def check_storage(a: Audit) -> None:
-    """Capacity and bandwidth per site against the jobs placed there and the served weights; whole
+    """Capacity and bandwidth per site against the jobs placed there (their needs recomputed by
+    models.candidates.layout_storage in check_job_choice) and the served weights; whole
     units, smallest clusters, local drives within the nodes, storage racks. Records storage power and capex."""
     inst = a.instance
     tiers = inst.catalog.storage
@@ -167,9 +170,11 @@ def check_storage(a: Audit) -> None:
                           "(checkpoint writes + data reads)")
         else:
             if bw_w < a.need_gbps[sd.name] * (1 - FEAS_TOL) - 1e-6:
-                a.problem(f"{tag}storage: writes at {bw_w:.2f} GB/s, checkpoints need {a.need_gbps[sd.name]:.2f}")
+                a.problem(f"{tag}storage: writes at {bw_w:.2f} GB/s, jobs need {a.need_gbps[sd.name]:.2f} "
+                          "(checkpoints within the window, per-accelerator floor)")
             if bw_r < a.need_read_gbps[sd.name] * (1 - FEAS_TOL) - 1e-6:
-                a.problem(f"{tag}storage: reads at {bw_r:.2f} GB/s, data reads need {a.need_read_gbps[sd.name]:.2f}")
+                a.problem(f"{tag}storage: reads at {bw_r:.2f} GB/s, jobs need {a.need_read_gbps[sd.name]:.2f} "
+                          "(data reads, per-accelerator floor, restart reload)")
         owned_nodes = sum(n for by_o in sd.nodes.values() for n in by_o.values())
         for t, n in sd.storage_units.items():
             spec = tiers[t]
