@@ -44,6 +44,20 @@ def test_incompatible_pin_is_refused_naming_the_field():
                  [small_job(accelerator="gaudi3", fabric="ib-ndr-400g")])
 
 
+def test_each_accelerator_is_described_in_one_catalog_entry():
+    from importlib import resources
+
+    import yaml
+
+    from models.loader import default_catalog_raw
+
+    text = resources.files("models").joinpath("data/catalog.yaml").read_text()
+    assert set(yaml.safe_load(text)) == {"accelerators", "fabrics", "storage", "calibration"}
+    gb200 = default_catalog_raw()["accelerators"]["gb200"]
+    assert (gb200["purchase_unit"], gb200["rack_nodes"], gb200["rent_usd_per_acc_hour"]) == ("rack", 18, 10.582)
+    assert default_catalog_raw()["accelerators"]["gaudi3"]["compatible_fabrics"] == ["gaudi3-roce-600g"]
+
+
 # -- purchase units: NVL72 ---------------------------------------------------------------------
 
 # GB200 NVL72 as the catalog describes it (figures from the Blackwell datasheet; 120 kW per rack / 18 trays).

@@ -42,7 +42,7 @@ class JobData:
     name: str
     deadline_days: float | None
     usable_tb: float
-    write_gbps: float
+    write_gbps: float  # one checkpoint within its window; each candidate's write_gbps adds the floor
     candidates: list[Candidate]
     backup_tb: float = 0.0  # usable TB of its backup copies (models.facility.backup_usable_tb)
     backup_gbps: float = 0.0  # copy rate at the shortest checkpoint interval of its candidates
