@@ -279,6 +279,12 @@ def _workloads(doc: dict, facts: dict) -> list[str]:
         out += ["<h2>Training jobs</h2>",
                 _table(["job", "fabric", "layout", "days", "deadline", "margin days", "tokens/s", "MFU", "mem GB/acc"], rows,
                        numeric=range(3, 9))]
+        rows = [[j["name"], f"{s['usable_tb']:,.1f}", f"{s['write_gbps']:,.1f}", s["write_sized_by"], f"{s['read_gbps']:,.1f}",
+                 s["read_sized_by"], fmt.duration(s["checkpoint_write_s"]), fmt.duration(s["checkpoint_reload_s"])]
+                for j in jobs if (s := j.get("storage"))]
+        if rows:
+            out.append(_table(["job storage", "usable TB", "write GB/s", "set by", "read GB/s", "set by", "checkpoint write",
+                               "restart reload"], rows, numeric=(1, 2, 4, 6, 7)))
     if services:
         rows = []
         for s in services:
