@@ -119,6 +119,13 @@ def check_costs(a: Audit) -> None:
         rate = acc.rent_usd(j.nodes * acc.accelerators_per_node, j.days * 24.0)[1] if j.procurement == "rent" else ""
         if j.rent_rate != rate:
             a.problem(f"job {j.name}: rented at the {j.rent_rate or 'no'} rate, the cheaper is {rate or 'none (owned)'}")
+    for s in a.sol.services:
+        for g in s.groups:
+            acc = cat.accelerators[g.accelerator]
+            rate = acc.rent_usd(g.tp, bud.horizon_years * HOURS_PER_YEAR)[1] if g.procurement == "rent" else ""
+            if g.rent_rate != rate:
+                a.problem(f"service {s.name}: a {g.accelerator} group rented at the {g.rent_rate or 'no'} rate, the "
+                          f"cheaper is {rate or 'none (owned)'}")
     for what, val, rep in (("rented jobs", rent_jobs, d.rent_jobs_usd), ("rented serving per year", rent_svc,
                                                                           d.rent_services_usd_per_year)):
         if not close(val, rep, rel=1e-5, abs_=1.0):
