@@ -64,14 +64,14 @@ def reload_gb(dims: ModelDims, dp, sharded_optimizer, sharded_weights, ep=1):
     return (weights + rest) / 1e9
 
 
-def storage_rates(job: TrainingJob, dims: ModelDims, accelerators, tokens_per_s, reload) -> dict:
+def storage_rates(job: TrainingJob, dims: ModelDims, accelerators, tokens_per_s, reload, explain=False) -> dict:
     """What a layout needs from shared storage and what it gets, GB/s and s (arrays):
     write_gbps  = max(one checkpoint within the window, accelerators x storage_write_gbs_per_acc)
     read_gbps   = max(data reads at the token rate, accelerators x storage_read_gbs_per_acc,
                       the restart reload `reload` GB within checkpoint_reload_s)
     write_s, reload_s: the checkpoint stall and reload time at those rates (the per-accelerator floors
     are bought anyway, so where they beat the window the job checkpoints and restarts faster).
-    `sized_write` / `sized_read` name the term that sets each rate."""
+    With `explain`, `sized_write` / `sized_read` name the term that sets each rate."""
     n = np.asarray(accelerators, dtype=float)
     ckpt_gb = checkpoint_tb(dims) * 1000.0
     window = job.checkpoint_window_s
@@ -83,10 +83,12 @@ def storage_rates(job: TrainingJob, dims: ModelDims, accelerators, tokens_per_s,
     with np.errstate(divide="ignore", invalid="ignore"):
         write_s = np.where(floor_w * window > ckpt_gb, ckpt_gb / np.where(floor_w > 0, floor_w, 1.0), window)
         reload_s = np.where(floor_r * target > reload, reload / np.where(floor_r > 0, floor_r, 1.0), target)
-    return {"write_gbps": np.maximum(ckpt_gb / window, floor_w), "read_gbps": terms_r.max(axis=0),
-            "write_s": write_s, "reload_s": reload_s,
-            "sized_write": np.where(floor_w * window > ckpt_gb, "per accelerator", "checkpoint window"),
-            "sized_read": np.array(STORAGE_READ_TERMS)[terms_r.argmax(axis=0)]}
+    out = {"write_gbps": np.maximum(ckpt_gb / window, floor_w), "read_gbps": terms_r.max(axis=0),
+           "write_s": write_s, "reload_s": reload_s}
+    if explain:
+        out["sized_write"] = np.where(floor_w * window > ckpt_gb, "per accelerator", "checkpoint window")
+        out["sized_read"] = np.array(STORAGE_READ_TERMS)[terms_r.argmax(axis=0)]
+    return out
 
 
 STORAGE_READ_TERMS = ("data reads", "per accelerator", "checkpoint reload")
@@ -97,7 +99,7 @@ def layout_storage(job: TrainingJob, dims: ModelDims, layout: dict, accelerators
     shard = layout.get("sharding", "none")
     gb = reload_gb(dims, layout["dp"], shard != "none" or bool(layout.get("distributed_optimizer")), shard == "zero3",
                    layout.get("ep", 1))
-    st = storage_rates(job, dims, np.array([accelerators]), np.array([tokens_per_s]), np.array([gb]))
+    st = storage_rates(job, dims, np.array([accelerators]), np.array([tokens_per_s]), np.array([gb]), explain=True)
     return {k: (str(v[0]) if k.startswith("sized") else float(v[0])) for k, v in st.items()} | {"reload_gb": float(gb)}
 
 
