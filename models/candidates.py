@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 # A checkpoint holds bf16 weights (2 B) plus fp32 master weights, Adam momentum and variance (12 B).
 CHECKPOINT_BYTES_PER_PARAM = 14.0
+WEIGHT_BYTES_PER_PARAM = 2.0
 
 
 def checkpoint_tb(dims: ModelDims) -> float:
@@ -49,6 +50,65 @@ def checkpoint_write_gbps(job: TrainingJob, dims: ModelDims) -> float:
 def read_gbps(job: TrainingJob, tokens_per_s):
     """Training data read rate at the job's token rate, GB/s."""
     return tokens_per_s * job.data_bytes_per_token / 1e9
+
+
+def reload_gb(dims: ModelDims, dp, sharded_optimizer, sharded_weights, ep=1):
+    """GB read from storage to restart from a checkpoint: each data-parallel replica reads its own copy
+    of the weights (routed experts: one copy per dp/ep group) unless they are sharded (ZeRO-3/FSDP),
+    and of the optimizer state unless it is sharded (distributed optimizer, ZeRO-1/2)."""
+    dp = np.asarray(dp, dtype=float)
+    experts = dims.moe_layers * dims.experts * dims.expert_params if dims.is_moe else 0.0
+    copies = np.where(sharded_weights, 1.0, dp)
+    weights = WEIGHT_BYTES_PER_PARAM * ((dims.params - experts) * copies + experts * np.maximum(copies / ep, 1.0))
+    rest = (CHECKPOINT_BYTES_PER_PARAM - WEIGHT_BYTES_PER_PARAM) * dims.params * np.where(sharded_optimizer, 1.0, dp)
+    return (weights + rest) / 1e9
+
+
+def storage_rates(job: TrainingJob, dims: ModelDims, accelerators, tokens_per_s, reload, explain=False) -> dict:
+    """What a layout needs from shared storage and what it gets, GB/s and s (arrays):
+    write_gbps  = max(one checkpoint within the window, accelerators x storage_write_gbs_per_acc)
+    read_gbps   = max(data reads at the token rate, accelerators x storage_read_gbs_per_acc,
+                      the restart reload `reload` GB within checkpoint_reload_s)
+    write_s, reload_s: the checkpoint stall and reload time at those rates (the per-accelerator floors
+    are bought anyway, so where they beat the window the job checkpoints and restarts faster).
+    With `explain`, `sized_write` / `sized_read` name the term that sets each rate."""
+    n = np.asarray(accelerators, dtype=float)
+    ckpt_gb = checkpoint_tb(dims) * 1000.0
+    window = job.checkpoint_window_s
+    target = job.checkpoint_reload_s or window
+    floor_w, floor_r = n * job.storage_write_gbs_per_acc, n * job.storage_read_gbs_per_acc
+    data = np.asarray(read_gbps(job, tokens_per_s), dtype=float)
+    reload = np.asarray(reload, dtype=float)
+    terms_r = np.stack([data, floor_r, reload / target])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        write_s = np.where(floor_w * window > ckpt_gb, ckpt_gb / np.where(floor_w > 0, floor_w, 1.0), window)
+        reload_s = np.where(floor_r * target > reload, reload / np.where(floor_r > 0, floor_r, 1.0), target)
+    out = {"write_gbps": np.maximum(ckpt_gb / window, floor_w), "read_gbps": terms_r.max(axis=0),
+           "write_s": write_s, "reload_s": reload_s}
+    if explain:
+        out["sized_write"] = np.where(floor_w * window > ckpt_gb, "per accelerator", "checkpoint window")
+        out["sized_read"] = np.array(STORAGE_READ_TERMS)[terms_r.argmax(axis=0)]
+    return out
+
+
+STORAGE_READ_TERMS = ("data reads", "per accelerator", "checkpoint reload")
+
+
+def layout_storage(job: TrainingJob, dims: ModelDims, layout: dict, accelerators: int, tokens_per_s: float) -> dict:
+    """`storage_rates` for one layout description (`JobTable.layout`), as plain values (the verifier's path)."""
+    shard = layout.get("sharding", "none")
+    gb = reload_gb(dims, layout["dp"], shard != "none" or bool(layout.get("distributed_optimizer")), shard == "zero3",
+                   layout.get("ep", 1))
+    st = storage_rates(job, dims, np.array([accelerators]), np.array([tokens_per_s]), np.array([gb]), explain=True)
+    return {k: (str(v[0]) if k.startswith("sized") else float(v[0])) for k, v in st.items()} | {"reload_gb": float(gb)}
+
+
+def layout_reload_gb(dims: ModelDims, grid, rows=None):
+    """`reload_gb` for rows of a ConfigGrid (all rows by default)."""
+    sel = slice(None) if rows is None else rows
+    shard = np.asarray(grid.shard[sel])
+    ep = 1 if grid.ep is None else np.asarray(grid.ep[sel])
+    return reload_gb(dims, grid.d[sel], (shard >= 1) | np.asarray(grid.dist_opt[sel], dtype=bool), shard >= 3, ep)
 
 
 @dataclass(frozen=True)
@@ -118,11 +178,14 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
 
 def _for_job(job: TrainingJob, base) -> JobTable:
     dims, acc_names, fab_names, grid, perf, endpoints, (rates, per_node) = base
-    g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc])
-    perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0, **g)
+    st = storage_rates(job, dims, perf["n_acc"], perf["tokens_per_s"], layout_reload_gb(dims, grid))
+    g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc],
+                    write_s=st["write_s"], reload_s=st["reload_s"])
+    perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0, **g,
+                storage_write_gbps=st["write_gbps"])
     return JobTable(job=job, dims=dims, accelerators=acc_names, fabrics=fab_names, grid=grid, perf=perf,
                     days=wall_clock_days(perf["time_to_train_days"], g["goodput"]),
-                    read_gbps=read_gbps(job, perf["tokens_per_s"]), endpoints=endpoints)
+                    read_gbps=st["read_gbps"], endpoints=endpoints)
 
 
 def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:

@@ -207,12 +207,7 @@ def _printable_key(k: Any) -> str:
 @lru_cache(maxsize=1)
 def default_catalog_raw() -> dict[str, Any]:
     text = resources.files("models").joinpath("data/catalog.yaml").read_text()
-    raw = _yaml_load(text)
-    # `accelerators_extra`: fields added to the entry of the same name where it does not give them.
-    for name, extra in (raw.pop("accelerators_extra", None) or {}).items():
-        if name in raw["accelerators"]:
-            raw["accelerators"][name] = {**extra, **raw["accelerators"][name]}
-    return raw
+    return _yaml_load(text)
 
 
 def default_catalog() -> Catalog:

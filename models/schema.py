@@ -7,6 +7,7 @@ in `Instance`, after the built-in catalog has been merged in by `models.loader`.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (
@@ -31,7 +32,13 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterVali
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 # Physical maxima: generous (10-1000x today's largest figures) but finite, so no coefficient
 # reaching the MIP is absurd (a carbon price of 1e19 $/t made SCIP abort).
+HOURS_PER_YEAR = 8760.0
 MIN_DEMAND_RPS = 1e-3  # below this a replica's share rounds away inside solver tolerances
+# Shared storage bought per training accelerator: NVIDIA DGX SuperPOD RA-11333-001 Table 6, "best"
+# per scalable unit of 32 DGX H100 nodes (256 GPUs): 125 GB/s read, 62 GB/s write; Meta's Llama 3
+# storage (arXiv 2407.21783 sec. 3.3.1: 7 TB/s peak on a 16K-GPU run) is the same order.
+STORAGE_READ_GBS_PER_ACC = 125 / 256
+STORAGE_WRITE_GBS_PER_ACC = 62 / 256
 InterruptionClass = Literal["gpu", "hbm", "host", "network", "software", "planned"]
 Redundancy = Literal["N", "N+1", "2N"]
 PurchaseUnit = Literal["node", "rack", "rented"]
@@ -98,6 +105,10 @@ class Accelerator(Strict):
     rent_committed_usd_per_acc_hour: Optional[PositiveFloat] = Field(
         None, le=1e4, description="Committed-term rental price per accelerator-hour, USD (indicative); null = on-demand price."
     )
+    rent_committed_term_months: PositiveFloat = Field(
+        12, le=120, description="Length of the committed term, months: a committed rental is billed for whole terms, "
+        "used or not."
+    )
     rent_source: Text = Field("", description="Where the rental prices come from, and their date.")
     compatible_fabrics: Optional[list[Name]] = Field(
         None, max_length=1000, description="Scale-out fabrics (catalog names) this accelerator can use; null = every "
@@ -121,6 +132,18 @@ class Accelerator(Strict):
         """Committed-term price where asked and given, else on-demand (else the committed one)."""
         on, com = self.rent_usd_per_acc_hour, self.rent_committed_usd_per_acc_hour
         return (com or on) if committed else (on or com)
+
+    def rent_usd(self, accelerators: float, hours: float) -> tuple[float, str]:
+        """The cheaper way to rent `accelerators` for `hours` and its name: on-demand for exactly those
+        hours, or committed terms billed whole (a 10-day job pays a full year). Ties go to on-demand."""
+        opts = []
+        if self.rent_usd_per_acc_hour is not None:
+            opts.append((accelerators * hours * self.rent_usd_per_acc_hour, "on-demand"))
+        if self.rent_committed_usd_per_acc_hour is not None:
+            term = self.rent_committed_term_months * HOURS_PER_YEAR / 12
+            opts.append((accelerators * math.ceil(hours / term - 1e-9) * term * self.rent_committed_usd_per_acc_hour,
+                         "committed"))
+        return min(opts, key=lambda o: o[0]) if opts else (math.inf, "")
 
     @model_validator(mode="after")
     def _check_unit(self) -> "Accelerator":
@@ -317,6 +340,19 @@ class TrainingJob(Strict):
         300.0, ge=0.01, le=1e7, description="Seconds allowed to write one checkpoint: training stalls this long per "
         "checkpoint, and storage write bandwidth is bought to meet it.",
     )
+    checkpoint_reload_s: Optional[float] = Field(
+        None, ge=0.01, le=1e7, description="Seconds allowed to read the last checkpoint back after an interruption "
+        "(every data-parallel replica reads its shard at once); storage read bandwidth is bought to meet it and "
+        "goodput counts it per interruption. null = checkpoint_window_s.",
+    )
+    storage_read_gbs_per_acc: float = Field(
+        STORAGE_READ_GBS_PER_ACC, ge=0, le=1e4, description="Shared-storage read GB/s bought per accelerator of the "
+        "job, as training reference architectures size it (docs/storage.md); 0 = no such floor.",
+    )
+    storage_write_gbs_per_acc: float = Field(
+        STORAGE_WRITE_GBS_PER_ACC, ge=0, le=1e4, description="Shared-storage write GB/s bought per accelerator of the "
+        "job (reference-architecture sizing); checkpoints are written at it when faster than the window. 0 = none.",
+    )
     checkpoints_retained: PositiveInt = Field(2, le=10_000, description="Checkpoints kept on storage.")
     backup_copies: NonNegativeInt = Field(
         0, le=100, description="Extra copies of the dataset and retained checkpoints on a second site or an object tier."
@@ -334,7 +370,7 @@ class InferenceService(Strict):
     name: Name
     procurement: Optional[Procurement] = Field(
         None, description="own | rent | either for this service; null = the instance's `procurement`. Rented: billed "
-        "per accelerator-hour (committed-term price where given) over the horizon."
+        "per accelerator-hour over the horizon, at the cheaper of on-demand and committed terms."
     )
     model: Union[Name, ModelDims] = Field(description="A preset name or the model's dimensions.")
     precision: ServingPrecision = Field("bf16", description="Weights: bf16 (2 B), fp8 (1 B), int8 (1 B, weight-only) or "

@@ -145,3 +145,11 @@ def solve_progress(objective_name: str, incumbent: Optional[float], bound: Optio
 def node_counts(nodes: dict) -> str:
     """Nodes per accelerator type, labelled as nodes (`392 a100-sxm-80gb nodes`): `N x acc` means chips."""
     return ", ".join(f"{n:,} {a} nodes" for a, n in nodes.items())
+
+
+def break_even(extra_days: Optional[float]) -> str:
+    """An own-versus-rent break-even in words: how much longer (or shorter) the job would have to run."""
+    if extra_days is None:
+        return "-"
+    return (f"owning wins if it ran {extra_days:,.1f} more days" if extra_days > 0
+            else f"renting wins if it ran {-extra_days:,.1f} fewer days")

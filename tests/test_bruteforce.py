@@ -9,6 +9,8 @@ import pytest
 from models.loader import instance_from_dict
 from optimizer.solving.pipeline import prepare, solve_instance
 
+from .test_sweep import NO_STORAGE_FLOOR
+
 IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
          "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0}
 TOY = {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024}
@@ -26,7 +28,7 @@ def random_instance(seed: int) -> dict:
     jobs = [{
         "name": f"job{j}", "model": TOY, "tokens": rng.choice([3e12, 5e12, 1e13]), "deadline_days": rng.choice([8, 12, 20]),
         "global_batch": 1536, "stack": "megatron-2021", "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
-        "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
+        "checkpoint_interval_hours": 1, "checkpoint_window_s": 36, **NO_STORAGE_FLOOR,
     } for j in range(2)]
     return {
         "name": f"random-{seed}",

@@ -9,7 +9,7 @@ from optimizer.mip.build import build_model, objective_expr
 from optimizer.mip.backends import Status, solve as run_backend
 from optimizer.mip.data import AcceleratorData, Candidate, FabricData, JobData, MipData, SiteData, StorageData
 from optimizer.solving.pipeline import solve_instance
-from .test_sweep import LEGACY_FLASH, NEVER_FAILS, NO_SITE_NETWORKS
+from .test_sweep import LEGACY_FLASH, NEVER_FAILS, NO_SITE_NETWORKS, NO_STORAGE_FLOOR
 
 BACKENDS = ["ortools", "pulp"]
 
@@ -110,7 +110,7 @@ def ideal_instance(**over):
             "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
             "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021",
             "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
-            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
+            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36, **NO_STORAGE_FLOOR,
         }],
         "facility": {**NO_SITE_NETWORKS, "power_cap_mw": 10, "pue": 1.2, "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}},
                      "rack_capex_usd": 0, "facility_capex_usd_per_mw": 0},
@@ -168,7 +168,7 @@ def test_power_cap_diagnosis_by_hand(backend):
     job = {"name": "toy-job", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
            "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021", "data_bytes_per_token": 0,
            "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
-           "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}
+           "checkpoint_interval_hours": 1, "checkpoint_window_s": 36, **NO_STORAGE_FLOOR}
     tight = ideal_instance(workloads=[job], facility={**NO_SITE_NETWORKS, "power_cap_mw": 0.5, "pue": 1.2, "rack_capex_usd": 0,
                                                      "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}})
     sol = diagnose_solution(tight, solve_instance(tight, backend=backend), backend)
@@ -193,7 +193,7 @@ def test_only_the_deadline_can_fix_it(backend):
         "name": "rush", "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
         "tokens": 1e13, "deadline_days": 2, "global_batch": 1536, "stack": "megatron-2021",
         "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
-        "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}])
+        "checkpoint_interval_hours": 1, "checkpoint_window_s": 36, **NO_STORAGE_FLOOR}])
     fixes = find_fixes(inst, backend=backend)
     assert [f.limit for f in fixes] == ["deadline of job rush"]
     assert fixes[0].needed == pytest.approx(math.ceil(acc_days / 1536 * 100) / 100)  # 2.84 days

@@ -42,7 +42,7 @@ def instance(sites, workloads, **budget):
 
 JOB = {"name": "job", "model": TOY_MODEL, "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021",
        "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
-       "checkpoint_interval_hours": 1, "checkpoint_window_s": 36}
+       "checkpoint_interval_hours": 1, "checkpoint_window_s": 36, "storage_read_gbs_per_acc": 0, "storage_write_gbs_per_acc": 0}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

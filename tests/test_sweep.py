@@ -32,6 +32,9 @@ LEGACY_FLASH = {"usd_per_tb": 250, "w_per_tb": 8, "gbps_per_tb": 1.0, "replicati
                 "unit_usable_tb": None, "unit_read_gbs": None, "unit_write_gbs": None, "unit_price_usd": None,
                 "unit_power_kw": None, "min_units_per_site": 0}
 NO_SITE_NETWORKS = {"frontend_fabric": None, "storage_fabric": None, "management_fabric": None}
+# No per-accelerator storage floor and no restart-reload sizing (docs/storage.md): checkpoints take the
+# whole window and only writes and data reads size storage, as the hand sums say.
+NO_STORAGE_FLOOR = {"storage_read_gbs_per_acc": 0, "storage_write_gbs_per_acc": 0, "checkpoint_reload_s": 1e7}
 
 def accelerator(tflops, price):
     return {"interruptions_per_acc_hour": NEVER_FAILS, "peak_bf16_tflops": tflops, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
@@ -57,7 +60,7 @@ def two_accelerators(slow_price=100_000, fast_price=300_000) -> dict:
             "model": {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024},
             "tokens": 1e13, "deadline_days": 10, "global_batch": 1536, "stack": "megatron-2021",
             "parallelism": {"tp": 1, "pp": 1, "micro_batch": 1, "recompute": "none"},
-            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36,
+            "checkpoint_interval_hours": 1, "checkpoint_window_s": 36, **NO_STORAGE_FLOOR,
         }],
         "facility": {**NO_SITE_NETWORKS, "power_cap_mw": 10, "pue": 1.2, "energy_usd_per_kwh": 0,
                      "cooling": {"air": {"max_kw_per_rack": 40, "capex_usd_per_kw": 0}}, "rack_capex_usd": 0,

@@ -140,19 +140,25 @@ def spare_nodes(nodes, accelerators_per_node, node_out_rate, repair_hours=None, 
 
 
 def job_goodput(job: "TrainingJob", rates: dict[str, np.ndarray], acc_idx, accelerators, nodes,
-                accelerators_per_node) -> dict[str, np.ndarray]:
+                accelerators_per_node, write_s=None, reload_s=None) -> dict[str, np.ndarray]:
     """`goodput` for one job's layouts (accelerator type index, accelerators, nodes per layout),
-    with its checkpoint write window and interval, plus `spare_nodes` per layout."""
+    with its checkpoint interval and the write and reload times its storage gives (default: the
+    checkpoint window for both), plus `spare_nodes` per layout."""
     interval = None if job.checkpoint_interval_hours is None else job.checkpoint_interval_hours * 3600.0
-    out = goodput(accelerators, rates["lose_work"][acc_idx], rates["planned"][acc_idx], job.checkpoint_window_s, interval)
+    write_s = job.checkpoint_window_s if write_s is None else write_s
+    out = goodput(accelerators, rates["lose_work"][acc_idx], rates["planned"][acc_idx], write_s, interval,
+                  reload_s=reload_s)
     out["spare_nodes"] = spare_nodes(nodes, accelerators_per_node, rates["node_out"][acc_idx])
     return out
 
 
-def layout_goodput(job: "TrainingJob", acc: "Accelerator", accelerators: int, nodes: int) -> dict[str, float]:
+def layout_goodput(job: "TrainingJob", acc: "Accelerator", accelerators: int, nodes: int, write_s=None,
+                   reload_s=None) -> dict[str, float]:
     """`job_goodput` for one layout, as plain numbers (the verifier's path)."""
     g = job_goodput(job, rate_arrays([acc]), np.zeros(1, dtype=np.int64), np.array([accelerators]),
-                    np.array([nodes]), np.array([acc.accelerators_per_node]))
+                    np.array([nodes]), np.array([acc.accelerators_per_node]),
+                    write_s=None if write_s is None else np.array([write_s]),
+                    reload_s=None if reload_s is None else np.array([reload_s]))
     return {k: (int(v[0]) if k == "spare_nodes" else float(v[0])) for k, v in g.items()}
 
 

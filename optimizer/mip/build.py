@@ -5,7 +5,7 @@ its `check_<family>` (the independent verifier's check of a design against it); 
 
 Data (optimizer.mip.data.MipData, all numbers; $M, kW, TB, GB/s, days, tCO2):
   jobs j with surviving candidates c: accelerator a(c), fabric f(c), nodes n_c, endpoints e_c,
-  days_c, data read rate r_c; per job usable storage U_j and checkpoint write rate W_j;
+  days_c, storage read and write rates r_c, w_c; per job usable storage U_j;
   services v with regional demand D_vr and layouts l (accelerator, tp, requests/s, TTFT);
   sites s with power cap, PUE, racks, cooling, prices, carbon intensity, build-out capex, RTTs.
 Variables:

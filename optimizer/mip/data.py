@@ -32,7 +32,9 @@ class Candidate:
     days: float
     read_gbps: float
     spare_nodes: int = 0  # hot spares among `nodes` (models.perf.goodput.spare_nodes)
-    rent_musd: float = 0.0  # rented: accelerator-hours x on-demand price for the job's duration ($M)
+    rent_musd: float = 0.0  # rented: its duration's rent at the cheaper rate ($M, Accelerator.rent_usd)
+    rent_rate: str = ""  # rented: "on-demand" or "committed"
+    write_gbps: float = 0.0  # shared-storage writes: checkpoint window or per-accelerator floor (storage_rates)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class JobData:
     name: str
     deadline_days: float | None
     usable_tb: float
-    write_gbps: float
+    write_gbps: float  # one checkpoint within its window; each candidate's write_gbps adds the floor
     candidates: list[Candidate]
     backup_tb: float = 0.0  # usable TB of its backup copies (models.facility.backup_usable_tb)
     backup_gbps: float = 0.0  # copy rate at the shortest checkpoint interval of its candidates
@@ -57,7 +59,8 @@ class ServingLayout:
     ttft_s: float  # idle replica (prefill pool: prefill plus KV transfer at the best site)
     per_node: int = 8  # accelerators per node of this type
     rented: bool = False
-    rent_musd_per_year: float = 0.0  # per unit, rented: accelerator-hours of a year x committed-term price
+    rent_musd_per_year: float = 0.0  # per unit, rented: the horizon's rent at the cheaper rate, per year
+    rent_rate: str = ""  # rented: "on-demand" or "committed"
     role: str = "combined"  # combined | prefill | decode
     # site -> region -> requests/s per replica within every SLO from there (empty: every region
     # `MipData.serves` admits, at requests_per_s). Decode replicas serve their site's prefills.
@@ -219,9 +222,9 @@ FRONTEND_PREFIX = "frontend:"
 
 
 def rented_candidates(t, cat) -> list[Candidate]:
-    """Rented configurations of a job: per (accelerator, fabric) the feasible layout billing the
-    fewest accelerator-hours (whole nodes x wall-clock hours), fewest nodes among ties. Only
-    accelerators with a rental price."""
+    """Rented configurations of a job: per (accelerator, fabric) the feasible layout with the lowest
+    rent (whole nodes' accelerators for its wall-clock hours, at the cheaper of on-demand and whole
+    committed terms: Accelerator.rent_usd), fewest nodes among ties. Only accelerators with a rental price."""
     job, perf = t.job, t.perf
     ok = perf["fits_memory"].astype(bool) & np.isfinite(t.days)
     if job.deadline_days is not None:
@@ -233,21 +236,21 @@ def rented_candidates(t, cat) -> list[Candidate]:
         if not spec.rentable:
             continue
         nodes = int(perf["nodes"][i])
-        hours = nodes * spec.accelerators_per_node * float(t.days[i]) * 24.0
-        key = (hours, nodes, int(i))
+        usd, rate = spec.rent_usd(nodes * spec.accelerators_per_node, float(t.days[i]) * 24.0)
+        key = (usd, nodes, int(i), rate)
         if (a, f) not in best or key < best[(a, f)]:
             best[(a, f)] = key
     out = []
-    for (a, f), (hours, nodes, i) in sorted(best.items()):
-        spec = cat.accelerators[t.accelerators[a]]
+    for (a, f), (usd, nodes, i, rate) in sorted(best.items()):
         out.append(Candidate(i, t.accelerators[a], t.fabrics[f], nodes, int(t.endpoints[i]), float(t.days[i]),
-                             float(t.read_gbps[i]), rent_musd=hours * spec.rent_usd_per_hour(committed=False) / USD_PER_MUSD))
+                             float(t.read_gbps[i]), rent_musd=usd / USD_PER_MUSD, rent_rate=rate))
     return out
 
 
 def _procured(instance, service, layouts: list) -> list:
     """Each layout owned, rented, or both, as the service's procurement and the accelerator allow;
-    a rented replica bills its accelerators (slots) every hour of a year at the committed price."""
+    a rented replica bills its accelerators (slots) every hour of the horizon at the cheaper of
+    on-demand and whole committed terms (Accelerator.rent_usd), spread per year."""
     cat, mode, out = instance.catalog, instance.procurement_of(service), []
     for lay in layouts:
         spec = cat.accelerators[lay.accelerator]
@@ -256,8 +259,9 @@ def _procured(instance, service, layouts: list) -> list:
         if mode != "rent" and spec.buyable:
             out.append(lay)
         if mode != "own" and spec.rentable:
-            rent = lay.slots * HOURS_PER_YEAR * spec.rent_usd_per_hour(committed=True) / USD_PER_MUSD
-            out.append(replace(lay, rented=True, rent_musd_per_year=rent))
+            years = instance.budget.horizon_years
+            usd, rate = spec.rent_usd(lay.slots, years * HOURS_PER_YEAR)
+            out.append(replace(lay, rented=True, rent_musd_per_year=usd / years / USD_PER_MUSD, rent_rate=rate))
     return out
 
 
@@ -288,6 +292,7 @@ def build_data(instance: Instance, pruned: list[Pruned], pruned_services: list[P
                     days=float(t.days[i]),
                     read_gbps=float(t.read_gbps[i]),
                     spare_nodes=spares,
+                    write_gbps=float(t.perf["storage_write_gbps"][i]),
                 )
             )
         intervals = [float(t.perf["checkpoint_interval_s"][c.index]) for c in cands]

@@ -43,6 +43,10 @@ class JobResult:
     time_to_train_failure_free_days: float | None = None
     procurement: str = "own"  # own | rent (rented: site "cloud", billed rent_usd for its duration)
     rent_usd: float = 0.0
+    rent_rate: str = ""  # rented: the price billed, "on-demand" or "committed" (models.schema.Accelerator)
+    # Owned: what it asks of shared storage (models.candidates.storage_rates): usable_tb, write_gbps and
+    # read_gbps with the term that sets each (write_sized_by, read_sized_by), checkpoint_write_s, checkpoint_reload_s.
+    storage: dict = field(default_factory=dict)
 
     @property
     def margin_days(self) -> float | None:
@@ -72,6 +76,7 @@ class ReplicaGroup:
     memory_per_acc_gb: float
     procurement: str = "own"  # own | rent (rented: cloud capacity near the site, billed per accelerator-hour)
     rent_usd_per_year: float = 0.0
+    rent_rate: str = ""  # rented: "on-demand" or "committed" (the cheaper over the horizon)
     role: str = "combined"  # combined | prefill | decode
     node_share: float = 0.0  # replicas x accelerators per replica / accelerators per node
     kv_transfer_s: float = 0.0  # prefill: the prompt's KV cache to a decode replica over the front-end fabric
@@ -147,6 +152,9 @@ class SiteResult:
     backup_tb: dict[str, float] = field(default_factory=dict)  # usable TB per tier holding backup copies of other data
     storage_units: dict[str, int] = field(default_factory=dict)  # whole units per storage system
     storage_racks: int = 0  # racks holding storage systems (priced, not counted against max_racks)
+    # Needed versus bought: usable_tb, write_gbps, read_gbps (each `_needed` and bought) and `sized_by`,
+    # the requirement the storage is bought to (capacity, write bandwidth, read bandwidth, smallest cluster).
+    storage_sizing: dict = field(default_factory=dict)
 
     @property
     def total_racks(self) -> int:

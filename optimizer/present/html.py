@@ -237,9 +237,15 @@ def _sites(d: dict, facts: dict) -> list[str]:
         if rows:
             out.append(_table(["network (fat-tree)", "endpoints", "tiers", "leaves", "aggregation", "spines", "switches",
                                "link optics"], rows, numeric=range(1, 8)))
-        rows = [[t, f"{tb:,.2f}"] for t, tb in (s.get("storage_tb") or {}).items()]
+        rows = [[t, f"{tb:,.2f} TB raw"] for t, tb in (s.get("storage_tb") or {}).items()]
+        rows += [[t, f"{n:,} units"] for t, n in (s.get("storage_units") or {}).items()]
         if rows:
-            out.append(_table(["storage tier", "raw TB"], rows, numeric=(1,)))
+            out.append(_table(["storage tier", "bought"], rows, numeric=(1,)))
+        z = s.get("storage_sizing") or {}
+        if z.get("sized_by"):
+            out.append(_table(["storage (needed / bought)", "usable TB", "write GB/s", "read GB/s", "sized by"], [[
+                "", f"{z['usable_tb_needed']:,.1f} / {z['usable_tb']:,.1f}", f"{z['write_gbps_needed']:,.1f} / {z['write_gbps']:,.1f}",
+                f"{z['read_gbps_needed']:,.1f} / {z['read_gbps']:,.1f}", z["sized_by"]]], numeric=(1, 2, 3)))
         cap = (limits.get(s["name"]) or {}).get("max_racks")
         racks = sum(n for by_o in (s.get("racks") or {}).values() for n in by_o.values())
         out.append(f'<p class="note">{racks:,} compute racks' + (f" of {cap:,} allowed" if cap else "")
@@ -273,6 +279,12 @@ def _workloads(doc: dict, facts: dict) -> list[str]:
         out += ["<h2>Training jobs</h2>",
                 _table(["job", "fabric", "layout", "days", "deadline", "margin days", "tokens/s", "MFU", "mem GB/acc"], rows,
                        numeric=range(3, 9))]
+        rows = [[j["name"], f"{s['usable_tb']:,.1f}", f"{s['write_gbps']:,.1f}", s["write_sized_by"], f"{s['read_gbps']:,.1f}",
+                 s["read_sized_by"], fmt.duration(s["checkpoint_write_s"]), fmt.duration(s["checkpoint_reload_s"])]
+                for j in jobs if (s := j.get("storage"))]
+        if rows:
+            out.append(_table(["job storage", "usable TB", "write GB/s", "set by", "read GB/s", "set by", "checkpoint write",
+                               "restart reload"], rows, numeric=(1, 2, 4, 6, 7)))
     if services:
         rows = []
         for s in services:
@@ -289,6 +301,25 @@ def _workloads(doc: dict, facts: dict) -> list[str]:
                         "TPOT margin", "$ per M output tokens"], rows, numeric=(1, 2, 4, 5, 6, 7, 8)),
                 '<p class="note">TTFT is the replica\'s own; the SLO also covers the network round trip, which the '
                 '"what binds" table adds.</p>']
+    return out
+
+
+def _procurement(doc: dict) -> list[str]:
+    """Rented workloads with the rate billed, and each `either` workload's own-versus-rent break-even."""
+    rows = [[j["name"], "training", f"{j['accelerators']:,} x {j['accelerator']}", _usd(j.get("rent_usd")),
+             j.get("rent_rate", "")] for j in doc.get("jobs") or [] if j.get("procurement") == "rent"]
+    rows += [[s["name"], "serving", f"{g['replicas']} x {g['accelerator']} tp{g['tp']}",
+              _usd(g.get("rent_usd_per_year")) + " per year", g.get("rent_rate", "")]
+             for s in doc.get("services") or [] for g in s.get("groups") or [] if g.get("procurement") == "rent"]
+    out = ["<h2>Rented capacity</h2>", _table(["workload", "kind", "what", "rent", "rate"], rows)] if rows else []
+    be = []
+    for r in doc.get("procurement") or []:
+        note = fmt.break_even(r.get("break_even_extra_days"))
+        be.append([r["workload"], r["chosen"], _usd(r.get("tco_owned_usd")) if r.get("tco_owned_usd") is not None else "infeasible",
+                   _usd(r.get("tco_rented_usd")) if r.get("tco_rented_usd") is not None else "infeasible", note])
+    if be:
+        out += ["<h2>Own versus rent</h2>", _table(["workload", "chosen", "TCO owned", "TCO rented", "break-even"], be),
+                '<p class="note">Whole-design TCO re-solved with the workload pinned owned, then rented.</p>']
     return out
 
 
@@ -351,7 +382,7 @@ def render_html(doc: dict) -> str:
     body = _summary(doc, facts)
     if d:
         body += _costs(d, facts) + _power(d, facts) + _sites(d, facts)
-    body += _workloads(doc, facts) + _limits(facts) + _diagnosis(doc)
+    body += _workloads(doc, facts) + _procurement(doc) + _limits(facts) + _diagnosis(doc)
     if d:
         body += _bom(facts, d)
     title = f"dcopt: {doc.get('instance', 'result')}"

@@ -28,6 +28,28 @@ def summary_lines(sol: Solution, instance: Instance) -> list[str]:
     return lines
 
 
+def storage_sizing_tables(sol: Solution, multi: bool) -> list[Table]:
+    """What sized the storage: each owned job's needs (and the term setting each rate), then per site
+    needed versus bought and the requirement the units are bought to."""
+    out: list[Table] = []
+    rows = [[j.name, f"{s['usable_tb']:,.1f}", f"{s['write_gbps']:,.1f} ({s['write_sized_by']})",
+             f"{s['read_gbps']:,.1f} ({s['read_sized_by']})", fmt.duration(s["checkpoint_write_s"]),
+             fmt.duration(s["checkpoint_reload_s"])] for j in sol.jobs if (s := j.storage)]
+    if rows:
+        out.append(("Storage needs (set by: checkpoint window, per accelerator, data reads, checkpoint reload)",
+                    ["job", "usable TB", "write GB/s (set by)", "read GB/s (set by)", "checkpoint write", "restart reload"],
+                    rows))
+    d = sol.design
+    rows = [([x.name] if multi else []) + [f"{z['usable_tb_needed']:,.1f} / {z['usable_tb']:,.1f}",
+                                           f"{z['write_gbps_needed']:,.1f} / {z['write_gbps']:,.1f}",
+                                           f"{z['read_gbps_needed']:,.1f} / {z['read_gbps']:,.1f}", z["sized_by"]]
+            for x in d.sites if (z := x.storage_sizing) and z.get("sized_by")]
+    if rows:
+        out.append(("Storage sizing (needed / bought)", (["site"] if multi else [])
+                    + ["usable TB", "write GB/s", "read GB/s", "sized by"], rows))
+    return out
+
+
 def tables(sol: Solution, instance: Instance) -> list[Table]:
     out: list[Table] = []
     if sol.jobs:
@@ -124,6 +146,7 @@ def tables(sol: Solution, instance: Instance) -> list[Table]:
                                        num(n * st.unit_usable_tb), num(n * st.unit_read_gbs), num(n * st.unit_write_gbs)])
     if rows:
         out.append(("Storage", site_h + ["tier", "units", "raw TB", "usable TB", "read GB/s", "write GB/s"], rows))
+    out += storage_sizing_tables(sol, multi)
     if not multi:
         x, site = d.sites[0], instance.site_list[0]
         out.append(("Power", ["", "kW"], [
@@ -168,19 +191,18 @@ def procurement_tables(sol: Solution, instance: Instance) -> list[Table]:
     node_price = {n: a.node_price_usd for n, a in instance.catalog.accelerators.items()}
     rows = [[j.name, "training", j.procurement, f"{j.nodes} x {j.accelerator} node",
              fmt.usd(j.nodes * node_price[j.accelerator]) if j.procurement == "own" else "-",
-             fmt.usd(j.rent_usd) + f" for {j.days:.1f} days" if j.procurement == "rent" else "-"] for j in sol.jobs]
+             fmt.usd(j.rent_usd) + f" for {j.days:.1f} days ({j.rent_rate})" if j.procurement == "rent" else "-"]
+            for j in sol.jobs]
     rows += [[s.name, "serving", g.procurement, f"{g.nodes} x {g.accelerator} node",
               fmt.usd(g.nodes * node_price[g.accelerator]) if g.procurement == "own" else "-",
-              fmt.usd(g.rent_usd_per_year) + f" per year ({fmt.usd(g.rent_usd_per_year * years)} over {years:g} y)"
+              fmt.usd(g.rent_usd_per_year) + f" per year ({fmt.usd(g.rent_usd_per_year * years)} over {years:g} y, {g.rent_rate})"
               if g.procurement == "rent" else "-"] for s in sol.services for g in s.groups]
     out: list[Table] = [("Procurement (owned capex | rent)", ["workload", "kind", "own/rent", "hardware", "owned node capex",
                                                             "rent"], rows)]
     if sol.procurement:
         be = []
         for r in sol.procurement:
-            extra = r["break_even_extra_days"]
-            note = ("-" if extra is None else f"owning wins if it ran {extra:,.1f} more days" if extra > 0
-                    else f"renting wins if it ran {-extra:,.1f} fewer days")
+            note = fmt.break_even(r["break_even_extra_days"])
             be.append([r["workload"], r["chosen"], fmt.usd(r["tco_owned_usd"]) if r["tco_owned_usd"] is not None else "infeasible",
                        fmt.usd(r["tco_rented_usd"]) if r["tco_rented_usd"] is not None else "infeasible", note])
         out.append(("Own versus rent (whole-design TCO with the workload owned | rented)",

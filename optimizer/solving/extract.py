@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from models.candidates import layout_storage
 from models.facility import region_spares
 from models.schema import Instance
 
@@ -15,7 +16,7 @@ from optimizer.mip.data import HOURS_PER_YEAR, USD_PER_MUSD, MipData
 from optimizer.mip.design import LAYOUT_FIELDS, Design, FabricResult, JobResult, ReplicaGroup, ServiceResult, SiteResult
 from optimizer.mip.lp import K
 from optimizer.mip.prune import Pruned, PrunedService
-from optimizer.mip.families.storage import STORAGE_RACK
+from optimizer.mip.families.storage import STORAGE_RACK, storage_sizing
 
 
 def fabric_result(f, v: Vars, site: str, val, rint):
@@ -50,6 +51,9 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
         g = lambda k: t[K(k, site=s.name)]  # noqa: E731
         capex = {p: g(f"capex_{p}_musd") * usd for p in CAPEX_PARTS}
         capex["total"] = g("capex_musd") * usd
+        picked = [(j, c) for j in data.jobs for k, c in enumerate(j.candidates) if val(v.choose[j.name, k, s.name]) > 0.5]
+        amounts = {tier: (rint(var) if unit_tier[tier] else val(var)) for (tier, site), var in v.storage_tb.items()
+                   if site == s.name}
         sites.append(SiteResult(
             # Open = something is placed there, or its build-out is paid (a free site may sit "open" empty).
             name=s.name, open=any(n for by_o in nodes.values() for n in by_o.values())
@@ -64,6 +68,7 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
             energy_usd_per_year=g("energy_musd_per_year") * usd, carbon_t_per_year=g("carbon_t_per_year"),
             backup_tb={data.backup_tier: val(var) for site, var in v.backup_tb.items() if site == s.name and val(var) > 1e-6}
             if data.backup_tier else {},
+            storage_sizing=storage_sizing(data, picked, amounts, rint(v.site_open[s.name]) == 1),
         ))
     capex = {p: t[f"capex_{p}_musd"] * usd for p in CAPEX_PARTS}
     capex["total"] = t["capex_musd"] * usd
@@ -84,6 +89,13 @@ def design_from(data: MipData, v: Vars, values: list[float]) -> Design:
 
 def _finite(x) -> float | None:
     return float(x) if math.isfinite(float(x)) else None
+
+
+def _job_storage(t, lay: dict, i: int, usable_tb: float) -> dict:
+    st = layout_storage(t.job, t.dims, lay, int(t.perf["n_acc"][i]), float(t.perf["tokens_per_s"][i]))
+    return {"usable_tb": usable_tb, "write_gbps": st["write_gbps"], "write_sized_by": st["sized_write"],
+            "read_gbps": st["read_gbps"], "read_sized_by": st["sized_read"], "checkpoint_write_s": st["write_s"],
+            "checkpoint_reload_s": st["reload_s"], "reload_gb": st["reload_gb"]}
 
 
 def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float]) -> list[JobResult]:
@@ -122,6 +134,8 @@ def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float])
                 candidates_in_mip=pr.survived,
                 procurement=procurement,
                 rent_usd=cand.rent_musd * USD_PER_MUSD if procurement == "rent" else 0.0,
+                rent_rate=cand.rent_rate if procurement == "rent" else "",
+                storage=_job_storage(t, lay, i, job.usable_tb) if procurement == "own" else {},
             )
         )
     return out
@@ -153,7 +167,7 @@ def services_from(instance: Instance, data: MipData, pruned: list[PrunedService]
                                        rented, replicas * lay.rent_musd_per_year * USD_PER_MUSD,
                                        role=lay.role, node_share=0.0 if lay.rented else replicas * lay.slots / lay.per_node,
                                        fabric=lay.fabric, endpoints=0 if lay.rented else replicas * lay.endpoints,
-                                       ep=lay.ep))
+                                       ep=lay.ep, rent_rate=lay.rent_rate))
         _decode_regions(groups)
         for g in groups:
             _at_load(instance, ps.table.service, g)

@@ -26,11 +26,34 @@ def break_even(instance: Instance, sol: Solution, solve, **kw) -> list[dict]:
             alt = solve(with_changes(instance, {f"workloads[{w.name}].procurement": mode}), **kw)
             tco[mode] = alt.design.tco_usd if alt.design is not None and alt.verified else None
             if mode == "rent" and w in instance.training_jobs and alt.design is not None:
-                job = next(j for j in alt.jobs if j.name == w.name)
-                rent_per_day = job.rent_usd / job.days if job.days else None
+                rented = next(j for j in alt.jobs if j.name == w.name)
         row = {"workload": w.name, "kind": w.kind, "chosen": chosen.get(w.name, "own"),
                "tco_owned_usd": tco["own"], "tco_rented_usd": tco["rent"], "break_even_extra_days": None}
-        if w in instance.training_jobs and None not in tco.values() and rent_per_day:
-            row["break_even_extra_days"] = (tco["own"] - tco["rent"]) / rent_per_day
+        if w in instance.training_jobs and None not in tco.values():
+            acc = instance.catalog.accelerators[rented.accelerator]
+            row["break_even_extra_days"] = extra_days(acc, rented.nodes * acc.accelerators_per_node, rented.days,
+                                                      tco["own"] - tco["rent"])
         rows.append(row)
     return rows
+
+
+def extra_days(acc, accelerators: int, days: float, gap_usd: float) -> float | None:
+    """Days a rented job would have to run longer (gap > 0) or shorter (gap < 0) for its rent to
+    change by `gap_usd`, at the cheaper rate for each duration (committed terms are billed whole, so
+    rent is a staircase there); None when no duration closes the gap."""
+    now = acc.rent_usd(accelerators, days * 24.0)[0]
+    f = lambda e: acc.rent_usd(accelerators, max(days + e, 0.0) * 24.0)[0] - now - gap_usd  # noqa: E731
+    if gap_usd >= 0:
+        lo, hi = 0.0, 1.0
+        while f(hi) < 0:
+            lo, hi = hi, 2 * hi
+            if hi > 1e6:
+                return None
+    else:
+        lo, hi = -days, 0.0
+        if f(lo) > 0:
+            return None
+    for _ in range(60):  # the smallest change that closes the gap
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+    return hi

@@ -57,17 +57,17 @@ def add_costs(m: Model, d: MipData, v: Vars) -> None:
 
 
 def rent_usd(inst, sol) -> tuple[float, float]:
-    """Rent from the design alone: a rented job bills its whole nodes' accelerators for its wall-clock
-    hours at the on-demand price; a rented replica group its nodes' accelerators every hour of a
-    year at the committed-term price (on-demand where none is given)."""
-    cat = inst.catalog.accelerators
-    jobs = sum(j.nodes * cat[j.accelerator].accelerators_per_node * j.days * 24.0
-               * cat[j.accelerator].rent_usd_per_hour(committed=False) for j in sol.jobs if j.procurement == "rent")
+    """Rent from the design alone, at the cheaper of on-demand and whole committed terms
+    (Accelerator.rent_usd): a rented job bills its whole nodes' accelerators for its wall-clock
+    hours; a rented replica group its accelerators for every hour of the horizon, per year."""
+    cat, years = inst.catalog.accelerators, inst.budget.horizon_years
+    jobs = sum(cat[j.accelerator].rent_usd(j.nodes * cat[j.accelerator].accelerators_per_node, j.days * 24.0)[0]
+               for j in sol.jobs if j.procurement == "rent")
     def slots(g):  # accelerators a rented replica bills: its tp, or whole nodes when tp does not fit one
         n = cat[g.accelerator].accelerators_per_node
         return g.tp if n % g.tp == 0 or g.tp % n == 0 else n * -(-g.tp // n)
 
-    svc = sum(g.replicas * slots(g) * HOURS_PER_YEAR * cat[g.accelerator].rent_usd_per_hour(committed=True)
+    svc = sum(g.replicas * cat[g.accelerator].rent_usd(slots(g), years * HOURS_PER_YEAR)[0] / years
               for s in sol.services for g in s.groups if g.procurement == "rent")
     return jobs, svc
 
@@ -114,6 +114,18 @@ def check_costs(a: Audit) -> None:
     maint = capex_total * bud.maintenance_pct_per_year / 100
     carbon_usd = carbon * bud.carbon_price_usd_per_t
     rent_jobs, rent_svc = rent_usd(inst, a.sol)
+    for j in a.sol.jobs:
+        acc = cat.accelerators[j.accelerator]
+        rate = acc.rent_usd(j.nodes * acc.accelerators_per_node, j.days * 24.0)[1] if j.procurement == "rent" else ""
+        if j.rent_rate != rate:
+            a.problem(f"job {j.name}: rented at the {j.rent_rate or 'no'} rate, the cheaper is {rate or 'none (owned)'}")
+    for s in a.sol.services:
+        for g in s.groups:
+            acc = cat.accelerators[g.accelerator]
+            rate = acc.rent_usd(g.tp, bud.horizon_years * HOURS_PER_YEAR)[1] if g.procurement == "rent" else ""
+            if g.rent_rate != rate:
+                a.problem(f"service {s.name}: a {g.accelerator} group rented at the {g.rent_rate or 'no'} rate, the "
+                          f"cheaper is {rate or 'none (owned)'}")
     for what, val, rep in (("rented jobs", rent_jobs, d.rent_jobs_usd), ("rented serving per year", rent_svc,
                                                                           d.rent_services_usd_per_year)):
         if not close(val, rep, rel=1e-5, abs_=1.0):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.candidates import checkpoint_write_gbps, read_gbps, storage_usable_tb
+from models.candidates import layout_storage, storage_usable_tb
 from models.perf.goodput import layout_goodput, wall_clock_days
 from models.perf.training import evaluate_layout
 from models.presets import resolve_model
@@ -50,11 +50,12 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     acc, fab = cat.accelerators[layout["accelerator"]], cat.fabrics[layout["fabric"]]
     r = evaluate_layout(dims, layout, acc, fab, cat.calibration, job.precision, job.global_batch, tokens=job.tokens)
     r["nodes"] = float(layout_nodes(acc, int(r["n_acc"]), layout["tp"]))
-    r.update(layout_goodput(job, acc, int(r["n_acc"]), int(r["nodes"])))
+    st = layout_storage(job, dims, layout, int(r["n_acc"]), r["tokens_per_s"])
+    r.update(layout_goodput(job, acc, int(r["n_acc"]), int(r["nodes"]), st["write_s"], st["reload_s"]))
     r["days"] = float(wall_clock_days(r["time_to_train_days"], r["goodput"]))
-    r["read_gbps"] = float(read_gbps(job, r["tokens_per_s"]))
+    r.update({f"storage_{k}": x for k, x in st.items()})
+    r["read_gbps"], r["write_gbps"] = st["read_gbps"], st["write_gbps"]
     r["usable_tb"] = storage_usable_tb(job, dims)
-    r["write_gbps"] = checkpoint_write_gbps(job, dims)
     r["endpoints"] = (int(r["nodes"]) + r["spare_nodes"]) * acc.fabric_ports_per_node  # hot spares are cabled
     return r
 

@@ -20,9 +20,11 @@ STORAGE_RACK = "storage"  # key of storage racks in Vars.racks: (STORAGE_RACK, a
 
 
 def add_storage(m: Model, d: MipData, v: Vars) -> None:
-    """Constraint (5): usable capacity for datasets, retained checkpoints and served weights, and
-    bandwidth for every job writing a checkpoint within its window while reading training data at
-    its token rate. With per-TB tiers only, one bandwidth pool serves both (the older model)."""
+    """Constraint (5): usable capacity for datasets, retained checkpoints and served weights; write
+    bandwidth per chosen layout (a checkpoint within its window, at least the per-accelerator floor)
+    and read bandwidth (the largest of data reads at its token rate, the per-accelerator floor and
+    every replica reloading the checkpoint within its reload time: models.candidates.storage_rates).
+    With per-TB tiers only, one bandwidth pool serves both (the older model)."""
     systems = any(t.unit_tb > 0 for t in d.storage)
     for s in d.sites:
         placed = {j.name: lin_sum(v.choose[j.name, k, s.name] for k in range(len(j.candidates))) for j in d.jobs}
@@ -30,9 +32,9 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
         weights = sum(svc.weights_tb for svc in d.services)
         need = usable + weights * v.site_open[s.name] if weights else usable
         read = lin_sum(c.read_gbps * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates))
-        write = lin_sum(j.write_gbps * placed[j.name] for j in d.jobs)
+        write = lin_sum(c.write_gbps * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates))
         most_tb = sum(j.usable_tb for j in d.jobs) + weights
-        most_gbs = sum(j.write_gbps + max((c.read_gbps for c in j.candidates), default=0.0) for j in d.jobs)
+        most_gbs = sum(max((c.write_gbps + c.read_gbps for c in j.candidates), default=0.0) for j in d.jobs)
         for t in d.storage:
             at = dict(tier=t.name, site=s.name)
             if t.unit_tb <= 0:
@@ -91,6 +93,38 @@ def _storage_network(m: Model, v: Vars, s, tiers) -> None:
     v.fabrics_at[s.name].append(f)
 
 
+SIZED_BY = ("capacity", "write bandwidth", "read bandwidth")
+
+
+def storage_sizing(d: MipData, picked, amounts: dict[str, float], site_open: bool) -> dict:
+    """Needed versus bought at one site, and what the storage is bought to: the requirement it
+    covers most tightly, or "smallest cluster" when every one has room (the minimum units bind).
+    `picked`: the (job, candidate) pairs placed there; `amounts`: units (systems) or raw TB per tier."""
+    need = {"usable_tb": sum(j.usable_tb for j, _ in picked) + (sum(s.weights_tb for s in d.services) if site_open else 0.0),
+            "write_gbps": sum(c.write_gbps for _, c in picked), "read_gbps": sum(c.read_gbps for _, c in picked)}
+    have = dict.fromkeys(need, 0.0)
+    legacy = not any(t.unit_tb > 0 for t in d.storage)
+    for t in d.storage:
+        x = amounts.get(t.name, 0.0)
+        if t.unit_tb <= 0:
+            have["usable_tb"] += x / t.replication
+            have["write_gbps"] += x * t.gbps_per_tb
+            have["read_gbps"] += x * t.gbps_per_tb
+        else:
+            have["usable_tb"] += x * t.unit_tb  # local drives hold served weights only; counted here for the ratio
+            have["write_gbps"] += 0.0 if t.in_node else x * t.write_gbs
+            have["read_gbps"] += x * t.read_gbs
+    if legacy:  # one bandwidth pool serves writes and reads at once
+        need["write_gbps"] = need["read_gbps"] = need["write_gbps"] + need["read_gbps"]
+    out = {**{f"{k}_needed": v for k, v in need.items()}, **have, "sized_by": ""}
+    ratios = {why: need[k] / have[k] for why, k in zip(SIZED_BY, need) if have[k] > 0 and need[k] > 0}
+    if ratios:
+        why = max(ratios, key=ratios.get)
+        smallest = any(t.min_units and amounts.get(t.name, 0) == t.min_units for t in d.storage)
+        out["sized_by"] = "smallest cluster" if smallest and ratios[why] < 0.98 else why
+    return out
+
+
 def storage_capacity(tiers, sd) -> tuple[float, float, float, int]:
     """Shared usable TB, write GB/s, read GB/s, rack units filled, and usable TB on the nodes' own
     drives (served weights only), from the design."""
@@ -114,7 +148,8 @@ def storage_capacity(tiers, sd) -> tuple[float, float, float, int]:
 
 
 def check_storage(a: Audit) -> None:
-    """Capacity and bandwidth per site against the jobs placed there and the served weights; whole
+    """Capacity and bandwidth per site against the jobs placed there (their needs recomputed by
+    models.candidates.layout_storage in check_job_choice) and the served weights; whole
     units, smallest clusters, local drives within the nodes, storage racks. Records storage power and capex."""
     inst = a.instance
     tiers = inst.catalog.storage
@@ -135,9 +170,11 @@ def check_storage(a: Audit) -> None:
                           "(checkpoint writes + data reads)")
         else:
             if bw_w < a.need_gbps[sd.name] * (1 - FEAS_TOL) - 1e-6:
-                a.problem(f"{tag}storage: writes at {bw_w:.2f} GB/s, checkpoints need {a.need_gbps[sd.name]:.2f}")
+                a.problem(f"{tag}storage: writes at {bw_w:.2f} GB/s, jobs need {a.need_gbps[sd.name]:.2f} "
+                          "(checkpoints within the window, per-accelerator floor)")
             if bw_r < a.need_read_gbps[sd.name] * (1 - FEAS_TOL) - 1e-6:
-                a.problem(f"{tag}storage: reads at {bw_r:.2f} GB/s, data reads need {a.need_read_gbps[sd.name]:.2f}")
+                a.problem(f"{tag}storage: reads at {bw_r:.2f} GB/s, jobs need {a.need_read_gbps[sd.name]:.2f} "
+                          "(data reads, per-accelerator floor, restart reload)")
         owned_nodes = sum(n for by_o in sd.nodes.values() for n in by_o.values())
         for t, n in sd.storage_units.items():
             spec = tiers[t]
