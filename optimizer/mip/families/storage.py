@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from optimizer.mip.audit import FEAS_TOL, Audit
-from optimizer.mip.families.fabric import _fat_tree
+from optimizer.mip.families.fabric import _fat_tree, job_ports
 from optimizer.mip.data import MipData
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
@@ -67,7 +67,7 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
                          K("storage_write_bandwidth", site=s.name))
         m.add_constraint(legacy_bw + lin_sum(t.read_gbs * x for t, x in tiers if t.unit_tb > 0) >= read,
                          K("storage_read_bandwidth", site=s.name))
-        _storage_network(m, v, s, tiers)
+        _storage_network(m, d, v, s, tiers)
         ru = [(t.rack_units, x) for t, x in tiers if t.unit_tb > 0 and t.rack_units > 0]
         if ru:
             most = sum(r * x.ub for r, x in ru)
@@ -76,7 +76,7 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
             m.add_constraint(s.rack_units * racks >= lin_sum(r * x for r, x in ru), K("storage_rack_space", site=s.name))
 
 
-def _storage_network(m: Model, v: Vars, s, tiers) -> None:
+def _storage_network(m: Model, d: MipData, v: Vars, s, tiers) -> None:
     """The storage network: a fat-tree over every owned node's storage ports and each shared unit's."""
     f = s.storage_net
     owned = [x for (_, _, site), x in v.nodes.items() if site == s.name]
@@ -87,7 +87,7 @@ def _storage_network(m: Model, v: Vars, s, tiers) -> None:
                   if t.unit_tb > 0 and not t.in_node]
     attached = lin_sum(per_node * x for x in owned) + lin_sum(p * x for p, x in unit_ports)
     most = per_node * int(sum(x.ub for x in owned)) + int(sum(p * x.ub for p, x in unit_ports))
-    _fat_tree(m, v, f, s, attached, most)
+    _fat_tree(m, v, f, s, attached, most, job_ports(d, v, s.name, lambda c: per_node * c.nodes))
     v.fabrics_at[s.name].append(f)
 
 
