@@ -56,7 +56,8 @@ from optimizer.mip.families.jobs import add_job_choice, check_job_choice, job_da
 from optimizer.mip.families.power import add_power, check_power
 from optimizer.mip.families.resilience import add_resilience, check_resilience
 from optimizer.mip.families.serving import add_serving, check_serving
-from optimizer.mip.families.sites import add_site_cover, add_sites, check_site_cover, check_sites, least_it_power_kw
+from optimizer.mip.families.sites import (add_site_cover, add_site_symmetry, add_sites, check_site_cover, check_site_symmetry,
+                                          check_sites, least_it_power_kw)
 from optimizer.mip.families.storage import add_storage, check_storage
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
@@ -87,6 +88,7 @@ FAMILIES = (
     Family("storage", add_storage, check_storage),
     Family("backup", add_backup, check_backup),  # before power and costs: they sum its kW and capex lines
     Family("power", add_power, check_power),
+    Family("site_symmetry", add_site_symmetry, check_site_symmetry),  # orders identical sites by it_power_kw
     Family("facility", add_facility, check_facility),  # needs it_power_kw; costs sums its capex line
     Family("costs", add_costs, check_costs),
     Family("resilience", add_resilience, check_resilience),

@@ -1,0 +1,106 @@
+"""Valid inequalities and symmetry breaking (docs/mip.md): each cuts an LP point (or a relabelled
+design) the plain model allowed, and the MIP optimum stays the same on both backends."""
+
+import pytest
+
+from optimizer.mip.backends import solve as run
+from optimizer.mip.build import objective_expr
+from optimizer.mip.lp import Model, Var
+from optimizer.solving.pipeline import solve_instance
+
+from .test_placement import BACKENDS, JOB, _built, instance, site
+
+NDR = "ib-ndr-400g"
+
+
+def _relaxed(m: Model) -> Model:
+    r = Model(m.name)
+    r.vars = [Var(x.index, x.name, x.lb, x.ub, False) for x in m.vars]
+    r._var_by_name, r.constraints, r._con_by_name = dict(m._var_by_name), list(m.constraints), dict(m._con_by_name)
+    r.objective, r.sense = m.objective, m.sense
+    return r
+
+
+def _lp(inst, monkeypatch=None, drop=None):
+    """The LP relaxation's optimum and values, optionally without one family's rows."""
+    if drop is not None:
+        monkeypatch.setattr(*drop)
+    d, m, v = _built(inst)
+    m.minimize(objective_expr(d, v, "min_tco"))
+    res = run(_relaxed(m), backend="ortools-highs")
+    return res.objective, res.values, m, v
+
+
+def test_depth_for_job_cuts_the_mixed_depth_lp_point(monkeypatch):
+    import optimizer.mip.families.fabric as fabric
+
+    # Each job: (64 + 3 spare) nodes x 8 ports = 536 endpoints, more than one radix-64 switch holds,
+    # so choose[job,...,site] <= fabric_tiers[2] + fabric_tiers[3] at each site. Each site (833 kW
+    # of IT) holds one job (670 kW), so a site's fabric is capped at 2 x 536 ports but gets 536.
+    inst = instance([site("east", power_cap_mw=1), site("west", power_cap_mw=1, energy_usd_per_kwh=0.06)],
+                    [dict(JOB, name="a"), dict(JOB, name="b")])
+    with_cut, vals, m, v = _lp(inst)
+    rows = {c.name: c for c in m.constraints if c.name.startswith("depth_for_job")}
+    assert sorted(rows) == [f"depth_for_job[job={j},fabric={NDR},site={s},deeper_than=1]" for j in "ab"
+                            for s in ("east", "west")]
+    without, old, _, v0 = _lp(inst, monkeypatch, (fabric, "_depth_for_job", lambda *a: None))
+    # The old LP puts job a wholly at east and builds there 53 % of a 2-tier fabric (its cap is
+    # 2 x 536 ports) beside 47 % of a one-switch depth, which takes 64 x 47 % of the job's ports.
+    t1 = old[v0.tiers[NDR, "east", 1].index]
+    assert old[v0.choose["a", 0, "east"].index] == pytest.approx(1)
+    assert t1 > 0.4 and old[v0.endpoints[NDR, "east", 1].index] == pytest.approx(64 * t1)
+    # That point breaks a's new row at east by t1 (choose 1 > fabric_tiers[2] = 1 - t1), and the
+    # bound rises (by about 0.06 %: the LP then splits both jobs over the sites instead).
+    assert rows[f"depth_for_job[job=a,fabric={NDR},site=east,deeper_than=1]"].violation(old) == pytest.approx(t1)
+    assert with_cut > without * (1 + 3e-4)
+    monkeypatch.undo()
+    for backend in BACKENDS:
+        sol = solve_instance(inst, backend=backend)
+        monkeypatch.setattr(fabric, "_depth_for_job", lambda *a: None)
+        plain = solve_instance(inst, backend=backend)
+        monkeypatch.undo()
+        assert sol.verified and sol.objective_value == pytest.approx(plain.objective_value, rel=1e-9)
+        assert [f.tiers for s in ("east", "west") for f in sol.design.site(s).fabrics] == [2, 2]
+
+
+def _twins():
+    # Two identical sites of 1 MW (833 kW of IT at PUE 1.2), two identical jobs of 670 kW each:
+    # one job per site, both sites open, and two labellings of that design.
+    sites = [site("east", power_cap_mw=1, site_capex_usd=1e6), site("west", power_cap_mw=1, site_capex_usd=1e6)]
+    return instance(sites, [dict(JOB, name="a"), dict(JOB, name="b")])
+
+
+def test_identical_sites_and_jobs_are_ordered():
+    from optimizer.mip.families.jobs import identical_jobs
+    from optimizer.mip.families.sites import identical_sites
+
+    d, m, v = _built(_twins())
+    assert identical_sites(d) == [["east", "west"]] and identical_jobs(d) == [["a", "b"]]
+    names = {c.name for c in m.constraints}
+    assert {"site_order[site=east,next=west]", "site_load_order[site=east,next=west]", "job_order[job=a,next=b]"} <= names
+    m.minimize(objective_expr(d, v, "min_tco"))
+    x = list(run(m, backend="ortools").values)
+    assert not m.violations(x)
+    # The same design with the jobs swapped (b at east, a at west) is now cut off by job_order.
+    for k in range(len(d.jobs[0].candidates)):
+        for s in ("east", "west"):
+            ia, ib = v.choose["a", k, s].index, v.choose["b", k, s].index
+            x[ia], x[ib] = x[ib], x[ia]
+    assert [w.name for w in m.violations(x)] == ["job_order[job=a,next=b]"]
+    # A different site differs in data: no group.
+    d2, _, _ = _built(instance([site("east", power_cap_mw=1), site("west", power_cap_mw=1.1)], [JOB]))
+    assert identical_sites(d2) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_symmetry_breaking_keeps_the_optimum(backend, monkeypatch):
+    import optimizer.mip.families.jobs as jobs
+    import optimizer.mip.build as build
+
+    sol = solve_instance(_twins(), backend=backend)
+    assert sol.verified and [j.site for j in sol.jobs] == ["east", "west"]  # a first, at the first site
+    monkeypatch.setattr(jobs, "_job_symmetry", lambda *a: None)
+    monkeypatch.setattr(build, "FAMILIES", tuple(f for f in build.FAMILIES if f.name != "site_symmetry"))
+    plain = solve_instance(_twins(), backend=backend)
+    assert plain.verified and sorted(j.site for j in plain.jobs) == ["east", "west"]
+    assert sol.objective_value == pytest.approx(plain.objective_value, rel=1e-9)
