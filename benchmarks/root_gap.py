@@ -99,7 +99,7 @@ def fractional_by_family(m: Model, values, tol: float = 1e-6) -> dict[str, tuple
     return {k: tuple(v) for k, v in out.items()}
 
 
-def report(path: str, time_limit_s: float, cache: dict, detail: int = 0) -> dict:
+def report(path: str, time_limit_s: float, cache: dict, detail: int = 0, resolve: float | None = None) -> dict:
     t0 = time.perf_counter()
     inst, data, m, v = build(path)
     build_s = time.perf_counter() - t0
@@ -109,6 +109,13 @@ def report(path: str, time_limit_s: float, cache: dict, detail: int = 0) -> dict
     lp_obj, _, lp_vals, lp_st = highs(relaxed(m))
     _, root, _, root_st = highs(m, node_limit=1)
     best = cache.get(inst.name)
+    if resolve is not None:  # this model's own MIP effort to a gap (deterministic: nodes, iterations)
+        obj, bound, vals, st = highs(m, time_limit_s=time_limit_s, gap=resolve)
+        print(f"MIP solve to a {100 * resolve:g}% gap ({time_limit_s:g} s limit): {st['termination'].lower()}, objective "
+              f"{obj if obj is None else f'{obj:,.3f}'}, bound {bound if bound is None else f'{bound:,.3f}'}, {st['nodes']:,} nodes, "
+              f"{st['simplex_iterations']:,} simplex iterations, {st['seconds']:.1f} s\n")
+        if obj is not None and (best is None or obj < best["objective"] - 1e-9):
+            best = None
     if best is None or best.get("time_limit_s", 0) < time_limit_s:
         obj, bound, vals, st = highs(m, time_limit_s=time_limit_s, gap=1e-4)
         best = {"objective": obj, "bound": bound, "time_limit_s": time_limit_s, "nodes": st["nodes"],
@@ -166,18 +173,37 @@ def report(path: str, time_limit_s: float, cache: dict, detail: int = 0) -> dict
     return {"name": inst.name, "lp": lp_obj, "root": root, "best": best_obj, "lp_iterations": lp_st["simplex_iterations"]}
 
 
+def without_this_rounds_rows() -> None:
+    """The model as it was before depth_for_job, storage_cluster_for_job and the symmetry rows."""
+    import optimizer.mip.build as build
+    import optimizer.mip.families.fabric as fabric
+    import optimizer.mip.families.jobs as jobs
+
+    import optimizer.mip.families.storage as storage
+
+    fabric._depth_for_job = lambda *a: None
+    storage._cluster_for_job = lambda *a: None
+    jobs._job_symmetry = lambda *a: None
+    build.FAMILIES = tuple(f for f in build.FAMILIES if f.name != "site_symmetry")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+")
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds for the best-design MIP solve")
     ap.add_argument("--detail", type=int, default=0, help="list this many fractional integers of the LP")
+    ap.add_argument("--resolve", type=float, default=None, metavar="GAP",
+                    help="also solve this model's MIP to GAP and print its nodes and simplex iterations")
     ap.add_argument("--best-cache", default=str(ROOT / "benchmarks" / "root_gap_best.json"),
                     help="JSON of best designs by instance name (objective, totals), so reruns only re-measure bounds")
+    ap.add_argument("--plain", action="store_true", help="without depth_for_job, storage_cluster_for_job and the symmetry rows (the older model)")
     a = ap.parse_args()
+    if a.plain:
+        without_this_rounds_rows()
     path = Path(a.best_cache)
     cache = json.loads(path.read_text()) if path.exists() else {}
     for f in a.files:
-        report(f, a.time_limit, cache, a.detail)
+        report(f, a.time_limit, cache, a.detail, a.resolve)
         sys.stdout.flush()
     path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
 

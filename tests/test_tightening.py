@@ -104,3 +104,40 @@ def test_symmetry_breaking_keeps_the_optimum(backend, monkeypatch):
     plain = solve_instance(_twins(), backend=backend)
     assert plain.verified and sorted(j.site for j in plain.jobs) == ["east", "west"]
     assert sol.objective_value == pytest.approx(plain.objective_value, rel=1e-9)
+
+
+def test_storage_cluster_for_job_lifts_the_lp_to_a_whole_cluster(monkeypatch):
+    import optimizer.mip.families.storage as storage
+    from models.loader import instance_from_dict
+
+    from .test_placement import IDEAL
+
+    # Shared storage only as whole systems: flash-pfs (4 units at least, $450k each) or hdd-object
+    # (3 at least, $180k each). The toy job's dataset and checkpoints need far less than one unit,
+    # so the cheapest design buys 3 hdd units ($0.54M); the plain LP a sliver of a unit.
+    toy = {"peak_bf16_tflops": 10, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
+           "accelerators_per_node": 8, "node_power_kw": 10, "node_price_usd": 100_000, "node_rack_units": 8}
+    inst = instance_from_dict({
+        "name": "cluster", "workloads": [JOB], "sites": [site("only")],
+        "catalog": {"accelerators": {"toy": toy}, "fabrics": [NDR], "storage": ["flash-pfs", "hdd-object"],
+                    "calibration": IDEAL},
+        "budget": {"horizon_years": 1, "maintenance_pct_per_year": 0}}, "cluster")
+
+    def capex(drop):
+        if drop:
+            monkeypatch.setattr(storage, "_cluster_for_job", lambda *a: None)
+        _, x, m, v = _lp(inst)
+        monkeypatch.undo()
+        return x[v.total("capex_storage_musd", site="only").index], m
+
+    lifted, m = capex(False)
+    plain, _ = capex(True)
+    assert "storage_cluster_for_job[job=job,site=only]" in {c.name for c in m.constraints}
+    assert lifted == pytest.approx(3 * 0.18, rel=1e-9) and plain < 0.01
+    for backend in BACKENDS:
+        sol = solve_instance(inst, backend=backend)
+        monkeypatch.setattr(storage, "_cluster_for_job", lambda *a: None)
+        old = solve_instance(inst, backend=backend)
+        monkeypatch.undo()
+        assert sol.verified and sol.design.site("only").storage_units == {"hdd-object": 3}
+        assert sol.objective_value == pytest.approx(old.objective_value, rel=1e-9)

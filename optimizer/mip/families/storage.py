@@ -33,6 +33,7 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
         write = lin_sum(j.write_gbps * placed[j.name] for j in d.jobs)
         most_tb = sum(j.usable_tb for j in d.jobs) + weights
         most_gbs = sum(j.write_gbps + max((c.read_gbps for c in j.candidates), default=0.0) for j in d.jobs)
+        clusters = []  # storage_bought of the shared tiers
         for t in d.storage:
             at = dict(tier=t.name, site=s.name)
             if t.unit_tb <= 0:
@@ -46,9 +47,13 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
                 used = m.add_binary(K("storage_bought", **at))
                 m.add_constraint(units >= t.min_units * used, K("storage_min_units", **at))
                 m.add_constraint(units <= ub * used, K("storage_bought_link", **at))
+                if not t.in_node:
+                    clusters.append(used)
             if t.in_node:
                 owned = lin_sum(x for (_, _, site), x in v.nodes.items() if site == s.name)
                 m.add_constraint(units <= owned, K("storage_in_nodes", **at))
+        if clusters and len(clusters) == sum(not t.in_node for t in d.storage):
+            _cluster_for_job(m, d, s, clusters, placed)
         tiers = [(t, v.storage_tb[t.name, s.name]) for t in d.storage]
         legacy_cap = lin_sum(x * (1.0 / t.replication) for t, x in tiers if t.unit_tb <= 0)
         legacy_bw = lin_sum(t.gbps_per_tb * x for t, x in tiers if t.unit_tb <= 0)
@@ -74,6 +79,16 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
             racks = m.add_var(K("storage_racks", site=s.name), lb=0, ub=math.ceil(most / s.rack_units), integer=True)
             v.racks[STORAGE_RACK, s.aux_cooling, s.name] = racks
             m.add_constraint(s.rack_units * racks >= lin_sum(r * x for r, x in ru), K("storage_rack_space", site=s.name))
+
+
+def _cluster_for_job(m: Model, d: MipData, s, clusters, placed) -> None:
+    """Valid inequalities `storage_cluster_for_job[job,site]`: a job's dataset sits on a shared
+    tier, and every shared tier is bought as at least its smallest cluster, so a site holding a job
+    buys some tier's cluster: sum_t storage_bought[t,s] >= sum_c choose[j,c,s]. Without them the
+    LP buys 60 % of a 4-unit cluster and pays 60 % of it (docs/mip.md)."""
+    for j in d.jobs:
+        if j.usable_tb > 0:
+            m.add_constraint(lin_sum(clusters) >= placed[j.name], K("storage_cluster_for_job", job=j.name, site=s.name))
 
 
 def _storage_network(m: Model, d: MipData, v: Vars, s, tiers) -> None:
