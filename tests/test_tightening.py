@@ -141,3 +141,38 @@ def test_storage_cluster_for_job_lifts_the_lp_to_a_whole_cluster(monkeypatch):
         monkeypatch.undo()
         assert sol.verified and sol.design.site("only").storage_units == {"hdd-object": 3}
         assert sol.objective_value == pytest.approx(old.objective_value, rel=1e-9)
+
+
+def test_serving_units_rounding_cuts_the_small_replica_point(monkeypatch):
+    import dataclasses
+
+    import optimizer.mip.families.serving as serving
+    from optimizer.mip.build import build_model
+
+    from .test_optimizer_hand import _solve, serving_data
+
+    # 10 req/s from replicas of 4 req/s ($100k, layout a) or 1 req/s ($30k, layout b), one per node.
+    # Integer: 2a + 2b = $260k (3a $300k, 1a + 6b $280k, 10b $300k). The floor u_a + u_b >= 3 with
+    # 4 u_a + u_b >= 10 leaves the LP at u_a = 7/3, u_b = 2/3: $253,333. The rounding row
+    # (b = 10/4 = 2.5, f = 0.5): u_a + min(1, 0.25 / 0.5) u_b >= 3, which with the capacity row
+    # gives u_a = u_b = 2: the LP bound is the integer optimum.
+    data = serving_data(30_000)
+    svc = data.services[0]
+    data = dataclasses.replace(data, services=[dataclasses.replace(
+        svc, layouts=[svc.layouts[0], dataclasses.replace(svc.layouts[1], requests_per_s=1.0)])])
+
+    def lp():
+        m, v = build_model(data)
+        m.minimize(objective_expr(data, v, "min_tco"))
+        return m, run(_relaxed(m), backend="ortools-highs").objective * 1e6
+
+    m, lifted = lp()
+    row = m.constraint("serving_units_rounding[svc=chat]")
+    assert row.rhs == 3 and sorted(row.coefs.values()) == [0.5, 1.0]
+    assert lifted == pytest.approx(260_000, abs=0.01)
+    for backend in BACKENDS:
+        res, v = _solve(data, backend)
+        assert res.objective * 1e6 == pytest.approx(260_000, abs=0.01)
+        assert [round(res.values[v.units["chat", k, "dc"].index]) for k in (0, 1)] == [2, 2]
+    monkeypatch.setattr(serving, "_rounding_cut", lambda *a: None)
+    assert lp()[1] == pytest.approx(760_000 / 3, abs=0.01)
