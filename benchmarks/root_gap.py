@@ -70,7 +70,7 @@ def build(path: str):
     inst = load_instance(path)
     _, pruned = S.prepare(inst)
     data = build_data(inst, pruned, S.prepare_services(inst))
-    m, v = build_model(data)
+    m, v = build_model(data, symmetry=True)  # as `dcopt solve` builds it
     m.minimize(objective_expr(data, v, inst.objective))
     return inst, data, m, v
 
@@ -174,17 +174,17 @@ def report(path: str, time_limit_s: float, cache: dict, detail: int = 0, resolve
 
 
 def without_this_rounds_rows() -> None:
-    """The model as it was before depth_for_job, storage_cluster_for_job and the symmetry rows."""
+    """The model before this round's rows: depth_for_job, storage_cluster_for_job,
+    serving_units_rounding and the symmetry breaking."""
     import optimizer.mip.build as build
     import optimizer.mip.families.fabric as fabric
-    import optimizer.mip.families.jobs as jobs
-
+    import optimizer.mip.families.serving as serving
     import optimizer.mip.families.storage as storage
 
     fabric._depth_for_job = lambda *a: None
     storage._cluster_for_job = lambda *a: None
-    jobs._job_symmetry = lambda *a: None
-    build.FAMILIES = tuple(f for f in build.FAMILIES if f.name != "site_symmetry")
+    serving._rounding_cut = lambda *a: None
+    build.FAMILIES = tuple(f for f in build.FAMILIES if f.name not in build.SYMMETRY)
 
 
 def main() -> None:
@@ -196,7 +196,7 @@ def main() -> None:
                     help="also solve this model's MIP to GAP and print its nodes and simplex iterations")
     ap.add_argument("--best-cache", default=str(ROOT / "benchmarks" / "root_gap_best.json"),
                     help="JSON of best designs by instance name (objective, totals), so reruns only re-measure bounds")
-    ap.add_argument("--plain", action="store_true", help="without depth_for_job, storage_cluster_for_job and the symmetry rows (the older model)")
+    ap.add_argument("--plain", action="store_true", help="without depth_for_job, storage_cluster_for_job, serving_units_rounding and the symmetry rows")
     a = ap.parse_args()
     if a.plain:
         without_this_rounds_rows()

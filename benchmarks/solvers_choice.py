@@ -171,6 +171,8 @@ QUICK = {"cfl 8x30", "mknap 80x5", "gap 5x40", "dcopt 10x10x4"}
 LADDER: list[tuple[str, int, int, int, int, int, int]] = [
     ("1 job", 1, 0, 1, 4, 2, 1),
     ("5 workloads", 4, 1, 1, 6, 2, 1),
+    ("5 workloads", 4, 1, 1, 6, 2, 2),
+    ("8 x 2 sites", 6, 2, 2, 4, 2, 1),
     ("10 x 2 sites full", 7, 3, 2, 0, 0, 1),
     ("20x8x3", 20, 8, 3, 4, 2, 1),
     ("20x8x3", 20, 8, 3, 4, 2, 2),
@@ -193,7 +195,7 @@ def dcopt_model(jobs: int, services: int, sites: int, accelerators: int, fabrics
     doc, _ = generate(jobs, services, sites, accelerators, seed, fabrics=fabrics)
     inst = instance_from_dict(doc, f"gen-{jobs}-{services}-{sites}-s{seed}")
     data = build_data(inst, S.prepare(inst)[1], S.prepare_services(inst))
-    m, v = build_model(data)
+    m, v = build_model(data, symmetry=True)  # as `dcopt solve` builds it
     m.minimize(objective_expr(data, v, inst.objective))
     return m
 

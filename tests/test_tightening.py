@@ -74,7 +74,11 @@ def test_identical_sites_and_jobs_are_ordered():
     from optimizer.mip.families.jobs import identical_jobs
     from optimizer.mip.families.sites import identical_sites
 
-    d, m, v = _built(_twins())
+    from optimizer.mip.build import build_model
+
+    d = _built(_twins())[0]
+    assert not {c.name for c in _built(_twins())[1].constraints if "order" in c.name}  # only on request
+    m, v = build_model(d, symmetry=True)
     assert identical_sites(d) == [["east", "west"]] and identical_jobs(d) == [["a", "b"]]
     names = {c.name for c in m.constraints}
     assert {"site_order[site=east,next=west]", "site_load_order[site=east,next=west]", "job_order[job=a,next=b]"} <= names
@@ -94,13 +98,11 @@ def test_identical_sites_and_jobs_are_ordered():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_symmetry_breaking_keeps_the_optimum(backend, monkeypatch):
-    import optimizer.mip.families.jobs as jobs
     import optimizer.mip.build as build
 
-    sol = solve_instance(_twins(), backend=backend)
+    sol = solve_instance(_twins(), backend=backend)  # symmetry rows on: the objective is a total
     assert sol.verified and [j.site for j in sol.jobs] == ["east", "west"]  # a first, at the first site
-    monkeypatch.setattr(jobs, "_job_symmetry", lambda *a: None)
-    monkeypatch.setattr(build, "FAMILIES", tuple(f for f in build.FAMILIES if f.name != "site_symmetry"))
+    monkeypatch.setattr(build, "FAMILIES", tuple(f for f in build.FAMILIES if f.name not in ("job_symmetry", "site_symmetry")))
     plain = solve_instance(_twins(), backend=backend)
     assert plain.verified and sorted(j.site for j in plain.jobs) == ["east", "west"]
     assert sol.objective_value == pytest.approx(plain.objective_value, rel=1e-9)
@@ -176,3 +178,14 @@ def test_serving_units_rounding_cuts_the_small_replica_point(monkeypatch):
         assert [round(res.values[v.units["chat", k, "dc"].index]) for k in (0, 1)] == [2, 2]
     monkeypatch.setattr(serving, "_rounding_cut", lambda *a: None)
     assert lp()[1] == pytest.approx(760_000 / 3, abs=0.01)
+
+
+def test_a_bound_on_one_job_turns_symmetry_breaking_off():
+    # days:a singles out a: ordering a before its twin b could then cut off the optimum.
+    from optimizer.solving.pipeline import solve_mip
+
+    d = _built(_twins())[0]
+    rows = lambda m: {c.name for c in m.constraints if c.name.startswith(("job_order", "site_order"))}  # noqa: E731
+    assert rows(solve_mip(d, "min_tco", "ortools", None, None)[2]) == {"job_order[job=a,next=b]",
+                                                                       "site_order[site=east,next=west]"}
+    assert rows(solve_mip(d, "min_tco", "ortools", None, None, bounds={"days:a": 1000})[2]) == set()

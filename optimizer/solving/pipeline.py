@@ -50,7 +50,8 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
               bounds: dict[str, float] | None = None) -> tuple[SolveResult, Vars, object]:
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum."""
-    m, v = build_model(data)
+    # Symmetry breaking only when no bound singles out a job (every objective is a total).
+    m, v = build_model(data, symmetry=not any(parse(k)[0].per_job for k in (bounds or {})))
     for metric, bound in sorted((bounds or {}).items()):
         expr, factor = bound_expr(data, v, metric)
         m.add_constraint(expr <= bound * factor, K("bound", metric))

@@ -96,7 +96,8 @@ def add_site_symmetry(m: Model, d: MipData, v: Vars) -> None:
     it_power_kw[s] >= it_power_kw[next] (the busier first). Any design, its identical sites sorted
     by (open, IT power), meets both rows (a closed site holds nothing, 0 kW, unless a costlier
     design puts equipment there), so the optimum stays; the solver stops exploring the k! copies
-    of each design that only permute the sites."""
+    of each design that only permute the sites. Only for objectives and bounds that treat the
+    sites alike (build_model's `symmetry`; a per-site measure would break the symmetry)."""
     for names in identical_sites(d):
         for a, b in zip(names, names[1:]):
             m.add_constraint(v.site_open[a] >= v.site_open[b], K("site_order", site=a, next=b))
