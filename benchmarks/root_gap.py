@@ -29,18 +29,8 @@ from models.loader import load_instance  # noqa: E402
 from optimizer.mip.backends.ortools import _to_model_proto  # noqa: E402
 from optimizer.mip.build import build_model, objective_expr  # noqa: E402
 from optimizer.mip.data import build_data  # noqa: E402
-from optimizer.mip.lp import Model, Var  # noqa: E402
+from optimizer.mip.lp import Model  # noqa: E402
 from optimizer.solving import pipeline as S  # noqa: E402
-
-
-def relaxed(m: Model) -> Model:
-    """The same model with every variable continuous (same indices and names)."""
-    r = Model(m.name + "[relaxed]")
-    r.vars = [Var(v.index, v.name, v.lb, v.ub, False) for v in m.vars]
-    r._var_by_name = dict(m._var_by_name)
-    r.constraints, r._con_by_name = list(m.constraints), dict(m._con_by_name)
-    r.objective, r.sense = m.objective, m.sense
-    return r
 
 
 def highs(m: Model, node_limit: int | None = None, time_limit_s: float | None = None, gap: float = 1e-6):
@@ -106,7 +96,7 @@ def report(path: str, time_limit_s: float, cache: dict, detail: int = 0, resolve
     print(f"## {inst.name}\n")
     print(f"MIP: {m.num_vars:,} variables ({m.num_integer_vars:,} integer), {m.num_constraints:,} rows; "
           f"built in {build_s:.1f} s\n")
-    lp_obj, _, lp_vals, lp_st = highs(relaxed(m))
+    lp_obj, _, lp_vals, lp_st = highs(m.relaxation())
     _, root, _, root_st = highs(m, node_limit=1)
     best = cache.get(inst.name)
     if resolve is not None:  # this model's own MIP effort to a gap (deterministic: nodes, iterations)

@@ -5,20 +5,11 @@ import pytest
 
 from optimizer.mip.backends import solve as run
 from optimizer.mip.build import objective_expr
-from optimizer.mip.lp import Model, Var
 from optimizer.solving.pipeline import solve_instance
 
 from .test_placement import BACKENDS, JOB, _built, instance, site
 
 NDR = "ib-ndr-400g"
-
-
-def _relaxed(m: Model) -> Model:
-    r = Model(m.name)
-    r.vars = [Var(x.index, x.name, x.lb, x.ub, False) for x in m.vars]
-    r._var_by_name, r.constraints, r._con_by_name = dict(m._var_by_name), list(m.constraints), dict(m._con_by_name)
-    r.objective, r.sense = m.objective, m.sense
-    return r
 
 
 def _lp(inst, monkeypatch=None, drop=None):
@@ -27,7 +18,7 @@ def _lp(inst, monkeypatch=None, drop=None):
         monkeypatch.setattr(*drop)
     d, m, v = _built(inst)
     m.minimize(objective_expr(d, v, "min_tco"))
-    res = run(_relaxed(m), backend="ortools-highs")
+    res = run(m.relaxation(), backend="ortools-highs")
     return res.objective, res.values, m, v
 
 
@@ -166,7 +157,7 @@ def test_serving_units_rounding_cuts_the_small_replica_point(monkeypatch):
     def lp():
         m, v = build_model(data)
         m.minimize(objective_expr(data, v, "min_tco"))
-        return m, run(_relaxed(m), backend="ortools-highs").objective * 1e6
+        return m, run(m.relaxation(), backend="ortools-highs").objective * 1e6
 
     m, lifted = lp()
     row = m.constraint("serving_units_rounding[svc=chat]")

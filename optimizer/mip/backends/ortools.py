@@ -27,9 +27,9 @@ class OrToolsBackend(_Results):
     SOLVERS = ("auto", "scip", "highs")
     # The size classes of "auto": (fewer integer variables than this, solver), first match wins.
     # Set by `benchmarks/solvers_choice.py --dcopt-ladder` (figures in benchmarks/RESULTS.md,
-    # "Solver per size class"): SCIP was fastest on the 1-job model (71 integers), HiGHS from the
-    # 5-workload ones (132 integers) up, where SCIP was 2-12x slower. CP-SAT is never a candidate:
-    # every dcopt MIP has continuous variables (named totals, served requests/s, fabric endpoints).
+    # "Solver per size class"): SCIP was the quickest on the smallest models, HiGHS on every larger
+    # one. CP-SAT is never a candidate: every dcopt MIP has continuous variables (named totals,
+    # served requests/s, fabric endpoints).
     AUTO_SOLVER = ((100, "scip"), (math.inf, "highs"))
     AUTO_HIGHS_INTEGERS = AUTO_SOLVER[0][0]  # the older name of the one threshold
 
