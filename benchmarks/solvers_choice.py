@@ -166,6 +166,63 @@ INSTANCES: list[tuple[str, Callable[[], Model]]] = [
 QUICK = {"cfl 8x30", "mknap 80x5", "gap 5x40", "dcopt 10x10x4"}
 
 
+# dcopt's own MIPs, generated (`dcopt generate`): (label, jobs, services, sites, accelerators, fabrics, seed);
+# accelerators/fabrics 0 = the full built-in catalog. The issue-20 ladder plus the small sizes.
+LADDER: list[tuple[str, int, int, int, int, int, int]] = [
+    ("1 job", 1, 0, 1, 4, 2, 1),
+    ("5 workloads", 4, 1, 1, 6, 2, 1),
+    ("5 workloads", 4, 1, 1, 6, 2, 2),
+    ("8 x 2 sites", 6, 2, 2, 4, 2, 1),
+    ("10 x 2 sites full", 7, 3, 2, 0, 0, 1),
+    ("20x8x3", 20, 8, 3, 4, 2, 1),
+    ("20x8x3", 20, 8, 3, 4, 2, 2),
+    ("50x10x3", 50, 10, 3, 4, 2, 1),
+    ("50x10x3", 50, 10, 3, 4, 2, 2),
+    ("35x15x3 full", 35, 15, 3, 0, 0, 1),
+    ("100x20x5", 100, 20, 5, 4, 2, 1),
+    ("200x40x5", 200, 40, 5, 4, 2, 1),
+]
+
+
+def dcopt_model(jobs: int, services: int, sites: int, accelerators: int, fabrics: int, seed: int) -> Model:
+    """The MIP `dcopt solve` builds for a generated instance (tables, pruning, families, objective)."""
+    from models.loader import instance_from_dict
+    from optimizer.mip.build import build_model, objective_expr
+    from optimizer.mip.data import build_data
+    from optimizer.runs.generate import generate
+    from optimizer.solving import pipeline as S
+
+    doc, _ = generate(jobs, services, sites, accelerators, seed, fabrics=fabrics)
+    inst = instance_from_dict(doc, f"gen-{jobs}-{services}-{sites}-s{seed}")
+    data = build_data(inst, S.prepare(inst)[1], S.prepare_services(inst))
+    m, v = build_model(data, symmetry=True)  # as `dcopt solve` builds it
+    m.minimize(objective_expr(data, v, inst.objective))
+    return m
+
+
+def run_ladder(time_limit: float, gap: float, only: str | None) -> None:
+    """Each ladder MIP once per solver, to `gap` within `time_limit`: the measurement behind
+    OrToolsBackend.AUTO_SOLVER (which solver `ortools` picks by integer count)."""
+    backends = [("highs", OrToolsBackend("highs")), ("scip", OrToolsBackend("scip")), ("cbc", PulpBackend()),
+                ("auto", OrToolsBackend("auto"))]
+    print(f"# python {platform.python_version()} on {platform.machine()}, gap {gap:g}, time limit {time_limit:g}s per solve")
+    print(f"{'instance':<22}{'vars':>7}{'int':>7}{'rows':>7}  " + "".join(f"{name:>26}" for name, _ in backends))
+    for label, *size, seed in LADDER:
+        if only and only not in label:
+            continue
+        model = dcopt_model(*size, seed)
+        cells = []
+        for name, b in backends[:3]:
+            r = b.solve(model, time_limit_s=time_limit, gap=gap)
+            obj = "-" if r.objective is None else f"{r.objective:.2f}"
+            g = "-" if r.gap is None else f"{100 * r.gap:.2f}%"
+            cells.append(f"{r.runtime_s:7.1f}s {r.status.value[:4]} {obj} {g}")
+        cells.append(f"= {backends[3][1].pick(model)}")
+        print(f"{label + f' s{seed}':<22}{model.num_vars:>7}{model.num_integer_vars:>7}{model.num_constraints:>7}  "
+              + "".join(f"{c:>26}" for c in cells))
+        sys.stdout.flush()
+
+
 def run(repeats: int, time_limit: float, quick: bool) -> None:
     backends = [("highs", OrToolsBackend("highs")), ("scip", OrToolsBackend("scip")), ("cbc", PulpBackend())]
     print(f"# python {platform.python_version()} on {platform.machine()}, repeats={repeats}, "
@@ -199,5 +256,11 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--time-limit", type=float, default=30.0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--dcopt-ladder", action="store_true", help="dcopt's generated MIPs (LADDER) instead of the generic set")
+    ap.add_argument("--gap", type=float, default=0.005, help="relative gap for --dcopt-ladder")
+    ap.add_argument("--only", help="with --dcopt-ladder: only sizes whose label contains this")
     a = ap.parse_args()
-    run(a.repeats, a.time_limit, a.quick)
+    if a.dcopt_ladder:
+        run_ladder(a.time_limit, a.gap, a.only)
+    else:
+        run(a.repeats, a.time_limit, a.quick)

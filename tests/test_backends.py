@@ -291,7 +291,7 @@ def test_bad_arguments():
 
 def test_get_backend_names():
     assert isinstance(get_backend(), OrToolsBackend) and get_backend().solver == "auto"
-    # auto: SCIP below OrToolsBackend.AUTO_HIGHS_INTEGERS integer variables, HiGHS from there on
+    # auto: SCIP below the first OrToolsBackend.AUTO_SOLVER threshold (integer variables), HiGHS from there on
     assert get_backend().solve(hand_milp()).solver == "scip"
     assert get_backend("ortools-highs").solve(hand_milp()).solver == "highs"
     assert isinstance(get_backend("pulp"), PulpBackend)

@@ -173,7 +173,8 @@ def test_rag_disaggregates_and_the_verifier_checks_both_pools(solved):
     groups = sol.services[0].groups
     assert {"prefill", "decode"} <= {g.role for g in groups}  # disaggregated pools pay (combined ones may join)
     for g in groups:
-        assert g.ttft_p99_s <= 3.0 and g.tpot_p99_s <= 0.050 and g.utilization < 1
+        # (1e-9: a group may run at exactly the load its SLO allows, found by bisection)
+        assert g.ttft_p99_s <= 3.0 * (1 + 1e-9) and g.tpot_p99_s <= 0.050 * (1 + 1e-9) and g.utilization < 1
         if g.role == "prefill":
             assert 0.01 < g.kv_transfer_s < 0.2  # 2 GB over its share of 8 x 400 GbE
     no_decode = copy.deepcopy(sol)

@@ -34,8 +34,11 @@ variable <= its own demand bound x site_open[s], and facility power <= cap x sit
 Valid inequalities (implied by the integers, not by the LP relaxation; they change no optimum but
 lift the bound the solver must close): site_cover / site_count (sites too small for the least IT
 load the workloads need force others open), one_depth <= site_open (a fabric only at an open site),
-serving_units_floor / serving_nodes_floor / serving_site_floor (whole replicas and nodes cover each
-region's demand, and some site reaching it is open); benchmarks/RESULTS.md has the bound they buy.
+serving_units_floor / serving_units_rounding / serving_nodes_floor / serving_site_floor (whole
+replicas and nodes cover each region's demand, and some site reaching it is open), depth_for_job (a
+job too big for a shallow fat-tree needs a deeper one), storage_cluster_for_job (a site with a job
+buys a storage cluster); docs/mip.md has the bound each buys. Symmetry breaking: site_order /
+site_load_order among identical sites, job_order among identical jobs.
 """
 
 from __future__ import annotations
@@ -52,16 +55,17 @@ from optimizer.mip.families.compute import add_nodes_and_racks, check_nodes_and_
 from optimizer.mip.families.costs import CAPEX_PARTS, add_costs, check_costs
 from optimizer.mip.families.fabric import DEPTHS, add_fabric, check_fabric
 from optimizer.mip.families.facility import add_facility, check_facility
-from optimizer.mip.families.jobs import add_job_choice, check_job_choice, job_days_expr
+from optimizer.mip.families.jobs import add_job_choice, add_job_symmetry, check_job_choice, check_job_symmetry, job_days_expr
 from optimizer.mip.families.power import add_power, check_power
 from optimizer.mip.families.resilience import add_resilience, check_resilience
 from optimizer.mip.families.serving import add_serving, check_serving
-from optimizer.mip.families.sites import add_site_cover, add_sites, check_site_cover, check_sites, least_it_power_kw
+from optimizer.mip.families.sites import (add_site_cover, add_site_symmetry, add_sites, check_site_cover, check_site_symmetry,
+                                          check_sites, least_it_power_kw)
 from optimizer.mip.families.storage import add_storage, check_storage
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
 
-__all__ = ["CAPEX_PARTS", "DEPTHS", "FAMILIES", "Family", "Vars", "build_model", "least_it_power_kw", "metric_expr",
+__all__ = ["CAPEX_PARTS", "DEPTHS", "FAMILIES", "SYMMETRY", "Family", "Vars", "build_model", "least_it_power_kw", "metric_expr",
            "objective_expr"]
 
 
@@ -81,24 +85,33 @@ FAMILIES = (
     Family("sites", add_sites, check_sites),
     Family("site_cover", add_site_cover, check_site_cover),
     Family("job_choice", add_job_choice, check_job_choice),
+    Family("job_symmetry", add_job_symmetry, check_job_symmetry),
     Family("serving", add_serving, check_serving),
     Family("nodes_and_racks", add_nodes_and_racks, check_nodes_and_racks),
     Family("fabric", add_fabric, check_fabric),
     Family("storage", add_storage, check_storage),
     Family("backup", add_backup, check_backup),  # before power and costs: they sum its kW and capex lines
     Family("power", add_power, check_power),
+    Family("site_symmetry", add_site_symmetry, check_site_symmetry),  # orders identical sites by it_power_kw
     Family("facility", add_facility, check_facility),  # needs it_power_kw; costs sums its capex line
     Family("costs", add_costs, check_costs),
     Family("resilience", add_resilience, check_resilience),
 )
 
 
-def build_model(d: MipData) -> tuple[Model, Vars]:
-    """All constraint families in a fixed order; the caller sets the objective."""
+# Symmetry breaking: valid only when the objective and every bound treat identical sites and jobs
+# alike (totals do; one job's days or one site's power do not), so only on request.
+SYMMETRY = frozenset({"job_symmetry", "site_symmetry"})
+
+
+def build_model(d: MipData, symmetry: bool = False) -> tuple[Model, Vars]:
+    """All constraint families in a fixed order; the caller sets the objective. `symmetry`: add the
+    symmetry-breaking rows (SYMMETRY), for objectives and bounds over totals only."""
     m = Model(f"dcopt[{d.name}]")
     v = Vars()
     for family in FAMILIES:
-        family.add(m, d, v)
+        if symmetry or family.name not in SYMMETRY:
+            family.add(m, d, v)
     return m, v
 
 

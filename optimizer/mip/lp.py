@@ -407,6 +407,16 @@ class Model:
         m.objective, m.sense = self.objective, self.sense
         return m
 
+    def relaxation(self) -> "Model":
+        """A copy with every variable continuous: the LP relaxation, whose bound the valid
+        inequalities lift (benchmarks/root_gap.py). Same indices and names."""
+        m = Model(self.name + "[relaxed]")
+        m.vars = [Var(v.index, v.name, v.lb, v.ub, False) for v in self.vars]
+        m._var_by_name = dict(self._var_by_name)
+        m.constraints, m._con_by_name = list(self.constraints), dict(self._con_by_name)
+        m.objective, m.sense = self.objective, self.sense
+        return m
+
     def constraint(self, name: str) -> Constraint:
         return self.constraints[self._con_by_name[name]]
 

@@ -54,7 +54,8 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
     `progress(incumbent, bound)` hears the first solve only (MIP units): the tie-break's numbers
     are of another objective."""
-    m, v = build_model(data)
+    # Symmetry breaking only when no bound singles out a job (every objective is a total).
+    m, v = build_model(data, symmetry=not any(parse(k)[0].per_job for k in (bounds or {})))
     for metric, bound in sorted((bounds or {}).items()):
         expr, factor = bound_expr(data, v, metric)
         m.add_constraint(expr <= bound * factor, K("bound", metric))

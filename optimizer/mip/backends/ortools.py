@@ -18,15 +18,25 @@ class OrToolsBackend(_Results):
     """OR-Tools MathOpt with SCIP or HiGHS ("auto": by size). Never CP-SAT: it is integer-only and
     returned a wrong optimum on a mixed model (docs/solvers.md).
 
-    "auto" (the default) picks SCIP for small models and HiGHS from AUTO_HIGHS_INTEGERS integer
-    variables up: SCIP runs one thread, tells INFEASIBLE from UNBOUNDED, prints nothing to stdout and
-    is immune to the pulp+highspy crash; HiGHS is faster on dcopt's larger, multi-site MIPs (the
-    measurements are in benchmarks/RESULTS.md).
+    "auto" (the default) picks the solver by the model's integer variables from AUTO_SOLVER: SCIP
+    for small models (one thread, tells INFEASIBLE from UNBOUNDED, prints nothing to stdout, immune
+    to the pulp+highspy crash), HiGHS for dcopt's larger, multi-site MIPs.
     """
 
     name = "ortools"
     SOLVERS = ("auto", "scip", "highs")
-    AUTO_HIGHS_INTEGERS = 250
+    # The size classes of "auto": (fewer integer variables than this, solver), first match wins.
+    # Set by `benchmarks/solvers_choice.py --dcopt-ladder` (figures in benchmarks/RESULTS.md,
+    # "Solver per size class"): SCIP was the quickest on the smallest models, HiGHS on every larger
+    # one. CP-SAT is never a candidate: every dcopt MIP has continuous variables (named totals,
+    # served requests/s, fabric endpoints).
+    AUTO_SOLVER = ((100, "scip"), (math.inf, "highs"))
+    AUTO_HIGHS_INTEGERS = AUTO_SOLVER[0][0]  # the older name of the one threshold
+
+    @classmethod
+    def pick(cls, model: Model) -> str:
+        """The solver "auto" runs on this model (AUTO_SOLVER)."""
+        return next(name for below, name in cls.AUTO_SOLVER if model.num_integer_vars < below)
 
     def __init__(self, solver: str = "auto"):
         if solver not in self.SOLVERS:
@@ -52,7 +62,7 @@ class OrToolsBackend(_Results):
             return self._result(Status.ERROR, t0, f"ortools is not installed: {exc}")
         solver, note = self.solver, ""
         if solver == "auto":
-            solver = "highs" if model.num_integer_vars >= self.AUTO_HIGHS_INTEGERS else "scip"
+            solver = self.pick(model)
         if solver == "highs" and _highs_would_crash():
             solver = "scip"
             note = ("used SCIP instead of HiGHS: pulp (with highspy) was imported before ortools in "

@@ -30,14 +30,15 @@ def add_fabric(m: Model, d: MipData, v: Vars) -> None:
             if wide:
                 attached = attached + lin_sum(e * x for e, x in wide)
                 most += int(sum(e * x.ub for e, x in wide))
-            _fat_tree(m, v, f, s, attached, most)
+            _fat_tree(m, v, f, s, attached, most, job_ports(d, v, s.name, lambda c: c.endpoints if c.fabric == f.name else 0))
             built.append(f)
         # The networks every owned node gets besides its compute fabric (training and serving alike).
         owned = [x for (_, _, site), x in v.nodes.items() if site == s.name]
         for f in (s.frontend, s.management):
             if f is not None and owned:
                 ports = max(1, f.frontend_ports_per_node)
-                _fat_tree(m, v, f, s, lin_sum(ports * x for x in owned), ports * int(sum(x.ub for x in owned)))
+                _fat_tree(m, v, f, s, lin_sum(ports * x for x in owned), ports * int(sum(x.ub for x in owned)),
+                          job_ports(d, v, s.name, lambda c: ports * c.nodes))
                 built.append(f)
         v.fabrics_at[s.name] = built
 
@@ -49,10 +50,17 @@ def serving_endpoints(d: MipData, v: Vars, fabric: str, site: str) -> list:
             if lay.fabric == fabric and lay.endpoints and not lay.rented and (svc.name, k, site) in v.units]
 
 
-def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int) -> None:
+def job_ports(d: MipData, v: Vars, site: str, ports) -> list[tuple[str, list[tuple[int, object]]]]:
+    """Per job, (ports one of its candidates attaches to a fabric at `site`, its choose variable):
+    the ports a job placed there brings on its own, which `depth_for_job` turns into depth floors."""
+    return [(j.name, [(ports(c), v.choose[j.name, k, site]) for k, c in enumerate(j.candidates)]) for j in d.jobs]
+
+
+def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int, jobs=()) -> None:
     """`most`: the most endpoints that can ever attach here; it caps each depth's capacity (a
     3-tier fat-tree of radix 64 holds 65,536 endpoints: a big-M that slows the solvers' cuts), and
-    a depth whose shallower sibling already holds `most` is never worth building."""
+    a depth whose shallower sibling already holds `most` is never worth building. `jobs`: per job,
+    (ports, choose variable) of its candidates here (job_ports), for the depth_for_job floors."""
     fs = (f.name, s.name)
     at = dict(fabric=f.name, site=s.name)
     for n in DEPTHS:
@@ -84,6 +92,21 @@ def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int
     for n in (2, 3):
         switches = v.leaves[(*fs, n)] + v.spines[(*fs, n)] + (agg if n == 3 else 0)
         m.add_constraint(switches <= 3 * leaf_ub * v.tiers[(*fs, n)], K("switches_in_depth", **at, tiers=n))
+    _depth_for_job(m, v, f, fs, at, jobs)
+
+
+def _depth_for_job(m: Model, v: Vars, f: FabricData, fs, at, jobs) -> None:
+    """Valid inequalities `depth_for_job[job,fabric,site,deeper_than=n]`: a job whose candidate
+    brings more ports than an n-tier tree holds, placed here, needs a deeper tree:
+    sum_{c: ports_c > cap_n} choose[j,c,s] <= sum_{n' > n} fabric_tiers[n']. The aggregate rows see
+    only the ports' total, so the LP builds a 1-tier fabric at 90 % and a 2-tier one at 10 % for a
+    total that no single switch holds, and pays 90 % of the cheap depth (docs/mip.md)."""
+    for job, cands in jobs:
+        for n in (1, 2):
+            big = [x for p, x in cands if p > f.tier_capacity[n]]
+            deeper = [v.tiers[(*fs, t)] for t in DEPTHS if t > n]
+            if big and deeper:
+                m.add_constraint(lin_sum(big) <= lin_sum(deeper), K("depth_for_job", job=job, **at, deeper_than=n))
 
 
 def storage_unit_ports(spec, port_gbps: float) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from models.candidates import layout_storage, storage_usable_tb
 from models.perf.goodput import layout_goodput, wall_clock_days
 from models.perf.training import evaluate_layout
@@ -33,6 +35,39 @@ def add_job_choice(m: Model, d: MipData, v: Vars) -> None:
                          K("one_config", job=job.name))
 
 
+def identical_jobs(d: MipData) -> list[list[str]]:
+    """Groups (2 or more, in instance order) of jobs with equal data in every field but the name:
+    the same candidates, storage, checkpoints and backups, so swapping two keeps every total."""
+    groups: list[tuple[object, list[str]]] = []
+    for j in d.jobs:
+        key = replace(j, name="")
+        for g in groups:
+            if g[0] == key:
+                g[1].append(j.name)
+                break
+        else:
+            groups.append((key, [j.name]))
+    return [names for _, names in groups if len(names) > 1]
+
+
+def add_job_symmetry(m: Model, d: MipData, v: Vars) -> None:
+    """Symmetry breaking among identical jobs, `job_order[job,next]`: each option (candidate at a
+    site, or rented) gets a rank, and a job's chosen rank is at most the next identical job's.
+    Swapping identical jobs sorts any design this way at the same cost and leaves every site's
+    totals alone, so it combines with the site ordering (sites.add_site_symmetry). Only for
+    objectives and bounds that treat the jobs alike (build_model's `symmetry`)."""
+    for names in identical_jobs(d):
+        job = next(j for j in d.jobs if j.name == names[0])
+        n = len(job.candidates)
+
+        def rank(name):
+            return (lin_sum((1 + i * n + k, v.choose[name, k, s.name]) for i, s in enumerate(d.sites) for k in range(n))
+                    + lin_sum((1 + len(d.sites) * n + k, v.rent[name, k]) for k in range(len(job.rented))))
+
+        for a, b in zip(names, names[1:]):
+            m.add_constraint(rank(a) <= rank(b), K("job_order", job=a, next=b))
+
+
 def job_days_expr(d: MipData, v: Vars, job_name: str):
     """The days of one job's chosen configuration, as a MIP expression."""
     job = next((j for j in d.jobs if j.name == job_name), None)
@@ -58,6 +93,10 @@ def recompute_job(instance: Instance, job_name: str, layout: dict) -> dict:
     r["usable_tb"] = storage_usable_tb(job, dims)
     r["endpoints"] = (int(r["nodes"]) + r["spare_nodes"]) * acc.fabric_ports_per_node  # hot spares are cabled
     return r
+
+
+def check_job_symmetry(a: Audit) -> None:
+    """Nothing to check: the rows only choose among relabellings of the same design."""
 
 
 def check_job_choice(a: Audit) -> None:

@@ -37,6 +37,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
     every service and layout at a site share whole nodes of their accelerator type."""
     multi = len(d.sites) > 1
     slots: dict[tuple[str, str], list] = {}  # (acc, site) -> [(slots, var)]
+    unit_cap: dict[tuple[str, int, str], float] = {}  # (svc, layout pos, site) -> requests/s per replica, all regions
     for svc in d.services:
         by_region: dict[str, list] = {r: [] for r in svc.demand_rps}
         total = sum(svc.demand_rps.values())
@@ -53,6 +54,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                         continue
                     x = m.add_var(name, lb=0, ub=math.ceil(total / lay.requests_per_s - 1e-9), integer=True)
                     decoding.append(lay.requests_per_s * x)
+                    unit_cap[svc.name, k, s.name] = lay.requests_per_s
                 else:
                     caps = _caps(d, s, lay, svc)
                     if not caps:
@@ -68,6 +70,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                         by_region[r].append(f)
                         flows.append(f)
                     m.add_constraint(lin_sum(flows) <= cap * x, K("serving_capacity", **coords))
+                    unit_cap[svc.name, k, s.name] = cap
                     if lay.role == "prefill":
                         prefilled += flows
                 v.units[svc.name, k, s.name] = x
@@ -78,7 +81,7 @@ def add_serving(m: Model, d: MipData, v: Vars) -> None:
                                                                           site=s.name))
         for r, demand in sorted(svc.demand_rps.items()):
             m.add_constraint(lin_sum(by_region[r]) >= demand, K("demand", svc=svc.name, region=r))
-        _serving_unit_floors(m, v, svc)
+        _serving_unit_floors(m, v, svc, unit_cap)
     per_node = {a.name: a.per_node for a in d.accelerators}
     for (acc, site), xs in sorted(slots.items()):
         n = per_node[acc]
@@ -132,11 +135,12 @@ def _serving_node_floors(m: Model, d: MipData, v: Vars) -> None:
                                      K("serving_site_floor", svc=name, region=r))
 
 
-def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
+def _serving_unit_floors(m: Model, v: Vars, svc, unit_cap=None) -> None:
     """Valid inequalities: the replicas that take a region's requests (combined or prefill), and
     all of them, number at least the demand over the largest replica's requests/s, rounded up; a
     service that must disaggregate needs as many decode replicas likewise. Implied by integrality
-    but not by the LP relaxation, which would otherwise serve a small service with a tenth of a replica."""
+    but not by the LP relaxation, which would otherwise serve a small service with a tenth of a replica.
+    Each floor gets a rounding row beside it (`serving_units_rounding`, _rounding_cut)."""
     def floor_cut(keys, demand, key):
         keys = list(keys)
         if not keys:
@@ -145,6 +149,9 @@ def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
         need = math.ceil(demand / biggest - 1e-9) if biggest > 0 else 0
         if need >= 1:
             m.add_constraint(lin_sum(v.units[x] for x in keys) >= need, key)
+            if unit_cap:
+                _rounding_cut(m, v, {x: unit_cap[x] for x in keys}, demand, K("serving_units_rounding", *key.index,
+                                                                              **dict(key.coords)))
 
     mine = [key for key in v.units if key[0] == svc.name]
     front = [key for key in mine if svc.layouts[key[1]].role != "decode"]
@@ -156,6 +163,25 @@ def _serving_unit_floors(m: Model, v: Vars, svc) -> None:
     if not any(svc.layouts[key[1]].role == "combined" for key in mine):
         decode = [key for key in mine if svc.layouts[key[1]].role == "decode"]
         floor_cut(decode, sum(svc.demand_rps.values()), K("serving_units_floor", svc=svc.name, role="decode"))
+
+
+def _rounding_cut(m: Model, v: Vars, caps: dict, demand: float, key) -> None:
+    """The mixed-integer rounding of `sum_u Q_u units_u >= D` (each replica serves at most Q_u
+    requests/s over all the regions it takes): with `b = D / Q_max` and `f = b - floor(b)`,
+    `sum_u min(1, (Q_u / Q_max) / f) units_u >= ceil(b)`. Stronger than the plain floor, whose
+    coefficients are all 1: there the LP meets the replica count with a small layout's replica that
+    carries a tenth of a big one's load (measured: 0.65 of an L4 replica beside 1.35 big ones)."""
+    qmax = max(caps.values())
+    if qmax <= 0:
+        return
+    b = demand / qmax
+    need, f = math.ceil(b - 1e-9), b - math.floor(b + 1e-9)
+    if need < 1 or f < 1e-6:
+        return  # b whole: the rounding is the floor itself
+    coefs = {x: min(1.0, q / qmax / f) for x, q in caps.items()}
+    if all(c >= 1.0 - 1e-12 for c in coefs.values()):
+        return
+    m.add_constraint(lin_sum((c, v.units[x]) for x, c in coefs.items()) >= need, key)
 
 
 def serving_nodes_expr(d: MipData, v: Vars, acc: str, site: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from optimizer.mip.audit import Audit
 from optimizer.mip.data import MipData
@@ -68,3 +69,41 @@ def add_site_cover(m: Model, d: MipData, v: Vars) -> None:
 
 def check_site_cover(a: Audit) -> None:
     """Nothing to check: valid inequalities cut no integer design (the power check covers the caps)."""
+
+
+def identical_sites(d: MipData) -> list[list[str]]:
+    """Groups (2 or more, in instance order) of sites the MIP cannot tell apart: equal data in
+    every field but the name, and every serving layout reaching the same regions at the same rates
+    from each. Relabelling them maps any design onto another of the same cost, power and carbon."""
+    def reach(s):
+        return [[lay.reach.get(s.name) for lay in svc.layouts] for svc in d.services]
+
+    groups: list[tuple[object, list, list[str]]] = []
+    for s in d.sites:
+        key, r = replace(s, name=""), reach(s)
+        for g in groups:
+            if g[0] == key and g[1] == r:
+                g[2].append(s.name)
+                break
+        else:
+            groups.append((key, r, [s.name]))
+    return [names for _, _, names in groups if len(names) > 1]
+
+
+def add_site_symmetry(m: Model, d: MipData, v: Vars) -> None:
+    """Symmetry breaking among identical sites (after power: it orders their IT power). Within a
+    group, in instance order: `site_order`: y_s >= y_next (open sites first) and `site_load_order`:
+    it_power_kw[s] >= it_power_kw[next] (the busier first). Any design, its identical sites sorted
+    by (open, IT power), meets both rows (a closed site holds nothing, 0 kW, unless a costlier
+    design puts equipment there), so the optimum stays; the solver stops exploring the k! copies
+    of each design that only permute the sites. Only for objectives and bounds that treat the
+    sites alike (build_model's `symmetry`; a per-site measure would break the symmetry)."""
+    for names in identical_sites(d):
+        for a, b in zip(names, names[1:]):
+            m.add_constraint(v.site_open[a] >= v.site_open[b], K("site_order", site=a, next=b))
+            m.add_constraint(v.total("it_power_kw", site=a) >= v.total("it_power_kw", site=b),
+                             K("site_load_order", site=a, next=b))
+
+
+def check_site_symmetry(a: Audit) -> None:
+    """Nothing to check: the rows only choose among relabellings of the same design."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from optimizer.mip.audit import FEAS_TOL, Audit
-from optimizer.mip.families.fabric import _fat_tree
+from optimizer.mip.families.fabric import _fat_tree, job_ports
 from optimizer.mip.data import MipData
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
@@ -35,6 +35,7 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
         write = lin_sum(c.write_gbps * v.choose[j.name, k, s.name] for j in d.jobs for k, c in enumerate(j.candidates))
         most_tb = sum(j.usable_tb for j in d.jobs) + weights
         most_gbs = sum(max((c.write_gbps + c.read_gbps for c in j.candidates), default=0.0) for j in d.jobs)
+        clusters = []  # storage_bought of the shared tiers
         for t in d.storage:
             at = dict(tier=t.name, site=s.name)
             if t.unit_tb <= 0:
@@ -48,9 +49,13 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
                 used = m.add_binary(K("storage_bought", **at))
                 m.add_constraint(units >= t.min_units * used, K("storage_min_units", **at))
                 m.add_constraint(units <= ub * used, K("storage_bought_link", **at))
+                if not t.in_node:
+                    clusters.append(used)
             if t.in_node:
                 owned = lin_sum(x for (_, _, site), x in v.nodes.items() if site == s.name)
                 m.add_constraint(units <= owned, K("storage_in_nodes", **at))
+        if clusters and len(clusters) == sum(not t.in_node for t in d.storage):
+            _cluster_for_job(m, d, s, clusters, placed)
         tiers = [(t, v.storage_tb[t.name, s.name]) for t in d.storage]
         legacy_cap = lin_sum(x * (1.0 / t.replication) for t, x in tiers if t.unit_tb <= 0)
         legacy_bw = lin_sum(t.gbps_per_tb * x for t, x in tiers if t.unit_tb <= 0)
@@ -69,7 +74,7 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
                          K("storage_write_bandwidth", site=s.name))
         m.add_constraint(legacy_bw + lin_sum(t.read_gbs * x for t, x in tiers if t.unit_tb > 0) >= read,
                          K("storage_read_bandwidth", site=s.name))
-        _storage_network(m, v, s, tiers)
+        _storage_network(m, d, v, s, tiers)
         ru = [(t.rack_units, x) for t, x in tiers if t.unit_tb > 0 and t.rack_units > 0]
         if ru:
             most = sum(r * x.ub for r, x in ru)
@@ -78,7 +83,17 @@ def add_storage(m: Model, d: MipData, v: Vars) -> None:
             m.add_constraint(s.rack_units * racks >= lin_sum(r * x for r, x in ru), K("storage_rack_space", site=s.name))
 
 
-def _storage_network(m: Model, v: Vars, s, tiers) -> None:
+def _cluster_for_job(m: Model, d: MipData, s, clusters, placed) -> None:
+    """Valid inequalities `storage_cluster_for_job[job,site]`: a job's dataset sits on a shared
+    tier, and every shared tier is bought as at least its smallest cluster, so a site holding a job
+    buys some tier's cluster: sum_t storage_bought[t,s] >= sum_c choose[j,c,s]. Without them the
+    LP buys 60 % of a 4-unit cluster and pays 60 % of it (docs/mip.md)."""
+    for j in d.jobs:
+        if j.usable_tb > 0:
+            m.add_constraint(lin_sum(clusters) >= placed[j.name], K("storage_cluster_for_job", job=j.name, site=s.name))
+
+
+def _storage_network(m: Model, d: MipData, v: Vars, s, tiers) -> None:
     """The storage network: a fat-tree over every owned node's storage ports and each shared unit's."""
     f = s.storage_net
     owned = [x for (_, _, site), x in v.nodes.items() if site == s.name]
@@ -89,7 +104,7 @@ def _storage_network(m: Model, v: Vars, s, tiers) -> None:
                   if t.unit_tb > 0 and not t.in_node]
     attached = lin_sum(per_node * x for x in owned) + lin_sum(p * x for p, x in unit_ports)
     most = per_node * int(sum(x.ub for x in owned)) + int(sum(p * x.ub for p, x in unit_ports))
-    _fat_tree(m, v, f, s, attached, most)
+    _fat_tree(m, v, f, s, attached, most, job_ports(d, v, s.name, lambda c: per_node * c.nodes))
     v.fabrics_at[s.name].append(f)
 
 
