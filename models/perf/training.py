@@ -562,10 +562,23 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     cp_layer = np.maximum(cp_raw - att_s, 0.0) if st.overlap_limited_by_compute else cp_raw
 
     # Fixed cost per layer; MoE layers add theirs (router, permutation, dropless token-count syncs).
-    overhead_s = (st.layer_overhead_us + (st.moe_layer_overhead_us * dims.moe_layers / l if moe else 0.0)) \
-        * 1e-6 * lin_mult / 3.0
+    # Grouped expert GEMMs launch one GEMM (and, at low precision, one quantisation) per local expert
+    # and pass (Transformer Engine GroupedLinear), so their host cost grows with the E/(ep etp) local experts.
+    if moe:
+        local_experts = dims.experts / (grid.ep_or_one() * grid.etp_or_one())
+        moe_fixed_us = (st.moe_layer_overhead_us + st.expert_launch_us * local_experts) * dims.moe_layers / l
+    else:
+        moe_fixed_us = 0.0
+    overhead_s = (st.layer_overhead_us + moe_fixed_us) * 1e-6 * lin_mult / 3.0
     # MoE dispatch + combine all-to-all: 2 forward, 2 backward, 2 more for a recomputed forward.
-    ep_layer = st.ep_exposed * (4.0 + 2.0 * frac_rc) * a2a_one_s if moe else 0.0
+    # Overlapped (Megatron's 1F1B a2a overlap, DeepEP): hidden at most under the compute it overlaps.
+    if moe:
+        a2a_raw = (4.0 + 2.0 * frac_rc) * a2a_one_s
+        ep_layer = st.ep_exposed * a2a_raw
+        if st.overlap_limited_by_compute:
+            ep_layer = np.maximum(ep_layer, a2a_raw - (lin_s + att_s + mem_s))
+    else:
+        ep_layer = 0.0
     T_layer = lin_s + att_s + mem_s + overhead_s + tp_layer + cp_layer + ep_layer
     T_logit = 3.0 * logit_fwd / logit_rate
 
@@ -585,7 +598,9 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # The ring runs over the fabric at the NIC bandwidth of each peer sharing a node, capped by the
     # scale-up links; inside one scale-up domain it uses those links only.
     shard_bytes = 2.0 * stage_params / t  # bf16 weights or gradients of one GPU's model slice
-    dp_peers_per_node = np.clip(per_node // (grid.t * grid.p), 1, grid.d * grid.cp)
+    # Ranks are ordered tp, cp, dp, pp (pp outermost; Megatron-Core, torchtitan): a node holds
+    # per_node / t ranks of one weight group, each on its own NIC.
+    dp_peers_per_node = np.clip(per_node // grid.t, 1, grid.d * grid.cp)
     dp_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * dp_peers_per_node, su_bs))
     dp_lat = np.where(job_in_su, SCALEUP_LATENCY_S, fab_lat)
     # Low-precision recipes gather the weights already cast (1 byte: --fp8-param-gather, torchao
@@ -596,8 +611,11 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     dp_traffic = rs_s + np.where(shard == 0, rs_s, np.where(fsdp, 2.0 * m, 1.0) * ag_s)
     if moe:  # routed experts reduce over their own (smaller) data-parallel group
         ex_bytes = 2.0 * expert_stage
-        rs_e = _ring_gather_s(k_exp, ex_bytes, dp_bw, dp_lat)
-        ag_e = _ring_gather_s(k_exp, w_bytes * ex_bytes, dp_bw, dp_lat)
+        # Expert ranks are ordered etp, ep, edp: a node holds per_node / (ep etp) of a group.
+        ex_peers = np.clip(per_node // (grid.ep_or_one() * grid.etp_or_one()), 1, np.maximum(k_exp, 1))
+        ex_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * ex_peers, su_bs))
+        rs_e = _ring_gather_s(k_exp, ex_bytes, ex_bw, dp_lat)
+        ag_e = _ring_gather_s(k_exp, w_bytes * ex_bytes, ex_bw, dp_lat)
         dp_traffic = dp_traffic + rs_e + np.where(shard == 0, rs_e, np.where(fsdp, 2.0 * m, 1.0) * ag_e)
     # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
     # micro-batch's backward (and the parameter gather the first forward), about one stage time.
