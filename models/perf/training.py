@@ -252,6 +252,13 @@ def _ring_gather_s(k, nbytes, bw_bs, lat_s):
     return np.where(k > 1, (k - 1) / k * nbytes / bw_bs + (k - 1) * lat_s, 0.0)
 
 
+def exposed_s(raw_s, frac, window_s=None):
+    """Time a communication of `raw_s` adds when overlapped: the stack's exposed fraction `frac`, and
+    never less than what the overlapping work (`window_s`; None = unlimited) leaves uncovered."""
+    out = frac * raw_s if window_s is None else np.maximum(frac * raw_s, raw_s - window_s)
+    return np.maximum(out, 0.0)
+
+
 def _size_eff(dim, calib: Calibration):
     """Small matrices under-use the matrix units: efficiency saturates with the thinnest GEMM dimension."""
     return dim / (dim + calib.gemm_half_dim)
@@ -601,10 +608,8 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # MoE dispatch + combine all-to-all: 2 forward, 2 backward, 2 more for a recomputed forward.
     # Overlapped (Megatron's 1F1B a2a overlap, DeepEP): hidden at most under the compute it overlaps.
     if moe:
-        a2a_raw = (4.0 + 2.0 * frac_rc) * a2a_one_s
-        ep_layer = st.ep_exposed * a2a_raw
-        if st.overlap_limited_by_compute:
-            ep_layer = np.maximum(ep_layer, a2a_raw - (lin_s + att_s + mem_s))
+        ep_layer = exposed_s((4.0 + 2.0 * frac_rc) * a2a_one_s, st.ep_exposed,
+                             lin_s + att_s + mem_s if st.overlap_limited_by_compute else None)
     else:
         ep_layer = 0.0
     T_layer = lin_s + att_s + mem_s + overhead_s + tp_layer + cp_layer + ep_layer
@@ -648,12 +653,8 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
         dp_traffic = dp_traffic + rs_e + np.where(shard == 0, rs_e, np.where(fsdp, 2.0 * m, 1.0) * ag_e)
     # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
     # micro-batch's backward (and the parameter gather the first forward), about one stage time.
-    if st.overlap_limited_by_compute:
-        window = np.where(fsdp, m * T_stage, T_stage)
-        dp_exposed_s = np.maximum(dp_exposed_frac * dp_traffic, dp_traffic - window)
-    else:
-        dp_exposed_s = dp_exposed_frac * dp_traffic
-    dp_exposed_s = np.maximum(dp_exposed_s, 0.0)
+    window = np.where(fsdp, m * T_stage, T_stage) if st.overlap_limited_by_compute else None
+    dp_exposed_s = exposed_s(dp_traffic, dp_exposed_frac, window)
 
     # Optimizer step: memory-bound pass reading and writing each GPU's (sharded) state, plus the
     # stack's fixed per-step cost (gradient norm and clipping, data loading, logging, host syncs).
