@@ -304,24 +304,23 @@ def scaleup_busbw_gbs(acc: Accelerator, calib: Calibration) -> float:
     return float(acc.scaleup_busbw_gbs) if acc.scaleup_busbw_gbs else acc.scaleup_bw_gbs * calib.comm_efficiency
 
 
+def _none_in_domain(n: float, domains, draws: int):
+    """Chance that `draws` distinct picks among n items, spread evenly over `domains`, miss a given domain."""
+    q = np.ones_like(domains)
+    for i in range(draws):
+        q = q * np.clip((n - n / domains - i) / (n - i), 0.0, 1.0)
+    return q
+
+
 def remote_domains_touched(k: int, experts: int, domains, groups: int = 0, group_top_k: int = 0):
     """Expected scale-up domains other than its own that one token's k experts land in, with the
     experts spread evenly over `domains` domains: (D - 1) x (1 - q), q = the chance a given domain
     holds none of them (drawn without replacement). Group-limited routing (DeepSeek-V3: 4 of 8
-    groups, each group inside one domain when groups >= domains) draws groups instead of experts."""
+    groups) draws groups instead, while each group fits inside one domain (groups >= domains)."""
     D = np.maximum(np.asarray(domains, dtype=np.float64), 1.0)
+    q = _none_in_domain(float(experts), D, int(k))
     if groups and group_top_k:
-        n, draws = float(groups), int(group_top_k)
-    else:
-        n, draws = float(experts), int(k)
-    q = np.ones_like(D)
-    for i in range(draws):
-        q = q * np.clip((n - n / D - i) / (n - i), 0.0, 1.0)
-    if groups and group_top_k:  # groups narrower than a domain only: else the expert draw bounds it
-        qe = np.ones_like(D)
-        for i in range(int(k)):
-            qe = qe * np.clip((experts - experts / D - i) / (experts - i), 0.0, 1.0)
-        q = np.where(groups >= D, q, qe)
+        q = np.where(groups >= D, _none_in_domain(float(groups), D, int(group_top_k)), q)
     return (D - 1.0) * (1.0 - q)
 
 
