@@ -318,10 +318,15 @@ def remote_domains_touched(k: int, experts: int, domains, groups: int = 0, group
     holds none of them (drawn without replacement). Group-limited routing (DeepSeek-V3: 4 of 8
     groups) draws groups instead, while each group fits inside one domain (groups >= domains)."""
     D = np.maximum(np.asarray(domains, dtype=np.float64), 1.0)
-    q = _none_in_domain(float(experts), D, int(k))
-    if groups and group_top_k:
-        q = np.where(groups >= D, _none_in_domain(float(groups), D, int(group_top_k)), q)
-    return (D - 1.0) * (1.0 - q)
+    out = np.zeros_like(D)
+    far = D > 1.0  # only EP groups spanning domains send anything over the fabric
+    if far.any():
+        Df = D[far]
+        q = _none_in_domain(float(experts), Df, int(k))
+        if groups and group_top_k:
+            q = np.where(groups >= Df, _none_in_domain(float(groups), Df, int(group_top_k)), q)
+        out[far] = (Df - 1.0) * (1.0 - q)
+    return out
 
 
 def a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat, fabric_copies=None):
