@@ -88,3 +88,19 @@ def test_deepseek_preset_routes_to_4_of_8_groups():
     from models.presets import PRESETS
 
     assert (PRESETS["deepseek-v3"].expert_groups, PRESETS["deepseek-v3"].group_top_k) == (8, 4)
+
+
+def test_moe_only_fit_keeps_dense_knobs_and_xla_host_costs():
+    from models.perf.calibration import MOE_KNOB_BOUNDS, STACK_KNOB_BOUNDS, _prepare, fit_modern, load_modern
+    from models.perf.stacks import stack_profiles
+
+    rows = [_prepare(r, CAT) for r in load_modern()["training"] if r["model"].get("experts")]
+    shipped = stack_profiles()
+    st, _, _ = fit_modern(rows, CAT.calibration, rounds=1, points=3, start="centre", moe_only=True)
+    for name in ("megatron-core", "nemo", "torchtitan", "maxtext"):
+        for k in STACK_KNOB_BOUNDS:  # a MoE-only refit (leave-one-model-out) leaves the dense fit alone
+            assert getattr(st[name], k) == getattr(shipped[name], k)
+    for k, (lo, hi) in MOE_KNOB_BOUNDS.items():
+        assert lo <= getattr(st["megatron-core"], k) <= hi
+    assert st["maxtext"].moe_layer_overhead_us == 0.0 and st["maxtext"].expert_launch_us == 0.0  # XLA: no host loop
+    assert st["nemo"].ep_exposed == st["megatron-core"].ep_exposed  # no NeMo MoE rows: borrowed
