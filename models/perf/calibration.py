@@ -504,7 +504,8 @@ def format_modern(rep: ModernReport) -> str:
     for r in rep.rows:
         lay = r.layout
         desc = (f"tp{lay['tp']} pp{lay['pp']} cp{lay['cp']} dp{lay['dp']} b{lay['micro_batch']} v{lay['vp']} "
-                f"{lay['recompute']} {lay['sharding']}" + ("" if r.fits_memory else " (does not fit)"))
+                + (f"ep{lay['ep']} etp{lay['etp']} " if "ep" in lay else "")
+                + f"{lay['recompute']} {lay['sharding']}" + ("" if r.fits_memory else " (does not fit)"))
         lines.append(f"{r.id:<48}{r.stack:<14}{r.precision:<6}{r.published:>10.0f}{r.predicted:>10.0f}"
                      f"{r.error_pct:>+9.1f}  {desc}")
     lines.append(f"modern file: mean |error| {rep.mae_pct:.2f} %, max {rep.max_abs_error_pct:.2f} % over {len(rep.rows)} "
