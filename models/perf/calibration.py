@@ -478,7 +478,7 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
                 train = [p for p in dense if p.row[key] != g]
                 test = [p for p in dense if p.row[key] == g]
                 st, pc, ac = fit_modern(train, calib, rounds=3, points=7, start="centre")
-                # the left-out rows' accelerator, if unmeasured, falls back to calibration.gemm_efficiency_max
+                # the left-out rows' accelerator, if unmeasured, gets the prior calibration.unmeasured_gemm_ratio
                 ac = {n: a.model_copy(update={"gemm_efficiency_fitted": None}) for n, a in
                       ((p.row["accelerator"], p.acc) for p in test) if n not in ac} | ac
                 e = [abs(r.error_pct) for r in _modern_rows(test, calib, st, pc, ac)]

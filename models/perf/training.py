@@ -271,13 +271,19 @@ def _gemm_eff(dim, calib: Calibration):
 
 def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
     """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
-    measurements, the ratio fitted on its own training runs, else the 2021 A100 fit `gemm_efficiency_max`."""
+    measurements, the ratio fitted on its own training runs (the A100's is the 2021 fit
+    `gemm_efficiency_max`); else the prior `unmeasured_gemm_ratio`, the median of the measured
+    accelerators' ratios (without one, `gemm_efficiency_max`)."""
     peaks = {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
              "nvfp4": acc.peak_fp4_tflops}
     r = [v / peaks[k] for k, v in acc.gemm_tflops_measured.items() if peaks.get(k)]
     if r:
         return float(np.mean(r))
-    return acc.gemm_efficiency_fitted or calib.gemm_efficiency_max
+    if acc.gemm_efficiency_fitted:
+        return acc.gemm_efficiency_fitted
+    if acc.gemm_ratio_is_calibration:
+        return calib.gemm_efficiency_max
+    return calib.unmeasured_gemm_ratio or calib.gemm_efficiency_max
 
 
 def gemm_ceiling_tflops(acc: Accelerator, precision: str, calib: Calibration) -> float:
