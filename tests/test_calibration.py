@@ -76,6 +76,12 @@ def test_modern_rows_meet_the_mean_target(modern):
     assert max(dense) <= 15.0  # issue-13 target: each dense row within 15 %
 
 
+def test_the_unmeasured_chip_prior_is_reported(modern):
+    assert modern.unmeasured_gemm_ratio == CAT.calibration.unmeasured_gemm_ratio == 0.706
+    assert "without measurement or rows of its own (LOGO's left-out one too): 0.706" in format_modern(modern)
+    assert modern.to_dict()["unmeasured_gemm_ratio"] == 0.706
+
+
 def test_moe_rows_are_predicted_and_reported(modern):
     # The MoE target (mean <= 10 %, each row within 20 %) is not met: 12.8 % mean, three rows beyond
     # 20 % (see docs/performance-model.md). These bounds guard what is reached against regressions.

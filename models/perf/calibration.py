@@ -438,6 +438,7 @@ class ModernReport:
     moe_ids: tuple = ()
     lomo: dict = field(default_factory=dict)  # MoE model family -> mean |error| of its rows, MoE knobs refit without it
     lomo_mean_pct: float | None = None  # over MoE rows (issue-14 figure)
+    unmeasured_gemm_ratio: float | None = None  # what a chip without measurement or rows gets (and LOGO's left-out chip)
 
     def to_dict(self) -> dict[str, Any]:
         return {"mae_pct": self.mae_pct, "max_abs_error_pct": self.max_abs_error_pct,
@@ -445,6 +446,7 @@ class ModernReport:
                 "leave_one_group_out": self.logo, "leave_one_group_out_mean_pct": self.logo_mean_pct,
                 "excluded": self.excluded, "moe_rows": list(self.moe_ids),
                 "leave_one_model_out_moe": self.lomo, "leave_one_model_out_moe_mean_pct": self.lomo_mean_pct,
+                "unmeasured_gemm_ratio": self.unmeasured_gemm_ratio,
                 "targets": TARGETS}
 
 
@@ -496,7 +498,8 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
     excluded = [{"id": r["id"], "reason": r["reason"]} for r in ref.get("excluded_unknown_hardware", [])]
     return ModernReport(rows, float(errs.mean()), float(errs.max()), _summary(rows, "accelerator"),
                         _summary(rows, "stack"), logo_res, float(np.mean(logo_errs)) if logo_errs else None, excluded,
-                        tuple(p.row["id"] for p in moe), lomo_res, float(np.mean(lomo_errs)) if lomo_errs else None)
+                        tuple(p.row["id"] for p in moe), lomo_res, float(np.mean(lomo_errs)) if lomo_errs else None,
+                        calib.unmeasured_gemm_ratio)
 
 
 def format_modern(rep: ModernReport) -> str:
@@ -517,6 +520,9 @@ def format_modern(rep: ModernReport) -> str:
     if dense:
         lines.append(f"dense rows: mean |error| {np.mean(dense):.2f} %, max {np.max(dense):.2f} % over {len(dense)} rows "
                      f"(target: mean <= {T['dense']['mean_pct']:g} %, each within {T['dense']['max_pct']:g} %)")
+    if rep.unmeasured_gemm_ratio is not None:
+        lines.append(f"GEMM ratio of an accelerator without measurement or rows of its own (LOGO's left-out one too): "
+                     f"{rep.unmeasured_gemm_ratio:g} (median measured/datasheet of the measured chips)")
     if rep.logo_mean_pct is not None:
         for kind, res in rep.logo.items():
             lines.append(f"dense, leave one {kind} out: " + "; ".join(f"{g} {e:.1f} %" for g, e in res.items()))
