@@ -95,6 +95,9 @@ class ModelDims(Strict):
         1, le=16, description="After the dense layers, every n-th layer is MoE (1: all; 2: every other, Llama 4 Maverick).")
     mtp_modules: int = Field(
         0, ge=0, description="Multi-token-prediction modules (DeepSeek-V3): one extra layer and output head each in training.")
+    expert_groups: int = Field(
+        0, ge=0, description="Group-limited routing: experts split into this many groups (DeepSeek-V3 n_group 8; 0 = none).")
+    group_top_k: int = Field(0, ge=0, description="Groups a token may route to (DeepSeek-V3 topk_group 4).")
     expert_imbalance: float = Field(
         1.0, ge=1.0, le=16.0, description="Tokens of the busiest EP rank over the mean (dropless routing; 1 = balanced).")
     capacity_factor: Optional[float] = Field(
@@ -122,6 +125,10 @@ class ModelDims(Strict):
         if self.experts:
             if not 1 <= self.top_k <= self.experts:
                 raise ValueError(f"top_k ({self.top_k}) must be between 1 and experts ({self.experts})")
+            if self.expert_groups and (self.experts % self.expert_groups or not 1 <= self.group_top_k <= self.expert_groups
+                                       or self.group_top_k * (self.experts // self.expert_groups) < self.top_k):
+                raise ValueError(f"expert_groups ({self.expert_groups}) must divide experts ({self.experts}) and "
+                                 f"group_top_k ({self.group_top_k}) groups must hold top_k ({self.top_k}) experts")
             if self.dense_layers >= self.layers:
                 raise ValueError(f"dense_layers ({self.dense_layers}) must leave MoE layers among {self.layers}")
         elif self.top_k or self.shared_experts:

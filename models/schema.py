@@ -92,6 +92,10 @@ class Accelerator(Strict):
         None, gt=0, le=1, description="Fraction of the datasheet peak dense GEMMs reach, fitted on this accelerator's "
         "published training runs where no GEMM measurement exists (dcopt calibrate); null = not fitted.",
     )
+    gemm_ratio_is_calibration: bool = Field(
+        False, description="Its GEMM ratio is calibration.gemm_efficiency_max, fitted on its own rows (the A100 runs "
+        "of the 2021 file); false = an accelerator without measurement or fit gets calibration.unmeasured_gemm_ratio.",
+    )
     purchase_unit: PurchaseUnit = Field(
         "node", description="How it is bought: node (a server), rack (whole racks of rack_nodes nodes, e.g. NVL72 = "
         "18 compute trays of 4 GPUs, one 72-GPU NVLink domain) or rented (never sold: cloud capacity only)."
@@ -241,6 +245,11 @@ class Calibration(Strict):
         ge=0, le=1e4, description="HBM passes over the attention score matrix (b*a*s^2) per layer fwd+bwd (0 = fused/flash)."
     )
     comm_efficiency: float = Field(gt=0, le=1, description="Fraction of link bandwidth collectives achieve.")
+    unmeasured_gemm_ratio: Optional[float] = Field(
+        None, gt=0, le=1,
+        description="Measured/datasheet GEMM ratio given to an accelerator with neither a GEMM measurement nor its own "
+                    "fitted ratio: the median over the catalog's measured accelerators (None = gemm_efficiency_max).",
+    )
     dp_overlap: float = Field(ge=0, le=1, description="Fraction of the data-parallel all-reduce hidden under backward.")
     memory_reserved_gb: float = Field(ge=0, le=1e5, description="Per accelerator memory lost to runtime, buffers, fragmentation.")
     hbm_efficiency: float = Field(

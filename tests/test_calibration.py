@@ -72,15 +72,28 @@ def modern():
 def test_modern_rows_meet_the_mean_target(modern):
     assert len(modern.rows) == len(load_modern()["training"]) >= 25
     dense = [abs(r.error_pct) for r in modern.rows if r.id not in modern.moe_ids]
-    assert np.mean(dense) <= 6.0
-    assert max(dense) < 25  # target 15 %: see the report for the rows beyond it
+    assert np.mean(dense) <= 6.0  # issue-13 target
+    assert max(dense) <= 15.0  # issue-13 target: each dense row within 15 %
+
+
+def test_the_unmeasured_chip_prior_is_reported(modern):
+    assert modern.unmeasured_gemm_ratio == CAT.calibration.unmeasured_gemm_ratio == 0.706
+    assert "without measurement or rows of its own (LOGO's left-out one too): 0.706" in format_modern(modern)
+    assert modern.to_dict()["unmeasured_gemm_ratio"] == 0.706
 
 
 def test_moe_rows_are_predicted_and_reported(modern):
-    # The MoE target (mean <= 10 %, each row within 20 %) is not met yet: see docs/performance-model.md.
+    # The MoE target (mean <= 10 %, each row within 20 %) is not met: 12.8 % mean, three rows beyond
+    # 20 % (see docs/performance-model.md). These bounds guard what is reached against regressions.
     assert len(modern.moe_ids) == 13 and "mb2511-gb200-dsv3-bf16" in modern.moe_ids
     assert {r.id for r in modern.rows} >= set(modern.moe_ids)
-    assert "MoE rows: mean |error|" in format_modern(modern)
+    moe = {r.id: abs(r.error_pct) for r in modern.rows if r.id in modern.moe_ids}
+    assert np.mean(list(moe.values())) <= 13.5
+    assert sum(e <= 20.0 for e in moe.values()) >= 10
+    assert moe["mb2509-h100-dsv3-dropless-1024gpu"] <= 10.0  # EP over 8 nodes: group-limited routing
+    assert moe["mb2511-b200-gptoss120b-bf16"] <= 25.0  # expert gradients over one NIC per rank, in fp32
+    text = format_modern(modern)
+    assert "MoE rows: mean |error|" in text and "target: mean <= 10 %, each within 20 %" in text
 
 
 def test_tflops_rows_convert_with_their_own_convention():

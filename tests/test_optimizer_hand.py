@@ -89,7 +89,7 @@ def test_min_power_picks_the_frugal_machine(backend):
 # End to end: an idealised accelerator where time to train is pure arithmetic.
 # ---------------------------------------------------------------------------------------------
 
-IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
+IDEAL = {"gemm_efficiency_max": 1.0, "unmeasured_gemm_ratio": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
          "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0}
 
 

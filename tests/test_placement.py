@@ -11,7 +11,7 @@ from optimizer.solving.verify import VerificationError, verify_solution
 from .test_sweep import LEGACY_FLASH
 
 BACKENDS = ["ortools", "pulp"]
-IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
+IDEAL = {"gemm_efficiency_max": 1.0, "unmeasured_gemm_ratio": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
          "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0, "hbm_efficiency": 1.0,
          "serving_step_overhead_s": 0.0}
 TOY_MODEL = {"layers": 2, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 1024}

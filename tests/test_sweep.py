@@ -14,7 +14,7 @@ from optimizer.runs.scenarios import SweepError
 from optimizer.studies.sweep import build_instances, parse_values, run_sweep
 
 # Idealised accelerators: time to train is pure arithmetic (as in test_optimizer_hand).
-IDEAL = {"gemm_efficiency_max": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
+IDEAL = {"gemm_efficiency_max": 1.0, "unmeasured_gemm_ratio": 1.0, "gemm_half_dim": 0.0, "elementwise_passes": 0.0, "attention_passes": 0.0,
          "comm_efficiency": 1.0, "dp_overlap": 1.0, "memory_reserved_gb": 0.0}
 # A flat network: one port per node into one 256-port switch (one tier for up to 256 nodes), so
 # the network costs $10,000 + $1,000 per node. Energy, racks, cooling and maintenance cost nothing.

@@ -252,6 +252,13 @@ def _ring_gather_s(k, nbytes, bw_bs, lat_s):
     return np.where(k > 1, (k - 1) / k * nbytes / bw_bs + (k - 1) * lat_s, 0.0)
 
 
+def exposed_s(raw_s, frac, window_s=None):
+    """Time a communication of `raw_s` adds when overlapped: the stack's exposed fraction `frac`, and
+    never less than what the overlapping work (`window_s`; None = unlimited) leaves uncovered."""
+    out = frac * raw_s if window_s is None else np.maximum(frac * raw_s, raw_s - window_s)
+    return np.maximum(out, 0.0)
+
+
 def _size_eff(dim, calib: Calibration):
     """Small matrices under-use the matrix units: efficiency saturates with the thinnest GEMM dimension."""
     return dim / (dim + calib.gemm_half_dim)
@@ -264,13 +271,19 @@ def _gemm_eff(dim, calib: Calibration):
 
 def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
     """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
-    measurements, the ratio fitted on its own training runs, else the 2021 A100 fit `gemm_efficiency_max`."""
+    measurements, the ratio fitted on its own training runs (the A100's is the 2021 fit
+    `gemm_efficiency_max`); else the prior `unmeasured_gemm_ratio`, the median of the measured
+    accelerators' ratios (without one, `gemm_efficiency_max`)."""
     peaks = {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
              "nvfp4": acc.peak_fp4_tflops}
     r = [v / peaks[k] for k, v in acc.gemm_tflops_measured.items() if peaks.get(k)]
     if r:
         return float(np.mean(r))
-    return acc.gemm_efficiency_fitted or calib.gemm_efficiency_max
+    if acc.gemm_efficiency_fitted:
+        return acc.gemm_efficiency_fitted
+    if acc.gemm_ratio_is_calibration:
+        return calib.gemm_efficiency_max
+    return calib.unmeasured_gemm_ratio or calib.gemm_efficiency_max
 
 
 def gemm_ceiling_tflops(acc: Accelerator, precision: str, calib: Calibration) -> float:
@@ -297,13 +310,38 @@ def scaleup_busbw_gbs(acc: Accelerator, calib: Calibration) -> float:
     return float(acc.scaleup_busbw_gbs) if acc.scaleup_busbw_gbs else acc.scaleup_bw_gbs * calib.comm_efficiency
 
 
-def a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat):
+def _none_in_domain(n: float, domains, draws: int):
+    """Chance that `draws` distinct picks among n items, spread evenly over `domains`, miss a given domain."""
+    q = np.ones_like(domains)
+    for i in range(draws):
+        q = q * np.clip((n - n / domains - i) / (n - i), 0.0, 1.0)
+    return q
+
+
+def remote_domains_touched(k: int, experts: int, domains, groups: int = 0, group_top_k: int = 0):
+    """Expected scale-up domains other than its own that one token's k experts land in, with the
+    experts spread evenly over `domains` domains: (D - 1) x (1 - q), q = the chance a given domain
+    holds none of them (drawn without replacement). Group-limited routing (DeepSeek-V3: 4 of 8
+    groups) draws groups instead, while each group fits inside one domain (groups >= domains)."""
+    D = np.maximum(np.asarray(domains, dtype=np.float64), 1.0)
+    out = np.zeros_like(D)
+    far = D > 1.0  # only EP groups spanning domains send anything over the fabric
+    if far.any():
+        Df = D[far]
+        q = _none_in_domain(float(experts), Df, int(k))
+        if groups and group_top_k:
+            q = np.where(groups >= Df, _none_in_domain(float(groups), Df, int(group_top_k)), q)
+        out[far] = (Df - 1.0) * (1.0 - q)
+    return out
+
+
+def a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat, fabric_copies=None):
     """One dispatch (or combine) all-to-all: each GPU sends each of its tokens (`copy_bytes` each) to
     the k experts it picked, spread evenly over its ep peers. Inside one scale-up domain it runs on
     those links. An EP group spanning `span` > domain GPUs is hierarchical (DeepEP, Megatron's
-    HybridEP): a token crosses the fabric once per remote domain holding any of its experts, at
-    most min(k x remote share, remote domains) times, and fans out over scale-up there; both links
-    run at once, each with one hop of latency."""
+    HybridEP): a token crosses the fabric once per remote domain holding any of its experts
+    (`fabric_copies`, from `remote_domains_touched`; default its upper bound min(k x remote share,
+    remote domains)) and fans out over scale-up there; both links run at once, each with one hop of latency."""
     ep = np.asarray(ep, dtype=np.float64)
     spans = span > su_dom
     inside = np.where(spans, np.minimum(ep, np.maximum(su_dom * ep / span, 1.0)), ep)  # ep peers per domain
@@ -311,7 +349,9 @@ def a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat):
     remote_share = np.where(many, (ep - inside) / np.maximum(ep, 1.0), 0.0)
     local_share = np.where(many, (inside - 1.0) / np.maximum(ep, 1.0), 0.0)
     remote_domains = np.maximum(np.ceil(span / su_dom) - 1.0, 0.0)
-    fabric_copies = np.minimum(k * remote_share, remote_domains)
+    if fabric_copies is None:
+        fabric_copies = np.minimum(k * remote_share, remote_domains)
+    fabric_copies = np.where(spans & many, fabric_copies, 0.0)
     scaleup_copies = k * (local_share + remote_share)  # local experts, and the fan-out of remote arrivals
     t_in = copy_bytes * scaleup_copies / su_bs + np.where(many, SCALEUP_LATENCY_S, 0.0)
     t_out = copy_bytes * fabric_copies / fab_bs + np.where(fabric_copies > 0, fab_lat, 0.0)
@@ -335,7 +375,9 @@ def _expert_terms(dims: ModelDims, grid: "ConfigGrid", tok, t, su_dom, su_bs, fa
     copy_bytes = tok * h * ACT_BYTES / t * rf  # one copy of this GPU's tokens (the busiest rank's share)
     a2a_bytes = k * copy_bytes
     span = ep * etp
-    a2a_s = a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat) * share
+    domains = np.where(span > su_dom, np.ceil(span / su_dom), 1.0)
+    copies = remote_domains_touched(dims.top_k, dims.experts, domains, dims.expert_groups, dims.group_top_k)
+    a2a_s = a2a_time_s(copy_bytes, k, ep, span, su_dom, su_bs, fab_bs, fab_lat, copies) * share
     tok_expert = tok * k * ep * etp / (E * t) * rf
     expert_params_gpu = share * E * dims.expert_params / (ep * etp)  # per layer of a stage, averaged
     return a2a_bytes * share, a2a_s, tok_expert, expert_params_gpu
@@ -458,14 +500,15 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # over k from ZeRO-1 (optimizer state), ZeRO-2 (+ gradients), ZeRO-3 (+ weights).
     sh = shard.astype(np.float64)
     inv_k = 1.0 / k
-    state_per_param = (np.where(sh >= 1, 12.0 * inv_k, 12.0) + np.where(sh >= 2, 2.0 * inv_k, 2.0)
+    gb_ = st.grad_bytes  # bf16 gradients, or fp32 where the stack accumulates and reduces them in fp32
+    state_per_param = (np.where(sh >= 1, 12.0 * inv_k, 12.0) + np.where(sh >= 2, gb_ * inv_k, gb_)
                        + np.where(sh >= 3, 2.0 * inv_k, 2.0))
     gathered = np.where(fsdp, 2.0 * 2.0 * (P_store_tp / t + expert_params_gpu), 0.0)  # ZeRO-3: two layers in flight
     if moe:
         # Routed experts: their data-parallel group is the stage's t*d*cp GPUs over ep x etp.
         k_exp = t * k / (grid.ep_or_one() * grid.etp_or_one())
         inv_ke = 1.0 / k_exp
-        exp_state = (np.where(sh >= 1, 12.0 * inv_ke, 12.0) + np.where(sh >= 2, 2.0 * inv_ke, 2.0)
+        exp_state = (np.where(sh >= 1, 12.0 * inv_ke, 12.0) + np.where(sh >= 2, gb_ * inv_ke, gb_)
                      + np.where(sh >= 3, 2.0 * inv_ke, 2.0))
         expert_stage = full * expert_params_gpu
         expert_state_bytes = exp_state * expert_stage
@@ -562,10 +605,23 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     cp_layer = np.maximum(cp_raw - att_s, 0.0) if st.overlap_limited_by_compute else cp_raw
 
     # Fixed cost per layer; MoE layers add theirs (router, permutation, dropless token-count syncs).
-    overhead_s = (st.layer_overhead_us + (st.moe_layer_overhead_us * dims.moe_layers / l if moe else 0.0)) \
-        * 1e-6 * lin_mult / 3.0
+    # Grouped expert GEMMs launch one GEMM (and, at low precision, its casts) per local expert and
+    # pass (Transformer Engine GroupedLinear loops over the E/(ep etp) local experts), and dropless
+    # routing syncs the host on the token counts every MoE layer: a fixed cost per MoE layer plus
+    # one per local expert.
+    if moe:
+        local_experts = dims.experts / (grid.ep_or_one() * grid.etp_or_one())
+        moe_fixed_us = (st.moe_layer_overhead_us + st.expert_launch_us * local_experts) * dims.moe_layers / l
+    else:
+        moe_fixed_us = 0.0
+    overhead_s = (st.layer_overhead_us + moe_fixed_us) * 1e-6 * lin_mult / 3.0
     # MoE dispatch + combine all-to-all: 2 forward, 2 backward, 2 more for a recomputed forward.
-    ep_layer = st.ep_exposed * (4.0 + 2.0 * frac_rc) * a2a_one_s if moe else 0.0
+    # Overlapped (Megatron's 1F1B a2a overlap, DeepEP): hidden at most under the compute it overlaps.
+    if moe:
+        ep_layer = exposed_s((4.0 + 2.0 * frac_rc) * a2a_one_s, st.ep_exposed,
+                             lin_s + att_s + mem_s if st.overlap_limited_by_compute else None)
+    else:
+        ep_layer = 0.0
     T_layer = lin_s + att_s + mem_s + overhead_s + tp_layer + cp_layer + ep_layer
     T_logit = 3.0 * logit_fwd / logit_rate
 
@@ -585,28 +641,30 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # The ring runs over the fabric at the NIC bandwidth of each peer sharing a node, capped by the
     # scale-up links; inside one scale-up domain it uses those links only.
     shard_bytes = 2.0 * stage_params / t  # bf16 weights or gradients of one GPU's model slice
-    dp_peers_per_node = np.clip(per_node // (grid.t * grid.p), 1, grid.d * grid.cp)
+    # Ranks are ordered tp, cp, dp, pp (pp outermost; Megatron-Core, torchtitan): a node holds
+    # per_node / t ranks of one weight group, each on its own NIC.
+    dp_peers_per_node = np.clip(per_node // grid.t, 1, grid.d * grid.cp)
     dp_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * dp_peers_per_node, su_bs))
     dp_lat = np.where(job_in_su, SCALEUP_LATENCY_S, fab_lat)
     # Low-precision recipes gather the weights already cast (1 byte: --fp8-param-gather, torchao
-    # float8 all-gather); gradients are reduced in bf16.
+    # float8 all-gather); gradients are reduced at the stack's gradient width (bf16 or fp32).
     w_bytes = 0.5 if low else 1.0
-    rs_s = _ring_gather_s(k, shard_bytes, dp_bw, dp_lat)
+    g_bytes = st.grad_bytes / 2.0
+    rs_s = _ring_gather_s(k, g_bytes * shard_bytes, dp_bw, dp_lat)
     ag_s = _ring_gather_s(k, w_bytes * shard_bytes, dp_bw, dp_lat)
     dp_traffic = rs_s + np.where(shard == 0, rs_s, np.where(fsdp, 2.0 * m, 1.0) * ag_s)
     if moe:  # routed experts reduce over their own (smaller) data-parallel group
         ex_bytes = 2.0 * expert_stage
-        rs_e = _ring_gather_s(k_exp, ex_bytes, dp_bw, dp_lat)
-        ag_e = _ring_gather_s(k_exp, w_bytes * ex_bytes, dp_bw, dp_lat)
+        # Expert ranks are ordered etp, ep, edp: a node holds per_node / (ep etp) of a group.
+        ex_peers = np.clip(per_node // (grid.ep_or_one() * grid.etp_or_one()), 1, np.maximum(k_exp, 1))
+        ex_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * ex_peers, su_bs))
+        rs_e = _ring_gather_s(k_exp, g_bytes * ex_bytes, ex_bw, dp_lat)
+        ag_e = _ring_gather_s(k_exp, w_bytes * ex_bytes, ex_bw, dp_lat)
         dp_traffic = dp_traffic + rs_e + np.where(shard == 0, rs_e, np.where(fsdp, 2.0 * m, 1.0) * ag_e)
     # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
     # micro-batch's backward (and the parameter gather the first forward), about one stage time.
-    if st.overlap_limited_by_compute:
-        window = np.where(fsdp, m * T_stage, T_stage)
-        dp_exposed_s = np.maximum(dp_exposed_frac * dp_traffic, dp_traffic - window)
-    else:
-        dp_exposed_s = dp_exposed_frac * dp_traffic
-    dp_exposed_s = np.maximum(dp_exposed_s, 0.0)
+    window = np.where(fsdp, m * T_stage, T_stage) if st.overlap_limited_by_compute else None
+    dp_exposed_s = exposed_s(dp_traffic, dp_exposed_frac, window)
 
     # Optimizer step: memory-bound pass reading and writing each GPU's (sharded) state, plus the
     # stack's fixed per-step cost (gradient norm and clipping, data loading, logging, host syncs).

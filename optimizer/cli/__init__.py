@@ -267,8 +267,6 @@ def calibrate(
     console.print(f"2021 file (megatron-2021 stack): mean absolute error {rep.mae_pct:.2f}%, worst "
                   f"{rep.max_abs_error_pct:.2f}% (targets: mean <= 3%, each within 10%)", highlight=False)
     console.print(api.calibration_text(modern, serving), highlight=False, markup=False)
-    console.print("targets for the modern file: mean <= 6%, each within 15%; leave-one-group-out mean <= 10%",
-                  highlight=False)
 
 
 @app.command()
