@@ -107,7 +107,8 @@ def test_storage_cluster_for_job_lifts_the_lp_to_a_whole_cluster(monkeypatch):
 
     # Shared storage only as whole systems: flash-pfs (4 units at least, $450k each) or hdd-object
     # (3 at least, $180k each). The toy job's dataset and checkpoints need far less than one unit,
-    # so the cheapest design buys 3 hdd units ($0.54M); the plain LP a sliver of a unit.
+    # so the cheapest design buys 3 hdd units ($0.54M); the plain LP a sliver of a unit (the
+    # restart reload's read bandwidth: about 4 % of the cluster's price).
     toy = {"peak_bf16_tflops": 10, "hbm_gb": 1000, "hbm_bw_tbs": 1, "scaleup_domain": 8, "scaleup_bw_gbs": 100,
            "accelerators_per_node": 8, "node_power_kw": 10, "node_price_usd": 100_000, "node_rack_units": 8}
     inst = instance_from_dict({
@@ -126,7 +127,7 @@ def test_storage_cluster_for_job_lifts_the_lp_to_a_whole_cluster(monkeypatch):
     lifted, m = capex(False)
     plain, _ = capex(True)
     assert "storage_cluster_for_job[job=job,site=only]" in {c.name for c in m.constraints}
-    assert lifted == pytest.approx(3 * 0.18, rel=1e-9) and plain < 0.01
+    assert lifted == pytest.approx(3 * 0.18, rel=1e-9) and plain < 0.05
     for backend in BACKENDS:
         sol = solve_instance(inst, backend=backend)
         monkeypatch.setattr(storage, "_cluster_for_job", lambda *a: None)
