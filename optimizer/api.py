@@ -392,7 +392,7 @@ def _as_instance(inst: Union[_schema.Instance, PathLike]) -> _schema.Instance:
 
 def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", time_limit: Optional[float] = None,
           gap: Optional[float] = None, objective: Optional[str] = None, export: Optional[PathLike] = None,
-          contained: bool = False) -> Result:
+          contained: bool = False, work_limit: Optional[int] = None) -> Result:
     """Solve (and verify) one instance, or an instance file. `time_limit` is seconds per MIP solve
     (soft); `objective` overrides the instance's; `export` also writes the MIP (.lp or .mps). An
     infeasible instance gives a Result whose `diagnosis` says what blocks and by how much; a design
@@ -400,7 +400,11 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
 
     `contained=True` (what `dcopt solve` uses) runs the whole solve, diagnosis included, in a child
     process under a hard wall clock of `time_limit` plus a small grace, falling back to PuLP if a
-    solver crashes (`optimizer.runs.wallclock`); `SolverCrash` when no backend survives."""
+    solver crashes (`optimizer.runs.wallclock`); `SolverCrash` when no backend survives.
+
+    `work_limit` caps each MIP solve at that many branch-and-bound nodes after the root: unlike the
+    time limit it stops at the same point on a loaded or an idle machine (`Solution.work` says
+    how many nodes ran and which limit stopped it)."""
     from optimizer.solving.pipeline import solve_instance
     from optimizer.studies.explain import diagnose_solution
 
@@ -410,9 +414,10 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
 
         if objective is not None:
             inst = with_(inst, {"objective": objective})
-        return Result(solve_contained(inst, backend=backend, time_limit=time_limit, gap=gap, export=export), inst)
+        return Result(solve_contained(inst, backend=backend, time_limit=time_limit, gap=gap, export=export,
+                                      work_limit=work_limit), inst)
     sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, objective=objective,
-                         export_path=export)
+                         export_path=export, work_limit=work_limit)
     diagnose_solution(inst, sol, backend, time_limit)
     return Result(sol, inst)
 
@@ -748,7 +753,7 @@ def run_batch(paths: Union[PathLike, Sequence[PathLike]], out: PathLike, *, work
               engine: str = "local", ray_address: Optional[str] = None, backend: str = "ortools",
               time_limit: Optional[float] = 60.0, timeout: Optional[float] = None, gap: Optional[float] = None,
               resume: bool = False, retry_failed: bool = False, solver: Optional[str] = None,
-              listener: Any = None, tasks: Optional[list] = None):
+              listener: Any = None, tasks: Optional[list] = None, work_limit: Optional[int] = None):
     """The batch as `optimizer.runs.batch.BatchReport` (records, counts), what `dcopt batch` prints.
     `listener` gets `started(task)` / `finished(task, record, skipped)`; `tasks` from `batch_tasks`."""
     from optimizer.runs.batch import run_batch as _run
@@ -757,14 +762,15 @@ def run_batch(paths: Union[PathLike, Sequence[PathLike]], out: PathLike, *, work
 
     if backend not in BACKEND_NAMES:
         raise BatchArgumentError(f"--backend: got '{backend}', expected {', '.join(BACKEND_NAMES)}")
-    opts = Options(backend=backend, time_limit_s=time_limit, timeout_s=timeout, gap=gap, solver=solver or DEFAULT_SOLVER)
+    opts = Options(backend=backend, time_limit_s=time_limit, timeout_s=timeout, gap=gap, solver=solver or DEFAULT_SOLVER,
+                   work_limit=work_limit)
     return _run(_paths(paths), Path(out), workers=workers, engine=engine, ray_address=ray_address, resume=resume,
                 retry_failed=retry_failed, opts=opts, listener=listener, tasks=tasks)
 
 
 def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = None, *, workers: Optional[int] = None,
           backend: str = "ortools", time_limit: Optional[float] = 60.0, timeout: Optional[float] = None,
-          gap: Optional[float] = None, resume: bool = False):
+          gap: Optional[float] = None, resume: bool = False, work_limit: Optional[int] = None):
     """Solve many instance files (files, directories, globs, sweep files) in parallel worker
     processes, as `dcopt batch` does: a DataFrame of the summary, one row per instance.
 
@@ -776,7 +782,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
     pd = _pandas()
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="dcopt-batch-"))
     report = run_batch(paths, out, workers=workers, backend=backend, time_limit=time_limit, timeout=timeout, gap=gap,
-                       resume=resume)
+                       resume=resume, work_limit=work_limit)
     df = pd.DataFrame([summary_row(r) for r in report.records])
     df.attrs.update(out=str(out), wall_s=report.wall_s)
     return df
