@@ -118,7 +118,17 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
 
 def _for_job(job: TrainingJob, base) -> JobTable:
     dims, acc_names, fab_names, grid, perf, endpoints, (rates, per_node) = base
-    g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc])
+    # Goodput depends only on (accelerator, accelerators, nodes), shared by many layouts: evaluate
+    # each distinct triple once and spread it back (the same numbers, a fraction of the work).
+    acc_i = np.asarray(grid.acc, dtype=np.int64)
+    n_i, nodes_i = np.asarray(perf["n_acc"]).astype(np.int64), np.asarray(perf["nodes"]).astype(np.int64)
+    if len(acc_i) and n_i.max(initial=0) < 2**21 and nodes_i.max(initial=0) < 2**21:
+        _, first, inv = np.unique((acc_i << 42) | (n_i << 21) | nodes_i, return_index=True, return_inverse=True)
+        g = job_goodput(job, rates, acc_i[first], np.asarray(perf["n_acc"])[first], np.asarray(perf["nodes"])[first],
+                        per_node[acc_i[first]])
+        g = {k: v[inv.ravel()] for k, v in g.items()}
+    else:
+        g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc])
     perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0, **g)
     return JobTable(job=job, dims=dims, accelerators=acc_names, fabrics=fab_names, grid=grid, perf=perf,
                     days=wall_clock_days(perf["time_to_train_days"], g["goodput"]),
@@ -133,6 +143,11 @@ def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
 def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
     """Tables for several jobs; jobs that differ only in tokens, deadline or storage share one
     evaluation (a step's time does not depend on how many steps there are)."""
+    return list(iter_job_tables(jobs, catalog))
+
+
+def iter_job_tables(jobs: list[TrainingJob], catalog: Catalog):
+    """`job_tables` one at a time, so a caller that prunes each can drop it before the next is made."""
     keys = [(resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
              job.accelerator, job.fabric, job.stack) for job in jobs]
     first = {}
@@ -146,7 +161,8 @@ def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
             shared = dict(zip(first, pool.map(lambda j: _evaluated(j, catalog), first.values())))
     else:
         shared = {k: _evaluated(j, catalog) for k, j in first.items()}
-    return [_for_job(job, shared[key]) for key, job in zip(keys, jobs)]
+    for key, job in zip(keys, jobs):
+        yield _for_job(job, shared[key])
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,6 +33,20 @@ class Pruned:
     @property
     def survived(self) -> int:
         return len(self.keep)
+
+
+def compact(pr: Pruned) -> Pruned:
+    """The same survivors in a table of the surviving rows only (keep = 0..n-1): a 200-job instance's
+    full tables are gigabytes, and nothing after pruning reads the rows it removed. A job with no
+    survivor keeps its whole table, which `optimizer.solving.unfit` explains from."""
+    t, k = pr.table, pr.keep
+    if not len(k):
+        return pr
+    n = len(t)
+    rows = lambda a: a[k] if isinstance(a, np.ndarray) and a.shape[:1] == (n,) else a  # noqa: E731
+    small = replace(t, grid=t.grid.take(k), perf={name: rows(a) for name, a in t.perf.items()}, days=rows(t.days),
+                    read_gbps=rows(t.read_gbps), endpoints=rows(t.endpoints))
+    return Pruned(small, np.arange(len(k)), pr.enumerated, pr.fit_memory, pr.meet_deadline)
 
 
 def prune(table: JobTable, objective: str) -> Pruned:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from models.candidates import JobTable, job_tables, service_table
+from models.candidates import JobTable, iter_job_tables, service_table
 from models.metrics import by_objective, parse
 from models.schema import Instance
 
@@ -17,7 +17,7 @@ from optimizer.mip.data import MipData, build_data
 from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
 from optimizer.mip.start import heuristic_start
-from optimizer.mip.prune import Pruned, PrunedService, prune, prune_service
+from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_service
 from optimizer.solving.extract import design_from, jobs_from, services_from
 from optimizer.solving.measure import bound_expr
 from optimizer.solving.unfit import explain_job, explain_service
@@ -41,8 +41,10 @@ def objective_scale(objective: str) -> float:
 def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable], list[Pruned]]:
     """Candidate tables and their pruning; `frontier` keeps every job's whole nodes/time front
     (needed when time is bounded or traded off, e.g. Pareto fronts), not only its fewest-node point."""
-    tables = job_tables(instance.training_jobs, instance.catalog)
-    return tables, [prune(t, "min_time" if frontier else instance.objective) for t in tables]
+    objective = "min_time" if frontier else instance.objective
+    # Pruned one at a time and kept as the surviving rows only: peak memory is one full table, not all.
+    pruned = [compact(prune(t, objective)) for t in iter_job_tables(instance.training_jobs, instance.catalog)]
+    return [p.table for p in pruned], pruned
 
 
 def prepare_services(instance: Instance) -> list[PrunedService]:
