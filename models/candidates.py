@@ -143,26 +143,48 @@ def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
 def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
     """Tables for several jobs; jobs that differ only in tokens, deadline or storage share one
     evaluation (a step's time does not depend on how many steps there are)."""
-    return list(iter_job_tables(jobs, catalog))
+    return [t for _, t in sorted(iter_job_tables(jobs, catalog), key=lambda it: it[0])]
 
 
 def iter_job_tables(jobs: list[TrainingJob], catalog: Catalog):
-    """`job_tables` one at a time, so a caller that prunes each can drop it before the next is made."""
+    """(position in `jobs`, table) pairs, grouped by shared evaluation rather than in job order, so a
+    caller that prunes each table can drop it at once: at most three evaluations are alive (two
+    being computed, one being used), not one per distinct job (gigabytes on the full catalog)."""
+    from collections import deque
+
     keys = [(resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
              job.accelerator, job.fabric, job.stack) for job in jobs]
-    first = {}
-    for key, job in zip(keys, jobs):
-        first.setdefault(key, job)
-    if len(first) > 1:
-        # numpy releases the GIL in its array kernels: two threads keep both cores busy.
-        from concurrent.futures import ThreadPoolExecutor
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    if len(groups) <= 1:
+        for positions in groups.values():
+            base = _evaluated(jobs[positions[0]], catalog)
+            for i in positions:
+                yield i, _for_job(jobs[i], base)
+        return
+    # numpy releases the GIL in its array kernels: two threads keep both cores busy.
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            shared = dict(zip(first, pool.map(lambda j: _evaluated(j, catalog), first.values())))
-    else:
-        shared = {k: _evaluated(j, catalog) for k, j in first.items()}
-    for key, job in zip(keys, jobs):
-        yield _for_job(job, shared[key])
+    pending = iter(groups.values())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running: deque = deque()
+
+        def submit() -> None:
+            positions = next(pending, None)
+            if positions is not None:
+                running.append((positions, pool.submit(_evaluated, jobs[positions[0]], catalog)))
+
+        submit()
+        submit()
+        while running:
+            positions, future = running.popleft()
+            base = future.result()
+            del future
+            submit()
+            for i in positions:
+                yield i, _for_job(jobs[i], base)
+            del base
 
 
 @dataclass(frozen=True)

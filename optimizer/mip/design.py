@@ -241,6 +241,7 @@ class Solution:
     first_design_s: Optional[float] = None  # seconds from the start of the run to the first complete design
     work: dict = field(default_factory=dict)  # {"nodes": explored, "work_limit": nodes or None, "stopped_by": ...}
     phases_s: dict = field(default_factory=dict)  # seconds: prepare, build, start, solve, verify
+    decomposition: dict = field(default_factory=dict)  # when decomposed: LP bound, restricted solve, seconds
 
     @property
     def has_design(self) -> bool:

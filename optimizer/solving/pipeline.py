@@ -16,6 +16,7 @@ from optimizer.mip.build import Vars, build_model, objective_expr
 from optimizer.mip.data import MipData, build_data
 from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
+from optimizer.mip.decompose import AUTO_INTEGERS, solve_decomposed
 from optimizer.mip.start import heuristic_start
 from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_service
 from optimizer.solving.extract import design_from, jobs_from, services_from
@@ -43,7 +44,8 @@ def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable],
     (needed when time is bounded or traded off, e.g. Pareto fronts), not only its fewest-node point."""
     objective = "min_time" if frontier else instance.objective
     # Pruned one at a time and kept as the surviving rows only: peak memory is one full table, not all.
-    pruned = [compact(prune(t, objective)) for t in iter_job_tables(instance.training_jobs, instance.catalog)]
+    by_position = {i: compact(prune(t, objective)) for i, t in iter_job_tables(instance.training_jobs, instance.catalog)}
+    pruned = [by_position[i] for i in range(len(by_position))]
     return [p.table for p in pruned], pruned
 
 
@@ -53,12 +55,14 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
               bounds: dict[str, float] | None = None, start: bool = True, work_limit: int | None = None,
-              info: dict | None = None) -> tuple[SolveResult, Vars, object]:
+              info: dict | None = None, decompose: bool | None = None) -> tuple[SolveResult, Vars, object]:
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
 
     `start`: build the constructive design (optimizer.mip.start) and hand it to the solver as a MIP
     start; if the solver then stops with no incumbent (or a worse one), that design is the answer,
     with the solver's bound and the true gap. `work_limit`: branch-and-bound nodes per solve.
+    `decompose` (None: above AUTO_INTEGERS integer variables) fixes the sites from the start and solves
+    the restricted model before the full one (optimizer.mip.decompose; the bound stays the full model's).
     `info` (a dict) receives where the design came from, the work done and the phase seconds."""
     info = {} if info is None else info
     t0 = time.perf_counter()
@@ -78,9 +82,15 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
         info["start_objective"] = heur.objective
         info["first_design_s"] = t2 - t0
     limit = time_limit_s if time_limit_s is None else max(time_limit_s - (t2 - t1), 0.1 * time_limit_s)
-    res = run_backend(m, backend=backend, time_limit_s=limit, gap=gap,
-                      start=None if heur is None else heur.values, work_limit=work_limit)
+    if decompose is None:
+        decompose = m.num_integer_vars > AUTO_INTEGERS
+    if decompose and heur is not None:
+        res = solve_decomposed(m, v, heur, backend, limit, gap, work_limit, info)
+    else:
+        res = run_backend(m, backend=backend, time_limit_s=limit, gap=gap,
+                          start=None if heur is None else heur.values, work_limit=work_limit)
     res = _prefer_start(m, res, heur)
+    info["decomposed"] = bool(decompose and heur is not None)
     info["incumbent_source"] = "heuristic" if heur is not None and res.values is heur.values else "solver"
     info["work"] = {"nodes": res.nodes, "work_limit": work_limit, "stopped_by": res.stopped_by or None}
     second = by_objective(objective).tie_break
@@ -128,6 +138,7 @@ def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
     frontier: bool = False, study_procurement: bool = True, start: bool = True, work_limit: int | None = None,
+    decompose: bool | None = None,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
@@ -159,7 +170,9 @@ def solve_instance(
     t_prep = time.perf_counter() - t_start
     info: dict = {}
     res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds, start=start,
-                          work_limit=work_limit, info=info)
+                          work_limit=work_limit, info=info, decompose=decompose)
+    if info.get("decomposed"):
+        sol.decomposition = info.get("decomposition", {})
     sol.phases_s = {"prepare": t_prep, **info.get("phases_s", {})}
     sol.work = info.get("work", {})
     sol.status = STATUS_TEXT[res.status]
