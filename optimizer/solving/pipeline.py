@@ -10,7 +10,7 @@ from models.metrics import by_objective, parse
 from models.schema import Instance
 
 from optimizer.mip.backends import SolveResult, Status
-from optimizer.mip.backends.common import _rel_gap
+from optimizer.mip.backends.common import _check_work, _rel_gap
 from optimizer.mip.backends import solve as run_backend
 from optimizer.mip.build import Vars, build_model, objective_expr
 from optimizer.mip.data import MipData, build_data
@@ -64,6 +64,7 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     `decompose` (None: above AUTO_INTEGERS integer variables) fixes the sites from the start and solves
     the restricted model before the full one (optimizer.mip.decompose; the bound stays the full model's).
     `info` (a dict) receives where the design came from, the work done and the phase seconds."""
+    _check_work(work_limit)
     info = {} if info is None else info
     t0 = time.perf_counter()
     m, v = build_model(data)
@@ -91,7 +92,7 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
                           start=None if heur is None else heur.values, work_limit=work_limit)
     res = _prefer_start(m, res, heur)
     info["decomposed"] = bool(decompose and heur is not None)
-    info["incumbent_source"] = "heuristic" if heur is not None and res.values is heur.values else "solver"
+    info["incumbent_source"] = "heuristic" if heur is not None and _from_start(res, heur) else "solver"
     info["work"] = {"nodes": res.nodes, "work_limit": work_limit, "stopped_by": res.stopped_by or None}
     second = by_objective(objective).tie_break
     if second and res.values is not None and res.objective is not None:
@@ -112,6 +113,13 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
 def _start_budget(time_limit_s: float | None) -> float:
     """Seconds the constructive start may take (its completion solves): a quarter of the limit, at most 30."""
     return 30.0 if time_limit_s is None else min(30.0, max(0.25 * time_limit_s, 0.5))
+
+
+def _from_start(res: SolveResult, heur) -> bool:
+    """The design is the start's: the solver ended without one, or never improved on the start it was given."""
+    if res.values is heur.values:
+        return True
+    return res.objective is not None and res.objective >= heur.objective - 1e-9 * max(1.0, abs(heur.objective))
 
 
 def _prefer_start(m, res: SolveResult, heur) -> SolveResult:
