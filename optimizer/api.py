@@ -392,7 +392,7 @@ def _as_instance(inst: Union[_schema.Instance, PathLike]) -> _schema.Instance:
 
 def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", time_limit: Optional[float] = None,
           gap: Optional[float] = None, objective: Optional[str] = None, export: Optional[PathLike] = None,
-          contained: bool = False, work_limit: Optional[int] = None) -> Result:
+          contained: bool = False, work_limit: Optional[int] = None, decompose: bool = False) -> Result:
     """Solve (and verify) one instance, or an instance file. `time_limit` is seconds per MIP solve
     (soft); `objective` overrides the instance's; `export` also writes the MIP (.lp or .mps). An
     infeasible instance gives a Result whose `diagnosis` says what blocks and by how much; a design
@@ -404,7 +404,8 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
 
     `work_limit` caps each MIP solve at that many branch-and-bound nodes after the root: unlike the
     time limit it stops at the same point on a loaded or an idle machine (`Solution.work` says
-    how many nodes ran and which limit stopped it)."""
+    how many nodes ran and which limit stopped it). `decompose` fixes the sites from the constructive
+    start, solves the rest, then the full model (the bound reported stays the full model's)."""
     from optimizer.solving.pipeline import solve_instance
     from optimizer.studies.explain import diagnose_solution
 
@@ -415,9 +416,9 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
         if objective is not None:
             inst = with_(inst, {"objective": objective})
         return Result(solve_contained(inst, backend=backend, time_limit=time_limit, gap=gap, export=export,
-                                      work_limit=work_limit), inst)
+                                      work_limit=work_limit, decompose=decompose), inst)
     sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, objective=objective,
-                         export_path=export, work_limit=work_limit)
+                         export_path=export, work_limit=work_limit, decompose=decompose)
     diagnose_solution(inst, sol, backend, time_limit)
     return Result(sol, inst)
 

@@ -16,7 +16,7 @@ from optimizer.mip.build import Vars, build_model, objective_expr
 from optimizer.mip.data import MipData, build_data
 from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
-from optimizer.mip.decompose import AUTO_INTEGERS, solve_decomposed
+from optimizer.mip.decompose import solve_decomposed
 from optimizer.mip.start import heuristic_start
 from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_service
 from optimizer.solving.extract import design_from, jobs_from, services_from
@@ -55,14 +55,14 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
               bounds: dict[str, float] | None = None, start: bool = True, work_limit: int | None = None,
-              info: dict | None = None, decompose: bool | None = None) -> tuple[SolveResult, Vars, object]:
+              info: dict | None = None, decompose: bool = False) -> tuple[SolveResult, Vars, object]:
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
 
     `start`: build the constructive design (optimizer.mip.start) and hand it to the solver as a MIP
     start; if the solver then stops with no incumbent (or a worse one), that design is the answer,
     with the solver's bound and the true gap. `work_limit`: branch-and-bound nodes per solve.
-    `decompose` (None: above AUTO_INTEGERS integer variables) fixes the sites from the start and solves
-    the restricted model before the full one (optimizer.mip.decompose; the bound stays the full model's).
+    `decompose` fixes the sites from the start and solves the restricted model before the full one
+    (optimizer.mip.decompose; the bound stays the full model's).
     `info` (a dict) receives where the design came from, the work done and the phase seconds."""
     _check_work(work_limit)
     info = {} if info is None else info
@@ -83,8 +83,6 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
         info["start_objective"] = heur.objective
         info["first_design_s"] = t2 - t0
     limit = time_limit_s if time_limit_s is None else max(time_limit_s - (t2 - t1), 0.1 * time_limit_s)
-    if decompose is None:
-        decompose = m.num_integer_vars > AUTO_INTEGERS
     if decompose and heur is not None:
         res = solve_decomposed(m, v, heur, backend, limit, gap, work_limit, info)
     else:
@@ -146,7 +144,7 @@ def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
     frontier: bool = False, study_procurement: bool = True, start: bool = True, work_limit: int | None = None,
-    decompose: bool | None = None,
+    decompose: bool = False,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
