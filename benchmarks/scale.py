@@ -8,7 +8,7 @@ performance model; issue 20's ladder (20x8x3, 50x10x3, 35x15x3 on the full catal
 seconds to the first complete design, seconds in all, the phases (prepare = candidate tables and
 pruning, build, start = the constructive design, solve, verify), peak memory and the work done
 (branch-and-bound nodes, and the limit that stopped the solve); the issue's targets against it;
-batch throughput. Each solve runs in its own forked process, so its peak memory is its own.
+batch throughput. Each solve runs in its own fresh process (spawned), so its peak memory is its own.
 `--work-limit` replaces the wall clock by a node limit (comparisons that do not depend on the
 machine's load); `--quick` runs the smallest ladder point only. `--results` also writes the ladder
 section into that file, between its `scale-ladder` markers. Generated instances are seeded
@@ -120,7 +120,7 @@ def _child_solve(conn, spec, backend: str, time_limit, work_limit) -> None:
 def _solve(spec, backend: str, time_limit, work_limit) -> dict:
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # a fresh interpreter: its peak memory is this solve's alone
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_solve, args=(child, spec, backend, time_limit, work_limit))
     proc.start()
