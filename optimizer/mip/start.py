@@ -109,15 +109,18 @@ class _Room:
 
 
 def _node_load(d: MipData, acc: str, s: SiteData, nodes: float) -> tuple[float, float]:
-    a = next(x for x in d.accelerators if x.name == acc)
+    kw = next(x.node_power_kw for x in d.accelerators if x.name == acc)
     npr = max((n for n in s.nodes_per_rack.get(acc, {}).values()), default=0)
-    return nodes * a.node_power_kw * (1 + OVERHEAD), (nodes / npr if npr else math.inf)
+    return nodes * kw * (1 + OVERHEAD), (nodes / npr if npr else math.inf)
 
 
 def _place_jobs(d: MipData, v: Vars, costs: _Costs, room: _Room, fixed: dict[int, float]) -> bool:
     # Largest jobs first: they are the hardest to fit once the caps fill up.
     node_kw = {a.name: a.node_power_kw for a in d.accelerators}
     order = sorted(d.jobs, key=lambda j: -min((c.nodes * node_kw[c.accelerator] for c in j.candidates), default=0))
+    by_job: dict[str, list[Var]] = {}
+    for key, x in [*v.choose.items(), *v.rent.items()]:
+        by_job.setdefault(key[0], []).append(x)
     for job in order:
         best = None
         for k, c in enumerate(job.candidates):
@@ -142,12 +145,8 @@ def _place_jobs(d: MipData, v: Vars, costs: _Costs, room: _Room, fixed: dict[int
         if best is None:
             return False
         kind, k, s, kw, racks = best[1]
-        for key, x in v.choose.items():
-            if key[0] == job.name:
-                fixed[x.index] = 0.0
-        for key, x in v.rent.items():
-            if key[0] == job.name:
-                fixed[x.index] = 0.0
+        for x in by_job.get(job.name, []):
+            fixed[x.index] = 0.0
         if kind == "own":
             fixed[v.choose[job.name, k, s.name].index] = 1.0
             room.take(s, kw, racks)
