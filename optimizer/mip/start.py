@@ -242,7 +242,9 @@ def greedy_decisions(m: Model, d: MipData, v: Vars, objective: str, share: float
     costs = _Costs(d, objective)
     room = _Room(d, share)
     fixed: dict[int, float] = {}
-    if not _place_jobs(d, v, costs, room, fixed) or not _place_services(d, v, costs, room, fixed):
+    # Services first: their sites are set by where their regions are reached, and a job that goes
+    # to a site already open for them does not pay another build-out.
+    if not _place_services(d, v, costs, room, fixed) or not _place_jobs(d, v, costs, room, fixed):
         return None
     for name, x in v.site_open.items():
         # A single site is open by its bounds; elsewhere only sites that hold something.

@@ -13,7 +13,7 @@ from optimizer.mip.backends import SolveResult, Status
 from optimizer.mip.backends.common import _check_work, _rel_gap
 from optimizer.mip.backends import solve as run_backend
 from optimizer.mip.build import Vars, build_model, objective_expr
-from optimizer.mip.data import MipData, build_data
+from optimizer.mip.data import MipData, build_data, rented_candidates
 from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
 from optimizer.mip.decompose import solve_decomposed
@@ -44,7 +44,11 @@ def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable],
     (needed when time is bounded or traded off, e.g. Pareto fronts), not only its fewest-node point."""
     objective = "min_time" if frontier else instance.objective
     # Pruned one at a time and kept as the surviving rows only: peak memory is one full table, not all.
-    by_position = {i: compact(prune(t, objective)) for i, t in iter_job_tables(instance.training_jobs, instance.catalog)}
+    def kept(t: JobTable) -> Pruned:
+        rent = rented_candidates(t, instance.catalog) if instance.procurement_of(t.job) != "own" else []
+        return compact(prune(t, objective), also=[c.index for c in rent])
+
+    by_position = {i: kept(t) for i, t in iter_job_tables(instance.training_jobs, instance.catalog)}
     pruned = [by_position[i] for i in range(len(by_position))]
     return [p.table for p in pruned], pruned
 
