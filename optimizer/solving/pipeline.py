@@ -127,7 +127,7 @@ def _from_start(res: SolveResult, heur) -> bool:
 def _prefer_start(m, res: SolveResult, heur) -> SolveResult:
     """The solver's answer, unless it ended with no incumbent (or a worse one than the start it was
     given): then the start, with the solver's bound, so the gap stays true."""
-    if heur is None or res.status in (Status.ERROR, Status.UNBOUNDED):
+    if heur is None or res.status == Status.UNBOUNDED:
         return res
     tol = 1e-9 * max(1.0, abs(heur.objective))
     if res.values is not None and res.objective is not None and res.objective <= heur.objective + tol:
@@ -136,7 +136,8 @@ def _prefer_start(m, res: SolveResult, heur) -> SolveResult:
     if bound is not None and bound > heur.objective + 1e-6 * max(1.0, abs(heur.objective)):
         bound = None  # a bound above a feasible design is no bound on it (a solver fault): report none
     g = _rel_gap(heur.objective, bound)
-    why = ("the solver stopped without a design" if res.values is None else
+    why = ("the solver failed" if res.status == Status.ERROR else
+           "the solver stopped without a design" if res.values is None else
            f"the solver's best ({res.objective:.6g}) was worse than the start")
     msg = f"the constructive start's design: {why} ({res.message or res.status.value})"
     status = Status.OPTIMAL if g is not None and g <= 1e-6 else Status.FEASIBLE
