@@ -46,7 +46,7 @@ def test_the_start_satisfies_every_row_and_the_verifier_on_every_shipped_instanc
     monkeypatch.setattr(P, "run_backend", no_incumbent)
     got = 0
     for path in INSTANCES:
-        sol = P.solve_instance(load_instance(path), study_procurement=False)
+        sol = P.solve_instance(load_instance(path), study_procurement=False, hint=True)
         if sol.start_objective_value is None:
             assert sol.status == "infeasible" and not sol.has_design, path.name
             continue
@@ -77,8 +77,10 @@ def test_the_greedy_places_each_job_exactly_once():
 def test_start_and_decomposition_never_change_the_optimum(backend):
     inst = load_instance(FOUR_SITES)
     plain = P.solve_instance(inst, backend=backend, start=False, decompose=False)
+    hinted = P.solve_instance(inst, backend=backend, start=True, hint=True)
     split = P.solve_instance(inst, backend=backend, start=True, decompose=True)
-    assert plain.status == split.status == "optimal"
+    assert plain.status == hinted.status == split.status == "optimal"
+    assert hinted.objective_value == pytest.approx(plain.objective_value, rel=1e-6)
     assert split.objective_value == pytest.approx(plain.objective_value, rel=1e-6)
     assert split.decomposition["lp_bound"] <= split.objective_value / 1e6 + 1e-6  # $M: a bound, not above
     assert split.start_objective_value >= plain.objective_value * (1 - 1e-9)  # the start is a design, not below

@@ -58,7 +58,8 @@ def site_fixings(v: Vars, values: list[float]) -> dict[int, float]:
 
 
 def solve_decomposed(m: Model, v: Vars, start: Start, backend: str, time_limit_s: float | None,
-                     gap: float | None, work_limit: int | None = None, info: dict | None = None) -> SolveResult:
+                     gap: float | None, work_limit: int | None = None, info: dict | None = None,
+                     hint: bool = True) -> SolveResult:
     """Restricted model (sites fixed from `start`), then the full model from its design; the bound is
     the monolithic LP relaxation's or the full solve's, whichever is higher."""
     info = {} if info is None else info
@@ -69,12 +70,13 @@ def solve_decomposed(m: Model, v: Vars, start: Start, backend: str, time_limit_s
     left = lambda share: None if time_limit_s is None else max(share * (time_limit_s - (time.perf_counter() - t0)),  # noqa: E731
                                                                  0.05 * time_limit_s)
     sub = run_backend(fixed_copy(m, site_fixings(v, start.values)), backend=backend, time_limit_s=left(RESTRICTED_SHARE),
-                      gap=gap, start=start.values, work_limit=work_limit)
+                      gap=gap, start=start.values if hint else None, work_limit=work_limit)
     best_values, best_obj = start.values, start.objective
     if sub.values is not None and sub.objective is not None and sub.objective < best_obj and not m.violations(sub.values):
         best_values, best_obj = sub.values, sub.objective
     t2 = time.perf_counter()
-    full = run_backend(m, backend=backend, time_limit_s=left(1.0), gap=gap, start=best_values, work_limit=work_limit)
+    full = run_backend(m, backend=backend, time_limit_s=left(1.0), gap=gap, start=best_values if hint else None,
+                       work_limit=work_limit)
     t3 = time.perf_counter()
     info["decomposition"] = {"lp_bound": lp_bound, "restricted_objective": sub.objective,
                              "restricted_status": sub.status.value, "lp_s": t1 - t0, "restricted_s": t2 - t1,

@@ -59,12 +59,14 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
               bounds: dict[str, float] | None = None, start: bool = True, work_limit: int | None = None,
-              info: dict | None = None, decompose: bool = False) -> tuple[SolveResult, Vars, object]:
+              info: dict | None = None, decompose: bool = False, hint: bool | None = None
+              ) -> tuple[SolveResult, Vars, object]:
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
 
-    `start`: build the constructive design (optimizer.mip.start) and hand it to the solver as a MIP
-    start; if the solver then stops with no incumbent (or a worse one), that design is the answer,
-    with the solver's bound and the true gap. `work_limit`: branch-and-bound nodes per solve.
+    `start`: build the constructive design (optimizer.mip.start) first; if the solver then stops with
+    no incumbent (or a worse one), that design is the answer, with the solver's bound and the true
+    gap. `hint`: also hand it to the solver as a MIP start (None: where measured to help, HINT_BACKENDS).
+    `work_limit`: branch-and-bound nodes per solve.
     `decompose` fixes the sites from the start and solves the restricted model before the full one
     (optimizer.mip.decompose; the bound stays the full model's).
     `info` (a dict) receives where the design came from, the work done and the phase seconds."""
@@ -87,11 +89,13 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
         info["start_objective"] = heur.objective
         info["first_design_s"] = t2 - t0
     limit = time_limit_s if time_limit_s is None else max(time_limit_s - (t2 - t1), 0.1 * time_limit_s)
+    hint = backend in HINT_BACKENDS if hint is None else hint
+    info["hinted"] = bool(hint and heur is not None)
     if decompose and heur is not None:
-        res = solve_decomposed(m, v, heur, backend, limit, gap, work_limit, info)
+        res = solve_decomposed(m, v, heur, backend, limit, gap, work_limit, info)  # its point is the hint
     else:
         res = run_backend(m, backend=backend, time_limit_s=limit, gap=gap,
-                          start=None if heur is None else heur.values, work_limit=work_limit)
+                          start=heur.values if hint and heur is not None else None, work_limit=work_limit)
     res = _prefer_start(m, res, heur)
     info["decomposed"] = bool(decompose and heur is not None)
     info["incumbent_source"] = "heuristic" if heur is not None and _from_start(res, heur) else "solver"
@@ -102,14 +106,22 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
         m.add_constraint(objective_expr(data, v, objective) <= res.objective + 1e-6 * max(1.0, abs(res.objective)),
                          K("primary_optimum"))
         m.minimize(objective_expr(data, v, second))
-        res2 = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap, start=res.values,
-                           work_limit=work_limit)
+        res2 = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap,
+                           start=res.values if hint else None, work_limit=work_limit)
         if res2.values is not None:
             res = dataclasses.replace(res2, objective=res.objective, best_bound=res.best_bound, gap=res.gap,
                                       runtime_s=res.runtime_s + res2.runtime_s, status=res.status,
                                       message=res.message or res2.message, nodes=res.nodes, stopped_by=res.stopped_by)
     info["phases_s"]["solve"] = time.perf_counter() - t2
     return res, v, m
+
+
+# Backends that get the constructive start as a MIP start by default: none. Measured (benchmarks/
+# RESULTS.md), every solver did worse with it: HiGHS stayed in its root cut loop instead of running
+# the heuristics that find its own, better incumbents (50 x 10 x 3 to 0.5%: 0.8 s -> 4.7 s; 200 x 40 x 5
+# at 60 s: gap 0.05% -> 1.1%), SCIP searched longer, and CBC never left the start (100 x 20 x 5 at
+# 60 s: gap 0.64% -> 4.3%). So the start is the design to fall back on; `hint=True` hands it over.
+HINT_BACKENDS: tuple[str, ...] = ()
 
 
 def _start_budget(time_limit_s: float | None) -> float:
@@ -149,7 +161,7 @@ def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
     frontier: bool = False, study_procurement: bool = True, start: bool = True, work_limit: int | None = None,
-    decompose: bool = False,
+    decompose: bool = False, hint: bool | None = None,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
@@ -181,7 +193,7 @@ def solve_instance(
     t_prep = time.perf_counter() - t_start
     info: dict = {}
     res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds, start=start,
-                          work_limit=work_limit, info=info, decompose=decompose)
+                          work_limit=work_limit, info=info, decompose=decompose, hint=hint)
     if info.get("decomposed"):
         sol.decomposition = info.get("decomposition", {})
     sol.phases_s = {"prepare": t_prep, **info.get("phases_s", {})}
