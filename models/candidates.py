@@ -179,8 +179,22 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
 def _for_job(job: TrainingJob, base) -> JobTable:
     dims, acc_names, fab_names, grid, perf, endpoints, (rates, per_node) = base
     st = storage_rates(job, dims, perf["n_acc"], perf["tokens_per_s"], layout_reload_gb(dims, grid))
-    g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc],
-                    write_s=st["write_s"], reload_s=st["reload_s"])
+    # Goodput depends only on (accelerator, accelerators, nodes, checkpoint write and reload time),
+    # shared by many layouts: evaluate each distinct tuple once and spread it back (the same
+    # numbers, a fraction of the work).
+    acc_i = np.asarray(grid.acc, dtype=np.int64)
+    n_acc, nodes = np.asarray(perf["n_acc"]), np.asarray(perf["nodes"])
+    write_s = np.broadcast_to(np.asarray(st["write_s"], dtype=float), acc_i.shape)
+    reload_s = np.broadcast_to(np.asarray(st["reload_s"], dtype=float), acc_i.shape)
+    if len(acc_i):
+        keys = np.stack([acc_i.astype(float), n_acc.astype(float), nodes.astype(float), write_s, reload_s], axis=1)
+        _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        g = job_goodput(job, rates, acc_i[first], n_acc[first], nodes[first], per_node[acc_i[first]],
+                        write_s=write_s[first], reload_s=reload_s[first])
+        g = {k: v[inv.ravel()] for k, v in g.items()}
+    else:
+        g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc],
+                        write_s=st["write_s"], reload_s=st["reload_s"])
     perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0, **g,
                 storage_write_gbps=st["write_gbps"])
     return JobTable(job=job, dims=dims, accelerators=acc_names, fabrics=fab_names, grid=grid, perf=perf,
@@ -196,20 +210,48 @@ def job_table(job: TrainingJob, catalog: Catalog) -> JobTable:
 def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
     """Tables for several jobs; jobs that differ only in tokens, deadline or storage share one
     evaluation (a step's time does not depend on how many steps there are)."""
+    return [t for _, t in sorted(iter_job_tables(jobs, catalog), key=lambda it: it[0])]
+
+
+def iter_job_tables(jobs: list[TrainingJob], catalog: Catalog):
+    """(position in `jobs`, table) pairs, grouped by shared evaluation rather than in job order, so a
+    caller that prunes each table can drop it at once: at most three evaluations are alive (two
+    being computed, one being used), not one per distinct job (gigabytes on the full catalog)."""
+    from collections import deque
+
     keys = [(resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
              job.accelerator, job.fabric, job.stack) for job in jobs]
-    first = {}
-    for key, job in zip(keys, jobs):
-        first.setdefault(key, job)
-    if len(first) > 1:
-        # numpy releases the GIL in its array kernels: two threads keep both cores busy.
-        from concurrent.futures import ThreadPoolExecutor
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    if len(groups) <= 1:
+        for positions in groups.values():
+            base = _evaluated(jobs[positions[0]], catalog)
+            for i in positions:
+                yield i, _for_job(jobs[i], base)
+        return
+    # numpy releases the GIL in its array kernels: two threads keep both cores busy.
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            shared = dict(zip(first, pool.map(lambda j: _evaluated(j, catalog), first.values())))
-    else:
-        shared = {k: _evaluated(j, catalog) for k, j in first.items()}
-    return [_for_job(job, shared[key]) for key, job in zip(keys, jobs)]
+    pending = iter(groups.values())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running: deque = deque()
+
+        def submit() -> None:
+            positions = next(pending, None)
+            if positions is not None:
+                running.append((positions, pool.submit(_evaluated, jobs[positions[0]], catalog)))
+
+        submit()
+        submit()
+        while running:
+            positions, future = running.popleft()
+            base = future.result()
+            del future
+            submit()
+            for i in positions:
+                yield i, _for_job(jobs[i], base)
+            del base
 
 
 @dataclass(frozen=True)

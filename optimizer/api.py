@@ -395,7 +395,8 @@ def _as_instance(inst: Union[_schema.Instance, PathLike]) -> _schema.Instance:
 
 def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", time_limit: Optional[float] = None,
           gap: Optional[float] = None, objective: Optional[str] = None, export: Optional[PathLike] = None,
-          contained: bool = False, on_progress: Optional[Callable[[ProgressEvent], None]] = None) -> Result:
+          contained: bool = False, on_progress: Optional[Callable[[ProgressEvent], None]] = None,
+          work_limit: Optional[int] = None, decompose: bool = False) -> Result:
     """Solve (and verify) one instance, or an instance file. `time_limit` is seconds per MIP solve
     (soft); `objective` overrides the instance's; `export` also writes the MIP (.lp or .mps). An
     infeasible instance gives a Result whose `diagnosis` says what blocks and by how much; a design
@@ -408,7 +409,12 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
     `on_progress(event)` follows the main MIP solve live (e.g. a notebook progress line): a
     `ProgressEvent` with `elapsed_s`, `incumbent` and `bound` in the objective's units (USD for
     cost objectives) as the solver reports them, and `gap`; the last one has `final=True` and the
-    returned objective. With `contained=True` it is called in this process, not the child."""
+    returned objective. With `contained=True` it is called in this process, not the child.
+
+    `work_limit` caps each MIP solve at that many branch-and-bound nodes after the root: unlike the
+    time limit it stops at the same point on a loaded or an idle machine (`Solution.work` says
+    how many nodes ran and which limit stopped it). `decompose` fixes the sites from the constructive
+    start, solves the rest, then the full model (the bound reported stays the full model's)."""
     from optimizer.solving.pipeline import solve_instance
     from optimizer.studies.explain import diagnose_solution
 
@@ -419,9 +425,9 @@ def solve(inst: Union[_schema.Instance, PathLike], backend: str = "ortools", tim
         if objective is not None:
             inst = with_(inst, {"objective": objective})
         return Result(solve_contained(inst, backend=backend, time_limit=time_limit, gap=gap, export=export,
-                                      on_progress=on_progress), inst)
+                                      on_progress=on_progress, work_limit=work_limit, decompose=decompose), inst)
     sol = solve_instance(inst, backend=backend, time_limit_s=time_limit, gap=gap, objective=objective,
-                         export_path=export, on_progress=on_progress)
+                         export_path=export, on_progress=on_progress, work_limit=work_limit, decompose=decompose)
     diagnose_solution(inst, sol, backend, time_limit)
     return Result(sol, inst)
 
@@ -761,7 +767,7 @@ def run_batch(paths: Union[PathLike, Sequence[PathLike]], out: PathLike, *, work
               engine: str = "local", ray_address: Optional[str] = None, backend: str = "ortools",
               time_limit: Optional[float] = 60.0, timeout: Optional[float] = None, gap: Optional[float] = None,
               resume: bool = False, retry_failed: bool = False, solver: Optional[str] = None,
-              listener: Any = None, tasks: Optional[list] = None):
+              listener: Any = None, tasks: Optional[list] = None, work_limit: Optional[int] = None):
     """The batch as `optimizer.runs.batch.BatchReport` (records, counts), what `dcopt batch` prints.
     `listener` gets `started(task)` / `finished(task, record, skipped)`; `tasks` from `batch_tasks`."""
     from optimizer.runs.batch import run_batch as _run
@@ -770,14 +776,15 @@ def run_batch(paths: Union[PathLike, Sequence[PathLike]], out: PathLike, *, work
 
     if backend not in BACKEND_NAMES:
         raise BatchArgumentError(f"--backend: got '{backend}', expected {', '.join(BACKEND_NAMES)}")
-    opts = Options(backend=backend, time_limit_s=time_limit, timeout_s=timeout, gap=gap, solver=solver or DEFAULT_SOLVER)
+    opts = Options(backend=backend, time_limit_s=time_limit, timeout_s=timeout, gap=gap, solver=solver or DEFAULT_SOLVER,
+                   work_limit=work_limit)
     return _run(_paths(paths), Path(out), workers=workers, engine=engine, ray_address=ray_address, resume=resume,
                 retry_failed=retry_failed, opts=opts, listener=listener, tasks=tasks)
 
 
 def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = None, *, workers: Optional[int] = None,
           backend: str = "ortools", time_limit: Optional[float] = 60.0, timeout: Optional[float] = None,
-          gap: Optional[float] = None, resume: bool = False):
+          gap: Optional[float] = None, resume: bool = False, work_limit: Optional[int] = None):
     """Solve many instance files (files, directories, globs, sweep files) in parallel worker
     processes, as `dcopt batch` does: a DataFrame of the summary, one row per instance.
 
@@ -789,7 +796,7 @@ def batch(paths: Union[PathLike, Sequence[PathLike]], out: Optional[PathLike] = 
     pd = _pandas()
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="dcopt-batch-"))
     report = run_batch(paths, out, workers=workers, backend=backend, time_limit=time_limit, timeout=timeout, gap=gap,
-                       resume=resume)
+                       resume=resume, work_limit=work_limit)
     df = pd.DataFrame([summary_row(r) for r in report.records])
     df.attrs.update(out=str(out), wall_s=report.wall_s)
     return df

@@ -182,7 +182,7 @@ def test_rag_disaggregates_and_the_verifier_checks_both_pools(solved):
     with pytest.raises(VerificationError, match="prefill replicas pass .* to decode replicas"):
         verify_solution(inst, no_decode)
     crowded = copy.deepcopy(sol)
-    pre = next(g for g in crowded.services[0].groups if g.role == "prefill")
+    pre = max((g for g in crowded.services[0].groups if g.role == "prefill"), key=lambda g: g.replicas)
     pre.replicas = max(1, pre.replicas // 2)  # the same prompts on half the prefill replicas
     with pytest.raises(VerificationError, match="breaks the SLO|capacity"):
         verify_solution(inst, crowded)

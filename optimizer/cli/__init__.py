@@ -44,6 +44,10 @@ def solve(
     backend: Backend = backend_option(),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds for the whole solve, diagnosis included (hard: killed a few seconds past it)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
+    work_limit: Optional[int] = typer.Option(None, "--work-limit", min=0, help="Branch-and-bound nodes per MIP solve "
+                                             "(deterministic: the same stop on a loaded or an idle machine)."),
+    decompose: bool = typer.Option(False, "--decompose", help="Fix the sites from the constructive start, solve the "
+                                   "rest, then the full model (the gap printed stays the full model's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the solution as JSON."),
     fmt_: Format = typer.Option(Format.table, "--format", help="table (default), md or json."),
     export: Optional[Path] = typer.Option(None, help="Also write the MIP as .lp or .mps for other solvers."),
@@ -58,7 +62,7 @@ def solve(
         inst = api.load(instance)
         with Progress(f"solving {instance.name}", quiet=quiet) as prog:
             res = api.solve(inst, backend=backend.value, time_limit=time_limit, gap=gap, export=export, contained=True,
-                            on_progress=prog.on_solve(inst.objective))
+                            on_progress=prog.on_solve(inst.objective), work_limit=work_limit, decompose=decompose)
     inst, sol = res.instance, res.solution
     doc = api.result_dict(res)
     if as_json or fmt_ == Format.json:

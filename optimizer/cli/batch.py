@@ -115,6 +115,8 @@ def batch(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Hard wall clock per instance, seconds: the "
                                             "worker is killed (default 2 x time limit + 5)."),
     gap: Optional[float] = typer.Option(None, help="Relative MIP gap to stop at (default: prove optimality)."),
+    work_limit: Optional[int] = typer.Option(None, "--work-limit", min=0, help="Branch-and-bound nodes per MIP solve "
+                                             "(deterministic: the same stop on a loaded or an idle machine)."),
     backend: Backend = backend_option(),
     engine: str = typer.Option("local", help="local (a process pool on this machine) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (e.g. "
@@ -145,7 +147,7 @@ def batch(
                 report = api.run_batch(paths, out, workers=workers, engine=engine, ray_address=ray_address,
                                        backend=backend.value, time_limit=time_limit, timeout=timeout, gap=gap,
                                        resume=resume, retry_failed=retry_failed, solver=solver, listener=progress,
-                                       tasks=tasks)
+                                       tasks=tasks, work_limit=work_limit)
     except KeyboardInterrupt:
         fail(f"interrupted: finished results are in {out}; run again with --resume to complete", EXIT_INTERRUPTED)
     if quiet:

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,6 +33,23 @@ class Pruned:
     @property
     def survived(self) -> int:
         return len(self.keep)
+
+
+def compact(pr: Pruned, also=()) -> Pruned:
+    """The same survivors in a table of the surviving rows (plus the rows `also`, e.g. a job's rental
+    choices) only: a 200-job instance's full tables are gigabytes, and nothing after pruning reads
+    the other rows. Row order is kept, so a choice among the rows left (least hours, then lowest
+    row) is the one made on the full table. A job with no survivor keeps its whole table, which
+    `optimizer.solving.unfit` explains from."""
+    t = pr.table
+    if not len(pr.keep):
+        return pr
+    k = np.union1d(pr.keep, np.asarray(list(also), dtype=np.int64)).astype(np.int64)
+    n = len(t)
+    rows = lambda a: a[k] if isinstance(a, np.ndarray) and a.shape[:1] == (n,) else a  # noqa: E731
+    small = replace(t, grid=t.grid.take(k), perf={name: rows(a) for name, a in t.perf.items()}, days=rows(t.days),
+                    read_gbps=rows(t.read_gbps), endpoints=rows(t.endpoints))
+    return Pruned(small, np.searchsorted(k, pr.keep), pr.enumerated, pr.fit_memory, pr.meet_deadline)
 
 
 def prune(table: JobTable, objective: str) -> Pruned:

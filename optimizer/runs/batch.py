@@ -58,6 +58,9 @@ def run_batch(paths: list[str], out: Path | str, *, workers: Optional[int] = Non
         raise BatchArgumentError(f"--engine: got '{engine}', expected local or ray")
     if workers is not None and workers < 1:
         raise BatchArgumentError(f"--workers: got {workers}, expected at least 1")
+    if opts.work_limit is not None and (isinstance(opts.work_limit, bool) or not isinstance(opts.work_limit, int)
+                                        or opts.work_limit < 0):
+        raise BatchArgumentError(f"--work-limit: got {opts.work_limit!r}, expected a whole number of nodes >= 0")
     for name, v in (("--time-limit", opts.time_limit_s), ("--timeout", opts.timeout_s), ("--gap", opts.gap)):
         if v is not None and not (math.isfinite(v) and v >= 0 and (v > 0 or name == "--gap")):
             raise BatchArgumentError(f"{name}: got {v}, expected a positive number")

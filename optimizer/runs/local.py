@@ -53,8 +53,8 @@ def _worker_main(conn, parent_pid: int, solver_spec: str) -> None:  # pragma: no
             return
         if msg is None:
             return
-        task_id, path, data, backend, time_limit_s, gap = msg
-        rec = solve(path, data, backend, time_limit_s, gap)
+        task_id, path, data, backend, time_limit_s, gap, extra = msg
+        rec = solve(path, data, backend, time_limit_s, gap, **extra)
         try:
             conn.send((task_id, rec))
         except (BrokenPipeError, OSError):
@@ -127,7 +127,7 @@ def run_local(tasks: list[Task], opts: Options, workers: int, done: Callable[[Ta
                     t = pending.popleft()
                     next_id += 1
                     try:
-                        w.conn.send((next_id, t.path, t.data, opts.backend, opts.time_limit_s, opts.gap))
+                        w.conn.send((next_id, t.path, t.data, opts.backend, opts.time_limit_s, opts.gap, opts.extra))
                     except (BrokenPipeError, OSError):
                         pending.appendleft(t)
                         retire(i)

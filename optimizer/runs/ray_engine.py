@@ -42,7 +42,7 @@ def run_ray(tasks: list[Task], opts: Options, workers: Optional[int], address: O
         while pending or running:
             while pending and len(running) < slots:
                 t = pending.popleft()
-                ref = remote.remote(opts.solver, t.path, t.data, opts.backend, opts.time_limit_s, opts.gap)
+                ref = remote.remote(opts.solver, t.path, t.data, opts.backend, opts.time_limit_s, opts.gap, **opts.extra)
                 running[ref] = (t, time.monotonic())
                 started(t)
             now = time.monotonic()

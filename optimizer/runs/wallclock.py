@@ -135,14 +135,15 @@ def _send_progress(event) -> None:
 
 
 def _solve_steps(instance, backend: str, time_limit: Optional[float], gap: Optional[float], export,
-                 progress: bool = False):
+                 progress: bool = False, work_limit: Optional[int] = None, decompose: bool = False):
     """The child's work: solve; if infeasible, hand the parent the answer before diagnosing."""
     from optimizer.mip.backends import run_deadline
     from optimizer.solving.pipeline import solve_instance
 
     with run_deadline(time_limit):
         sol = solve_instance(instance, backend=backend, time_limit_s=time_limit, gap=gap, export_path=export,
-                             on_progress=_send_progress if progress else None)
+                             on_progress=_send_progress if progress else None, work_limit=work_limit,
+                             decompose=decompose)
         if sol.status == "infeasible":
             yield ("partial", sol)
             from optimizer.studies.explain import diagnose
@@ -152,7 +153,8 @@ def _solve_steps(instance, backend: str, time_limit: Optional[float], gap: Optio
 
 
 def solve_contained(instance, backend: str = "ortools", time_limit: Optional[float] = None,
-                    gap: Optional[float] = None, export=None, on_progress: Optional[Callable] = None) -> Solution:
+                    gap: Optional[float] = None, export=None, on_progress: Optional[Callable] = None,
+                    work_limit: Optional[int] = None, decompose: bool = False) -> Solution:
     """`optimizer.solving.pipeline.solve_instance` with a hard wall clock and crash containment (see module doc).
     `on_progress(ProgressEvent)` is called in this process as the child's main solve progresses.
 
@@ -167,8 +169,8 @@ def solve_contained(instance, backend: str = "ortools", time_limit: Optional[flo
     for i, name in enumerate(chain):
         left_soft = None if time_limit is None else max(0.1 * time_limit, time_limit - (time.monotonic() - start))
         left_hard = None if hard is None else max(left_soft + margin_s(left_soft), hard - (time.monotonic() - start))
-        how, value, partial = run_in_child(_solve_steps, (instance, name, left_soft, gap, export, on_progress is not None),
-                                           left_hard, on_progress)
+        how, value, partial = run_in_child(_solve_steps, (instance, name, left_soft, gap, export, on_progress is not None,
+                                                          work_limit, decompose), left_hard, on_progress)
         if how == "ok":
             sol = value[0]
             if notes:

@@ -30,6 +30,12 @@ class Options:
     timeout_s: Optional[float] = None  # hard wall clock per instance; None = 2 x soft + 5 s
     gap: Optional[float] = None
     solver: str = DEFAULT_SOLVER
+    work_limit: Optional[int] = None  # branch-and-bound nodes per MIP solve (deterministic)
+
+    @property
+    def extra(self) -> dict:
+        """Keyword options for the solver function, only those set (test doubles take none)."""
+        return {} if self.work_limit is None else {"work_limit": self.work_limit}
 
     @property
     def hard_timeout_s(self) -> Optional[float]:
@@ -39,7 +45,7 @@ class Options:
 
 
 def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s: Optional[float] = None,
-                  gap: Optional[float] = None) -> dict:
+                  gap: Optional[float] = None, work_limit: Optional[int] = None) -> dict:
     """Solve one instance given as bytes; never raises: failures become the record's status and error."""
     t0 = time.perf_counter()
     rec: dict[str, Any] = {"path": path, "sha256": sha256_bytes(data), "status": "error", "error": None}
@@ -60,7 +66,7 @@ def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s
         except InstanceError as exc:
             rec.update(status="invalid", error=exc.format())
         else:
-            sol = solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap)
+            sol = solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap, work_limit=work_limit)
             diagnose_solution(inst, sol, backend, time_limit_s)
             d = sol.to_dict()
             d["diagnosis"] = diagnosis_data(sol.diagnosis)  # objects, as `dcopt solve --json` writes them
@@ -82,8 +88,8 @@ def load_solver(spec: str) -> Callable[..., dict]:
     return getattr(importlib.import_module(mod), fn)
 
 
-def ray_entry(spec: str, path: str, data: bytes, backend, time_limit_s, gap) -> dict:
-    return load_solver(spec)(path, data, backend, time_limit_s, gap)
+def ray_entry(spec: str, path: str, data: bytes, backend, time_limit_s, gap, **extra) -> dict:
+    return load_solver(spec)(path, data, backend, time_limit_s, gap, **extra)
 
 
 def warm() -> bool:

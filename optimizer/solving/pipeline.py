@@ -5,19 +5,21 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from models.candidates import JobTable, job_tables, service_table
+from models.candidates import JobTable, iter_job_tables, service_table
 from models.metrics import by_objective, parse
 from models.schema import Instance
 
 from optimizer.mip.backends import SolveResult, Status
-from optimizer.mip.backends import solve as run_backend
-from optimizer.mip.backends.common import _rel_gap
+from optimizer.mip.backends.common import _check_work, _rel_gap
 from optimizer.mip.backends.progress import ProgressEvent, progress_sink
+from optimizer.mip.backends import solve as run_backend
 from optimizer.mip.build import Vars, build_model, objective_expr
-from optimizer.mip.data import MipData, build_data
+from optimizer.mip.data import MipData, build_data, rented_candidates
 from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
-from optimizer.mip.prune import Pruned, PrunedService, prune, prune_service
+from optimizer.mip.decompose import solve_decomposed
+from optimizer.mip.start import heuristic_start
+from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_service
 from optimizer.solving.extract import design_from, jobs_from, services_from
 from optimizer.solving.measure import bound_expr
 from optimizer.solving.unfit import explain_job, explain_service
@@ -41,8 +43,15 @@ def objective_scale(objective: str) -> float:
 def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable], list[Pruned]]:
     """Candidate tables and their pruning; `frontier` keeps every job's whole nodes/time front
     (needed when time is bounded or traded off, e.g. Pareto fronts), not only its fewest-node point."""
-    tables = job_tables(instance.training_jobs, instance.catalog)
-    return tables, [prune(t, "min_time" if frontier else instance.objective) for t in tables]
+    objective = "min_time" if frontier else instance.objective
+    # Pruned one at a time and kept as the surviving rows only: peak memory is one full table, not all.
+    def kept(t: JobTable) -> Pruned:
+        rent = rented_candidates(t, instance.catalog) if instance.procurement_of(t.job) != "own" else []
+        return compact(prune(t, objective), also=[c.index for c in rent])
+
+    by_position = {i: kept(t) for i, t in iter_job_tables(instance.training_jobs, instance.catalog)}
+    pruned = [by_position[i] for i in range(len(by_position))]
+    return [p.table for p in pruned], pruned
 
 
 def prepare_services(instance: Instance) -> list[PrunedService]:
@@ -50,10 +59,23 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 
 
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
-              bounds: dict[str, float] | None = None, progress=None) -> tuple[SolveResult, Vars, object]:
+              bounds: dict[str, float] | None = None, start: bool = True, work_limit: int | None = None,
+              info: dict | None = None, decompose: bool = False, hint: bool | None = None, progress=None
+              ) -> tuple[SolveResult, Vars, object]:
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
+
+    `start`: build the constructive design (optimizer.mip.start) first; if the solver then stops with
+    no incumbent (or a worse one), that design is the answer, with the solver's bound and the true
+    gap. `hint`: also hand it to the solver as a MIP start (None: where measured to help, HINT_BACKENDS).
+    `work_limit`: branch-and-bound nodes per solve.
+    `decompose` fixes the sites from the start and solves the restricted model before the full one
+    (optimizer.mip.decompose; the bound stays the full model's).
+    `info` (a dict) receives where the design came from, the work done and the phase seconds.
     `progress(incumbent, bound)` hears the first solve only (MIP units): the tie-break's numbers
     are of another objective."""
+    _check_work(work_limit)
+    info = {} if info is None else info
+    t0 = time.perf_counter()
     # Symmetry breaking only when no bound singles out a job (every objective is a total).
     m, v = build_model(data, symmetry=not any(parse(k)[0].per_job for k in (bounds or {})))
     for metric, bound in sorted((bounds or {}).items()):
@@ -62,18 +84,40 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     m.minimize(objective_expr(data, v, objective))
     if export_path is not None:
         m.export(str(export_path))
+    t1 = time.perf_counter()
+    heur = (heuristic_start(m, data, v, objective, time_limit_s=_start_budget(time_limit_s), backend=backend)
+            if start else None)
+    t2 = time.perf_counter()
+    info["phases_s"] = {"build": t1 - t0, "start": t2 - t1}
+    if heur is not None:
+        info["start_objective"] = heur.objective
+        info["first_design_s"] = t2 - t0
+    limit = time_limit_s if time_limit_s is None else max(time_limit_s - (t2 - t1), 0.1 * time_limit_s)
+    hint = backend in HINT_BACKENDS if hint is None else hint
+    info["hinted"] = bool(hint and heur is not None)
     with progress_sink(progress):
-        res = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap)
+        if decompose and heur is not None:
+            res = solve_decomposed(m, v, heur, backend, limit, gap, work_limit, info)  # its point is the hint
+        else:
+            res = run_backend(m, backend=backend, time_limit_s=limit, gap=gap,
+                              start=heur.values if hint and heur is not None else None, work_limit=work_limit)
+    res = _prefer_start(m, res, heur)
+    info["decomposed"] = bool(decompose and heur is not None)
+    info["incumbent_source"] = "heuristic" if heur is not None and _from_start(res, heur) else "solver"
+    info["work"] = {"nodes": res.nodes, "work_limit": work_limit, "stopped_by": res.stopped_by or None}
     second = by_objective(objective).tie_break
     if second and res.values is not None and res.objective is not None:
         # Fix the primary objective at its optimum (with a hair of tolerance), then minimise the tie-break.
         m.add_constraint(objective_expr(data, v, objective) <= res.objective + 1e-6 * max(1.0, abs(res.objective)),
                          K("primary_optimum"))
         m.minimize(objective_expr(data, v, second))
-        res2 = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap)
+        res2 = run_backend(m, backend=backend, time_limit_s=time_limit_s, gap=gap,
+                           start=res.values if hint else None, work_limit=work_limit)
         if res2.values is not None:
             res = dataclasses.replace(res2, objective=res.objective, best_bound=res.best_bound, gap=res.gap,
-                                      runtime_s=res.runtime_s + res2.runtime_s)
+                                      runtime_s=res.runtime_s + res2.runtime_s, status=res.status,
+                                      message=res.message or res2.message, nodes=res.nodes, stopped_by=res.stopped_by)
+    info["phases_s"]["solve"] = time.perf_counter() - t2
     return res, v, m
 
 
@@ -91,23 +135,67 @@ def _progress_events(on_progress, objective: str, start: float):
     return sink
 
 
+# Backends that get the constructive start as a MIP start by default: none. Measured (benchmarks/
+# RESULTS.md), every solver did worse with it: HiGHS stayed in its root cut loop instead of running
+# the heuristics that find its own, better incumbents (50 x 10 x 3 to 0.5%: 0.8 s -> 4.7 s; 200 x 40 x 5
+# at 60 s: gap 0.05% -> 1.1%), SCIP searched longer, and CBC never left the start (100 x 20 x 5 at
+# 60 s: gap 0.64% -> 4.3%). So the start is the design to fall back on; `hint=True` hands it over.
+HINT_BACKENDS: tuple[str, ...] = ()
+
+
+def _start_budget(time_limit_s: float | None) -> float:
+    """Seconds the constructive start may take (its completion solves): a quarter of the limit, at most 30."""
+    return 30.0 if time_limit_s is None else min(30.0, max(0.25 * time_limit_s, 0.5))
+
+
+def _from_start(res: SolveResult, heur) -> bool:
+    """The design is the start's: the solver ended without one, or never improved on the start it was given."""
+    if res.values is heur.values:
+        return True
+    return res.objective is not None and res.objective >= heur.objective - 1e-9 * max(1.0, abs(heur.objective))
+
+
+def _prefer_start(m, res: SolveResult, heur) -> SolveResult:
+    """The solver's answer, unless it ended with no incumbent (or a worse one than the start it was
+    given): then the start, with the solver's bound, so the gap stays true."""
+    if heur is None or res.status == Status.UNBOUNDED:
+        return res
+    tol = 1e-9 * max(1.0, abs(heur.objective))
+    if res.values is not None and res.objective is not None and res.objective <= heur.objective + tol:
+        return res
+    bound = res.best_bound
+    if bound is not None and bound > heur.objective + 1e-6 * max(1.0, abs(heur.objective)):
+        bound = None  # a bound above a feasible design is no bound on it (a solver fault): report none
+    g = _rel_gap(heur.objective, bound)
+    why = ("the solver failed" if res.status == Status.ERROR else
+           "the solver stopped without a design" if res.values is None else
+           f"the solver's best ({res.objective:.6g}) was worse than the start")
+    msg = f"the constructive start's design: {why} ({res.message or res.status.value})"
+    status = Status.OPTIMAL if g is not None and g <= 1e-6 else Status.FEASIBLE
+    return dataclasses.replace(res, status=status, objective=heur.objective, best_bound=bound, gap=g,
+                               values=heur.values, message=msg)
+
+
 def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
-    frontier: bool = False, study_procurement: bool = True, on_progress=None,
+    frontier: bool = False, study_procurement: bool = True, start: bool = True, work_limit: int | None = None,
+    decompose: bool = False, hint: bool | None = None, on_progress=None,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
     `objective` overrides the instance's; `bounds` caps metrics (see METRICS) in user units, e.g.
     {"days:gpt3": 30} or {"tco_usd": 2e8} (the epsilon constraints of a Pareto front); `frontier`
-    keeps every job's nodes/time front in the MIP (implied when a job's days are bounded).
+    keeps every job's nodes/time front in the MIP (implied when a job's days are bounded); `start` builds
+    the constructive design first and gives it to the solver (solve_mip); `work_limit` caps the
+    branch-and-bound nodes of each solve (deterministic, unlike the time limit).
     An infeasible instance gets `diagnosis` lines (optimizer.studies.explain: what must grow, by how much,
     each fix confirmed by a verified design) unless `diagnose_infeasible` is off.
 
     `on_progress(ProgressEvent)` hears the main MIP solve as it runs (incumbent, bound, gap in the
     objective's user units, as the solver logs them) and then once more with `final=True` and the
     solve's own answer; the re-solves of tie-breaks, procurement and diagnosis stay silent."""
-    start = time.perf_counter()
+    t_start = time.perf_counter()
     if objective is not None and objective != instance.objective:
         if by_objective(objective).per_job and (len(instance.training_jobs) != 1 or instance.services):
             raise ValueError(f"objective {objective} needs exactly one training job and no services "
@@ -122,11 +210,18 @@ def solve_instance(
     empty += [explain_service(ps) for ps in pruned_services if ps.survived == 0]
     if empty:
         sol.diagnosis = empty
-        sol.runtime_s = time.perf_counter() - start
+        sol.runtime_s = time.perf_counter() - t_start
         return sol
     data = build_data(instance, pruned, pruned_services)
-    res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds,
-                          progress=_progress_events(on_progress, instance.objective, start))
+    t_prep = time.perf_counter() - t_start
+    info: dict = {}
+    res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds, start=start,
+                          work_limit=work_limit, info=info, decompose=decompose, hint=hint,
+                          progress=_progress_events(on_progress, instance.objective, t_start))
+    if info.get("decomposed"):
+        sol.decomposition = info.get("decomposition", {})
+    sol.phases_s = {"prepare": t_prep, **info.get("phases_s", {})}
+    sol.work = info.get("work", {})
     sol.status = STATUS_TEXT[res.status]
     sol.backend, sol.solver, sol.message = res.backend, res.solver, res.message
     sol.mip_size = {"variables": m.num_vars, "integer_variables": m.num_integer_vars, "constraints": m.num_constraints}
@@ -135,8 +230,14 @@ def solve_instance(
         sol.objective_value = res.objective * scale
         sol.best_bound = None if res.best_bound is None else res.best_bound * scale
         sol.gap = res.gap
+        sol.incumbent_source = info.get("incumbent_source", "solver")
+        if "start_objective" in info:
+            sol.start_objective_value = info["start_objective"] * scale
+            sol.first_design_s = t_prep + info["first_design_s"]
+        else:
+            sol.first_design_s = time.perf_counter() - t_start
     if on_progress is not None:
-        on_progress(ProgressEvent(time.perf_counter() - start, sol.objective_value, sol.best_bound, sol.gap, final=True,
+        on_progress(ProgressEvent(time.perf_counter() - t_start, sol.objective_value, sol.best_bound, sol.gap, final=True,
                                   status=sol.status))
     if res.values is not None and res.status in (Status.OPTIMAL, Status.FEASIBLE):
         sol.design = design_from(data, v, res.values)
@@ -144,12 +245,14 @@ def solve_instance(
         sol.services = services_from(instance, data, pruned_services, v, res.values, sol.design, sol.jobs)
         sol.totals = {str(k): float(res.values[x.index]) for k, x in v.totals.items() if not k.coords}
         if verify:
+            t_ver = time.perf_counter()
             verify_solution(instance, sol)
             sol.verified = True
+            sol.phases_s["verify"] = time.perf_counter() - t_ver
         if study_procurement and sol.verified and any(instance.procurement_of(w) == "either" for w in instance.workloads):
             from optimizer.solving.procurement import break_even
 
             sol.procurement = break_even(instance, sol, solve_instance, backend=backend, time_limit_s=time_limit_s,
                                          gap=gap, study_procurement=False)
-    sol.runtime_s = time.perf_counter() - start
+    sol.runtime_s = time.perf_counter() - t_start
     return sol

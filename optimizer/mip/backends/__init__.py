@@ -23,7 +23,7 @@ import warnings
 
 from optimizer.mip.lp import Model
 from optimizer.mip.backends.common import (  # noqa: F401 (the backends' public names live here)
-    Status, SolveResult, Backend, _check_limits, _time_left, ABS_GAP, DEFAULT_GAP, run_deadline, _exc_message,
+    Status, SolveResult, Backend, _check_limits, _check_work, _time_left, ABS_GAP, DEFAULT_GAP, run_deadline, _exc_message,
 )
 from optimizer.mip.backends.cbc import PulpBackend, _import_pulp, _to_pulp
 from optimizer.mip.backends.ortools import OrToolsBackend, _to_model_proto
@@ -54,6 +54,11 @@ def _implausible(model: Model, res: SolveResult, tol: float = 1e-5) -> str | Non
     return None
 
 
+def _extras(start, work_limit) -> dict:
+    """Only the options given, so a backend without them (a test double) still takes plain solves."""
+    return {k: x for k, x in (("start", start), ("work_limit", work_limit)) if x is not None}
+
+
 def get_backend(name: str = "ortools") -> Backend:
     try:
         return _FACTORIES[name]()
@@ -62,14 +67,18 @@ def get_backend(name: str = "ortools") -> Backend:
 
 
 def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float | None = None,
-          gap: float | None = None, fallback: bool = True) -> SolveResult:
+          gap: float | None = None, fallback: bool = True, start: list[float] | None = None,
+          work_limit: int | None = None) -> SolveResult:
     """Solve with `backend`; if it is missing or fails (ERROR), try the other backend when
     `fallback` is true, saying in `message` that it fell back and why.
 
     Only ERROR / unavailability falls back: INFEASIBLE or TIME_LIMIT are answers, not failures.
     The fallback gets the remaining time, but never less than 10% of the limit.
+    `start` (a feasible assignment by variable index) is the MIP start; `work_limit` caps the
+    branch-and-bound nodes, a limit that stops at the same point however loaded the machine is.
     """
     _check_limits(time_limit_s, gap)
+    _check_work(work_limit)
     first = get_backend(backend) if isinstance(backend, str) else backend
     left = _time_left()
     if left is not None:
@@ -91,7 +100,7 @@ def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float 
         if not b.is_available():
             notes.append(f"{label} is not available")
             continue
-        result = b.solve(model, limit, gap)
+        result = b.solve(model, limit, gap, **_extras(start, work_limit))
         bad = _implausible(model, result)
         if bad:
             result = SolveResult(Status.ERROR, None, None, None, None, result.runtime_s, result.backend, result.solver,

@@ -11,7 +11,7 @@ import warnings
 
 from optimizer.mip.lp import EQ, GE, LE, Model
 from optimizer.mip.backends.common import (
-    DEFAULT_GAP, ABS_GAP, SEED, Status, SolveResult, _check_limits, _rel_gap, _clean_values, _solution_status, _Results,
+    DEFAULT_GAP, ABS_GAP, SEED, Status, SolveResult, _check_limits, _check_work, _rel_gap, _clean_values, _solution_status, _Results,
 )
 
 
@@ -47,9 +47,9 @@ class PulpBackend(_Results):
         except Exception:
             return False
 
-    def _command(self, pulp, time_limit_s, gap, log_path):
+    def _command(self, pulp, time_limit_s, gap, log_path, work_limit=None, warm=False):
         kw = dict(msg=False, timeLimit=time_limit_s, gapRel=DEFAULT_GAP if gap is None else gap,
-                  gapAbs=ABS_GAP, threads=1, logPath=log_path,
+                  gapAbs=ABS_GAP, threads=1, logPath=log_path, maxNodes=work_limit, warmStart=warm,
                   options=[f"randomCbcSeed {SEED}", "randomSeed 1234567"])
         with warnings.catch_warnings():
             # PuLP 3.x deprecates PULP_CBC_CMD in favour of COIN_CMD + a separately installed
@@ -62,8 +62,12 @@ class PulpBackend(_Results):
             cmd = pulp.COIN_CMD(**kw)
         return cmd if cmd.available() else None
 
-    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult:
+    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None,
+              start: list[float] | None = None, work_limit: int | None = None) -> SolveResult:
+        """`start`: a feasible assignment by variable index, given to CBC as PuLP's warm start
+        (`setInitialValue` + `warmStart=True`, i.e. CBC's `-mips` file); `work_limit`: CBC's maxNodes (nodes after the root)."""
         _check_limits(time_limit_s, gap)
+        _check_work(work_limit)
         t0 = time.perf_counter()
         try:
             pulp = _import_pulp()
@@ -72,22 +76,27 @@ class PulpBackend(_Results):
         fd, log_path = tempfile.mkstemp(prefix="dcopt-cbc-", suffix=".log")
         os.close(fd)
         try:
-            cmd = self._command(pulp, time_limit_s, gap, log_path)
+            cmd = self._command(pulp, time_limit_s, gap, log_path, work_limit, warm=start is not None)
             if cmd is None:
                 return self._result(Status.ERROR, t0, "no CBC binary available to PuLP")
             prob, pvars = _to_pulp(pulp, model)
+            _set_start(pvars, start)
             try:
                 _run_cbc(pulp, cmd, prob, time_limit_s, gap, log_path)
             except Exception as exc:
                 return self._result(Status.ERROR, t0, f"{type(exc).__name__}: {exc}{_log_tail(log_path)}")
-            return self._interpret(pulp, model, prob, pvars, time_limit_s, _read(log_path), t0)
+            log = _read(log_path)
+            limited = time_limit_s is not None or work_limit is not None
+            result = self._interpret(pulp, model, prob, pvars, limited, log, t0)
+            _cbc_work(log, result)
+            return result
         finally:
             try:
                 os.remove(log_path)
             except OSError:
                 pass
 
-    def _interpret(self, pulp, model, prob, pvars, time_limit_s, log: str, t0: float) -> SolveResult:
+    def _interpret(self, pulp, model, prob, pvars, limited, log: str, t0: float) -> SolveResult:
         # At a time limit CBC's "Stopped on time - objective value X" makes prob.status read
         # Optimal; sol_status (IntegerFeasible vs Optimal) is what tells them apart.
         status, sol = prob.status, prob.sol_status
@@ -101,14 +110,14 @@ class PulpBackend(_Results):
             g = _rel_gap(obj, bound)
             st, msg = _solution_status(obj, bound, g, proved_optimal=sol == pulp.LpSolutionOptimal)
             if sol == pulp.LpSolutionIntegerFeasible:
-                msg = "stopped by the time limit with a solution"
+                msg = f"stopped by the {_cbc_limit(log)} limit with a solution"
             return self._result(st, t0, msg, objective=obj, best_bound=bound, gap=g, values=values)
         if status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
             return self._result(Status.INFEASIBLE, t0, _cbc_line(log, "Result") or "")
         if status == pulp.LpStatusUnbounded or sol == pulp.LpSolutionUnbounded:
             return self._result(Status.UNBOUNDED, t0, _cbc_line(log, "Result") or "")
-        if status == pulp.LpStatusNotSolved and time_limit_s is not None:
-            return self._result(Status.TIME_LIMIT, t0, "no solution found before the time limit")
+        if status == pulp.LpStatusNotSolved and limited:
+            return self._result(Status.TIME_LIMIT, t0, f"no solution found before the {_cbc_limit(log)} limit")
         return self._result(Status.ERROR, t0,
                             f"CBC status {pulp.LpStatus.get(status, status)}, solution status "
                             f"{pulp.LpSolution.get(sol, sol)}{_log_tail(log_path=None, text=log)}")
@@ -130,6 +139,10 @@ def _run_cbc(pulp, cmd, prob, time_limit_s, gap, log_path: str) -> None:
             args += ["-sec", f"{time_limit_s}"]
         for opt in cmd.options + cmd.getOptions():
             args += ["-" + opt.split()[0], *opt.split()[1:]]
+        if cmd.optionsDict.get("warmStart"):
+            mst = os.path.join(tmp, "start.mst")
+            cmd.writesol(mst, prob, vs, vnames, cnames)  # PuLP's own warm-start file: the variables' initial values
+            args += ["-mips", mst]
         args += ["-solve", "-saveSolution", binary, "-printingOptions", "all", "-solution", sol]
         timeout = None if time_limit_s is None else 2 * time_limit_s + 30
         follow = _progress_reporter(prob)
@@ -204,6 +217,25 @@ def _run_following(args: list[str], log_path: str, timeout: float | None, rep, p
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _set_start(pvars, start: list[float] | None) -> None:
+    if start is not None:
+        for pv, x in zip(pvars, start):
+            pv.setInitialValue(float(x))
+
+
+def _cbc_limit(log: str) -> str:
+    """Which limit CBC stopped on, from its log ("Result - Stopped on nodes" / "on time")."""
+    return "node" if re.search(r"^Result - Stopped on node", log, re.M) else "time"
+
+
+def _cbc_work(log: str, result: SolveResult) -> None:
+    m = re.search(r"^Enumerated nodes:\s*(\d+)", log, re.M)
+    result.nodes = int(m.group(1)) if m else None
+    stop = re.search(r"^Result - Stopped on (\w+)", log, re.M)
+    if stop:
+        result.stopped_by = {"node": "work", "nodes": "work"}.get(stop.group(1), stop.group(1))
 
 
 def _neutral(v) -> float:

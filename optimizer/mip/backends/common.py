@@ -43,6 +43,8 @@ class SolveResult:
     backend: str  # "ortools" | "pulp"
     solver: str  # "highs" | "scip" | "cbc"
     message: str = ""
+    nodes: int | None = None  # branch-and-bound nodes the solver explored (the work done)
+    stopped_by: str = ""  # the limit that ended the solve: "time", "work" (node limit) or "" (finished)
 
     @property
     def has_solution(self) -> bool:
@@ -60,7 +62,8 @@ class Backend(Protocol):
 
     def is_available(self) -> bool: ...
 
-    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult: ...
+    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None,
+              start: list[float] | None = None, work_limit: int | None = None) -> SolveResult: ...
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -70,6 +73,11 @@ def _check_limits(time_limit_s: float | None, gap: float | None) -> None:
         raise ValueError(f"time_limit_s must be a positive number of seconds, got {time_limit_s!r}")
     if gap is not None and not (0 <= gap < 1):
         raise ValueError(f"gap is a relative gap in [0, 1), got {gap!r}")
+
+
+def _check_work(work_limit: int | None) -> None:
+    if work_limit is not None and (isinstance(work_limit, bool) or not isinstance(work_limit, int) or work_limit < 0):
+        raise ValueError(f"work_limit is a number of branch-and-bound nodes (an integer >= 0), got {work_limit!r}")
 
 
 def _rel_gap(obj: float | None, bound: float | None) -> float | None:

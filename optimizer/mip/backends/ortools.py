@@ -10,7 +10,7 @@ import time
 
 from optimizer.mip.lp import EQ, GE, LE, Model
 from optimizer.mip.backends.common import (
-    DEFAULT_GAP, ABS_GAP, SEED, HIGHS_HEURISTIC_EFFORT, Status, SolveResult, _check_limits, _rel_gap, _clean_values, _solution_status, _exc_message, _Results,
+    DEFAULT_GAP, ABS_GAP, SEED, HIGHS_HEURISTIC_EFFORT, Status, SolveResult, _check_limits, _check_work, _rel_gap, _clean_values, _solution_status, _exc_message, _Results,
 )
 
 
@@ -53,8 +53,12 @@ class OrToolsBackend(_Results):
             return False
         return True
 
-    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None) -> SolveResult:
+    def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None,
+              start: list[float] | None = None, work_limit: int | None = None) -> SolveResult:
+        """`start`: a feasible assignment by variable index, passed as a solution hint (SCIP and HiGHS
+        both take it on OR-Tools 9.15); `work_limit`: branch-and-bound nodes after the root (MathOpt's node_limit)."""
         _check_limits(time_limit_s, gap)
+        _check_work(work_limit)
         t0 = time.perf_counter()
         try:
             from ortools.math_opt.python import mathopt
@@ -70,11 +74,14 @@ class OrToolsBackend(_Results):
         try:
             proto = _to_model_proto(model)
             params = self._params(mathopt, solver, time_limit_s, gap)
+            _work_params(params, work_limit)
             solver_type = mathopt.SolverType.HIGHS if solver == "highs" else mathopt.SolverType.GSCIP
+            mm = mathopt.Model.from_model_proto(proto)
             with _quiet_stdout(solver == "highs"):
-                res = mathopt.solve(mathopt.Model.from_model_proto(proto), solver_type, params=params,
+                res = mathopt.solve(mm, solver_type, params=params, model_params=_start_params(mathopt, mm, start),
                                     msg_cb=_progress_msg_cb(solver))
             result = self._interpret(model, mathopt, res, t0)
+            _work_done(mathopt, res, result)
             if res.termination.reason == mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED \
                     and result.status == Status.INFEASIBLE:
                 result = self._disambiguate(mathopt, proto, solver_type, params, result, t0, time_limit_s)
@@ -161,6 +168,37 @@ class OrToolsBackend(_Results):
             return self._result(Status.TIME_LIMIT, t0, f"no solution found before the {limit}",
                                 best_bound=bound)
         return self._result(Status.ERROR, t0, f"{reason.name.lower()}: {detail}".strip())
+
+
+def _work_params(params, work_limit: int | None) -> None:
+    """The deterministic limit: `work_limit` branch-and-bound nodes after the root (CBC's maxNodes
+    counts the same way; SCIP and HiGHS count the root as a node). Single-threaded with a fixed seed,
+    the solve stops at the same point on a loaded or an idle machine."""
+    if work_limit is not None:
+        params.node_limit = work_limit + 1
+
+
+def _start_params(mathopt, mm, start: list[float] | None):
+    """A MIP start as MathOpt's solution hint (every variable, so the solver need not complete it)."""
+    if start is None:
+        return None
+    hint = mathopt.SolutionHint(variable_values={mm.get_variable(i): float(x) for i, x in enumerate(start)})
+    return mathopt.ModelSolveParameters(solution_hints=[hint])
+
+
+def _work_done(mathopt, res, result: SolveResult) -> None:
+    """Nodes explored, and which limit (if any) ended the solve."""
+    try:
+        result.nodes = int(res.solve_stats.node_count)
+    except (AttributeError, TypeError, ValueError):
+        result.nodes = None
+    lim = res.termination.limit
+    if lim == mathopt.Limit.NODE:
+        result.stopped_by = "work"
+    elif lim == mathopt.Limit.TIME:
+        result.stopped_by = "time"
+    elif lim is not None:
+        result.stopped_by = lim.name.lower()
 
 
 @contextlib.contextmanager
