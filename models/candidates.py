@@ -179,22 +179,8 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
 def _for_job(job: TrainingJob, base) -> JobTable:
     dims, acc_names, fab_names, grid, perf, endpoints, (rates, per_node) = base
     st = storage_rates(job, dims, perf["n_acc"], perf["tokens_per_s"], layout_reload_gb(dims, grid))
-    # Goodput depends only on (accelerator, accelerators, nodes, checkpoint write and reload time),
-    # shared by many layouts: evaluate each distinct tuple once and spread it back (the same
-    # numbers, a fraction of the work).
-    acc_i = np.asarray(grid.acc, dtype=np.int64)
-    n_acc, nodes = np.asarray(perf["n_acc"]), np.asarray(perf["nodes"])
-    write_s = np.broadcast_to(np.asarray(st["write_s"], dtype=float), acc_i.shape)
-    reload_s = np.broadcast_to(np.asarray(st["reload_s"], dtype=float), acc_i.shape)
-    if len(acc_i):
-        keys = np.stack([acc_i.astype(float), n_acc.astype(float), nodes.astype(float), write_s, reload_s], axis=1)
-        _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        g = job_goodput(job, rates, acc_i[first], n_acc[first], nodes[first], per_node[acc_i[first]],
-                        write_s=write_s[first], reload_s=reload_s[first])
-        g = {k: v[inv.ravel()] for k, v in g.items()}
-    else:
-        g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc],
-                        write_s=st["write_s"], reload_s=st["reload_s"])
+    g = job_goodput(job, rates, grid.acc, perf["n_acc"], perf["nodes"], per_node[grid.acc],
+                    write_s=st["write_s"], reload_s=st["reload_s"])
     perf = dict(perf, time_to_train_days=job.tokens / perf["tokens_per_s"] / 86400.0, **g,
                 storage_write_gbps=st["write_gbps"])
     return JobTable(job=job, dims=dims, accelerators=acc_names, fabrics=fab_names, grid=grid, perf=perf,
