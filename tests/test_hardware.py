@@ -154,6 +154,12 @@ def test_a_multi_year_rented_service_commits():
     # 5-year horizon, 12-month term: 5 whole terms at $2.95 beat 43,800 h at $5.970; billed per year.
     assert g.procurement == "rent" and g.rent_rate == "committed"
     assert g.rent_usd_per_year == pytest.approx(g.replicas * g.tp * 8760 * 2.95, rel=1e-9)
+    # The report's procurement table names rented replicas, not owned nodes (it said "0 x h100-sxm node").
+    from optimizer.present.report import procurement_tables
+    inst = instance({"accelerators": ["h100-sxm"], "fabrics": ["ib-ndr-400g"]}, [svc])
+    rows = next(rows for title, _, rows in procurement_tables(sol, inst) if title.startswith("Procurement"))
+    hardware = [r[3] for r in rows if r[2] == "rent"]
+    assert hardware == [f"{g.replicas} replica{'s' * (g.replicas != 1)} of {g.tp} x h100-sxm"]
 
 
 def test_break_even_follows_the_rent_staircase():

@@ -193,7 +193,9 @@ def procurement_tables(sol: Solution, instance: Instance) -> list[Table]:
              fmt.usd(j.nodes * node_price[j.accelerator]) if j.procurement == "own" else "-",
              fmt.usd(j.rent_usd) + f" for {j.days:.1f} days ({j.rent_rate})" if j.procurement == "rent" else "-"]
             for j in sol.jobs]
-    rows += [[s.name, "serving", g.procurement, f"{g.nodes} x {g.accelerator} node",
+    rows += [[s.name, "serving", g.procurement,
+              f"{g.nodes} x {g.accelerator} node" if g.procurement == "own"  # rented replicas occupy no owned node
+              else f"{g.replicas} replica{'s' * (g.replicas != 1)} of {g.tp} x {g.accelerator}",
               fmt.usd(g.nodes * node_price[g.accelerator]) if g.procurement == "own" else "-",
               fmt.usd(g.rent_usd_per_year) + f" per year ({fmt.usd(g.rent_usd_per_year * years)} over {years:g} y, {g.rent_rate})"
               if g.procurement == "rent" else "-"] for s in sol.services for g in s.groups]
