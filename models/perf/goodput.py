@@ -151,13 +151,10 @@ def job_goodput(job: "TrainingJob", rates: dict[str, np.ndarray], acc_idx, accel
     # Spares depend only on (accelerator type, nodes), shared by many layouts: the Poisson quantile
     # once per distinct pair, spread back (the same numbers, a fraction of the work).
     acc_i = np.asarray(acc_idx, dtype=np.int64).ravel()
-    nodes_i = np.asarray(nodes).astype(np.int64).ravel()
-    if len(acc_i) > 1 and nodes_i.max(initial=0) < 2**40:
-        _, first, inv = np.unique((acc_i << 40) | nodes_i, return_index=True, return_inverse=True)
-        per_node = np.broadcast_to(np.asarray(accelerators_per_node), acc_i.shape)
-        out["spare_nodes"] = spare_nodes(nodes_i[first], per_node[first], rates["node_out"][acc_i[first]])[inv.ravel()]
-    else:
-        out["spare_nodes"] = spare_nodes(nodes, accelerators_per_node, rates["node_out"][acc_idx])
+    nodes_i = np.asarray(nodes).astype(np.int64).ravel()  # far below 2**40 nodes: the pair packs in one int64
+    _, first, inv = np.unique((acc_i << 40) | nodes_i, return_index=True, return_inverse=True)
+    per_node = np.broadcast_to(np.asarray(accelerators_per_node), acc_i.shape)
+    out["spare_nodes"] = spare_nodes(nodes_i[first], per_node[first], rates["node_out"][acc_i[first]])[inv.ravel()]
     return out
 
 

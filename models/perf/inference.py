@@ -15,7 +15,7 @@ beta concurrent sequences, t accelerators per replica, bpp bytes per parameter:
                                      once t > kv, as vLLM and TensorRT-LLM do)
   context per sequence         memory at its longest: n + o;  HBM traffic, on average: n + o/2
   memory per accelerator       W + beta * kv * (n + o) + workspace(n + beta tokens)  <= hbm - reserved
-  efficiency                   eff = _gemm_eff(thinnest GEMM dim): decode h/t (a skinny batch is
+  efficiency                   eff = ceiling x _size_eff(thinnest GEMM dim): decode h/t (a skinny batch is
                                a weight-streaming GEMV: the HBM term below bounds it, not a second
                                compute ceiling), prefill min(h/t, n)
   prefill (TTFT)               max((2*P*n + 2*l*n^2*h) / (t*peak*eff), W / hbm_bw_eff)
@@ -64,7 +64,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..schema import Accelerator, Calibration, ModelDims
-from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _gemm_eff, _ring_allreduce_s, a2a_time_s
+from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _ring_allreduce_s, _size_eff, a2a_time_s
 
 SERVING_PRECISIONS = ("bf16", "fp8", "int8", "fp4")
 # fp4: NVFP4 / MXFP4 weights and activations at the FP4 peak, KV cache in fp8 (as FP4 deployments run).
@@ -349,7 +349,6 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out, f
     t = grid.t.astype(np.float64)
     beta = grid.batch.astype(np.float64)
     ctx_avg = n_in + n_out / 2.0
-    shape = lambda dim: dim / (dim + calib.gemm_half_dim)  # noqa: E731  (as training's _gemm_eff)
 
     # Memory.
     limit_b = (hbm_gb - calib.memory_reserved_gb) * 1e9
@@ -389,7 +388,7 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out, f
     pre_flops = 2.0 * P * n_in + 2.0 * l * n_in * n_in * att_w
     # The GEMMs' thin dimension: h over the tensor-parallel degree (atp = t unless the experts are
     # spread with attention data-parallel, where each GPU multiplies full-width rows).
-    prefill_compute_s = pre_flops / (t * ceiling * shape(np.minimum(h / atp, n_in)))
+    prefill_compute_s = pre_flops / (t * ceiling * _size_eff(np.minimum(h / atp, n_in), calib))
     prefill_memory_s = weights_b / hbm_bs
     prefill_tp_s = allreduces(n_in)
     prefill_a2a_s = a2a(n_in)
@@ -397,7 +396,7 @@ def _evaluate_serving(dims, grid, accelerators, calib, precision, n_in, n_out, f
 
     # Decode step at batch beta: weights + the batch's KV streamed from HBM, or the GEMMs, whichever
     # is slower; the tiny all-reduces are latency-bound and not overlapped; plus the fixed step cost.
-    dec_ceiling = t * ceiling * shape(h / atp)
+    dec_ceiling = t * ceiling * _size_eff(h / atp, calib)
     dec_flops = 2.0 * P * beta + 4.0 * l * beta * ctx_avg * att_w
     decode_compute_s = dec_flops / dec_ceiling
     decode_memory_s = (decode_weights_b + beta * kv_tok_b * ctx_avg) / hbm_bs

@@ -264,11 +264,6 @@ def _size_eff(dim, calib: Calibration):
     return dim / (dim + calib.gemm_half_dim)
 
 
-def _gemm_eff(dim, calib: Calibration):
-    """2021 form kept for the serving model: the A100-fitted ceiling times the size efficiency."""
-    return calib.gemm_efficiency_max * _size_eff(dim, calib)
-
-
 def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
     """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
     measurements, the ratio fitted on its own training runs (the A100's is the 2021 fit
@@ -446,7 +441,7 @@ def _tables(accelerators, fabrics, calib, precision, st):
 
 def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, tokens, detail=True) -> dict[str, np.ndarray]:
     s, h, l = float(dims.seq_len), float(dims.hidden), dims.layers
-    a, kvh, hd, ha = float(dims.heads), float(dims.n_kv_heads), float(dims.head_size), float(dims.attn_width)
+    a, kvh, hd = float(dims.heads), float(dims.n_kv_heads), float(dims.head_size)
     V, ffn = float(dims.padded_vocab), float(dims.ffn)
     P_layer = dims.params_per_layer  # per token (MoE: top_k routed + shared experts, averaged over layers)
     moe = dims.is_moe

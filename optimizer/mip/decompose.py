@@ -19,7 +19,7 @@ import time
 from optimizer.mip.backends import SolveResult, Status
 from optimizer.mip.backends import solve as run_backend
 from optimizer.mip.backends.common import _rel_gap
-from optimizer.mip.lp import Model, Var
+from optimizer.mip.lp import Model
 from optimizer.mip.start import Start, fixed_copy
 from optimizer.mip.vars import Vars
 
@@ -27,15 +27,6 @@ from optimizer.mip.vars import Vars
 # model started from the same design ends with the smaller gap in the same time.
 # Share of the time limit the restricted model may use; the full model gets the rest.
 RESTRICTED_SHARE = 0.5
-
-
-def relaxed(m: Model) -> Model:
-    """The LP relaxation: every variable continuous, same rows and objective."""
-    c = Model(m.name + "[lp]")
-    c.vars = [Var(x.index, x.name, x.lb, x.ub, False) for x in m.vars]
-    c._var_by_name, c.constraints, c._con_by_name = m._var_by_name, m.constraints, m._con_by_name
-    c.objective, c.sense = m.objective, m.sense
-    return c
 
 
 def site_fixings(v: Vars, values: list[float]) -> dict[int, float]:
@@ -64,7 +55,7 @@ def solve_decomposed(m: Model, v: Vars, start: Start, backend: str, time_limit_s
     the monolithic LP relaxation's or the full solve's, whichever is higher."""
     info = {} if info is None else info
     t0 = time.perf_counter()
-    lp = run_backend(relaxed(m), backend=backend, time_limit_s=time_limit_s)
+    lp = run_backend(m.relaxation(), backend=backend, time_limit_s=time_limit_s)
     lp_bound = lp.objective if lp.status == Status.OPTIMAL else None
     t1 = time.perf_counter()
     left = lambda share: None if time_limit_s is None else max(share * (time_limit_s - (time.perf_counter() - t0)),  # noqa: E731

@@ -184,7 +184,7 @@ def _capex_label(part: str, instance: Instance) -> str:
 
 def procurement_tables(sol: Solution, instance: Instance) -> list[Table]:
     """Owned and rented side by side, and the break-even of each workload left to the optimizer."""
-    d, years = sol.design, instance.budget.horizon_years
+    years = instance.budget.horizon_years
     modes = {instance.procurement_of(w) for w in instance.workloads}
     if modes == {"own"}:
         return []

@@ -225,17 +225,23 @@ def _set_start(pvars, start: list[float] | None) -> None:
             pv.setInitialValue(float(x))
 
 
+def _cbc_stopped_on(log: str) -> str | None:
+    """What CBC's log says it stopped on ("Result - Stopped on nodes" / "on time"), or None."""
+    stop = re.search(r"^Result - Stopped on (\w+)", log, re.M)
+    return stop.group(1) if stop else None
+
+
 def _cbc_limit(log: str) -> str:
-    """Which limit CBC stopped on, from its log ("Result - Stopped on nodes" / "on time")."""
-    return "node" if re.search(r"^Result - Stopped on node", log, re.M) else "time"
+    """Which limit CBC stopped on, in words: node or time."""
+    return "node" if _cbc_stopped_on(log) in ("node", "nodes") else "time"
 
 
 def _cbc_work(log: str, result: SolveResult) -> None:
     m = re.search(r"^Enumerated nodes:\s*(\d+)", log, re.M)
     result.nodes = int(m.group(1)) if m else None
-    stop = re.search(r"^Result - Stopped on (\w+)", log, re.M)
+    stop = _cbc_stopped_on(log)
     if stop:
-        result.stopped_by = {"node": "work", "nodes": "work"}.get(stop.group(1), stop.group(1))
+        result.stopped_by = {"node": "work", "nodes": "work"}.get(stop, stop)
 
 
 def _neutral(v) -> float:

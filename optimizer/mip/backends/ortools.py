@@ -31,7 +31,6 @@ class OrToolsBackend(_Results):
     # one. CP-SAT is never a candidate: every dcopt MIP has continuous variables (named totals,
     # served requests/s, fabric endpoints).
     AUTO_SOLVER = ((100, "scip"), (math.inf, "highs"))
-    AUTO_HIGHS_INTEGERS = AUTO_SOLVER[0][0]  # the older name of the one threshold
 
     @classmethod
     def pick(cls, model: Model) -> str:

@@ -12,7 +12,7 @@ from models.perf.inference import ServingGrid, evaluate_serving, tp_domain
 from models.presets import resolve_model
 from models.schema import ANY_REGION, Instance
 
-from optimizer.mip.audit import FEAS_TOL, Audit, close
+from optimizer.mip.audit import FEAS_TOL, Audit
 from optimizer.mip.data import MipData
 from optimizer.mip.lp import K, Model, lin_sum
 from optimizer.mip.vars import Vars
