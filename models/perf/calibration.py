@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..schema import Calibration, Catalog, ModelDims, PinnedParallelism
+from ..schema import Accelerator, Calibration, Catalog, ModelDims, PinnedParallelism
 from .stacks import SHARDING, StackProfile, precision_profiles, stack_profiles
 from .training import RECOMPUTE, enumerate_grid, evaluate, evaluate_layout
 
@@ -252,10 +252,62 @@ class _Prepared:
     published: float
 
 
-def _prepare(row: dict, catalog: Catalog) -> _Prepared:
-    """The row's candidate layouts (published pins, the rest searched), enumerated once."""
+VARIANT_FIELDS = {"base", "power_limit_w", "rated_power_w", "hbm_gb", "hbm_bw_tbs", "source"}
+
+
+def variant_accelerator(catalog: Catalog, name: str, spec: dict) -> Accelerator:
+    """A catalog accelerator as a row's source states it was run: power-limited and/or with other HBM.
+
+    A power limit below the rated board power lowers the sustained clock; dynamic power goes as
+    f x V^2 with V roughly proportional to f, so f ~ P^(1/3), and every tensor peak and measured GEMM
+    ceiling scales by (power_limit_w / rated_power_w)^(1/3). Another HBM configuration replaces the
+    capacity and datasheet bandwidth; the measured bandwidth keeps the base part's measured/datasheet
+    ratio. Interconnect figures stay the base part's."""
+    unknown = sorted(set(spec) - VARIANT_FIELDS)
+    if unknown:
+        raise ValueError(f"hardware variant '{name}': unknown field(s) {', '.join(unknown)} "
+                         f"(expected: {', '.join(sorted(VARIANT_FIELDS))})")
+    base_name = spec.get("base")
+    if base_name not in catalog.accelerators:
+        raise ValueError(f"hardware variant '{name}': base '{base_name}' is not a catalog accelerator")
+    base = catalog.accelerators[base_name]
+    limit, rated = spec.get("power_limit_w"), spec.get("rated_power_w")
+    if (limit is None) != (rated is None):
+        raise ValueError(f"hardware variant '{name}': power_limit_w and rated_power_w go together; got {limit}, {rated}")
+    f = 1.0
+    if limit is not None:
+        if not 0 < limit <= rated:
+            raise ValueError(f"hardware variant '{name}': power_limit_w must be in (0, rated_power_w={rated}]; got {limit}")
+        f = (limit / rated) ** (1.0 / 3.0)
+    upd: dict[str, Any] = {k: getattr(base, k) * f for k in ("peak_bf16_tflops", "peak_fp8_tflops", "peak_fp4_tflops")
+                           if getattr(base, k) is not None}
+    upd["gemm_tflops_measured"] = {k: v * f for k, v in base.gemm_tflops_measured.items()}
+    if "hbm_gb" in spec:
+        upd["hbm_gb"] = spec["hbm_gb"]
+    if "hbm_bw_tbs" in spec:
+        upd["hbm_bw_tbs"] = spec["hbm_bw_tbs"]
+        if base.hbm_bw_measured_tbs:
+            upd["hbm_bw_measured_tbs"] = base.hbm_bw_measured_tbs * spec["hbm_bw_tbs"] / base.hbm_bw_tbs
+    upd["source"] = f"{base_name} as run by {name}: {spec.get('source', '')}"
+    return Accelerator.model_validate({**base.model_dump(), **upd})
+
+
+def _prepare(row: dict, catalog: Catalog, variants: dict | None = None) -> _Prepared:
+    """The row's candidate layouts (published pins, the rest searched), enumerated once. A row whose
+    source states non-standard hardware (`hardware_variant`) is predicted on that hardware; it still
+    counts as its catalog accelerator's row (fits and leave-one-group-out folds group by `accelerator`)."""
     dims = _row_dims(row)
     acc, fab = catalog.accelerators[row["accelerator"]], catalog.fabrics[row["fabric"]]
+    if row.get("hardware_variant"):
+        variants = load_modern().get("hardware_variants", {}) if variants is None else variants
+        name = row["hardware_variant"]
+        if name not in variants:
+            raise ValueError(f"calibration row {row['id']}: unknown hardware_variant '{name}' "
+                             f"(known: {', '.join(sorted(variants)) or 'none'})")
+        if variants[name].get("base") != row["accelerator"]:
+            raise ValueError(f"calibration row {row['id']}: hardware_variant '{name}' is based on "
+                             f"'{variants[name].get('base')}', not on the row's accelerator '{row['accelerator']}'")
+        acc = variant_accelerator(catalog, name, variants[name])
     lay = row.get("layout", {})
     pinned = PinnedParallelism(tp=lay.get("tp"), pp=lay.get("pp"), dp=lay.get("dp"), cp=lay.get("cp"),
                                micro_batch=lay.get("micro_batch"), vp=lay.get("vp"), recompute=lay.get("recompute"),
@@ -482,7 +534,7 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
                 st, pc, ac = fit_modern(train, calib, rounds=3, points=7, start="centre")
                 # the left-out rows' accelerator, if unmeasured, gets the prior calibration.unmeasured_gemm_ratio
                 ac = {n: a.model_copy(update={"gemm_efficiency_fitted": None}) for n, a in
-                      ((p.row["accelerator"], p.acc) for p in test) if n not in ac} | ac
+                      ((p.row["accelerator"], p.acc) for p in test) if n not in ac and _needs_ratio(a)} | ac
                 e = [abs(r.error_pct) for r in _modern_rows(test, calib, st, pc, ac)]
                 logo_res[kind][g] = float(np.mean(e))
                 logo_errs += e

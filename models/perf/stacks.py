@@ -35,6 +35,10 @@ class StackProfile(Strict):
     recompute_modes: list[Literal["none", "selective", "full", "partial"]] = Field(
         default_factory=lambda: ["none", "selective", "full", "partial"],
         description="Recompute modes; partial = full recompute of a chosen number of layers per stage.")
+    selective_recompute: Literal["attention", "ops"] = Field(
+        "attention", description="What recompute 'selective' redoes in the backward: the attention core (Megatron, "
+        "Korthikanti et al.) or an op-level policy that keeps matmul and attention outputs but every second linear "
+        "matmul's and recomputes those and the elementwise ops (torchtitan's selective_ac_option 'op').")
     context_parallel: bool = False
     interleaving: bool = True
     uneven_stages: bool = Field(False, description="Stages may hold different layer counts (ceil split).")

@@ -532,9 +532,14 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     frac_rc = n_rc / full  # share of a stage's layers recomputed in full
 
     # FLOPs per micro-batch per layer per GPU. Passes: fwd + 2x bwd, +1 fwd where recomputed
-    # (full: the whole layer; selective: the attention core only).
+    # (full: the whole layer; selective: the attention core only, or with an op-level policy half the
+    # linear GEMMs and every elementwise op). `fwd_mult` scales the memory-bound work and fixed costs.
     lin_mult = 3.0 + frac_rc
     att_mult = np.where(rc == 1, 4.0, 3.0 + frac_rc)
+    fwd_mult = lin_mult
+    if st.selective_recompute == "ops":
+        sel = (rc == 1).astype(np.float64)
+        lin_mult, att_mult, fwd_mult = lin_mult + 0.5 * sel, np.where(rc == 1, 3.0, att_mult), lin_mult + sel
     lin_fwd = 2.0 * tok * P_layer / t
     att_fwd = 2.0 * tok * keys * a * (d_qk + d_v) / t  # QK^T and AV
     logit_fwd = 2.0 * tok * h * V / t
@@ -573,9 +578,9 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # Memory-bound kernels: passes over the layer's activations (norms, activations, residuals, rope),
     # over the s x s scores when attention is unfused, and the casts of a low-precision recipe.
     act_elems = tok * h / t
-    elem_bytes = elem_passes * act_elems * ACT_BYTES * lin_mult / 3.0
+    elem_bytes = elem_passes * act_elems * ACT_BYTES * fwd_mult / 3.0
     score_bytes = 0.0 if fused else calib.attention_passes * b * (a / t) * s * s / c * ACT_BYTES * att_mult / 3.0
-    cast_bytes = (pprof.cast_passes if low else 0.0) * act_elems * ACT_BYTES * lin_mult / 3.0
+    cast_bytes = (pprof.cast_passes if low else 0.0) * act_elems * ACT_BYTES * fwd_mult / 3.0
     moe_bytes = (MOE_PERMUTE_PASSES * dims.moe_layers / l * tok * dims.top_k * dims.routing_factor * h / t * ACT_BYTES
                  * lin_mult / 3.0) if moe else 0.0
     mem_s = (elem_bytes + score_bytes + cast_bytes + moe_bytes) / hbm_bs
@@ -609,7 +614,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
         moe_fixed_us = (st.moe_layer_overhead_us + st.expert_launch_us * local_experts) * dims.moe_layers / l
     else:
         moe_fixed_us = 0.0
-    overhead_s = (st.layer_overhead_us + moe_fixed_us) * 1e-6 * lin_mult / 3.0
+    overhead_s = (st.layer_overhead_us + moe_fixed_us) * 1e-6 * fwd_mult / 3.0
     # MoE dispatch + combine all-to-all: 2 forward, 2 backward, 2 more for a recomputed forward.
     # Overlapped (Megatron's 1F1B a2a overlap, DeepEP): hidden at most under the compute it overlaps.
     if moe:
