@@ -57,7 +57,7 @@ def test_fit_stays_in_bounds_and_does_not_worsen():
 
 from models.perf.calibration import (  # noqa: E402
     ACCELERATOR_KNOB_BOUNDS, STACK_KNOB_BOUNDS, _prepare, fit_modern, flops_per_token, format_modern, load_modern,
-    published_tokens_per_gpu, run_modern,
+    published_tokens_per_gpu, run_modern, variant_accelerator,
 )
 from models.perf.stacks import stack_profiles  # noqa: E402
 
@@ -124,3 +124,38 @@ def test_modern_fit_stays_in_bounds_and_borrows_for_missing_stacks():
     for a in ac.values():
         lo, hi = ACCELERATOR_KNOB_BOUNDS["gemm_efficiency_fitted"]
         assert lo <= a.gemm_efficiency_fitted <= hi
+
+
+def test_torchtitan_h100_rows_run_on_the_500w_hbm2e_variant_their_source_states():
+    spec = load_modern()["hardware_variants"]["h100-sxm-96gb-hbm2e-500w"]
+    a = variant_accelerator(CAT, "h100-sxm-96gb-hbm2e-500w", spec)
+    f = (500 / 700) ** (1 / 3)  # sustained clock under the power cap: P ~ f^3
+    assert f == pytest.approx(0.89390, abs=1e-5)
+    assert a.peak_bf16_tflops == pytest.approx(884.52, abs=0.01) and a.peak_fp8_tflops == pytest.approx(1769.04, abs=0.01)
+    assert a.gemm_tflops_measured == pytest.approx({"bf16": 794.5 * f, "fp8": 1402.6 * f}, rel=1e-12)  # 710.2, 1253.8
+    # six 16 GB HBM2e stacks at 0.4 TB/s; measured bandwidth keeps the H100 SXM's STREAM/datasheet ratio 2.97/3.35
+    assert (a.hbm_gb, a.hbm_bw_tbs) == (96, 2.4) and a.hbm_bw_measured_tbs == pytest.approx(2.97 * 2.4 / 3.35, rel=1e-12)
+    assert (a.scaleup_bw_gbs, a.scaleup_domain) == (450, 8)
+    # the law's check: H100 NVL (same 132-SM die) at 400 W is 835.5 TFLOPS on its datasheet
+    assert 989.5 * (400 / 700) ** (1 / 3) == pytest.approx(835.5, rel=0.02)
+    rows = [r for r in load_modern()["training"] if r.get("hardware_variant")]
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in load_modern()["training"] if r["id"].startswith("tt-h100"))
+    p = _prepare(rows[0], CAT)
+    assert p.acc.peak_bf16_tflops == a.peak_bf16_tflops and p.row["accelerator"] == "h100-sxm"  # still an h100-sxm fold row
+
+
+def test_hardware_variant_errors_name_the_field():
+    base = {"base": "h100-sxm", "power_limit_w": 500, "rated_power_w": 700}
+    with pytest.raises(ValueError, match="unknown field.*clock_mhz"):
+        variant_accelerator(CAT, "v", {**base, "clock_mhz": 1500})
+    with pytest.raises(ValueError, match="base 'h999' is not a catalog accelerator"):
+        variant_accelerator(CAT, "v", {**base, "base": "h999"})
+    with pytest.raises(ValueError, match=r"power_limit_w must be in \(0, rated_power_w=700\]; got 800"):
+        variant_accelerator(CAT, "v", {**base, "power_limit_w": 800})
+    with pytest.raises(ValueError, match="power_limit_w and rated_power_w go together"):
+        variant_accelerator(CAT, "v", {"base": "h100-sxm", "power_limit_w": 500})
+    row = dict(next(r for r in load_modern()["training"] if r.get("hardware_variant")), hardware_variant="nope")
+    with pytest.raises(ValueError, match="unknown hardware_variant 'nope'"):
+        _prepare(row, CAT)
+    with pytest.raises(ValueError, match="based on 'h100-sxm', not on the row's accelerator 'h200'"):
+        _prepare(dict(row, hardware_variant="h100-sxm-96gb-hbm2e-500w", accelerator="h200"), CAT)

@@ -64,6 +64,24 @@ def test_fused_causal_attention_flops_bytes_and_memory():
     assert old["memory_per_gpu_gb"] == pytest.approx((16 * params + acts_old + 128 * 1000 * 4) / 1e9, rel=1e-12)
 
 
+def test_op_level_selective_recompute_by_hand():
+    # torchtitan's selective AC ('op'): every second linear matmul and every elementwise op run again in
+    # the backward, attention is saved; Megatron's selective redoes the attention core only.
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    lin, att, logit = 2 * 128 * 12 * 256**2, 4 * 128 * 64.5 * 256, 2 * 128 * 256 * 1000
+    elem_s = 10 * 128 * 256 * 2 / 1e12  # 10 passes over s*h bf16 at 1 TB/s, fwd+bwd
+    ops = run(dims, grid(rc="selective"), stack=FUSED.model_copy(update={"selective_recompute": "ops",
+                                                                         "layer_overhead_us": 30.0}))
+    assert ops["hw_flops_per_step"] == pytest.approx(2 * (3.5 * lin + 3 * att) + 3 * logit, rel=1e-12)
+    expect = 2 * (3.5 * lin / PEAK + 3 * att / (0.5 * PEAK) + elem_s * 4 / 3 + 30e-6 * 4 / 3) + 3 * logit / PEAK
+    assert ops["step_time_s"] == pytest.approx(expect, rel=1e-12)
+    meg = run(dims, grid(rc="selective"))
+    assert meg["hw_flops_per_step"] == pytest.approx(2 * (3 * lin + 4 * att) + 3 * logit, rel=1e-12)
+    assert meg["step_time_s"] == pytest.approx(2 * (3 * lin / PEAK + 4 * att / (0.5 * PEAK) + elem_s) + 3 * logit / PEAK,
+                                               rel=1e-12)
+    assert get_stack("torchtitan").selective_recompute == "ops" and get_stack("megatron-core").selective_recompute == "attention"
+
+
 def test_model_flops_conventions():
     dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
     r = run(dims, grid(gb=4, d=1, b=1))
