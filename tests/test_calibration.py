@@ -57,7 +57,7 @@ def test_fit_stays_in_bounds_and_does_not_worsen():
 
 from models.perf.calibration import (  # noqa: E402
     ACCELERATOR_KNOB_BOUNDS, STACK_KNOB_BOUNDS, _prepare, fit_modern, flops_per_token, format_modern, load_modern,
-    published_tokens_per_gpu, run_modern, variant_accelerator,
+    logo_fold, published_tokens_per_gpu, run_modern, variant_accelerator,
 )
 from models.perf.stacks import stack_profiles  # noqa: E402
 
@@ -159,3 +159,14 @@ def test_hardware_variant_errors_name_the_field():
         _prepare(row, CAT)
     with pytest.raises(ValueError, match="based on 'h100-sxm', not on the row's accelerator 'h200'"):
         _prepare(dict(row, hardware_variant="h100-sxm-96gb-hbm2e-500w", accelerator="h200"), CAT)
+
+
+def test_the_h100_fold_predicts_each_row_on_its_own_hardware():
+    # Leaving out h100-sxm leaves torchtitan its one H200 row; the six 500 W rows are still predicted on
+    # the variant and the standard rows on the catalog part (the fold keys chips by name).
+    dense = [_prepare(r, CAT) for r in load_modern()["training"] if not r["model"].get("experts")]
+    rows = {r.id: r for r in logo_fold(dense, "accelerator", "h100-sxm", CAT.calibration)}
+    assert len(rows) == 14
+    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(10.35, abs=0.05)
+    tt = [r.error_pct for i, r in rows.items() if i.startswith("tt-")]
+    assert min(tt) > 4 and max(tt) < 37  # over-predicted from the H200 row alone: +5 % .. +36 %

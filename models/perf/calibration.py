@@ -507,6 +507,19 @@ TARGETS = {"file_2021": {"mean_pct": 3.0, "max_pct": 10.0}, "dense": {"mean_pct"
            "dense_leave_one_group_out": {"mean_pct": 10.0}, "moe": {"mean_pct": 10.0, "max_pct": 20.0}}
 
 
+def logo_fold(dense: list[_Prepared], key: str, group: str, calib: Calibration) -> list[ModernRow]:
+    """One leave-one-group-out fold: refit every dense knob from the centre of its bounds without the
+    rows whose `key` (accelerator or family) is `group`, then predict those rows."""
+    train = [p for p in dense if p.row[key] != group]
+    test = [p for p in dense if p.row[key] == group]
+    st, pc, ac = fit_modern(train, calib, rounds=3, points=7, start="centre")
+    # the left-out rows' accelerator, if unmeasured, gets the prior calibration.unmeasured_gemm_ratio
+    # (measured ones keep each row's own hardware: a row may run on a variant of its accelerator)
+    ac = {n: a.model_copy(update={"gemm_efficiency_fitted": None}) for n, a in
+          ((p.row["accelerator"], p.acc) for p in test) if n not in ac and _needs_ratio(a)} | ac
+    return _modern_rows(test, calib, st, pc, ac)
+
+
 def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, precs: dict | None = None) -> ModernReport:
     """Predict every training row (dense and MoE) of the modern file with the shipped (or given) efficiencies;
     with `logo`, also leave out each accelerator and then each model family, refit from the centre of
@@ -529,13 +542,7 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
         for kind, key in (("accelerator", "accelerator"), ("family", "family")):
             logo_res[kind] = {}
             for g in sorted({p.row[key] for p in dense}):
-                train = [p for p in dense if p.row[key] != g]
-                test = [p for p in dense if p.row[key] == g]
-                st, pc, ac = fit_modern(train, calib, rounds=3, points=7, start="centre")
-                # the left-out rows' accelerator, if unmeasured, gets the prior calibration.unmeasured_gemm_ratio
-                ac = {n: a.model_copy(update={"gemm_efficiency_fitted": None}) for n, a in
-                      ((p.row["accelerator"], p.acc) for p in test) if n not in ac and _needs_ratio(a)} | ac
-                e = [abs(r.error_pct) for r in _modern_rows(test, calib, st, pc, ac)]
+                e = [abs(r.error_pct) for r in logo_fold(dense, key, g, calib)]
                 logo_res[kind][g] = float(np.mean(e))
                 logo_errs += e
         # MoE rows: leave out each MoE model family, refit only the MoE knobs (from the centre of their
