@@ -582,7 +582,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     score_bytes = 0.0 if fused else calib.attention_passes * b * (a / t) * s * s / c * ACT_BYTES * att_mult / 3.0
     cast_bytes = (pprof.cast_passes if low else 0.0) * act_elems * ACT_BYTES * fwd_mult / 3.0
     moe_bytes = (MOE_PERMUTE_PASSES * dims.moe_layers / l * tok * dims.top_k * dims.routing_factor * h / t * ACT_BYTES
-                 * lin_mult / 3.0) if moe else 0.0
+                 * fwd_mult / 3.0) if moe else 0.0
     mem_s = (elem_bytes + score_bytes + cast_bytes + moe_bytes) / hbm_bs
 
     # Tensor parallel: all-reduces (or reduce-scatter + all-gather with sequence parallelism, same
