@@ -84,6 +84,45 @@ def test_expert_launch_cost_per_local_expert_by_hand():
     assert b["step_time_s"] - a["step_time_s"] == pytest.approx(2 * 2 * 8 * 100e-6, rel=1e-9)
 
 
+@pytest.mark.parametrize("precision, acc, kernels", [("bf16", "h100-sxm", 6), ("fp8", "h100-sxm", 6 + 4 * 3),
+                                                      ("mxfp8", "b200", 6 + 4 * 1)])
+def test_expert_launch_cost_counts_the_quantisation_kernels(precision, acc, kernels):
+    """Per local expert: 6 GEMMs, plus 4 quantised tensors at low precision, each 3 kernels with per-tensor
+    current scaling (amax scan, scale, cast) and 1 with MXFP8 (block scales inside the cast)."""
+    d = ModelDims(**TINY)
+    acc, fab, calib = CAT.accelerators[acc], CAT.fabrics["ib-ndr-400g"], CAT.calibration
+    lay = dict(tp=1, pp=1, dp=1, micro_batch=1, recompute="none", sharding="none", global_batch=2)
+    base = _stack(moe_layer_overhead_us=0.0, expert_launch_us=0.0)
+    a = evaluate_layout(d, dict(lay, stack=base), acc, fab, calib, precision, 2)
+    b = evaluate_layout(d, dict(lay, stack=base.model_copy(update={"expert_launch_us": 60.0})), acc, fab, calib,
+                        precision, 2)
+    # 2 micro-batches x 2 MoE layers x 8 local experts x 60 us per 6 kernels
+    assert b["step_time_s"] - a["step_time_s"] == pytest.approx(2 * 2 * 8 * 60e-6 * kernels / 6, rel=1e-9)
+
+
+def test_routed_copies_are_cast_at_low_precision_by_hand():
+    """FP8 casts: `cast_passes` over the layer's tok x h activations, and half as many over each routed copy's
+    h + f_e GEMM inputs (k copies per token), at HBM speed."""
+    from models.perf.stacks import precision_profiles
+    from models.perf.training import ConfigGrid, evaluate
+
+    d = ModelDims(**TINY)
+    acc, fab, calib = CAT.accelerators["h100-sxm"], CAT.fabrics["ib-ndr-400g"], CAT.calibration
+    one = lambda x: np.array([x])  # noqa: E731
+    grid = ConfigGrid(acc=one(0), fab=one(0), t=one(1), p=one(1), d=one(1), b=one(1), v=one(1), recompute=one(0),
+                      dist_opt=np.array([False]), cp=one(1), shard=one(0), gb=one(2), ep=one(1), etp=one(1))
+    pp = precision_profiles()
+    steps = []
+    for passes in (0.0, 6.0):
+        precs = dict(pp, fp8=pp["fp8"].model_copy(update={"cast_passes": passes}))
+        out = evaluate(d, grid, [acc], [fab], calib, "fp8", 2, stack="megatron-core", precisions=precs)
+        steps.append(float(out["step_time_s"][0]))
+    tok, h, k, fe = 1024, 1024, 2, 1024
+    per_layer = 6.0 * tok * h * 2 + 6.0 / 2 * tok * k * (h + fe) * 2  # bytes, fwd + bwd (no recompute)
+    want = 2 * 2 * per_layer / (acc.hbm_bw_measured_tbs * 1e12)  # 2 micro-batches x 2 layers
+    assert steps[1] - steps[0] == pytest.approx(want, rel=1e-9)
+
+
 def test_deepseek_preset_routes_to_4_of_8_groups():
     from models.presets import PRESETS
 

@@ -207,7 +207,7 @@ STACK_KNOB_BOUNDS = {
 # all-to-all (0 = fully overlapped, as DeepSeek's DualPipe; 1 = none), grouped expert GEMMs relative
 # to dense GEMMs of the same shape (30-100 %), and a fixed cost per MoE layer and micro-batch (router,
 # permutation, dropless token-count syncs: up to 5 ms fwd+bwd on host-bound runs) plus one per local expert
-# (per-expert GEMM and cast launches, about 6 GEMMs x 3 passes x 5-15 us: at most 300 us).
+# for its 6 GEMM launches (5-50 us each: at most 300 us; each quantisation kernel adds a sixth of it).
 MOE_KNOB_BOUNDS = {"ep_exposed": (0.0, 1.0), "expert_gemm_efficiency": (0.3, 1.0), "moe_layer_overhead_us": (0.0, 5000.0),
                    "expert_launch_us": (0.0, 300.0)}
 # Only for accelerators without a measured GEMM ceiling, fitted on that accelerator's rows alone.

@@ -78,8 +78,9 @@ class StackProfile(Strict):
         2.0, ge=2.0, le=4.0, description="Bytes per gradient element held and reduced: 2 (bf16) or 4 (accumulated and "
         "reduced in fp32: Megatron-Core grad_reduce_in_fp32, torchtitan mixed_precision_reduce float32).")
     expert_launch_us: float = Field(
-        0.0, ge=0, description="Fixed time per local expert per MoE layer per micro-batch (fwd+bwd): the per-expert "
-        "GEMM and quantisation launches of a grouped GEMM run as a loop over experts.")
+        0.0, ge=0, description="Fixed time per local expert per MoE layer per micro-batch (fwd+bwd) for its 6 GEMM "
+        "launches (a grouped GEMM runs as a loop over experts); each quantisation kernel of a low-precision recipe "
+        "adds a sixth of it.")
     fitted_knobs: Optional[list[str]] = Field(
         None, description="Knobs calibration fits for this stack (null = all); gemm_efficiency is left at 1 where "
         "the stack's runs are all on accelerators without a measured GEMM ceiling (their own ratio is fitted)."

@@ -37,6 +37,15 @@ SCALEUP_LATENCY_S = 2e-6  # NVLink/ICI hop incl. collective-library step overhea
 FLOPS_CONVENTION = "causal"  # model FLOPs count half the s x s attention work (Megatron-Bridge, MaxText)
 EP_MAX = 256
 MOE_PERMUTE_PASSES = 8.0  # token permute + unpermute, read and write, forward and backward (x k tokens)
+# Per local expert, per MoE layer and micro-batch: 6 GEMMs (fc1, fc2 forward; their dgrad and wgrad) and 4
+# quantised tensors at low precision (the two GEMM inputs forward, the two output gradients backward; weights
+# are cast once per step). Kernels per quantised tensor (Transformer Engine): MXFP8 computes its block scales
+# inside the cast (1); per-tensor current scaling (FP8 "tensorwise", Megatron-Bridge's FP8-CS) first scans the
+# tensor for its amax, turns it into a scale, then casts (3); NVFP4's second-level per-tensor scale needs the
+# same amax scan (3).
+EXPERT_GEMMS = 6
+EXPERT_QUANTISED_TENSORS = 4
+QUANTIZE_KERNELS = {"bf16": 0, "fp8": 3, "mxfp8": 1, "nvfp4": 3}
 
 
 @dataclass(frozen=True)
@@ -581,6 +590,9 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     elem_bytes = elem_passes * act_elems * ACT_BYTES * fwd_mult / 3.0
     score_bytes = 0.0 if fused else calib.attention_passes * b * (a / t) * s * s / c * ACT_BYTES * att_mult / 3.0
     cast_bytes = (pprof.cast_passes if low else 0.0) * act_elems * ACT_BYTES * fwd_mult / 3.0
+    if moe and low:  # each routed copy is cast too: h wide into fc1, f_e wide into fc2 (half the dense passes each)
+        cast_bytes = cast_bytes + pprof.cast_passes / 2.0 * dims.moe_layers / l * tok * dims.top_k * dims.routing_factor \
+            * (h + float(dims.expert_ffn)) / t * ACT_BYTES * fwd_mult / 3.0
     moe_bytes = (MOE_PERMUTE_PASSES * dims.moe_layers / l * tok * dims.top_k * dims.routing_factor * h / t * ACT_BYTES
                  * fwd_mult / 3.0) if moe else 0.0
     mem_s = (elem_bytes + score_bytes + cast_bytes + moe_bytes) / hbm_bs
@@ -605,13 +617,15 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     cp_layer = np.maximum(cp_raw - att_s, 0.0) if st.overlap_limited_by_compute else cp_raw
 
     # Fixed cost per layer; MoE layers add theirs (router, permutation, dropless token-count syncs).
-    # Grouped expert GEMMs launch one GEMM (and, at low precision, its casts) per local expert and
-    # pass (Transformer Engine GroupedLinear loops over the E/(ep etp) local experts), and dropless
-    # routing syncs the host on the token counts every MoE layer: a fixed cost per MoE layer plus
-    # one per local expert.
+    # Grouped expert GEMMs launch one GEMM (and, at low precision, its quantisation kernels) per local
+    # expert and pass (Transformer Engine GroupedLinear loops over the E/(ep etp) local experts), and
+    # dropless routing syncs the host on the token counts every MoE layer: a fixed cost per MoE layer
+    # plus one per local expert, `expert_launch_us` for its 6 GEMMs and a sixth of that per other kernel.
     if moe:
         local_experts = dims.experts / (grid.ep_or_one() * grid.etp_or_one())
-        moe_fixed_us = (st.moe_layer_overhead_us + st.expert_launch_us * local_experts) * dims.moe_layers / l
+        kernels = EXPERT_GEMMS + (EXPERT_QUANTISED_TENSORS * QUANTIZE_KERNELS[precision] if low else 0)
+        moe_fixed_us = (st.moe_layer_overhead_us + st.expert_launch_us * kernels / EXPERT_GEMMS * local_experts) \
+            * dims.moe_layers / l
     else:
         moe_fixed_us = 0.0
     overhead_s = (st.layer_overhead_us + moe_fixed_us) * 1e-6 * fwd_mult / 3.0
