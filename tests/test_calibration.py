@@ -145,6 +145,19 @@ def test_torchtitan_h100_rows_run_on_the_500w_hbm2e_variant_their_source_states(
     assert p.acc.peak_bf16_tflops == a.peak_bf16_tflops and p.row["accelerator"] == "h100-sxm"  # still an h100-sxm fold row
 
 
+def test_torchtitan_selective_rows_fit_near_their_published_peaks(modern):
+    # Op-level selective AC keeps ~15.5 h bytes per token and layer (not Megatron's 34 h): the 8-GPU Llama 3.1 8B
+    # rows fit on the 96 GB parts. Their sources log ~77 GiB (allocator reserved); predicted + reserved stays below.
+    rows = {r.id: r for r in modern.rows if r.published_peak_gb is not None}
+    assert len(rows) == 5
+    for rid in ("tt-h100-llama31-8b-8gpu-bf16-compile", "tt-h100-llama31-8b-8gpu-fp8"):
+        r = rows[rid]
+        assert r.fits_memory and r.layout["recompute"] == "selective"
+        assert 0.75 * r.published_peak_gb <= r.memory_per_gpu_gb + modern.memory_reserved_gb <= r.published_peak_gb
+    assert "published peak 82.7 GB" in format_modern(modern)
+    assert all(r.fits_memory for r in modern.rows if r.stack == "torchtitan")
+
+
 def test_hardware_variant_errors_name_the_field():
     base = {"base": "h100-sxm", "power_limit_w": 500, "rated_power_w": 700}
     with pytest.raises(ValueError, match="unknown field.*clock_mhz"):

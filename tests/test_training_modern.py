@@ -10,7 +10,7 @@ from models.loader import default_catalog
 from models.perf.stacks import StackProfile, get_stack
 from models.perf.training import (
     RECOMPUTE, SCALEUP_LATENCY_S, ConfigGrid, enumerate_grid, evaluate, evaluate_layout, gemm_ceiling_tflops,
-    stage_layers,
+    op_sac_saved_bytes_per_token, stage_layers,
 )
 from models.schema import Accelerator, Calibration, PinnedParallelism
 
@@ -80,6 +80,27 @@ def test_op_level_selective_recompute_by_hand():
     assert meg["step_time_s"] == pytest.approx(2 * (3 * lin / PEAK + 4 * att / (0.5 * PEAK) + elem_s) + 3 * logit / PEAK,
                                                rel=1e-12)
     assert get_stack("torchtitan").selective_recompute == "ops" and get_stack("megatron-core").selective_recompute == "attention"
+
+
+def test_op_level_selective_recompute_memory_by_hand():
+    # Llama 3.1 8B under torchtitan's op policy, per token and layer: block input (h), the 1st/3rd/5th/7th
+    # matmul outputs of q, k, v, o, w1, w3, w2 (q 4096, v 1024, w1 14336, w2 4096), the flash-attention
+    # output (4096) in bf16, and its fp32 log-sum-exp per head (32 x 4 B).
+    l8b = ModelDims(layers=32, hidden=4096, heads=32, kv_heads=8, ffn_hidden=14336, gated_mlp=True, vocab=128256,
+                    seq_len=8192)
+    assert float(op_sac_saved_bytes_per_token(l8b, 1)) == 2 * (4096 + 4096 + 1024 + 14336 + 4096 + 4096) + 128 == 63616
+    # t=2: column-parallel outputs halve (q 2048, v 512, w1 7168), the row-parallel w2 output keeps every
+    # token of the gathered sequence (4096) and the two reduce-scatter outputs (2 x 2048) are saved too.
+    assert float(op_sac_saved_bytes_per_token(l8b, 2)) == 2 * (2048 + 512 + 7168 + 4096 + 2048 + 2048 + 4096) + 64 == 44096
+    # Toy layer (MHA, plain MLP: q, k, v, o, fc1, fc2): saved q, v, fc1 + input + attention out = 2 x 2048 + 16 B;
+    # one layer's full activations (34 s h) come back while its backward runs.
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    ops = run(dims, grid(rc="selective"), stack=FUSED.model_copy(update={"selective_recompute": "ops"}))
+    params = 2 * 12 * 256**2 + 2 * 1000 * 256
+    acts = 2 * 128 * 4112 + 34 * 128 * 256
+    assert ops["memory_per_gpu_gb"] == pytest.approx((16 * params + acts + 128 * 1000 * 4) / 1e9, rel=1e-12)
+    meg = run(dims, grid(rc="selective"))  # Megatron's selective: 34 s h per layer
+    assert meg["memory_per_gpu_gb"] == pytest.approx((16 * params + 2 * 34 * 128 * 256 + 128 * 1000 * 4) / 1e9, rel=1e-12)
 
 
 def test_model_flops_conventions():

@@ -351,6 +351,12 @@ class ModernRow:
     fits_memory: bool
     memory_per_gpu_gb: float
     layout: dict
+    published_peak_gb: float | None = None  # the source's peak memory (torchtitan logs the allocator's reserved peak)
+
+
+def _published_peak_gb(row: dict) -> float | None:
+    gib = row["published"].get("peak_memory_gib")
+    return None if gib is None else float(gib) * 2**30 / 1e9
 
 
 def _modern_rows(prepared: list[_Prepared], calib, stacks, precs, accs=None) -> list[ModernRow]:
@@ -359,7 +365,8 @@ def _modern_rows(prepared: list[_Prepared], calib, stacks, precs, accs=None) -> 
         pred, lay, fits, mem = _predict_prepared(pr, calib, stacks, precs, accs)
         r = pr.row
         rows.append(ModernRow(r["id"], r["accelerator"], r["family"], r["stack"], r["precision"], pr.published, pred,
-                              (pred - pr.published) / pr.published * 100.0, fits, mem, lay))
+                              (pred - pr.published) / pr.published * 100.0, fits, mem, lay,
+                              _published_peak_gb(r)))
     return rows
 
 
@@ -491,6 +498,7 @@ class ModernReport:
     lomo: dict = field(default_factory=dict)  # MoE model family -> mean |error| of its rows, MoE knobs refit without it
     lomo_mean_pct: float | None = None  # over MoE rows (issue-14 figure)
     unmeasured_gemm_ratio: float | None = None  # what a chip without measurement or rows gets (and LOGO's left-out chip)
+    memory_reserved_gb: float = 0.0  # added to the predicted memory when compared with a published peak
 
     def to_dict(self) -> dict[str, Any]:
         return {"mae_pct": self.mae_pct, "max_abs_error_pct": self.max_abs_error_pct,
@@ -499,6 +507,7 @@ class ModernReport:
                 "excluded": self.excluded, "moe_rows": list(self.moe_ids),
                 "leave_one_model_out_moe": self.lomo, "leave_one_model_out_moe_mean_pct": self.lomo_mean_pct,
                 "unmeasured_gemm_ratio": self.unmeasured_gemm_ratio,
+                "memory_reserved_gb": self.memory_reserved_gb,
                 "targets": TARGETS}
 
 
@@ -558,7 +567,7 @@ def run_modern(catalog: Catalog, logo: bool = True, stacks: dict | None = None, 
     return ModernReport(rows, float(errs.mean()), float(errs.max()), _summary(rows, "accelerator"),
                         _summary(rows, "stack"), logo_res, float(np.mean(logo_errs)) if logo_errs else None, excluded,
                         tuple(p.row["id"] for p in moe), lomo_res, float(np.mean(lomo_errs)) if lomo_errs else None,
-                        calib.unmeasured_gemm_ratio)
+                        calib.unmeasured_gemm_ratio, calib.memory_reserved_gb)
 
 
 def format_modern(rep: ModernReport) -> str:
@@ -596,6 +605,11 @@ def format_modern(rep: ModernReport) -> str:
         lines.append("MoE, leave one model out (MoE knobs refit on the other MoE models): "
                      + "; ".join(f"{g} {e:.1f} %" for g, e in rep.lomo.items())
                      + f"; mean |error| {rep.lomo_mean_pct:.2f} %")
+    for r in rep.rows:
+        if r.published_peak_gb is not None:
+            lines.append(f"memory {r.id}: predicted {r.memory_per_gpu_gb:.1f} GB + {rep.memory_reserved_gb:g} GB reserved "
+                         f"= {r.memory_per_gpu_gb + rep.memory_reserved_gb:.1f} GB; published peak {r.published_peak_gb:.1f} GB "
+                         f"({r.layout['recompute']} recompute)")
     for e in rep.excluded:
         lines.append(f"excluded: {e['id']}: {e['reason']}")
     return "\n".join(lines)

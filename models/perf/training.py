@@ -387,6 +387,42 @@ def _expert_terms(dims: ModelDims, grid: "ConfigGrid", tok, t, su_dom, su_bs, fa
     return a2a_bytes * share, a2a_s, tok_expert, expert_params_gpu
 
 
+def op_sac_saved_bytes_per_token(dims: ModelDims, t) -> np.ndarray:
+    """Bytes per token of a micro-batch, per layer and GPU, that torchtitan's op-level selective
+    activation checkpointing (selective_ac_option "op") keeps from the forward to the backward:
+    the block's input, the output of every odd-numbered matmul of the block (1st, 3rd, ...; the
+    even ones are recomputed), the attention kernel's output with its fp32 log-sum-exp, and with
+    tensor parallelism the two reduce-scatter outputs. Everything else (norms, rope, activations,
+    the routed experts' grouped GEMMs) is recomputed. Averaged over dense and MoE layers. Column-
+    parallel matmul outputs split over t; a row-parallel one (o, down) holds every token of the
+    gathered sequence before its reduce-scatter, so it does not."""
+    t = np.asarray(t, dtype=np.float64)
+    h, a = float(dims.hidden), float(dims.heads)
+    if dims.mla:  # latent down-projections are replicated over TP, the per-head up-projections split
+        qd = a * dims.qk_head_dim
+        attn = ([dims.q_lora_rank, qd / t] if dims.q_lora_rank else [qd / t]) + [
+            dims.kv_lora_rank + dims.qk_rope_head_dim + 0.0 * t, a * (dims.qk_nope_head_dim + dims.v_head_dim) / t]
+    else:
+        kvd = float(dims.n_kv_heads * dims.head_size)
+        attn = [a * dims.head_size / t, kvd / t, kvd / t]
+    attn = attn + [h + 0.0 * t]  # output projection
+
+    def mlp_mms(width):
+        return ([width / t, width / t] if dims.gated_mlp else [width / t]) + [h + 0.0 * t]
+
+    def saved(mms):
+        return sum(w for i, w in enumerate(mms) if i % 2 == 0)  # 1st, 3rd, ... (0-based even)
+
+    fixed = (h / t + a * dims.value_head_dim / t + np.where(t > 1, 2.0 * h / t, 0.0)) * ACT_BYTES + 4.0 * a / t
+    dense = saved(attn + mlp_mms(float(dims.ffn)))
+    if not dims.is_moe:
+        return fixed + dense * ACT_BYTES
+    shared = mlp_mms(float(dims.shared_experts * dims.expert_ffn)) if dims.shared_experts else []
+    moe = saved(attn + [dims.experts + 0.0 * t] + shared)  # router, shared experts; routed: grouped mm, recomputed
+    mix = (dims.dense_mlp_layers * dense + dims.moe_layers * moe) / dims.layers
+    return fixed + mix * ACT_BYTES
+
+
 def evaluate(
     dims: ModelDims,
     grid: ConfigGrid,
@@ -532,11 +568,15 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     partial = rc == 3
     need = (in_flight * full * layer_full - (budget - layer_full)) / (in_flight * (layer_full - layer_ckpt))
     n_rc = np.where(partial, np.clip(np.ceil(np.maximum(need, 0.0)), 0.0, full), np.where(rc == 2, full, 0.0))
-    act_layer = np.where(rc == 1, 34.0 * tok * h / t, layer_full)
+    if st.selective_recompute == "ops":  # op-level policy: what it saves, plus one layer rebuilt in the backward
+        act_sel, sel_transient = tok * op_sac_saved_bytes_per_token(dims, t), layer_full
+    else:  # Megatron's selective recompute: everything but the attention core (Korthikanti et al. 2022)
+        act_sel, sel_transient = 34.0 * tok * h / t, 0.0
+    act_layer = np.where(rc == 1, act_sel, layer_full)
     act_bytes = np.where(
         (rc == 2) | partial,
         in_flight * ((full - n_rc) * layer_full + n_rc * layer_ckpt) + np.where(n_rc > 0, layer_full, 0.0),
-        full * in_flight * act_layer) + other
+        full * in_flight * act_layer + np.where(rc == 1, sel_transient, 0.0)) + other
     memory_gb = (state_bytes + act_bytes) / 1e9
     frac_rc = n_rc / full  # share of a stage's layers recomputed in full
 
