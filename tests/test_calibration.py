@@ -91,8 +91,8 @@ def test_moe_rows_are_predicted_and_reported(modern):
     assert np.mean(list(moe.values())) <= 9.0
     assert sum(e <= 20.0 for e in moe.values()) >= 11
     assert moe["mb2509-h100-dsv3-dropless-1024gpu"] <= 10.0  # EP over 8 nodes: group-limited routing
-    assert moe["mb2511-b200-gptoss120b-bf16"] <= 26.0  # expert gradients over one NIC per rank, in fp32
-    assert moe["mb2511-h100-qwen3-30b-fp8"] <= 26.0  # per-tensor FP8 scaling: 3 kernels per quantised tensor
+    assert moe["mb2511-b200-gptoss120b-bf16"] <= 24.0  # expert gradients over one NIC per rank, in fp32
+    assert moe["mb2511-h100-qwen3-30b-fp8"] <= 24.0  # per-tensor FP8 scaling: 3 kernels per quantised tensor
     text = format_modern(modern)
     assert "MoE rows: mean |error|" in text and "target: mean <= 10 %, each within 20 %" in text
 
@@ -181,6 +181,6 @@ def test_the_h100_fold_predicts_each_row_on_its_own_hardware():
     dense = [_prepare(r, CAT) for r in load_modern()["training"] if not r["model"].get("experts")]
     rows = {r.id: r for r in logo_fold(dense, "accelerator", "h100-sxm", CAT.calibration)}
     assert len(rows) == 14
-    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(10.35, abs=0.05)
+    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(8.66, abs=0.05)
     tt = [r.error_pct for i, r in rows.items() if i.startswith("tt-")]
-    assert min(tt) > 4 and max(tt) < 37  # over-predicted from the H200 row alone: +5 % .. +36 %
+    assert min(tt) > 0 and max(tt) < 27  # over-predicted from the H200 row alone: +0.3 % .. +26 %

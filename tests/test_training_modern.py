@@ -10,7 +10,7 @@ from models.loader import default_catalog
 from models.perf.stacks import StackProfile, get_stack
 from models.perf.training import (
     RECOMPUTE, SCALEUP_LATENCY_S, ConfigGrid, enumerate_grid, evaluate, evaluate_layout, gemm_ceiling_tflops,
-    op_sac_saved_bytes_per_token, stage_layers,
+    op_sac_recomputed_linear_share, op_sac_saved_bytes_per_token, stage_layers,
 )
 from models.schema import Accelerator, Calibration, PinnedParallelism
 
@@ -92,6 +92,11 @@ def test_op_level_selective_recompute_memory_by_hand():
     # t=2: column-parallel outputs halve (q 2048, v 512, w1 7168), the row-parallel w2 output keeps every
     # token of the gathered sequence (4096) and the two reduce-scatter outputs (2 x 2048) are saved too.
     assert float(op_sac_saved_bytes_per_token(l8b, 2)) == 2 * (2048 + 512 + 7168 + 4096 + 2048 + 2048 + 4096) + 64 == 44096
+    # The backward reruns the 2nd, 4th, 6th matmuls: k, o, w3 = (4096 x 1024 + 4096^2 + 4096 x 14336) of
+    # the layer's 218,103,808 weights, 36.5 % of its linear work (the toy block below: k, o, fc2 = 50 %).
+    assert op_sac_recomputed_linear_share(l8b) == pytest.approx((4096 * 1024 + 4096**2 + 4096 * 14336) / 218_103_808,
+                                                                rel=1e-12)
+    assert op_sac_recomputed_linear_share(ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)) == 0.5
     # Toy layer (MHA, plain MLP: q, k, v, o, fc1, fc2): saved q, v, fc1 + input + attention out = 2 x 2048 + 16 B;
     # one layer's full activations (34 s h) come back while its backward runs.
     dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
@@ -101,6 +106,23 @@ def test_op_level_selective_recompute_memory_by_hand():
     assert ops["memory_per_gpu_gb"] == pytest.approx((16 * params + acts + 128 * 1000 * 4) / 1e9, rel=1e-12)
     meg = run(dims, grid(rc="selective"))  # Megatron's selective: 34 s h per layer
     assert meg["memory_per_gpu_gb"] == pytest.approx((16 * params + 2 * 34 * 128 * 256 + 128 * 1000 * 4) / 1e9, rel=1e-12)
+
+
+def test_gradient_reduction_hides_under_the_last_backward_and_the_gather_under_the_first_forward():
+    # Two GPUs in one scale-up domain (100 GB/s, 2 us per step), one micro-batch, nothing hidden by the
+    # stack's fraction (0): each collective is exposed by what its own window leaves. Ring over 2 peers
+    # of the 2 x 2,084,864 bf16 bytes of the model: 0.5 x 4,169,728 / 1e11 + 2e-6 = 22.85 us.
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    one = 0.5 * 2 * (2 * 12 * 256**2 + 2 * 1000 * 256) / 100e9 + 2e-6
+    st = FUSED.model_copy(update={"dp_exposed": 0.0, "overlap_limited_by_compute": True})
+    z1 = run(dims, grid(d=2, shard=1, gb=2), stack=st)
+    stage = z1["compute_s"]  # one micro-batch: the stage time; its forward is a third of it
+    assert stage < one  # both collectives outlast their windows
+    # ZeRO-1: reduce-scatter under the backward (2/3), parameter gather under the forward (1/3).
+    assert z1["dp_comm_exposed_s"] == pytest.approx((one - 2 / 3 * stage) + (one - stage / 3), rel=1e-12)
+    # No sharding: the whole all-reduce has only the backward to hide under.
+    z0 = run(dims, grid(d=2, shard=0, gb=2), stack=st)
+    assert z0["dp_comm_exposed_s"] == pytest.approx(2 * one - 2 / 3 * z0["compute_s"], rel=1e-12)
 
 
 def test_model_flops_conventions():

@@ -387,40 +387,64 @@ def _expert_terms(dims: ModelDims, grid: "ConfigGrid", tok, t, su_dom, su_bs, fa
     return a2a_bytes * share, a2a_s, tok_expert, expert_params_gpu
 
 
-def op_sac_saved_bytes_per_token(dims: ModelDims, t) -> np.ndarray:
-    """Bytes per token of a micro-batch, per layer and GPU, that torchtitan's op-level selective
-    activation checkpointing (selective_ac_option "op") keeps from the forward to the backward:
-    the block's input, the output of every odd-numbered matmul of the block (1st, 3rd, ...; the
-    even ones are recomputed), the attention kernel's output with its fp32 log-sum-exp, and with
-    tensor parallelism the two reduce-scatter outputs. Everything else (norms, rope, activations,
-    the routed experts' grouped GEMMs) is recomputed. Averaged over dense and MoE layers. Column-
-    parallel matmul outputs split over t; a row-parallel one (o, down) holds every token of the
-    gathered sequence before its reduce-scatter, so it does not."""
+def _op_sac_matmuls(dims: ModelDims, t, moe_layer: bool) -> list[tuple]:
+    """A block's aten.mm calls in forward order (torchtitan's Llama/DeepSeek modules), each as
+    (output width per rank and token, weight parameters). Column-parallel outputs split over t; a
+    row-parallel one (o, down) holds every token of the gathered sequence before its reduce-scatter,
+    so it does not. The routed experts run as grouped GEMMs, not aten.mm: not in this list."""
     t = np.asarray(t, dtype=np.float64)
     h, a = float(dims.hidden), float(dims.heads)
     if dims.mla:  # latent down-projections are replicated over TP, the per-head up-projections split
-        qd = a * dims.qk_head_dim
-        attn = ([dims.q_lora_rank, qd / t] if dims.q_lora_rank else [qd / t]) + [
-            dims.kv_lora_rank + dims.qk_rope_head_dim + 0.0 * t, a * (dims.qk_nope_head_dim + dims.v_head_dim) / t]
+        qd, kvr = a * dims.qk_head_dim, float(dims.kv_lora_rank + dims.qk_rope_head_dim)
+        ql = float(dims.q_lora_rank or 0)
+        attn = ([(ql + 0.0 * t, h * ql), (qd / t, ql * qd)] if ql else [(qd / t, h * qd)]) + [
+            (kvr + 0.0 * t, h * kvr), (a * (dims.qk_nope_head_dim + dims.v_head_dim) / t,
+                                       dims.kv_lora_rank * a * (dims.qk_nope_head_dim + dims.v_head_dim))]
+        attn.append((h + 0.0 * t, a * dims.v_head_dim * h))
     else:
-        kvd = float(dims.n_kv_heads * dims.head_size)
-        attn = [a * dims.head_size / t, kvd / t, kvd / t]
-    attn = attn + [h + 0.0 * t]  # output projection
+        qd, kvd = a * dims.head_size, float(dims.n_kv_heads * dims.head_size)
+        attn = [(qd / t, h * qd), (kvd / t, h * kvd), (kvd / t, h * kvd), (h + 0.0 * t, qd * h)]
 
-    def mlp_mms(width):
-        return ([width / t, width / t] if dims.gated_mlp else [width / t]) + [h + 0.0 * t]
+    def mlp(width):
+        up = [(width / t, h * width)] * (2 if dims.gated_mlp else 1)
+        return up + [(h + 0.0 * t, width * h)]
 
-    def saved(mms):
-        return sum(w for i, w in enumerate(mms) if i % 2 == 0)  # 1st, 3rd, ... (0-based even)
+    if not moe_layer:
+        return attn + mlp(float(dims.ffn))
+    shared = mlp(float(dims.shared_experts * dims.expert_ffn)) if dims.shared_experts else []
+    return attn + [(dims.experts + 0.0 * t, h * dims.experts)] + shared  # router, then shared experts
 
-    fixed = (h / t + a * dims.value_head_dim / t + np.where(t > 1, 2.0 * h / t, 0.0)) * ACT_BYTES + 4.0 * a / t
-    dense = saved(attn + mlp_mms(float(dims.ffn)))
+
+def _per_layer_mean(dims: ModelDims, f) -> np.ndarray:
     if not dims.is_moe:
-        return fixed + dense * ACT_BYTES
-    shared = mlp_mms(float(dims.shared_experts * dims.expert_ffn)) if dims.shared_experts else []
-    moe = saved(attn + [dims.experts + 0.0 * t] + shared)  # router, shared experts; routed: grouped mm, recomputed
-    mix = (dims.dense_mlp_layers * dense + dims.moe_layers * moe) / dims.layers
-    return fixed + mix * ACT_BYTES
+        return f(False)
+    return (dims.dense_mlp_layers * f(False) + dims.moe_layers * f(True)) / dims.layers
+
+
+def op_sac_saved_bytes_per_token(dims: ModelDims, t) -> np.ndarray:
+    """Bytes per token of a micro-batch, per layer and GPU, that torchtitan's op-level selective
+    activation checkpointing (selective_ac_option "op") keeps from the forward to the backward:
+    the block's input, the output of every odd-numbered matmul of the block (1st, 3rd, ...; its
+    counter skips the even ones), the attention kernel's output with its fp32 log-sum-exp, and with
+    tensor parallelism the two reduce-scatter outputs. Everything else (norms, rope, activations,
+    the routed experts' grouped GEMMs) is recomputed. Averaged over dense and MoE layers."""
+    t = np.asarray(t, dtype=np.float64)
+    h, a = float(dims.hidden), float(dims.heads)
+    fixed = (h / t + a * dims.value_head_dim / t + np.where(t > 1, 2.0 * h / t, 0.0)) * ACT_BYTES + 4.0 * a / t
+    saved = _per_layer_mean(dims, lambda moe: sum(w for i, (w, _) in enumerate(_op_sac_matmuls(dims, t, moe))
+                                                  if i % 2 == 0))
+    return fixed + saved * ACT_BYTES
+
+
+def op_sac_recomputed_linear_share(dims: ModelDims) -> float:
+    """Share of a layer's linear forward FLOPs the op-level policy runs again in the backward: the
+    even-numbered matmuls (Llama 3.1 8B: k, o, w3, 36.5 %; a plain MHA + 4h MLP block: k, o, fc2, 50 %)
+    and, in MoE layers, the routed experts' grouped GEMMs."""
+    def recomputed(moe):
+        mms = _op_sac_matmuls(dims, 1.0, moe)
+        routed = dims.top_k * dims.expert_params if moe else 0.0
+        return sum(p for i, (_, p) in enumerate(mms) if i % 2 == 1) + routed
+    return float(_per_layer_mean(dims, recomputed)) / dims.params_per_layer
 
 
 def evaluate(
@@ -581,14 +605,14 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     frac_rc = n_rc / full  # share of a stage's layers recomputed in full
 
     # FLOPs per micro-batch per layer per GPU. Passes: fwd + 2x bwd, +1 fwd where recomputed
-    # (full: the whole layer; selective: the attention core only, or with an op-level policy half the
-    # linear GEMMs and every elementwise op). `fwd_mult` scales the memory-bound work and fixed costs.
+    # (full: the whole layer; selective: the attention core only, or with an op-level policy every
+    # second matmul and every elementwise op). `fwd_mult` scales the memory-bound work and fixed costs.
     lin_mult = 3.0 + frac_rc
     att_mult = np.where(rc == 1, 4.0, 3.0 + frac_rc)
     fwd_mult = lin_mult
     if st.selective_recompute == "ops":
         sel = (rc == 1).astype(np.float64)
-        lin_mult, att_mult, fwd_mult = lin_mult + 0.5 * sel, np.where(rc == 1, 3.0, att_mult), lin_mult + sel
+        lin_mult, att_mult, fwd_mult = lin_mult + op_sac_recomputed_linear_share(dims) * sel, np.where(rc == 1, 3.0, att_mult), lin_mult + sel
     lin_fwd = 2.0 * tok * P_layer / t
     att_fwd = 2.0 * tok * keys * a * (d_qk + d_v) / t  # QK^T and AV
     logit_fwd = 2.0 * tok * h * V / t
@@ -706,19 +730,25 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     g_bytes = st.grad_bytes / 2.0
     rs_s = _ring_gather_s(k, g_bytes * shard_bytes, dp_bw, dp_lat)
     ag_s = _ring_gather_s(k, w_bytes * shard_bytes, dp_bw, dp_lat)
-    dp_traffic = rs_s + np.where(shard == 0, rs_s, np.where(fsdp, 2.0 * m, 1.0) * ag_s)
     if moe:  # routed experts reduce over their own (smaller) data-parallel group
         ex_bytes = 2.0 * expert_stage
         # Expert ranks are ordered etp, ep, edp: a node holds per_node / (ep etp) of a group.
         ex_peers = np.clip(per_node // (grid.ep_or_one() * grid.etp_or_one()), 1, np.maximum(k_exp, 1))
         ex_bw = np.where(job_in_su, su_bs, np.minimum(fab_bs * ex_peers, su_bs))
-        rs_e = _ring_gather_s(k_exp, g_bytes * ex_bytes, ex_bw, dp_lat)
-        ag_e = _ring_gather_s(k_exp, w_bytes * ex_bytes, ex_bw, dp_lat)
-        dp_traffic = dp_traffic + rs_e + np.where(shard == 0, rs_e, np.where(fsdp, 2.0 * m, 1.0) * ag_e)
-    # What can hide it: FSDP gathers overlap every micro-batch; a gradient reduction only the last
-    # micro-batch's backward (and the parameter gather the first forward), about one stage time.
-    window = np.where(fsdp, m * T_stage, T_stage) if st.overlap_limited_by_compute else None
-    dp_exposed_s = exposed_s(dp_traffic, dp_exposed_frac, window)
+        rs_s = rs_s + _ring_gather_s(k_exp, g_bytes * ex_bytes, ex_bw, dp_lat)
+        ag_s = ag_s + _ring_gather_s(k_exp, w_bytes * ex_bytes, ex_bw, dp_lat)
+    # What can hide it. FSDP: gathers and reductions overlap every micro-batch. Otherwise the gradient
+    # reduction (the whole all-reduce without sharding) overlaps only the last micro-batch's backward,
+    # the parameter gather of ZeRO-1/2 only the first forward of the next step (--overlap-param-gather).
+    grad_s = np.where(shard == 0, 2.0 * rs_s, rs_s)
+    gather_s = np.where(shard == 0, 0.0, ag_s)
+    if st.overlap_limited_by_compute:
+        fwd_w = T_stage / fwd_mult  # one forward of the stage; the backward (with its recompute) is the rest
+        dp_exposed_s = np.where(fsdp, exposed_s(grad_s + 2.0 * m * gather_s, dp_exposed_frac, m * T_stage),
+                                exposed_s(grad_s, dp_exposed_frac, T_stage - fwd_w)
+                                + exposed_s(gather_s, dp_exposed_frac, fwd_w))
+    else:
+        dp_exposed_s = exposed_s(grad_s + np.where(fsdp, 2.0 * m, 1.0) * gather_s, dp_exposed_frac)
 
     # Optimizer step: memory-bound pass reading and writing each GPU's (sharded) state, plus the
     # stack's fixed per-step cost (gradient norm and clipping, data loading, logging, host syncs).
