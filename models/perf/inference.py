@@ -64,7 +64,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..schema import Accelerator, Calibration, ModelDims
-from .training import ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _ring_allreduce_s, _size_eff, a2a_time_s
+from .training import (ACT_BYTES, CHUNK_ROWS, SCALEUP_LATENCY_S, TP_MAX, _ring_allreduce_s, _size_eff, a2a_time_s,
+                       gemm_ceiling_tflops)
 
 SERVING_PRECISIONS = ("bf16", "fp8", "int8", "fp4")
 # fp4: NVFP4 / MXFP4 weights and activations at the FP4 peak, KV cache in fp8 (as FP4 deployments run).
@@ -134,12 +135,13 @@ def _peak_flops_tab(accelerators: list[Accelerator], precision: str) -> np.ndarr
 
 
 def gemm_ceiling_flops(accelerators: list[Accelerator], precision: str, calib: Calibration) -> np.ndarray:
-    """FLOP/s a large GEMM reaches: the measured ceiling where the catalog has one for this
-    precision (int8 is weight-only, so its math is bf16), else datasheet peak x gemm_efficiency_max."""
+    """FLOP/s a large GEMM reaches: training's ceiling (the measured one for this precision, else
+    datasheet x the accelerator's fallback ratio), one rule for both workloads. int8 is weight-only,
+    so its math is bf16; NaN where the accelerator has no units for the precision."""
     key = {"fp8": "fp8", "fp4": "nvfp4"}.get(precision, "bf16")
     peak = _peak_flops_tab(accelerators, precision)
-    meas = np.array([x.gemm_tflops_measured.get(key, np.nan) for x in accelerators]) * 1e12
-    return np.where(np.isnan(meas), peak * calib.gemm_efficiency_max, meas)
+    return np.array([gemm_ceiling_tflops(x, key, calib) * 1e12 if np.isfinite(pk) else np.nan
+                     for x, pk in zip(accelerators, peak)])
 
 
 def hbm_achieved_bs(accelerators: list[Accelerator], calib: Calibration) -> np.ndarray:

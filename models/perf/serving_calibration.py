@@ -5,7 +5,8 @@ fallback for accelerators without a measured figure) on the HBM rows, and `servi
 on the dense serving rows. Per-accelerator figures come from that accelerator's own rows only: a
 serving row runs on its catalog entry with the measured HBM (STREAM triad) and GEMM ceilings of its
 accelerator overlaid, where the catalog does not carry them already. GEMM rows are reported against
-datasheet x gemm_efficiency_max (a training knob, not fitted here) to show what the fallback costs.
+datasheet x unmeasured_gemm_ratio (what a chip without its own measurement gets, in training and serving
+alike) to show what the fallback costs.
 `run_serving_calibration` returns predicted vs published per row, in sample and leave-one-group-out
 (the knob refitted without the row's group).
 """
@@ -132,8 +133,8 @@ def run_serving_calibration(catalog: Catalog | None = None) -> list[dict[str, An
             continue
         a = catalog.accelerators[r["accelerator"]]
         peak = a.peak_fp8_tflops if r["precision"] == "fp8" else a.peak_bf16_tflops
-        pred = peak * calib.gemm_efficiency_max
-        rec("gemm", dict(r, group=r["accelerator"]), f"{r['precision']}_tflops (peak x gemm_efficiency_max)",
+        pred = peak * (calib.unmeasured_gemm_ratio or calib.gemm_efficiency_max)
+        rec("gemm", dict(r, group=r["accelerator"]), f"{r['precision']}_tflops (peak x unmeasured_gemm_ratio)",
             r["tflops"], pred, pred)
     for r in ref["serving"]:
         others = [q for q in ref["serving"] if q["group"] != r["group"]]
