@@ -227,10 +227,7 @@ def enumerate_grid(
             ok &= ET == pin.etp
     T, P, V, Bm, D, R, O, C, G, EP, ET = (x[ok] for x in (T, P, V, Bm, D, R, O, C, G, EP, ET))
 
-    need_fp4 = precision in ("mxfp8", "nvfp4")
-    acc_ok = [i for i, a in enumerate(accelerators)
-              if (precision == "bf16") or (precision == "fp8" and a.peak_fp8_tflops is not None)
-              or (need_fp4 and a.peak_fp4_tflops is not None)]
+    acc_ok = [i for i, a in enumerate(accelerators) if supports_precision(a, precision)]
     A, F = (x.ravel() for x in np.meshgrid(np.asarray(acc_ok, dtype=np.int64), np.arange(len(fabrics)), indexing="ij"))
     n_rows, n_pairs = T.shape[0], A.shape[0]
     tile = lambda x: np.tile(x, n_pairs)  # noqa: E731
@@ -240,6 +237,15 @@ def enumerate_grid(
         cp=tile(C), shard=tile(O), gb=tile(G),
         ep=tile(EP) if dims.is_moe else None, etp=tile(ET) if dims.is_moe else None,
     )
+
+
+def supports_precision(acc: Accelerator, precision: str) -> bool:
+    """The accelerator has the matrix units the precision's recipe needs (enumerate_grid skips it otherwise)."""
+    if precision == "fp8":
+        return acc.peak_fp8_tflops is not None
+    if precision in ("mxfp8", "nvfp4"):
+        return acc.peak_fp4_tflops is not None
+    return precision == "bf16"
 
 
 def _ring_allreduce_s(k, nbytes, bw_bs, lat_s):

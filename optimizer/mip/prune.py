@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from models.candidates import JobTable, ServiceTable
+from models.candidates import JobSpace, JobTable, ServiceTable, evaluated_table, job_space, shared_evaluations
+from models.schema import Catalog, TrainingJob
 from models.metrics import by_objective
 
 
@@ -29,6 +30,8 @@ class Pruned:
     enumerated: int
     fit_memory: int
     meet_deadline: int
+    # Layouts evaluated (None: all enumerated); fit_memory and meet_deadline count among those.
+    evaluated: int | None = None
 
     @property
     def survived(self) -> int:
@@ -49,7 +52,7 @@ def compact(pr: Pruned, also=()) -> Pruned:
     rows = lambda a: a[k] if isinstance(a, np.ndarray) and a.shape[:1] == (n,) else a  # noqa: E731
     small = replace(t, grid=t.grid.take(k), perf={name: rows(a) for name, a in t.perf.items()}, days=rows(t.days),
                     read_gbps=rows(t.read_gbps), endpoints=rows(t.endpoints))
-    return Pruned(small, np.searchsorted(k, pr.keep), pr.enumerated, pr.fit_memory, pr.meet_deadline)
+    return Pruned(small, np.searchsorted(k, pr.keep), pr.enumerated, pr.fit_memory, pr.meet_deadline, pr.evaluated)
 
 
 def prune(table: JobTable, objective: str) -> Pruned:
@@ -95,6 +98,94 @@ def _fewest_nodes_then_fastest(table: JobTable, idx: np.ndarray) -> np.ndarray:
     best = np.flatnonzero(on_min & (days == fastest[group]))  # ascending, so the first per group is the lowest index
     _, first = np.unique(group[best], return_index=True)
     return idx[best[first]]
+
+
+FIRST_ROWS = 256  # rows per (accelerator, fabric) pair in the first round of `prune_fewest_nodes`
+
+
+def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob]) -> list[Pruned | None]:
+    """`compact(prune(table, objective))` for a cost or power objective, for jobs sharing `space`'s
+    evaluation, without evaluating every row. The survivor of a pair is its fewest-node feasible
+    row (fastest, then lowest row), so each pair's rows are evaluated in rounds in order of nodes
+    (known before evaluation), the first round FIRST_ROWS and each next one twice as many, always
+    ending at a whole node count, until every job has a feasible row there or the pair is done.
+    None for a job with no survivor at all: every row was evaluated then, and the caller's full
+    table explains why (optimizer.solving.unfit)."""
+    nb, n_pairs = len(space.base), len(space.pair_acc)
+    if not nb or not n_pairs:
+        return [None] * len(jobs)
+    orders = {}
+    for a in np.unique(space.pair_acc):
+        nodes = space.nodes(int(a))
+        order = np.argsort(nodes, kind="stable")  # ties keep row order, so lower rows come first
+        orders[int(a)] = (order, nodes[order])
+    pos = np.zeros(n_pairs, dtype=np.int64)
+    size = np.full(n_pairs, FIRST_ROWS, dtype=np.int64)
+    best = np.full((len(jobs), n_pairs), -2, dtype=np.int64)  # -2 open, -1 none feasible, else the row
+    fit = np.zeros(len(jobs), dtype=np.int64)
+    meet = np.zeros(len(jobs), dtype=np.int64)
+    seen = np.zeros(len(jobs), dtype=np.int64)
+    while True:
+        done = pos >= nb
+        best[:, done] = np.where(best[:, done] == -2, -1, best[:, done])
+        active = np.flatnonzero(~done & (best == -2).any(axis=0))
+        if not len(active):
+            break
+        parts, bounds = [], [0]
+        for p in active:
+            order, sorted_nodes = orders[int(space.pair_acc[p])]
+            end = min(pos[p] + size[p], nb)
+            end = int(np.searchsorted(sorted_nodes, sorted_nodes[end - 1], side="right"))
+            parts.append(p * nb + order[pos[p]:end])
+            bounds.append(bounds[-1] + end - pos[p])
+            pos[p], size[p] = end, 2 * size[p]
+        rows = np.concatenate(parts)
+        ev = space.evaluated(rows)
+        for j, job in enumerate(jobs):
+            want = best[j, active] == -2
+            if not want.any():
+                continue
+            sel = np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in np.flatnonzero(want)])
+            t = evaluated_table(job, ev, sel)
+            fits = t.perf["fits_memory"].astype(bool)
+            ok = fits & np.isfinite(t.days) & (t.days <= (np.inf if job.deadline_days is None else job.deadline_days))
+            fit[j] += int(fits.sum())
+            meet[j] += int(ok.sum())
+            seen[j] += len(sel)
+            lo = 0
+            for q in np.flatnonzero(want):
+                hi = lo + bounds[q + 1] - bounds[q]
+                if ok[lo:hi].any():
+                    nodes, days, r = t.perf["nodes"][lo:hi], t.days[lo:hi], rows[sel[lo:hi]]
+                    on = ok[lo:hi] & (nodes == nodes[ok[lo:hi]].min())
+                    best[j, active[q]] = r[on & (days == days[on].min())].min()
+                lo = hi
+    out: list[Pruned | None] = []
+    for j, job in enumerate(jobs):
+        keep = np.sort(best[j][best[j] >= 0])
+        out.append(Pruned(space.table(job, keep), np.arange(len(keep)), len(space), int(fit[j]), int(meet[j]),
+                          int(seen[j])) if len(keep) else None)
+    return out
+
+
+def prune_owned_jobs(jobs: list[TrainingJob], positions: list[int], catalog: Catalog) -> dict[int, Pruned]:
+    """`prune_fewest_nodes` for the jobs at `positions`, two evaluations at a time (numpy releases
+    the GIL in its kernels); position -> Pruned, missing for jobs with no survivor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups = list(shared_evaluations([jobs[i] for i in positions]).values())
+
+    def one(members: list[int]) -> list[Pruned | None]:
+        chosen = [jobs[positions[m]] for m in members]
+        return prune_fewest_nodes(job_space(chosen[0], catalog), chosen)
+
+    out: dict[int, Pruned] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for members, result in zip(groups, pool.map(one, groups)):
+            for m, pr in zip(members, result):
+                if pr is not None:
+                    out[positions[m]] = pr
+    return out
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
 from optimizer.mip.decompose import solve_decomposed
 from optimizer.mip.start import heuristic_start
-from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_service
+from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_owned_jobs, prune_service
 from optimizer.solving.extract import design_from, jobs_from, services_from
 from optimizer.solving.measure import bound_expr
 from optimizer.solving.unfit import explain_job, explain_service
@@ -49,8 +49,14 @@ def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable],
         rent = rented_candidates(t, instance.catalog) if instance.procurement_of(t.job) != "own" else []
         return compact(prune(t, objective), also=[c.index for c in rent])
 
-    by_position = {i: kept(t) for i, t in iter_job_tables(instance.training_jobs, instance.catalog)}
-    pruned = [by_position[i] for i in range(len(by_position))]
+    jobs = instance.training_jobs
+    # Owned jobs under a total objective keep one fewest-node row per pair: found without evaluating
+    # every layout (prune_owned_jobs). Others, and jobs with no survivor (explained from the full table), in full.
+    owned = [] if by_objective(objective).per_job else [i for i, j in enumerate(jobs) if instance.procurement_of(j) == "own"]
+    by_position = prune_owned_jobs(jobs, owned, instance.catalog) if owned else {}
+    rest = [i for i in range(len(jobs)) if i not in by_position]
+    by_position.update({rest[i]: kept(t) for i, t in iter_job_tables([jobs[i] for i in rest], instance.catalog)})
+    pruned = [by_position[i] for i in range(len(jobs))]
     return [p.table for p in pruned], pruned
 
 
