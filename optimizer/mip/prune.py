@@ -107,7 +107,7 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob]) -> list[Pruned 
     """`compact(prune(table, objective))` for a cost or power objective, for jobs sharing `space`'s
     evaluation, without evaluating every row. The survivor of a pair is its fewest-node feasible
     row (fastest, then lowest row), so each pair's rows are evaluated in rounds in order of nodes
-    (known before evaluation), the first round FIRST_ROWS and each next one twice as many, always
+    (known before evaluation), the first round FIRST_ROWS and each next one half as many more, always
     ending at a whole node count, until every job has a feasible row there or the pair is done.
     None for a job with no survivor at all: every row was evaluated then, and the caller's full
     table explains why (optimizer.solving.unfit)."""
@@ -138,28 +138,31 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob]) -> list[Pruned 
             end = int(np.searchsorted(sorted_nodes, sorted_nodes[end - 1], side="right"))
             parts.append(p * nb + order[pos[p]:end])
             bounds.append(bounds[-1] + end - pos[p])
-            pos[p], size[p] = end, 2 * size[p]
+            pos[p], size[p] = end, size[p] * 3 // 2
         rows = np.concatenate(parts)
         ev = space.evaluated(rows)
+        perf = ev[4]
         for j, job in enumerate(jobs):
             want = best[j, active] == -2
             if not want.any():
                 continue
             sel = np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in np.flatnonzero(want)])
+            deadline = np.inf if job.deadline_days is None else job.deadline_days
+            fits = perf["fits_memory"][sel].astype(bool)
+            # Goodput is at most 1, so a row whose failure-free time misses the deadline misses it:
+            # the rest of the job's table (storage, goodput) only where it can meet it.
+            sel = sel[fits & (job.tokens / perf["tokens_per_s"][sel] / 86400.0 <= deadline)]
             t = evaluated_table(job, ev, sel)
-            fits = t.perf["fits_memory"].astype(bool)
-            ok = fits & np.isfinite(t.days) & (t.days <= (np.inf if job.deadline_days is None else job.deadline_days))
+            ok = np.isfinite(t.days) & (t.days <= deadline)
             fit[j] += int(fits.sum())
             meet[j] += int(ok.sum())
-            seen[j] += len(sel)
-            lo = 0
-            for q in np.flatnonzero(want):
-                hi = lo + bounds[q + 1] - bounds[q]
-                if ok[lo:hi].any():
-                    nodes, days, r = t.perf["nodes"][lo:hi], t.days[lo:hi], rows[sel[lo:hi]]
-                    on = ok[lo:hi] & (nodes == nodes[ok[lo:hi]].min())
-                    best[j, active[q]] = r[on & (days == days[on].min())].min()
-                lo = hi
+            seen[j] += len(fits)
+            pair = np.searchsorted(bounds, sel, side="right") - 1  # position in `active` of each row
+            for q in np.unique(pair[ok]):
+                on = ok & (pair == q)
+                nodes, days = t.perf["nodes"], t.days
+                on &= nodes == nodes[on].min()
+                best[j, active[q]] = rows[sel[on & (days == days[on].min())]].min()
     out: list[Pruned | None] = []
     for j, job in enumerate(jobs):
         keep = np.sort(best[j][best[j] >= 0])
