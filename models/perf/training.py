@@ -248,6 +248,30 @@ def supports_precision(acc: Accelerator, precision: str) -> bool:
     return precision == "bf16"
 
 
+def _model_flops_terms(dims: ModelDims) -> tuple[float, float]:
+    """Model FLOPs per token: (6N + logits, attention per attended key); 6 l a (d_qk + d_v) = 12 l a d_h
+    for standard attention."""
+    h, V, a = float(dims.hidden), float(dims.padded_vocab), float(dims.heads)
+    return (6.0 * (dims.layers * dims.params_per_layer + h * V),
+            6.0 * dims.layers * a * (float(dims.qk_head_dim) + float(dims.value_head_dim)))
+
+
+def model_flops_per_token(dims: ModelDims) -> float:
+    """Model FLOPs per trained token, causal convention (the `mfu` numerator per token)."""
+    dense_tok, att_tok = _model_flops_terms(dims)
+    return dense_tok + att_tok * dims.mean_attended_keys
+
+
+def peak_flops_bound(acc: Accelerator, precision: str, calib: Calibration) -> float:
+    """FLOP/s no kernel of `evaluate` exceeds on `acc` (the datasheet peaks and GEMM ceilings at the
+    job's precision and BF16): tokens/s <= accelerators x this / model_flops_per_token, a bound that
+    prunes a layout before it is evaluated (optimizer.mip.prune). tests/test_fast_prune.py checks it."""
+    rates = [acc.peak_bf16_tflops, _peak(acc, precision), gemm_ceiling_tflops(acc, "bf16", calib)]
+    if _peak(acc, precision) is not None:
+        rates.append(gemm_ceiling_tflops(acc, precision, calib))
+    return max(r for r in rates if r is not None) * 1e12
+
+
 def _ring_allreduce_s(k, nbytes, bw_bs, lat_s):
     """Ring all-reduce over k peers (Patarasuk & Yuan 2009) at bus bandwidth bw; zero for k = 1."""
     return np.where(k > 1, 2.0 * (k - 1) / k * nbytes / bw_bs + 2.0 * (k - 1) * lat_s, 0.0)
@@ -677,9 +701,8 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # convention (half the s x s work) and with full attention (PaLM App. B, torchtitan, NeMo 24.07).
     hw_flops_mb = (l + mtp) * (lin_mult * lin_fwd + att_mult * att_fwd) + 3.0 * (1.0 + mtp) * logit_fwd
     hw_flops_per_step = hw_flops_mb * t * c * m * d
-    dense_tok = 6.0 * (l * P_layer + h * V)
-    att_tok = 6.0 * l * a * (d_qk + d_v)  # = 12 l a d_h for standard attention
-    model_flops_per_step = Bg * s * (dense_tok + att_tok * dims.mean_attended_keys)
+    dense_tok, att_tok = _model_flops_terms(dims)
+    model_flops_per_step = Bg * s * model_flops_per_token(dims)
     model_flops_full = Bg * s * (dense_tok + att_tok * s)
 
     days = np.full_like(step_s, np.nan) if tokens is None else float(tokens) / tokens_per_s / 86400

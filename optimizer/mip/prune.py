@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from models.candidates import JobSpace, JobTable, ServiceTable, evaluated_table, job_space, shared_evaluations
+from models.perf.training import model_flops_per_token, peak_flops_bound
 from models.schema import Catalog, TrainingJob
 from models.metrics import by_objective
 
@@ -101,24 +102,40 @@ def _fewest_nodes_then_fastest(table: JobTable, idx: np.ndarray) -> np.ndarray:
 
 
 FIRST_ROWS = 256  # rows per (accelerator, fabric) pair in the first round of `prune_fewest_nodes`
+BOUND_SLACK = 1e-9  # relative: the FLOP bound skips a row only when it misses the deadline by more
 
 
-def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob]) -> list[Pruned | None]:
+def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: bool = True) -> list[Pruned | None]:
     """`compact(prune(table, objective))` for a cost or power objective, for jobs sharing `space`'s
     evaluation, without evaluating every row. The survivor of a pair is its fewest-node feasible
     row (fastest, then lowest row), so each pair's rows are evaluated in rounds in order of nodes
     (known before evaluation), the first round FIRST_ROWS and each next one half as many more, always
     ending at a whole node count, until every job has a feasible row there or the pair is done.
+    With `flop_bound`, rows too few accelerators to meet any job's deadline even at the peak FLOP
+    rate (models.perf.training.peak_flops_bound) are never evaluated; every evaluated row is
+    checked against that bound, and one that beats it reruns the search without (None is kept).
     None for a job with no survivor at all: every row was evaluated then, and the caller's full
     table explains why (optimizer.solving.unfit)."""
     nb, n_pairs = len(space.base), len(space.pair_acc)
     if not nb or not n_pairs:
         return [None] * len(jobs)
+    cat, dims = space.catalog, space.dims
+    flops_token = model_flops_per_token(dims)
+    n_acc = space.base.t * space.base.p * space.base.d * space.base.cp
+    peak = {}
     orders = {}
     for a in np.unique(space.pair_acc):
-        nodes = space.nodes(int(a))
+        a = int(a)
+        nodes = space.nodes(a)
         order = np.argsort(nodes, kind="stable")  # ties keep row order, so lower rows come first
-        orders[int(a)] = (order, nodes[order])
+        peak[a] = peak_flops_bound(cat.accelerators[space.acc_names[a]], space.job.precision, cat.calibration)
+        # Failure-free days at the peak rate bound the wall-clock days from below (goodput <= 1).
+        need = min((job.tokens * flops_token / (peak[a] * job.deadline_days * 86400.0) / (1.0 + BOUND_SLACK)
+                    for job in jobs if job.deadline_days is not None and flop_bound and len(jobs)), default=0.0)
+        if any(job.deadline_days is None for job in jobs):
+            need = 0.0
+        cand = n_acc[order] >= need
+        orders[a] = (order, nodes[order], cand, np.r_[0, np.cumsum(cand)])
     pos = np.zeros(n_pairs, dtype=np.int64)
     size = np.full(n_pairs, FIRST_ROWS, dtype=np.int64)
     best = np.full((len(jobs), n_pairs), -2, dtype=np.int64)  # -2 open, -1 none feasible, else the row
@@ -126,6 +143,10 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob]) -> list[Pruned 
     meet = np.zeros(len(jobs), dtype=np.int64)
     seen = np.zeros(len(jobs), dtype=np.int64)
     while True:
+        for p in np.flatnonzero(pos < nb):  # no candidate left: the pair is done
+            cum = orders[int(space.pair_acc[p])][3]
+            if cum[pos[p]] == cum[nb]:
+                pos[p] = nb
         done = pos >= nb
         best[:, done] = np.where(best[:, done] == -2, -1, best[:, done])
         active = np.flatnonzero(~done & (best == -2).any(axis=0))
@@ -133,15 +154,20 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob]) -> list[Pruned 
             break
         parts, bounds = [], [0]
         for p in active:
-            order, sorted_nodes = orders[int(space.pair_acc[p])]
-            end = min(pos[p] + size[p], nb)
+            order, sorted_nodes, cand, cum = orders[int(space.pair_acc[p])]
+            end = min(int(np.searchsorted(cum, cum[pos[p]] + size[p], side="left")), nb)
             end = int(np.searchsorted(sorted_nodes, sorted_nodes[end - 1], side="right"))
-            parts.append(p * nb + order[pos[p]:end])
-            bounds.append(bounds[-1] + end - pos[p])
+            parts.append(p * nb + order[pos[p]:end][cand[pos[p]:end]])
+            bounds.append(bounds[-1] + len(parts[-1]))
             pos[p], size[p] = end, size[p] * 3 // 2
         rows = np.concatenate(parts)
         ev = space.evaluated(rows)
         perf = ev[4]
+        if flop_bound:
+            pk = np.array([peak[int(a)] for a in space.pair_acc])[rows // nb]
+            done_flops = ev[3].gb * float(dims.seq_len) * flops_token
+            if (done_flops > perf["step_time_s"] * perf["n_acc"] * pk * (1.0 + BOUND_SLACK)).any():
+                return prune_fewest_nodes(space, jobs, flop_bound=False)  # the bound is wrong: search without
         for j, job in enumerate(jobs):
             want = best[j, active] == -2
             if not want.any():
