@@ -113,7 +113,7 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: boo
     ending at a whole node count, until every job has a feasible row there or the pair is done.
     With `flop_bound`, rows too few accelerators to meet any job's deadline even at the peak FLOP
     rate (models.perf.training.peak_flops_bound) are never evaluated; every evaluated row is
-    checked against that bound, and one that beats it reruns the search without (None is kept).
+    checked against that bound, and one that beats it reruns the whole search without the bound.
     None for a job with no survivor at all: every row was evaluated then, and the caller's full
     table explains why (optimizer.solving.unfit)."""
     nb, n_pairs = len(space.base), len(space.pair_acc)
@@ -129,12 +129,12 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: boo
         nodes = space.nodes(a)
         order = np.argsort(nodes, kind="stable")  # ties keep row order, so lower rows come first
         peak[a] = peak_flops_bound(cat.accelerators[space.acc_names[a]], space.job.precision, cat.calibration)
-        # Failure-free days at the peak rate bound the wall-clock days from below (goodput <= 1).
-        need = min((job.tokens * flops_token / (peak[a] * job.deadline_days * 86400.0) / (1.0 + BOUND_SLACK)
-                    for job in jobs if job.deadline_days is not None and flop_bound and len(jobs)), default=0.0)
-        if any(job.deadline_days is None for job in jobs):
-            need = 0.0
-        cand = n_acc[order] >= need
+        # Failure-free days at the peak rate bound the wall-clock days from below (goodput <= 1):
+        # fewer accelerators than `need` meet no job's deadline.
+        need = 0.0
+        if flop_bound and all(job.deadline_days is not None for job in jobs):
+            need = min(job.tokens * flops_token / (peak[a] * job.deadline_days * 86400.0) for job in jobs)
+        cand = n_acc[order] >= need / (1.0 + BOUND_SLACK)
         orders[a] = (order, nodes[order], cand, np.r_[0, np.cumsum(cand)])
     pos = np.zeros(n_pairs, dtype=np.int64)
     size = np.full(n_pairs, FIRST_ROWS, dtype=np.int64)
