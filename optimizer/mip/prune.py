@@ -111,7 +111,7 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: boo
     row (fastest, then lowest row), so each pair's rows are evaluated in rounds in order of nodes
     (known before evaluation), the first round FIRST_ROWS and each next one half as many more, always
     ending at a whole node count, until every job has a feasible row there or the pair is done.
-    With `flop_bound`, rows too few accelerators to meet any job's deadline even at the peak FLOP
+    With `flop_bound`, rows with too few accelerators to meet any job's deadline even at the peak FLOP
     rate (models.perf.training.peak_flops_bound) are never evaluated; every evaluated row is
     checked against that bound, and one that beats it reruns the whole search without the bound.
     None for a job with no survivor at all: every row was evaluated then, and the caller's full
