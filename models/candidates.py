@@ -6,7 +6,7 @@ The optimizer never sees a pydantic object or a formula: it gets, per job, one r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,7 +15,7 @@ from .presets import resolve_model
 from .schema import Catalog, InferenceService, ModelDims, TrainingJob, compatible
 from .perf.goodput import job_goodput, rate_arrays, wall_clock_days
 from .perf.stacks import SHARDING
-from .perf.training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate
+from .perf.training import RECOMPUTE, ConfigGrid, enumerate_grid, evaluate, supports_precision
 from .units import layout_nodes
 
 if TYPE_CHECKING:
@@ -163,6 +163,12 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
                   dtype=bool)
     if len(grid) and not ok.all():
         grid = grid.take(np.flatnonzero(ok[grid.acc, grid.fab]))
+    return _evaluated_grid(job, catalog, dims, acc_names, fab_names, grid)
+
+
+def _evaluated_grid(job: TrainingJob, catalog: Catalog, dims: ModelDims, acc_names, fab_names, grid: ConfigGrid):
+    accs = [catalog.accelerators[a] for a in acc_names]
+    fabs = [catalog.fabrics[f] for f in fab_names]
     perf = evaluate(dims, grid, accs, fabs, catalog.calibration, job.precision, job.global_batch, stack=job.stack,
                     detail=False)
     for k, a in enumerate(accs):
@@ -174,6 +180,66 @@ def _evaluated(job: TrainingJob, catalog: Catalog):
     per_node = np.array([a.accelerators_per_node for a in accs], dtype=np.int64)
     failures = (rate_arrays(accs), per_node)
     return dims, acc_names, fab_names, grid, perf, endpoints, failures
+
+
+@dataclass(frozen=True)
+class JobSpace:
+    """A job's layouts before any evaluation. `enumerate_grid` repeats one set of parallel layouts
+    (`base`) on every (accelerator, fabric) pair, so row r of the job's full table (`job_table`) is
+    base row r % n_base on pair r // n_base (the usable pairs, accelerator-major): rows can be
+    evaluated a few at a time, in any order, with the numbers the full table has."""
+
+    job: TrainingJob
+    catalog: Catalog
+    dims: ModelDims
+    acc_names: list[str]
+    fab_names: list[str]
+    base: ConfigGrid  # acc = fab = 0
+    pair_acc: np.ndarray  # per usable pair: index into acc_names
+    pair_fab: np.ndarray  # per usable pair: index into fab_names
+
+    def __len__(self) -> int:
+        return len(self.base) * len(self.pair_acc)
+
+    def nodes(self, acc: int) -> np.ndarray:
+        """Nodes of every base row on accelerator `acc` (known before evaluation)."""
+        b = self.base
+        return layout_nodes(self.catalog.accelerators[self.acc_names[acc]], b.t * b.p * b.d * b.cp, b.t)
+
+    def grid(self, rows) -> ConfigGrid:
+        rows = np.asarray(rows, dtype=np.int64)
+        pair, i = np.divmod(rows, len(self.base))
+        return replace(self.base.take(i), acc=self.pair_acc[pair], fab=self.pair_fab[pair])
+
+    def evaluated(self, rows):
+        """`_evaluated`'s tuple for the full table's `rows` only."""
+        return _evaluated_grid(self.job, self.catalog, self.dims, self.acc_names, self.fab_names, self.grid(rows))
+
+    def table(self, job: TrainingJob, rows) -> JobTable:
+        """`job`'s table (a job sharing this evaluation, see iter_job_tables) restricted to `rows`, in their order."""
+        return _for_job(job, self.evaluated(rows))
+
+
+def evaluated_table(job: TrainingJob, evaluated, sel) -> JobTable:
+    """`job`'s table on rows `sel` of a shared evaluation (a `JobSpace.evaluated` tuple)."""
+    dims, acc_names, fab_names, grid, perf, endpoints, failures = evaluated
+    return _for_job(job, (dims, acc_names, fab_names, grid.take(sel), {k: a[sel] for k, a in perf.items()},
+                          endpoints[sel], failures))
+
+
+def job_space(job: TrainingJob, catalog: Catalog) -> JobSpace:
+    dims = resolve_model(job.model, job.seq_len)
+    acc_names = [job.accelerator] if job.accelerator else sorted(catalog.accelerators)
+    fab_names = [job.fabric] if job.fabric else sorted(catalog.fabrics)
+    usable = [(a, f) for a, an in enumerate(acc_names) if supports_precision(catalog.accelerators[an], job.precision)
+              for f, fn in enumerate(fab_names)
+              if compatible(an, catalog.accelerators[an], fn, catalog.fabrics[fn])]
+    pair_acc, pair_fab = (np.array(x, dtype=np.int64).reshape(-1) for x in zip(*usable)) if usable else \
+        (np.zeros(0, dtype=np.int64),) * 2
+    first = catalog.accelerators[acc_names[int(pair_acc[0])]] if usable else catalog.accelerators[acc_names[0]]
+    base = enumerate_grid(dims, job.global_batch, [first], [catalog.fabrics[fab_names[0]]], precision=job.precision,
+                          pinned=job.parallelism, stack=job.stack)
+    return JobSpace(job, catalog, dims, acc_names, fab_names, base, pair_acc, pair_fab)
 
 
 def _for_job(job: TrainingJob, base) -> JobTable:
@@ -199,17 +265,24 @@ def job_tables(jobs: list[TrainingJob], catalog: Catalog) -> list[JobTable]:
     return [t for _, t in sorted(iter_job_tables(jobs, catalog), key=lambda it: it[0])]
 
 
+def shared_evaluations(jobs: list[TrainingJob]) -> dict:
+    """Positions in `jobs` grouped by the evaluation they share (same model, batch, precision, pins
+    and stack: they differ only in tokens, deadline or storage), in order of first appearance."""
+    groups: dict = {}
+    for i, job in enumerate(jobs):
+        key = (resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
+               job.accelerator, job.fabric, job.stack)
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
 def iter_job_tables(jobs: list[TrainingJob], catalog: Catalog):
     """(position in `jobs`, table) pairs, grouped by shared evaluation rather than in job order, so a
     caller that prunes each table can drop it at once: at most three evaluations are alive (two
     being computed, one being used), not one per distinct job (gigabytes on the full catalog)."""
     from collections import deque
 
-    keys = [(resolve_model(job.model, job.seq_len), job.global_batch, job.precision, job.parallelism,
-             job.accelerator, job.fabric, job.stack) for job in jobs]
-    groups: dict = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
+    groups = shared_evaluations(jobs)
     if len(groups) <= 1:
         for positions in groups.values():
             base = _evaluated(jobs[positions[0]], catalog)

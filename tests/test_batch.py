@@ -37,6 +37,37 @@ def solve(path, data, backend, time_limit_s, gap):
 '''
 
 
+# A solver whose MIP solve never ends: the constructive start is all a kill at the wall clock leaves.
+SLOW_MIP = '''
+import time
+from optimizer.runs.worker import solve_payload
+from optimizer.solving import pipeline
+
+def solve(path, data, backend, time_limit_s, gap, on_start=None):
+    pipeline.run_backend = lambda *a, **kw: time.sleep(120)
+    return solve_payload(path, data, backend, time_limit_s, gap, on_start=on_start)
+'''
+
+
+def test_a_killed_solve_keeps_the_verified_start_design(tmp_path, monkeypatch):
+    d = tmp_path / "hook"
+    d.mkdir()
+    (d / "slow_mip.py").write_text(SLOW_MIP)
+    monkeypatch.syspath_prepend(str(d))
+    src = tmp_path / "in"
+    src.mkdir()
+    _small(src / "slow.yaml", 1)
+    out = tmp_path / "out"
+    from optimizer.runs.worker import Options
+
+    run_batch([str(src)], out, workers=1, opts=Options(timeout_s=6, solver="slow_mip:solve"))
+    (row,) = read_summary(out)
+    assert row["status"] == "timeout" and "constructive start" in row["error"]
+    (res,) = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
+    assert res["incumbent_source"] == "heuristic" and res["verified"] and res["jobs"]
+    assert res["objective_value"] == res["start_objective_value"] > 0 and res["gap"] is None
+
+
 def _small(path: Path, seed: int, **kw) -> Path:
     """A small generated instance (one site: solvable whatever the multi-site MIP's state)."""
     return generate_file(path, jobs=kw.pop("jobs", 1), services=kw.pop("services", 1), sites=1, accelerators=2,

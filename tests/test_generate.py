@@ -88,6 +88,7 @@ def _unpruned(monkeypatch):
         return dataclasses.replace(prune_service(table, *a, **kw), keep=np.flatnonzero(table.meets_slo()))
 
     monkeypatch.setattr(solve_mod, "prune", keep_all)
+    monkeypatch.setattr(solve_mod, "prune_owned_jobs", lambda *a, **kw: {})  # every job through `prune`
     monkeypatch.setattr(solve_mod, "prune_service", keep_all_services)
 
 

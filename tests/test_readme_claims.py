@@ -83,4 +83,4 @@ def test_the_sweep_example_finds_what_the_readme_says(tmp_path, monkeypatch):
     assert said == [found, len(scenarios), *[min(accelerators.get(d, {0})) for d in (60, 50)]], \
         "README: refresh the sweep example's outcome"
     assert all(len(v) == 1 for v in accelerators.values())  # "under every cap": the same design
-    assert len(memo) == 1
+    assert len(memo) <= 1  # node-order pruning (prepare) does not call _evaluated at all

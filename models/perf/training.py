@@ -236,10 +236,7 @@ def enumerate_grid(
             ok &= ET == pin.etp
     T, P, V, Bm, D, R, O, C, G, EP, ET = (x[ok] for x in (T, P, V, Bm, D, R, O, C, G, EP, ET))
 
-    need_fp4 = precision in ("mxfp8", "nvfp4")
-    acc_ok = [i for i, a in enumerate(accelerators)
-              if (precision == "bf16") or (precision == "fp8" and a.peak_fp8_tflops is not None)
-              or (need_fp4 and a.peak_fp4_tflops is not None)]
+    acc_ok = [i for i, a in enumerate(accelerators) if supports_precision(a, precision)]
     A, F = (x.ravel() for x in np.meshgrid(np.asarray(acc_ok, dtype=np.int64), np.arange(len(fabrics)), indexing="ij"))
     n_rows, n_pairs = T.shape[0], A.shape[0]
     tile = lambda x: np.tile(x, n_pairs)  # noqa: E731
@@ -249,6 +246,39 @@ def enumerate_grid(
         cp=tile(C), shard=tile(O), gb=tile(G),
         ep=tile(EP) if dims.is_moe else None, etp=tile(ET) if dims.is_moe else None,
     )
+
+
+def supports_precision(acc: Accelerator, precision: str) -> bool:
+    """The accelerator has the matrix units the precision's recipe needs (enumerate_grid skips it otherwise)."""
+    if precision == "fp8":
+        return acc.peak_fp8_tflops is not None
+    if precision in ("mxfp8", "nvfp4"):
+        return acc.peak_fp4_tflops is not None
+    return precision == "bf16"
+
+
+def _model_flops_terms(dims: ModelDims) -> tuple[float, float]:
+    """Model FLOPs per token: (6N + logits, attention per attended key); 6 l a (d_qk + d_v) = 12 l a d_h
+    for standard attention."""
+    h, V, a = float(dims.hidden), float(dims.padded_vocab), float(dims.heads)
+    return (6.0 * (dims.layers * dims.params_per_layer + h * V),
+            6.0 * dims.layers * a * (float(dims.qk_head_dim) + float(dims.value_head_dim)))
+
+
+def model_flops_per_token(dims: ModelDims) -> float:
+    """Model FLOPs per trained token, causal convention (the `mfu` numerator per token)."""
+    dense_tok, att_tok = _model_flops_terms(dims)
+    return dense_tok + att_tok * dims.mean_attended_keys
+
+
+def peak_flops_bound(acc: Accelerator, precision: str, calib: Calibration) -> float:
+    """FLOP/s no kernel of `evaluate` exceeds on `acc` (the datasheet peaks and GEMM ceilings at the
+    job's precision and BF16): tokens/s <= accelerators x this / model_flops_per_token, a bound that
+    prunes a layout before it is evaluated (optimizer.mip.prune). tests/test_fast_prune.py checks it."""
+    rates = [acc.peak_bf16_tflops, _peak(acc, precision), gemm_ceiling_tflops(acc, "bf16", calib)]
+    if _peak(acc, precision) is not None:
+        rates.append(gemm_ceiling_tflops(acc, precision, calib))
+    return max(r for r in rates if r is not None) * 1e12
 
 
 def _ring_allreduce_s(k, nbytes, bw_bs, lat_s):
@@ -760,9 +790,8 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # convention (half the s x s work) and with full attention (PaLM App. B, torchtitan, NeMo 24.07).
     hw_flops_mb = (l + mtp) * (lin_mult * lin_fwd + att_mult * att_fwd) + 3.0 * (1.0 + mtp) * logit_fwd
     hw_flops_per_step = hw_flops_mb * t * c * m * d
-    dense_tok = 6.0 * (l * P_layer + h * V)
-    att_tok = 6.0 * l * a * (d_qk + d_v)  # = 12 l a d_h for standard attention
-    model_flops_per_step = Bg * s * (dense_tok + att_tok * dims.mean_attended_keys)
+    dense_tok, att_tok = _model_flops_terms(dims)
+    model_flops_per_step = Bg * s * model_flops_per_token(dims)
     model_flops_full = Bg * s * (dense_tok + att_tok * s)
 
     days = np.full_like(step_s, np.nan) if tokens is None else float(tokens) / tokens_per_s / 86400

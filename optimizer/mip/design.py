@@ -35,6 +35,8 @@ class JobResult:
     candidates_fit_memory: int
     candidates_meet_deadline: int
     candidates_in_mip: int
+    # Layouts evaluated (node-order pruning stops early); fit_memory and meet_deadline count among these.
+    candidates_evaluated: int | None = None
     layout_extra: dict = field(default_factory=dict)  # layout keys the performance model adds (flattened in JSON)
     spare_nodes: int = 0  # hot spares bought for the job (counted in nodes, racks, power, fabric and cost)
     goodput: float = 1.0  # useful training time / wall clock (models.perf.goodput)

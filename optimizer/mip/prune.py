@@ -18,7 +18,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from models.candidates import JobTable, ServiceTable
+from models.candidates import JobSpace, JobTable, ServiceTable, evaluated_table, job_space, shared_evaluations
+from models.perf.training import model_flops_per_token, peak_flops_bound
+from models.schema import Catalog, TrainingJob
 from models.metrics import by_objective
 
 
@@ -29,6 +31,8 @@ class Pruned:
     enumerated: int
     fit_memory: int
     meet_deadline: int
+    # Layouts evaluated (None: all enumerated); fit_memory and meet_deadline count among those.
+    evaluated: int | None = None
 
     @property
     def survived(self) -> int:
@@ -49,7 +53,7 @@ def compact(pr: Pruned, also=()) -> Pruned:
     rows = lambda a: a[k] if isinstance(a, np.ndarray) and a.shape[:1] == (n,) else a  # noqa: E731
     small = replace(t, grid=t.grid.take(k), perf={name: rows(a) for name, a in t.perf.items()}, days=rows(t.days),
                     read_gbps=rows(t.read_gbps), endpoints=rows(t.endpoints))
-    return Pruned(small, np.searchsorted(k, pr.keep), pr.enumerated, pr.fit_memory, pr.meet_deadline)
+    return Pruned(small, np.searchsorted(k, pr.keep), pr.enumerated, pr.fit_memory, pr.meet_deadline, pr.evaluated)
 
 
 def prune(table: JobTable, objective: str) -> Pruned:
@@ -95,6 +99,122 @@ def _fewest_nodes_then_fastest(table: JobTable, idx: np.ndarray) -> np.ndarray:
     best = np.flatnonzero(on_min & (days == fastest[group]))  # ascending, so the first per group is the lowest index
     _, first = np.unique(group[best], return_index=True)
     return idx[best[first]]
+
+
+FIRST_ROWS = 256  # rows per (accelerator, fabric) pair in the first round of `prune_fewest_nodes`
+BOUND_SLACK = 1e-9  # relative: the FLOP bound skips a row only when it misses the deadline by more
+
+
+def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: bool = True) -> list[Pruned | None]:
+    """`compact(prune(table, objective))` for a cost or power objective, for jobs sharing `space`'s
+    evaluation, without evaluating every row. The survivor of a pair is its fewest-node feasible
+    row (fastest, then lowest row), so each pair's rows are evaluated in rounds in order of nodes
+    (known before evaluation), the first round FIRST_ROWS and each next one half as many more, always
+    ending at a whole node count, until every job has a feasible row there or the pair is done.
+    With `flop_bound`, rows with too few accelerators to meet any job's deadline even at the peak FLOP
+    rate (models.perf.training.peak_flops_bound) are never evaluated; every evaluated row is
+    checked against that bound, and one that beats it reruns the whole search without the bound.
+    None for a job with no survivor at all: every row was evaluated then, and the caller's full
+    table explains why (optimizer.solving.unfit)."""
+    nb, n_pairs = len(space.base), len(space.pair_acc)
+    if not nb or not n_pairs:
+        return [None] * len(jobs)
+    cat, dims = space.catalog, space.dims
+    flops_token = model_flops_per_token(dims)
+    n_acc = space.base.t * space.base.p * space.base.d * space.base.cp
+    peak = {}
+    orders = {}
+    for a in np.unique(space.pair_acc):
+        a = int(a)
+        nodes = space.nodes(a)
+        order = np.argsort(nodes, kind="stable")  # ties keep row order, so lower rows come first
+        peak[a] = peak_flops_bound(cat.accelerators[space.acc_names[a]], space.job.precision, cat.calibration)
+        # Failure-free days at the peak rate bound the wall-clock days from below (goodput <= 1):
+        # fewer accelerators than `need` meet no job's deadline.
+        need = 0.0
+        if flop_bound and all(job.deadline_days is not None for job in jobs):
+            need = min(job.tokens * flops_token / (peak[a] * job.deadline_days * 86400.0) for job in jobs)
+        cand = n_acc[order] >= need / (1.0 + BOUND_SLACK)
+        orders[a] = (order, nodes[order], cand, np.r_[0, np.cumsum(cand)])
+    pos = np.zeros(n_pairs, dtype=np.int64)
+    size = np.full(n_pairs, FIRST_ROWS, dtype=np.int64)
+    best = np.full((len(jobs), n_pairs), -2, dtype=np.int64)  # -2 open, -1 none feasible, else the row
+    fit = np.zeros(len(jobs), dtype=np.int64)
+    meet = np.zeros(len(jobs), dtype=np.int64)
+    seen = np.zeros(len(jobs), dtype=np.int64)
+    while True:
+        for p in np.flatnonzero(pos < nb):  # no candidate left: the pair is done
+            cum = orders[int(space.pair_acc[p])][3]
+            if cum[pos[p]] == cum[nb]:
+                pos[p] = nb
+        done = pos >= nb
+        best[:, done] = np.where(best[:, done] == -2, -1, best[:, done])
+        active = np.flatnonzero(~done & (best == -2).any(axis=0))
+        if not len(active):
+            break
+        parts, bounds = [], [0]
+        for p in active:
+            order, sorted_nodes, cand, cum = orders[int(space.pair_acc[p])]
+            end = min(int(np.searchsorted(cum, cum[pos[p]] + size[p], side="left")), nb)
+            end = int(np.searchsorted(sorted_nodes, sorted_nodes[end - 1], side="right"))
+            parts.append(p * nb + order[pos[p]:end][cand[pos[p]:end]])
+            bounds.append(bounds[-1] + len(parts[-1]))
+            pos[p], size[p] = end, size[p] * 3 // 2
+        rows = np.concatenate(parts)
+        ev = space.evaluated(rows)
+        perf = ev[4]
+        if flop_bound:
+            pk = np.array([peak[int(a)] for a in space.pair_acc])[rows // nb]
+            done_flops = ev[3].gb * float(dims.seq_len) * flops_token
+            if (done_flops > perf["step_time_s"] * perf["n_acc"] * pk * (1.0 + BOUND_SLACK)).any():
+                return prune_fewest_nodes(space, jobs, flop_bound=False)  # the bound is wrong: search without
+        for j, job in enumerate(jobs):
+            want = best[j, active] == -2
+            if not want.any():
+                continue
+            sel = np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in np.flatnonzero(want)])
+            deadline = np.inf if job.deadline_days is None else job.deadline_days
+            fits = perf["fits_memory"][sel].astype(bool)
+            # Goodput is at most 1, so a row whose failure-free time misses the deadline misses it:
+            # the rest of the job's table (storage, goodput) only where it can meet it.
+            sel = sel[fits & (job.tokens / perf["tokens_per_s"][sel] / 86400.0 <= deadline)]
+            t = evaluated_table(job, ev, sel)
+            ok = np.isfinite(t.days) & (t.days <= deadline)
+            fit[j] += int(fits.sum())
+            meet[j] += int(ok.sum())
+            seen[j] += len(fits)
+            pair = np.searchsorted(bounds, sel, side="right") - 1  # position in `active` of each row
+            for q in np.unique(pair[ok]):
+                on = ok & (pair == q)
+                nodes, days = t.perf["nodes"], t.days
+                on &= nodes == nodes[on].min()
+                best[j, active[q]] = rows[sel[on & (days == days[on].min())]].min()
+    out: list[Pruned | None] = []
+    for j, job in enumerate(jobs):
+        keep = np.sort(best[j][best[j] >= 0])
+        out.append(Pruned(space.table(job, keep), np.arange(len(keep)), len(space), int(fit[j]), int(meet[j]),
+                          int(seen[j])) if len(keep) else None)
+    return out
+
+
+def prune_owned_jobs(jobs: list[TrainingJob], positions: list[int], catalog: Catalog) -> dict[int, Pruned]:
+    """`prune_fewest_nodes` for the jobs at `positions`, two evaluations at a time (numpy releases
+    the GIL in its kernels); position -> Pruned, missing for jobs with no survivor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups = list(shared_evaluations([jobs[i] for i in positions]).values())
+
+    def one(members: list[int]) -> list[Pruned | None]:
+        chosen = [jobs[positions[m]] for m in members]
+        return prune_fewest_nodes(job_space(chosen[0], catalog), chosen)
+
+    out: dict[int, Pruned] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for members, result in zip(groups, pool.map(one, groups)):
+            for m, pr in zip(members, result):
+                if pr is not None:
+                    out[positions[m]] = pr
+    return out
 
 
 @dataclass(frozen=True)

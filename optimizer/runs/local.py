@@ -4,11 +4,14 @@ One process per running instance (spawn context: no inherited solver or thread s
 between instances so imports are paid once per worker, not once per file. A worker that crashes
 or overruns its wall clock is killed with its whole process group (PuLP's CBC runs as a child
 process) and replaced; only that instance's row records it. `ProcessPoolExecutor` cannot kill one
-task without breaking the pool, hence this small pool.
+task without breaking the pool, hence this small pool. A solver taking `on_start` (solve_payload)
+sends its verified constructive start before the MIP solve; an instance killed at the wall clock
+then keeps that design in its "timeout" row (incumbent_source "heuristic").
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import threading
@@ -40,6 +43,7 @@ def _worker_main(conn, parent_pid: int, solver_spec: str) -> None:  # pragma: no
 
     threading.Thread(target=watchdog, daemon=True).start()
     solve = load_solver(solver_spec)
+    reports_start = "on_start" in inspect.signature(solve).parameters
     warm()
 
     try:
@@ -54,6 +58,12 @@ def _worker_main(conn, parent_pid: int, solver_spec: str) -> None:  # pragma: no
         if msg is None:
             return
         task_id, path, data, backend, time_limit_s, gap, extra = msg
+        if reports_start:  # the start's design before the solve: a kill at the wall clock keeps it
+
+            def on_start(rec, task_id=task_id):
+                conn.send(("start", task_id, rec))
+
+            extra = dict(extra, on_start=on_start)
         rec = solve(path, data, backend, time_limit_s, gap, **extra)
         try:
             conn.send((task_id, rec))
@@ -70,6 +80,7 @@ class _Worker:
         child.close()
         self.task: Optional[Task] = None
         self.task_id = -1
+        self.start_rec: Optional[dict] = None  # the running task's constructive-start record, once sent
         self.started = 0.0
         self.ready = False  # set by the worker's first message, once its imports are done
         self.born = time.monotonic()
@@ -132,7 +143,7 @@ def run_local(tasks: list[Task], opts: Options, workers: int, done: Callable[[Ta
                         pending.appendleft(t)
                         retire(i)
                         continue
-                    w.task, w.task_id, w.started = t, next_id, time.monotonic()
+                    w.task, w.task_id, w.started, w.start_rec = t, next_id, time.monotonic(), None
                     started(t)
             live = [w for w in pool if w is not None]
             busy = [w for w in live if w.task is not None]
@@ -156,6 +167,10 @@ def run_local(tasks: list[Task], opts: Options, workers: int, done: Callable[[Ta
                     if msg is not None and msg[0] == "ready":
                         w.ready = True
                         continue
+                    if msg is not None and msg[0] == "start":
+                        if t is not None and msg[1] == w.task_id:
+                            w.start_rec = msg[2]
+                        continue
                     if msg is not None and t is not None and msg[0] == w.task_id:
                         rec = msg[1]
                         w.task = None
@@ -175,7 +190,7 @@ def run_local(tasks: list[Task], opts: Options, workers: int, done: Callable[[Ta
                         retire(i)
                 if rec is None and t is not None and w.task is not None and hard is not None \
                         and time.monotonic() - w.started >= hard:
-                    rec = timeout_record(t, hard)
+                    rec = timeout_record(t, hard, w.start_rec)
                     w.task = None
                     retire(i)
                 if rec is not None:

@@ -45,8 +45,11 @@ class Options:
 
 
 def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s: Optional[float] = None,
-                  gap: Optional[float] = None, work_limit: Optional[int] = None) -> dict:
-    """Solve one instance given as bytes; never raises: failures become the record's status and error."""
+                  gap: Optional[float] = None, work_limit: Optional[int] = None,
+                  on_start: Optional[Callable[[dict], None]] = None) -> dict:
+    """Solve one instance given as bytes; never raises: failures become the record's status and error.
+    `on_start(record)` gets the record of the verified constructive start before the MIP solve
+    (status "feasible", incumbent_source "heuristic"): what the batch keeps if the worker is killed."""
     t0 = time.perf_counter()
     rec: dict[str, Any] = {"path": path, "sha256": sha256_bytes(data), "status": "error", "error": None}
     try:
@@ -66,11 +69,22 @@ def solve_payload(path: str, data: bytes, backend: str = "ortools", time_limit_s
         except InstanceError as exc:
             rec.update(status="invalid", error=exc.format())
         else:
-            sol = solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap, work_limit=work_limit)
+            def record(sol) -> dict:
+                d = sol.to_dict()
+                d["diagnosis"] = diagnosis_data(sol.diagnosis)  # objects, as `dcopt solve --json` writes them
+                d["report"] = report_facts(inst, sol)  # so `dcopt report` / `compare` re-render the file alone
+                return d
+
+            def early(sol) -> None:
+                try:
+                    on_start({**rec, **record(sol), "wall_s": time.perf_counter() - t0})
+                except Exception:  # reporting the start must never cost the solve
+                    pass
+
+            sol = solve_instance(inst, backend=backend, time_limit_s=time_limit_s, gap=gap, work_limit=work_limit,
+                                 on_start=early if on_start is not None else None)
             diagnose_solution(inst, sol, backend, time_limit_s)
-            d = sol.to_dict()
-            d["diagnosis"] = diagnosis_data(sol.diagnosis)  # objects, as `dcopt solve --json` writes them
-            d["report"] = report_facts(inst, sol)  # so `dcopt report` / `compare` re-render the file alone
+            d = record(sol)
             status = d.pop("status")
             rec["status"] = status
             if status == "error":
@@ -99,10 +113,14 @@ def warm() -> bool:
     return True
 
 
-def timeout_record(task, limit: float) -> dict:
-    """The record of a task (path, sha256) whose worker was killed at its hard wall clock."""
-    return {"path": task.path, "sha256": task.sha256, "status": "timeout",
-            "error": f"wall-clock timeout: worker killed after {limit:g} s", "wall_s": limit}
+def timeout_record(task, limit: float, start: Optional[dict] = None) -> dict:
+    """The record of a task (path, sha256) whose worker was killed at its hard wall clock; with the
+    worker's `start` record (solve_payload's on_start), its verified constructive-start design."""
+    why = f"wall-clock timeout: worker killed after {limit:g} s"
+    if start is not None:
+        why += "; the design is the constructive start's, verified before the solve began (gap unknown)"
+    return {**(start or {}), "path": task.path, "sha256": task.sha256, "status": "timeout", "error": why,
+            "wall_s": limit}
 
 
 def crash_record(task, why: str, wall: float) -> dict:

@@ -132,6 +132,7 @@ def jobs_from(data: MipData, pruned: list[Pruned], v: Vars, values: list[float])
                 candidates_fit_memory=pr.fit_memory,
                 candidates_meet_deadline=pr.meet_deadline,
                 candidates_in_mip=pr.survived,
+                candidates_evaluated=pr.enumerated if pr.evaluated is None else pr.evaluated,
                 procurement=procurement,
                 rent_usd=cand.rent_musd * USD_PER_MUSD if procurement == "rent" else 0.0,
                 rent_rate=cand.rent_rate if procurement == "rent" else "",

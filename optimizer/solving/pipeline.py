@@ -19,7 +19,7 @@ from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
 from optimizer.mip.decompose import solve_decomposed
 from optimizer.mip.start import heuristic_start
-from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_service
+from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_owned_jobs, prune_service
 from optimizer.solving.extract import design_from, jobs_from, services_from
 from optimizer.solving.measure import bound_expr
 from optimizer.solving.unfit import explain_job, explain_service
@@ -49,8 +49,14 @@ def prepare(instance: Instance, frontier: bool = False) -> tuple[list[JobTable],
         rent = rented_candidates(t, instance.catalog) if instance.procurement_of(t.job) != "own" else []
         return compact(prune(t, objective), also=[c.index for c in rent])
 
-    by_position = {i: kept(t) for i, t in iter_job_tables(instance.training_jobs, instance.catalog)}
-    pruned = [by_position[i] for i in range(len(by_position))]
+    jobs = instance.training_jobs
+    # Owned jobs under a total objective keep one fewest-node row per pair: found without evaluating
+    # every layout (prune_owned_jobs). Others, and jobs with no survivor (explained from the full table), in full.
+    owned = [] if by_objective(objective).per_job else [i for i, j in enumerate(jobs) if instance.procurement_of(j) == "own"]
+    by_position = prune_owned_jobs(jobs, owned, instance.catalog) if owned else {}
+    rest = [i for i in range(len(jobs)) if i not in by_position]
+    by_position.update({rest[i]: kept(t) for i, t in iter_job_tables([jobs[i] for i in rest], instance.catalog)})
+    pruned = [by_position[i] for i in range(len(jobs))]
     return [p.table for p in pruned], pruned
 
 
@@ -60,8 +66,8 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
               bounds: dict[str, float] | None = None, start: bool = True, work_limit: int | None = None,
-              info: dict | None = None, decompose: bool = False, hint: bool | None = None, progress=None
-              ) -> tuple[SolveResult, Vars, object]:
+              info: dict | None = None, decompose: bool = False, hint: bool | None = None, progress=None,
+              on_start=None) -> tuple[SolveResult, Vars, object]:
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
 
     `start`: build the constructive design (optimizer.mip.start) first; if the solver then stops with
@@ -72,7 +78,8 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     (optimizer.mip.decompose; the bound stays the full model's).
     `info` (a dict) receives where the design came from, the work done and the phase seconds.
     `progress(incumbent, bound)` hears the first solve only (MIP units): the tie-break's numbers
-    are of another objective."""
+    are of another objective. `on_start(v, values, objective)` hears the constructive start's
+    design before the solve begins (a batch worker reports it, so a kill still leaves a design)."""
     _check_work(work_limit)
     info = {} if info is None else info
     t0 = time.perf_counter()
@@ -92,6 +99,8 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     if heur is not None:
         info["start_objective"] = heur.objective
         info["first_design_s"] = t2 - t0
+        if on_start is not None:
+            on_start(v, heur.values, heur.objective)
     limit = time_limit_s if time_limit_s is None else max(time_limit_s - (t2 - t1), 0.1 * time_limit_s)
     hint = backend in HINT_BACKENDS if hint is None else hint
     info["hinted"] = bool(hint and heur is not None)
@@ -176,11 +185,24 @@ def _prefer_start(m, res: SolveResult, heur) -> SolveResult:
                                values=heur.values, message=msg)
 
 
+def _fill_design(sol: Solution, instance: Instance, data, pruned, pruned_services, v, values, verify: bool) -> None:
+    """The design, jobs, services and totals of MIP `values` into `sol`; verified when `verify`."""
+    sol.design = design_from(data, v, values)
+    sol.jobs = jobs_from(data, pruned, v, values)
+    sol.services = services_from(instance, data, pruned_services, v, values, sol.design, sol.jobs)
+    sol.totals = {str(k): float(values[x.index]) for k, x in v.totals.items() if not k.coords}
+    if verify:
+        t_ver = time.perf_counter()
+        verify_solution(instance, sol)
+        sol.verified = True
+        sol.phases_s["verify"] = time.perf_counter() - t_ver
+
+
 def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
     frontier: bool = False, study_procurement: bool = True, start: bool = True, work_limit: int | None = None,
-    decompose: bool = False, hint: bool | None = None, on_progress=None,
+    decompose: bool = False, hint: bool | None = None, on_progress=None, on_start=None,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
@@ -194,7 +216,10 @@ def solve_instance(
 
     `on_progress(ProgressEvent)` hears the main MIP solve as it runs (incumbent, bound, gap in the
     objective's user units, as the solver logs them) and then once more with `final=True` and the
-    solve's own answer; the re-solves of tie-breaks, procurement and diagnosis stay silent."""
+    solve's own answer; the re-solves of tie-breaks, procurement and diagnosis stay silent.
+
+    `on_start(Solution)` gets the constructive start's design, verified (when verify), before the
+    MIP solve begins: `incumbent_source` "heuristic", status "feasible", the gap unknown."""
     t_start = time.perf_counter()
     if objective is not None and objective != instance.objective:
         if by_objective(objective).per_job and (len(instance.training_jobs) != 1 or instance.services):
@@ -215,9 +240,23 @@ def solve_instance(
     data = build_data(instance, pruned, pruned_services)
     t_prep = time.perf_counter() - t_start
     info: dict = {}
+
+    def start_design(v, values, objective) -> None:
+        early = Solution(instance=instance.name, objective=instance.objective, status="feasible", backend=backend,
+                         objective_value=objective * objective_scale(instance.objective), incumbent_source="heuristic",
+                         start_objective_value=objective * objective_scale(instance.objective),
+                         first_design_s=t_prep + info["first_design_s"], phases_s={"prepare": t_prep})
+        try:
+            _fill_design(early, instance, data, pruned, pruned_services, v, values, verify)
+        except Exception:  # a start the verifier rejects is not reported; the solve goes on
+            return
+        early.runtime_s = time.perf_counter() - t_start
+        on_start(early)
+
     res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds, start=start,
                           work_limit=work_limit, info=info, decompose=decompose, hint=hint,
-                          progress=_progress_events(on_progress, instance.objective, t_start))
+                          progress=_progress_events(on_progress, instance.objective, t_start),
+                          on_start=start_design if on_start is not None else None)
     if info.get("decomposed"):
         sol.decomposition = info.get("decomposition", {})
     sol.phases_s = {"prepare": t_prep, **info.get("phases_s", {})}
@@ -240,15 +279,7 @@ def solve_instance(
         on_progress(ProgressEvent(time.perf_counter() - t_start, sol.objective_value, sol.best_bound, sol.gap, final=True,
                                   status=sol.status))
     if res.values is not None and res.status in (Status.OPTIMAL, Status.FEASIBLE):
-        sol.design = design_from(data, v, res.values)
-        sol.jobs = jobs_from(data, pruned, v, res.values)
-        sol.services = services_from(instance, data, pruned_services, v, res.values, sol.design, sol.jobs)
-        sol.totals = {str(k): float(res.values[x.index]) for k, x in v.totals.items() if not k.coords}
-        if verify:
-            t_ver = time.perf_counter()
-            verify_solution(instance, sol)
-            sol.verified = True
-            sol.phases_s["verify"] = time.perf_counter() - t_ver
+        _fill_design(sol, instance, data, pruned, pruned_services, v, res.values, verify)
         if study_procurement and sol.verified and any(instance.procurement_of(w) == "either" for w in instance.workloads):
             from optimizer.solving.procurement import break_even
 
