@@ -92,6 +92,10 @@ class Accelerator(Strict):
         None, gt=0, le=1, description="Fraction of the datasheet peak dense GEMMs reach, fitted on this accelerator's "
         "published training runs where no GEMM measurement exists (dcopt calibrate); null = not fitted.",
     )
+    matrix_unit_dim: Optional[PositiveInt] = Field(
+        None, le=4096, description="Width U of a systolic matrix unit (U x U; TPU MXU): a GEMM dimension d runs at "
+        "d / (U ceil(d/U)) of its rate; null = no tile loss (GPU tensor-core tiles divide every shipped model's dims).",
+    )
     gemm_ratio_is_calibration: bool = Field(
         False, description="Its GEMM ratio is calibration.gemm_efficiency_max, fitted on its own rows (the A100 runs "
         "of the 2021 file); false = an accelerator without measurement or fit gets calibration.unmeasured_gemm_ratio.",

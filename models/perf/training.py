@@ -303,6 +303,18 @@ def _size_eff(dim, calib: Calibration):
     return dim / (dim + calib.gemm_half_dim)
 
 
+def tile_efficiency(dim, unit):
+    """Share of a systolic matrix unit's rate a GEMM dimension `dim` keeps on a `unit` x `unit` array
+    (TPU MXU): the weight tile is padded to whole units, so `dim` fills dim / (unit * ceil(dim/unit))
+    of it (head_dim 128 on a 256-wide v6e MXU: 0.5; 320 on 256: 0.625). `unit` 0 or None (GPUs, whose
+    tensor-core tiles divide every shipped dimension) loses nothing. The streamed (token) dimension
+    is not padded to the unit, so only the weight-side dimensions of a GEMM go through this."""
+    d = np.asarray(dim, dtype=np.float64)
+    u = np.asarray(unit if unit is not None else 0, dtype=np.float64)
+    safe = np.where(u > 0, u, 1.0)
+    return np.where(u > 0, d / (safe * np.ceil(d / safe)), 1.0)
+
+
 def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
     """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
     measurements, the ratio fitted on its own training runs (the A100's is the 2021 fit
@@ -523,6 +535,7 @@ def _tables(accelerators, fabrics, calib, precision, st):
         "lin": np.array([ceil_or_nan(x, precision) for x in a]),
         "bf16": np.array([gemm_ceiling_tflops(x, "bf16", calib) * 1e12 for x in a]),
         "peak_bf16": np.array([x.peak_bf16_tflops for x in a]) * 1e12,
+        "mxu": np.array([float(x.matrix_unit_dim or 0) for x in a]),
         "peak_lin": np.array([(_peak(x, precision) or nan) for x in a]) * 1e12,
         "hbm_gb": np.array([x.hbm_gb for x in a]),
         "hbm_bs": np.array([(x.hbm_bw_measured_tbs or x.hbm_bw_tbs) for x in a]) * 1e12,
@@ -655,29 +668,44 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # Each of the layer's four GEMMs is as efficient as its thinnest dimension (tokens, or the
     # tensor-parallel slice of its output or input width): QKV and fc1 split their outputs over t,
     # the output projection and fc2 their inputs.
+    # On a systolic matrix unit (TPU MXU) each GEMM also loses the unfilled part of its padded weight
+    # tile: tile(width) is the tile efficiency of its hidden side times that of its per-rank width.
     mult = 2.0 if dims.gated_mlp else 1.0
+    unit = tabs["mxu"][ai]
+    tile_h = tile_efficiency(h, unit)
+
+    def tile(width):
+        return tile_h * tile_efficiency(width, unit)
+
     if not moe:
         qd, kvd = float(a * hd), float(2 * kvh * hd)
-        gemms = ((h * (qd + kvd), (qd + kvd) / t), (qd * h, qd / t), (mult * h * ffn, mult * ffn / t), (ffn * h, ffn / t))
-        inv_size = sum(w * (1.0 / _size_eff(np.minimum(np.minimum(dim, h), tok), calib)) for w, dim in gemms) / P_layer
+        # (weights, width of the size term: Q, K, V as one GEMM, width of the tile term: each matrix)
+        gemms = ((h * qd, (qd + kvd) / t, qd / t), (h * kvd, (qd + kvd) / t, kvd / 2.0 / t), (qd * h, qd / t, qd / t),
+                 (mult * h * ffn, mult * ffn / t, ffn / t), (ffn * h, ffn / t, ffn / t))
+        inv_size = sum(w / (_size_eff(np.minimum(np.minimum(dim, h), tok), calib) * tile(tw))
+                       for w, dim, tw in gemms) / P_layer
     else:
         # Dense part (attention as one GEMM as wide as its per-rank heads, dense/shared MLPs), then the
         # routed experts' grouped GEMMs, as thin as the tokens each local expert receives.
         attn, fe = dims.attn_params_per_layer, float(dims.expert_ffn)
         mlp_tp = P_tp - attn
         width = (dims.dense_mlp_layers * ffn + dims.moe_layers * dims.shared_experts * fe) / l or fe
-        dense = (attn / _size_eff(np.minimum(np.minimum(a * d_qk / t, h), tok), calib)
-                 + mlp_tp / _size_eff(np.minimum(np.minimum(width / t, h), tok), calib))
-        routed = (P_layer - P_tp) * dims.routing_factor / _size_eff(
-            np.minimum(np.minimum(fe / grid.etp_or_one(), h), tok_expert), calib) / st.expert_gemm_efficiency
+        dense = (attn / (_size_eff(np.minimum(np.minimum(a * d_qk / t, h), tok), calib) * tile(a * d_qk / t))
+                 + mlp_tp / (_size_eff(np.minimum(np.minimum(width / t, h), tok), calib) * tile(width / t)))
+        fe_rank = fe / grid.etp_or_one()
+        routed = (P_layer - P_tp) * dims.routing_factor / (_size_eff(
+            np.minimum(np.minimum(fe_rank, h), tok_expert), calib) * tile(fe_rank)) / st.expert_gemm_efficiency
         inv_size = (dense + routed) / P_layer
     if fused:
         att_rate = bf16_pk * att_eff
     else:  # unfused: batched GEMMs as thin as a head
         att_rate = bf16_pk * gemm_eff * _size_eff(hd, calib)
-    logit_rate = bf16_pk * gemm_eff * _size_eff(np.minimum(np.minimum(h, V / t), tok), calib)
+    logit_rate = bf16_pk * gemm_eff * _size_eff(np.minimum(np.minimum(h, V / t), tok), calib) * tile(V / t)
+    # QK^T and its two backward GEMMs have head_dim d_qk (MLA: nope + rope) on the weight side, AV
+    # and its two d_v: on a matrix unit wider than them, they run at its tile efficiency.
+    att_tile_inv = (d_qk / tile_efficiency(d_qk, unit) + d_v / tile_efficiency(d_v, unit)) / (d_qk + d_v)
     lin_s = lin_mult * lin_fwd * inv_size / lin_rate
-    att_s = att_mult * att_fwd / att_rate
+    att_s = att_mult * att_fwd * att_tile_inv / att_rate
     # Memory-bound kernels: passes over the layer's activations (norms, activations, residuals, rope),
     # over the s x s scores when attention is unfused, and the casts of a low-precision recipe.
     act_elems = tok * h / t
