@@ -10,7 +10,7 @@ from models.loader import default_catalog
 from models.perf.stacks import StackProfile, get_stack
 from models.perf.training import (
     RECOMPUTE, SCALEUP_LATENCY_S, ConfigGrid, enumerate_grid, evaluate, evaluate_layout, gemm_ceiling_tflops,
-    op_sac_recomputed_linear_share, op_sac_saved_bytes_per_token, stage_layers,
+    op_sac_recomputed_linear_share, op_sac_saved_bytes_per_token, stage_layers, tile_efficiency,
 )
 from models.schema import Accelerator, Calibration, PinnedParallelism
 
@@ -62,6 +62,27 @@ def test_fused_causal_attention_flops_bytes_and_memory():
     assert old["hw_flops_per_step"] == pytest.approx(2 * (3 * lin + 3 * 4 * 128 * 128 * 256) + 3 * logit, rel=1e-12)
     acts_old = 2 * 128 * 256 * (34 + 5 * 4 * 128 / 256)
     assert old["memory_per_gpu_gb"] == pytest.approx((16 * params + acts_old + 128 * 1000 * 4) / 1e9, rel=1e-12)
+
+
+def test_matrix_unit_tile_efficiency_by_hand():
+    # A dimension d on a U-wide systolic unit fills d / (U ceil(d/U)) of its padded tile.
+    assert tile_efficiency(128, 256) == 0.5
+    assert tile_efficiency(320, 256) == 0.625
+    assert tile_efficiency(192, 128) == 0.75 and tile_efficiency(256, 256) == 1.0 and tile_efficiency(128, 128) == 1.0
+    assert tile_efficiency(64, None) == 1.0 and tile_efficiency(64, 0) == 1.0
+    # head_dim 128 on a 256-wide unit: attention (QK^T, AV and their backward GEMMs) at half rate;
+    # every linear width (h 256, Q/K/V/O 256, ffn 1024) fills its tiles; the 1000-wide logits 1000/1024.
+    dims = ModelDims(layers=2, hidden=256, heads=2, vocab=1000, seq_len=128)
+    wide = TOY.model_copy(update={"matrix_unit_dim": 256})
+    r = run(dims, grid(), acc=wide)
+    lin, att, logit = 2 * 128 * 12 * 256**2, 4 * 128 * 64.5 * 256, 2 * 128 * 256 * 1000
+    elem_s = 10 * 128 * 256 * 2 / 1e12
+    expect = 2 * (3 * lin / PEAK + 3 * att / (0.5 * 0.5 * PEAK) + elem_s) + 3 * logit / (PEAK * 1000 / 1024)
+    assert r["compute_s"] == pytest.approx(expect, rel=1e-12)
+    # Without a unit width (GPUs) nothing is lost.
+    plain = run(dims, grid())
+    assert plain["compute_s"] == pytest.approx(2 * (3 * lin / PEAK + 3 * att / (0.5 * PEAK) + elem_s) + 3 * logit / PEAK,
+                                               rel=1e-12)
 
 
 def test_op_level_selective_recompute_by_hand():
