@@ -181,6 +181,6 @@ def test_the_h100_fold_predicts_each_row_on_its_own_hardware():
     dense = [_prepare(r, CAT) for r in load_modern()["training"] if not r["model"].get("experts")]
     rows = {r.id: r for r in logo_fold(dense, "accelerator", "h100-sxm", CAT.calibration)}
     assert len(rows) == 14
-    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(8.66, abs=0.05)
+    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(8.75, abs=0.05)
     tt = [r.error_pct for i, r in rows.items() if i.startswith("tt-")]
     assert min(tt) > 0 and max(tt) < 27  # over-predicted from the H200 row alone: +0.3 % .. +26 %
