@@ -149,19 +149,25 @@ class JobTable:
         }
 
 
-def _evaluated(job: TrainingJob, catalog: Catalog):
-    """The token-independent part of a job's table: names, grid, performance (no time to train)."""
+def _job_names(job: TrainingJob, catalog: Catalog):
+    """The job's model, the accelerators and fabrics it may use, and which (accelerator, fabric)
+    pairs are compatible (Gaudi 3 on its RoCE, TPUs on their DCN, never InfiniBand)."""
     dims = resolve_model(job.model, job.seq_len)
     acc_names = [job.accelerator] if job.accelerator else sorted(catalog.accelerators)
     fab_names = [job.fabric] if job.fabric else sorted(catalog.fabrics)
+    ok = np.array([[compatible(a, catalog.accelerators[a], f, catalog.fabrics[f]) for f in fab_names] for a in acc_names],
+                  dtype=bool)
+    return dims, acc_names, fab_names, ok
+
+
+def _evaluated(job: TrainingJob, catalog: Catalog):
+    """The token-independent part of a job's table: names, grid, performance (no time to train)."""
+    dims, acc_names, fab_names, ok = _job_names(job, catalog)
     accs = [catalog.accelerators[a] for a in acc_names]
     fabs = [catalog.fabrics[f] for f in fab_names]
     grid = enumerate_grid(dims, job.global_batch, accs, fabs, precision=job.precision, pinned=job.parallelism,
                           stack=job.stack)
-    # Only pairs an accelerator can really use (Gaudi 3 on its RoCE, TPUs on their DCN, never InfiniBand).
-    ok = np.array([[compatible(a, catalog.accelerators[a], f, catalog.fabrics[f]) for f in fab_names] for a in acc_names],
-                  dtype=bool)
-    if len(grid) and not ok.all():
+    if len(grid) and not ok.all():  # only the pairs an accelerator can really use
         grid = grid.take(np.flatnonzero(ok[grid.acc, grid.fab]))
     return _evaluated_grid(job, catalog, dims, acc_names, fab_names, grid)
 
@@ -228,15 +234,10 @@ def evaluated_table(job: TrainingJob, evaluated, sel) -> JobTable:
 
 
 def job_space(job: TrainingJob, catalog: Catalog) -> JobSpace:
-    dims = resolve_model(job.model, job.seq_len)
-    acc_names = [job.accelerator] if job.accelerator else sorted(catalog.accelerators)
-    fab_names = [job.fabric] if job.fabric else sorted(catalog.fabrics)
-    usable = [(a, f) for a, an in enumerate(acc_names) if supports_precision(catalog.accelerators[an], job.precision)
-              for f, fn in enumerate(fab_names)
-              if compatible(an, catalog.accelerators[an], fn, catalog.fabrics[fn])]
-    pair_acc, pair_fab = (np.array(x, dtype=np.int64).reshape(-1) for x in zip(*usable)) if usable else \
-        (np.zeros(0, dtype=np.int64),) * 2
-    first = catalog.accelerators[acc_names[int(pair_acc[0])]] if usable else catalog.accelerators[acc_names[0]]
+    dims, acc_names, fab_names, ok = _job_names(job, catalog)
+    ok &= np.array([supports_precision(catalog.accelerators[a], job.precision) for a in acc_names])[:, None]
+    pair_acc, pair_fab = (x.astype(np.int64) for x in np.nonzero(ok))  # accelerator-major, as enumerate_grid
+    first = catalog.accelerators[acc_names[int(pair_acc[0]) if len(pair_acc) else 0]]
     base = enumerate_grid(dims, job.global_batch, [first], [catalog.fabrics[fab_names[0]]], precision=job.precision,
                           pinned=job.parallelism, stack=job.stack)
     return JobSpace(job, catalog, dims, acc_names, fab_names, base, pair_acc, pair_fab)

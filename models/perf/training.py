@@ -275,8 +275,9 @@ def peak_flops_bound(acc: Accelerator, precision: str, calib: Calibration) -> fl
     """FLOP/s no kernel of `evaluate` exceeds on `acc` (the datasheet peaks and GEMM ceilings at the
     job's precision and BF16): tokens/s <= accelerators x this / model_flops_per_token, a bound that
     prunes a layout before it is evaluated (optimizer.mip.prune). tests/test_fast_prune.py checks it."""
-    rates = [acc.peak_bf16_tflops, _peak(acc, precision), gemm_ceiling_tflops(acc, "bf16", calib)]
-    if _peak(acc, precision) is not None:
+    peak = _peak(acc, precision)
+    rates = [acc.peak_bf16_tflops, peak, gemm_ceiling_tflops(acc, "bf16", calib)]
+    if peak is not None:
         rates.append(gemm_ceiling_tflops(acc, precision, calib))
     return max(r for r in rates if r is not None) * 1e12
 
@@ -712,11 +713,11 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     elem_bytes = elem_passes * act_elems * ACT_BYTES * fwd_mult / 3.0
     score_bytes = 0.0 if fused else calib.attention_passes * b * (a / t) * s * s / c * ACT_BYTES * att_mult / 3.0
     cast_bytes = (pprof.cast_passes if low else 0.0) * act_elems * ACT_BYTES * fwd_mult / 3.0
+    routed_tok = dims.moe_layers / l * tok * dims.top_k * dims.routing_factor if moe else 0.0  # per layer, busiest rank
     if moe and low:  # each routed copy is cast too: h wide into fc1, f_e wide into fc2 (half the dense passes each)
-        cast_bytes = cast_bytes + pprof.cast_passes / 2.0 * dims.moe_layers / l * tok * dims.top_k * dims.routing_factor \
-            * (h + float(dims.expert_ffn)) / t * ACT_BYTES * fwd_mult / 3.0
-    moe_bytes = (MOE_PERMUTE_PASSES * dims.moe_layers / l * tok * dims.top_k * dims.routing_factor * h / t * ACT_BYTES
-                 * fwd_mult / 3.0) if moe else 0.0
+        cast_bytes = cast_bytes + pprof.cast_passes / 2.0 * routed_tok * (h + float(dims.expert_ffn)) / t * ACT_BYTES \
+            * fwd_mult / 3.0
+    moe_bytes = MOE_PERMUTE_PASSES * routed_tok * h / t * ACT_BYTES * fwd_mult / 3.0
     mem_s = (elem_bytes + score_bytes + cast_bytes + moe_bytes) / hbm_bs
 
     # Tensor parallel: all-reduces (or reduce-scatter + all-gather with sequence parallelism, same

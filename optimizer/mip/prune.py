@@ -136,6 +136,7 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: boo
             need = min(job.tokens * flops_token / (peak[a] * job.deadline_days * 86400.0) for job in jobs)
         cand = n_acc[order] >= need / (1.0 + BOUND_SLACK)
         orders[a] = (order, nodes[order], cand, np.r_[0, np.cumsum(cand)])
+    peak_of_pair = np.array([peak[int(a)] for a in space.pair_acc])
     pos = np.zeros(n_pairs, dtype=np.int64)
     size = np.full(n_pairs, FIRST_ROWS, dtype=np.int64)
     best = np.full((len(jobs), n_pairs), -2, dtype=np.int64)  # -2 open, -1 none feasible, else the row
@@ -164,7 +165,7 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: boo
         ev = space.evaluated(rows)
         perf = ev[4]
         if flop_bound:
-            pk = np.array([peak[int(a)] for a in space.pair_acc])[rows // nb]
+            pk = peak_of_pair[rows // nb]
             done_flops = ev[3].gb * float(dims.seq_len) * flops_token
             if (done_flops > perf["step_time_s"] * perf["n_acc"] * pk * (1.0 + BOUND_SLACK)).any():
                 return prune_fewest_nodes(space, jobs, flop_bound=False)  # the bound is wrong: search without
@@ -184,9 +185,9 @@ def prune_fewest_nodes(space: JobSpace, jobs: list[TrainingJob], flop_bound: boo
             meet[j] += int(ok.sum())
             seen[j] += len(fits)
             pair = np.searchsorted(bounds, sel, side="right") - 1  # position in `active` of each row
+            nodes, days = t.perf["nodes"], t.days
             for q in np.unique(pair[ok]):
                 on = ok & (pair == q)
-                nodes, days = t.perf["nodes"], t.days
                 on &= nodes == nodes[on].min()
                 best[j, active[q]] = rows[sel[on & (days == days[on].min())]].min()
     out: list[Pruned | None] = []

@@ -242,9 +242,9 @@ def solve_instance(
     info: dict = {}
 
     def start_design(v, values, objective) -> None:
+        value = objective * objective_scale(instance.objective)
         early = Solution(instance=instance.name, objective=instance.objective, status="feasible", backend=backend,
-                         objective_value=objective * objective_scale(instance.objective), incumbent_source="heuristic",
-                         start_objective_value=objective * objective_scale(instance.objective),
+                         objective_value=value, incumbent_source="heuristic", start_objective_value=value,
                          first_design_s=t_prep + info["first_design_s"], phases_s={"prepare": t_prep})
         try:
             _fill_design(early, instance, data, pruned, pruned_services, v, values, verify)
