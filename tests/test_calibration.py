@@ -121,10 +121,33 @@ def test_modern_fit_stays_in_bounds_and_borrows_for_missing_stacks():
     st, pc, ac = fit_modern(rows, CAT.calibration, rounds=1, points=3, start="centre")
     for k, (lo, hi) in STACK_KNOB_BOUNDS.items():
         assert lo <= getattr(st["megatron-core"], k) <= hi
-        assert getattr(st["torchtitan"], k) == getattr(st["megatron-core"], k)  # no torchtitan rows: borrowed
+        # no torchtitan rows: the median of the fitted stacks (only megatron-core here)
+        assert getattr(st["torchtitan"], k) == getattr(st["megatron-core"], k)
     for a in ac.values():
         lo, hi = ACCELERATOR_KNOB_BOUNDS["gemm_efficiency_fitted"]
         assert lo <= a.gemm_efficiency_fitted <= hi
+
+
+def test_an_uncalibrated_stack_takes_the_median_of_the_calibrated_stacks_knob_by_knob():
+    from models.perf.stacks import borrowed_efficiencies, stack_profiles
+
+    st = stack_profiles()
+    a = st["megatron-core"].model_copy(update=dict(gemm_efficiency=1.0, attention_efficiency=0.4, elementwise_passes=30.0))
+    b = st["nemo"].model_copy(update=dict(gemm_efficiency=0.9, attention_efficiency=0.5, elementwise_passes=40.0))
+    c = st["torchtitan"].model_copy(update=dict(gemm_efficiency=0.7, attention_efficiency=0.6, elementwise_passes=50.0))
+    d = st["maxtext"].model_copy(update=dict(gemm_efficiency=1.0, attention_efficiency=0.35, elementwise_passes=60.0))
+    out = borrowed_efficiencies({"megatron-core": a, "nemo": b, "torchtitan": c, "maxtext": d,
+                                 "deepspeed": st["deepspeed"], "megatron-2021": st["megatron-2021"]},
+                                ["megatron-core", "nemo", "torchtitan", "maxtext", "megatron-2021"])
+    ds = out["deepspeed"]
+    assert ds.gemm_efficiency == pytest.approx(0.9)  # median of 1.0, 0.9, 0.7 (MaxText does not fit it)
+    assert ds.attention_efficiency == pytest.approx(0.45)  # median of 0.4, 0.5, 0.6, 0.35
+    assert ds.elementwise_passes == pytest.approx(45.0)  # median of 30, 40, 50, 60
+    assert out["megatron-2021"] is st["megatron-2021"] and out["nemo"] is b  # donors and the 2021 stack unchanged
+    # shipped: deepspeed has no rows, so it carries the median of the four calibrated modern stacks
+    mods = [st[n] for n in ("megatron-core", "nemo", "torchtitan")]
+    assert st["deepspeed"].gemm_efficiency == pytest.approx(float(np.median([s.gemm_efficiency for s in mods])))
+    assert not st["deepspeed"].calibrated
 
 
 def test_torchtitan_h100_rows_run_on_the_500w_hbm2e_variant_their_source_states():

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from ..schema import Accelerator, Calibration, Catalog, ModelDims, PinnedParallelism
-from .stacks import SHARDING, StackProfile, precision_profiles, stack_profiles
+from .stacks import EFFICIENCY_KNOBS, SHARDING, StackProfile, borrowed_efficiencies, precision_profiles, stack_profiles
 from .training import RECOMPUTE, enumerate_grid, evaluate, evaluate_layout
 
 # The paper's end-to-end estimates give no layout; these are ours. 96 stages do not divide 1024
@@ -213,8 +213,9 @@ MOE_KNOB_BOUNDS = {"ep_exposed": (0.0, 1.0), "expert_gemm_efficiency": (0.3, 1.0
 # Only for accelerators without a measured GEMM ceiling, fitted on that accelerator's rows alone.
 ACCELERATOR_KNOB_BOUNDS = {"gemm_efficiency_fitted": (0.6, 0.95)}
 PRECISION_KNOB_BOUNDS = {"gemm_efficiency": (0.5, 1.0)}
+assert tuple(STACK_KNOB_BOUNDS) == EFFICIENCY_KNOBS  # the knobs an uncalibrated stack borrows are the fitted ones
 FITTED_STACKS = ("megatron-core", "nemo", "torchtitan", "maxtext")
-BORROW_FROM = "megatron-core"  # a stack with no rows in a fit takes this stack's fitted efficiencies
+BORROW_FROM = "megatron-core"  # donor of the shared fixed costs' view and of the MoE knobs of a stack without MoE rows
 
 
 @lru_cache(maxsize=1)
@@ -371,13 +372,9 @@ def _modern_rows(prepared: list[_Prepared], calib, stacks, precs, accs=None) -> 
 
 
 def _with_borrowed(stacks: dict[str, StackProfile], fitted_on: set[str]) -> dict[str, StackProfile]:
-    """Stacks with no rows in this fit take the efficiencies of BORROW_FROM."""
-    donor = stacks[BORROW_FROM]
-    out = dict(stacks)
-    for name, st in stacks.items():
-        if name != "megatron-2021" and name not in fitted_on:
-            out[name] = st.model_copy(update={k: getattr(donor, k) for k in STACK_KNOB_BOUNDS})
-    return out
+    """Stacks with no rows in this fit take the median of the fitted stacks' efficiencies, as an
+    uncalibrated stack does outside the fits (stacks.borrowed_efficiencies)."""
+    return borrowed_efficiencies(stacks, fitted_on)
 
 
 def _needs_ratio(acc) -> bool:

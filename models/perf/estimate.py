@@ -278,8 +278,8 @@ def estimate_training(
         res["time_to_train_days"] = days if math.isfinite(days) else None
     res["breakdown"] = {k: float(out[k][i]) for k in BREAKDOWN + (("a2a_s",) if dims.is_moe else ())}
     if not st.calibrated:
-        res["stack_note"] = f"stack {st_name} has no published runs in the calibration files: efficiencies borrowed " \
-                            "from megatron-core"
+        res["stack_note"] = f"stack {st_name} has no published runs in the calibration files: efficiencies are the " \
+                            "median of the calibrated stacks'"
     if note:
         res["note"] = note
     res.update(estimate_goodput(res, acc))  # failures: goodput, checkpoints, lost time, time to train

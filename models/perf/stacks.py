@@ -2,8 +2,9 @@
 
 A stack decides what the layout search may use (fused attention, context parallelism, sharding modes,
 interleaving, uneven stages) and how much communication stays exposed. Its efficiencies are fitted
-only on published runs of that stack (`models.perf.calibration`); a stack without such runs borrows
-the megatron-core values and says it is uncalibrated. Data: data/stacks.yaml.
+only on published runs of that stack (`models.perf.calibration`); a stack without such runs takes,
+knob by knob, the median of the calibrated stacks' values (`borrowed_efficiencies`) and says it is
+uncalibrated. Data: data/stacks.yaml.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Literal, Optional
 
+import numpy as np
 import yaml
 from pydantic import Field
 
@@ -19,6 +21,10 @@ from ..dims import Strict
 
 SHARDING = ("none", "zero1", "zero2", "zero3")  # codes 0..3
 DEFAULT_STACK = "megatron-core"
+LEGACY_STACK = "megatron-2021"  # the SC'21 software: its efficiencies are the catalog's 2021 calibration
+# The efficiencies calibration fits per stack (models.perf.calibration.STACK_KNOB_BOUNDS has their bounds).
+EFFICIENCY_KNOBS = ("gemm_efficiency", "attention_efficiency", "elementwise_passes", "layer_overhead_us",
+                    "step_overhead_s")
 LOW_PRECISIONS = ("fp8", "mxfp8", "nvfp4")
 
 
@@ -109,9 +115,33 @@ def _data() -> dict:
     return yaml.safe_load(resources.files("models").joinpath("data/stacks.yaml").read_text())
 
 
+def fits_knob(st: StackProfile, knob: str) -> bool:
+    """Whether calibration fits `knob` for this stack (MaxText leaves gemm_efficiency at 1: its TPUs' own
+    ratios are fitted instead)."""
+    return st.fitted_knobs is None or knob in st.fitted_knobs
+
+
+def borrowed_efficiencies(stacks: dict[str, StackProfile], donors) -> dict[str, StackProfile]:
+    """Every modern stack outside `donors` (the stacks calibrated on rows) takes, per efficiency knob,
+    the median over the donors that fit that knob. Why the median: a stack without published runs is
+    one more draw from the population of stacks, and the median is the estimate with the least
+    expected absolute error, the same rule as the GEMM ratio of an unmeasured accelerator
+    (calibration.unmeasured_gemm_ratio, the median over the measured chips). Borrowing one stack's
+    values instead (Megatron-Core, the most tuned) would make every unknown stack as fast as it."""
+    donors = sorted(n for n in donors if n in stacks and n != LEGACY_STACK)
+    upd = {}
+    for k in EFFICIENCY_KNOBS:
+        vals = [getattr(stacks[n], k) for n in donors if fits_knob(stacks[n], k) and getattr(stacks[n], k) is not None]
+        if vals:
+            upd[k] = float(np.median(vals))
+    return {n: st if n in donors or n == LEGACY_STACK else st.model_copy(update=upd) for n, st in stacks.items()}
+
+
 @lru_cache(maxsize=1)
 def stack_profiles() -> dict[str, StackProfile]:
-    return {k: StackProfile.model_validate(v) for k, v in _data()["stacks"].items()}
+    """The shipped profiles; an uncalibrated one (no published runs) carries the borrowed efficiencies."""
+    raw = {k: StackProfile.model_validate(v) for k, v in _data()["stacks"].items()}
+    return borrowed_efficiencies(raw, [n for n, st in raw.items() if st.calibrated])
 
 
 @lru_cache(maxsize=1)
