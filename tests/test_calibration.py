@@ -126,6 +126,14 @@ def test_modern_fit_stays_in_bounds_and_borrows_for_missing_stacks():
     for a in ac.values():
         lo, hi = ACCELERATOR_KNOB_BOUNDS["gemm_efficiency_fitted"]
         assert lo <= a.gemm_efficiency_fitted <= hi
+    # two fitted stacks: the stacks without rows take their median (the mean of two) knob by knob,
+    # gemm_efficiency from megatron-core alone (MaxText does not fit it)
+    rows += [_prepare(r, CAT) for r in load_modern()["training"] if r["id"] == "maxtext-tier-v5p512-llama2-70b"]
+    st, _, _ = fit_modern(rows, CAT.calibration, rounds=1, points=3, start="centre")
+    mc, mx, tt = st["megatron-core"], st["maxtext"], st["torchtitan"]
+    assert tt.attention_efficiency == pytest.approx((mc.attention_efficiency + mx.attention_efficiency) / 2)
+    assert tt.elementwise_passes == pytest.approx((mc.elementwise_passes + mx.elementwise_passes) / 2)
+    assert tt.gemm_efficiency == mc.gemm_efficiency and st["nemo"].attention_efficiency == tt.attention_efficiency
 
 
 def test_an_uncalibrated_stack_takes_the_median_of_the_calibrated_stacks_knob_by_knob():
@@ -204,6 +212,7 @@ def test_the_h100_fold_predicts_each_row_on_its_own_hardware():
     dense = [_prepare(r, CAT) for r in load_modern()["training"] if not r["model"].get("experts")]
     rows = {r.id: r for r in logo_fold(dense, "accelerator", "h100-sxm", CAT.calibration)}
     assert len(rows) == 14
-    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(8.75, abs=0.05)
+    # NeMo has no rows left either: it takes the median of the fitted stacks (megatron-core, torchtitan, maxtext)
+    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(8.61, abs=0.05)
     tt = [r.error_pct for i, r in rows.items() if i.startswith("tt-")]
     assert min(tt) > 0 and max(tt) < 27  # over-predicted from the H200 row alone: +0.3 % .. +26 %
