@@ -328,3 +328,20 @@ def test_estimate_expresses_todays_layouts():
     free = estimate_training(PRESETS["llama3-70b"], CAT, "h100-sxm", None, 64, global_batch={"min": 100, "max": 128})
     pinned = estimate_training(PRESETS["llama3-70b"], CAT, "h100-sxm", None, 64, global_batch=128)
     assert 100 <= free["global_batch"] <= 128 and free["tokens_per_s"] >= pinned["tokens_per_s"] - 1e-6
+
+
+def test_an_uncalibrated_stack_estimates_with_the_median_efficiencies_and_says_so():
+    from models.perf.estimate import estimate_training
+    from models.perf.stacks import stack_profiles
+
+    dims = ModelDims(layers=32, hidden=4096, heads=32, kv_heads=8, ffn_hidden=14336, vocab=128256, gated_mlp=True,
+                     seq_len=8192)
+    st = stack_profiles()
+    r = estimate_training(dims, CAT, "h100-sxm", None, 64, tp=1, pp=8, global_batch=512, stack="deepspeed")
+    assert "median of the calibrated stacks" in r["stack_note"]
+    # the profile it ran with: the medians (gemm over megatron-core, nemo, torchtitan; MaxText leaves it at 1)
+    ds = st["deepspeed"]
+    assert ds.gemm_efficiency == pytest.approx(np.median([st[n].gemm_efficiency for n in ("megatron-core", "nemo", "torchtitan")]))
+    assert ds.attention_efficiency == pytest.approx(np.median([st[n].attention_efficiency for n in
+                                                               ("megatron-core", "nemo", "torchtitan", "maxtext")]))
+    assert ds.layer_overhead_us == st["megatron-core"].layer_overhead_us  # a shared fixed cost: every median is it
