@@ -84,6 +84,15 @@ def test_expert_launch_cost_per_local_expert_by_hand():
     assert b["step_time_s"] - a["step_time_s"] == pytest.approx(2 * 2 * 8 * 100e-6, rel=1e-9)
 
 
+def test_expert_kernels_per_pass_by_hand():
+    from models.perf.training import expert_kernels_per_micro_batch as kernels
+
+    assert kernels("bf16", 1.0) == 6 and kernels("mxfp8", 1.0) == 10 and kernels("fp8", 1.0) == 18
+    # a recomputed forward reruns the forward's 2 GEMMs and 2 quantisations: FP8-CS 8 + 8 + 10, not 18 x 4/3
+    assert kernels("fp8", 2.0) == 26 and kernels("bf16", 2.0) == 8
+    assert kernels("fp8", 1.5) == pytest.approx(22.0)
+
+
 @pytest.mark.parametrize("precision, acc, q", [("bf16", "h100-sxm", 0), ("fp8", "h100-sxm", 3), ("mxfp8", "b200", 1)])
 @pytest.mark.parametrize("recompute", ["none", "full"])
 def test_expert_launch_cost_counts_the_quantisation_kernels(precision, acc, q, recompute):
