@@ -84,20 +84,34 @@ def test_expert_launch_cost_per_local_expert_by_hand():
     assert b["step_time_s"] - a["step_time_s"] == pytest.approx(2 * 2 * 8 * 100e-6, rel=1e-9)
 
 
-@pytest.mark.parametrize("precision, acc, kernels", [("bf16", "h100-sxm", 6), ("fp8", "h100-sxm", 6 + 4 * 3),
-                                                      ("mxfp8", "b200", 6 + 4 * 1)])
-def test_expert_launch_cost_counts_the_quantisation_kernels(precision, acc, kernels):
-    """Per local expert: 6 GEMMs, plus 4 quantised tensors at low precision, each 3 kernels with per-tensor
-    current scaling (amax scan, scale, cast) and 1 with MXFP8 (block scales inside the cast)."""
+def test_expert_kernels_per_pass_by_hand():
+    from models.perf.training import expert_kernels_per_micro_batch as kernels
+
+    assert kernels("bf16", 1.0) == 6 and kernels("mxfp8", 1.0) == 10 and kernels("fp8", 1.0) == 18
+    # a recomputed forward reruns the forward's 2 GEMMs and 2 quantisations: FP8-CS 8 + 8 + 10, not 18 x 4/3
+    assert kernels("fp8", 2.0) == 26 and kernels("bf16", 2.0) == 8
+    assert kernels("fp8", 1.5) == pytest.approx(22.0)
+
+
+@pytest.mark.parametrize("precision, acc, q", [("bf16", "h100-sxm", 0), ("fp8", "h100-sxm", 3), ("mxfp8", "b200", 1)])
+@pytest.mark.parametrize("recompute", ["none", "full"])
+def test_expert_launch_cost_counts_the_quantisation_kernels(precision, acc, q, recompute):
+    """Per local expert and micro-batch: a forward pass runs 2 GEMMs and quantises their 2 inputs, the
+    backward 4 GEMMs and the 2 output gradients, a recomputed forward the forward's kernels again; a
+    quantisation is 3 kernels with per-tensor current scaling (amax scan, scale, cast), 1 with MXFP8 (block
+    scales inside the cast). The 2 weights are quantised once per step (cached for the other micro-batch)."""
     d = ModelDims(**TINY)
     acc, fab, calib = CAT.accelerators[acc], CAT.fabrics["ib-ndr-400g"], CAT.calibration
-    lay = dict(tp=1, pp=1, dp=1, micro_batch=1, recompute="none", sharding="none", global_batch=2)
+    lay = dict(tp=1, pp=1, dp=1, micro_batch=1, recompute=recompute, sharding="none", global_batch=2)
     base = _stack(moe_layer_overhead_us=0.0, expert_launch_us=0.0)
     a = evaluate_layout(d, dict(lay, stack=base), acc, fab, calib, precision, 2)
     b = evaluate_layout(d, dict(lay, stack=base.model_copy(update={"expert_launch_us": 60.0})), acc, fab, calib,
                         precision, 2)
-    # 2 micro-batches x 2 MoE layers x 8 local experts x 60 us per 6 kernels
-    assert b["step_time_s"] - a["step_time_s"] == pytest.approx(2 * 2 * 8 * 60e-6 * kernels / 6, rel=1e-9)
+    forwards = 2 if recompute == "full" else 1
+    kernels = (2 + 2 * q) * forwards + 4 + 2 * q  # bf16, no recompute: the 6 GEMMs; FP8-CS 18; MXFP8 10
+    # 2 micro-batches x 2 MoE layers x 8 local experts x 60 us per 6 kernels, plus 2 weights x q once per step
+    want = (2 * 2 * 8 * kernels + 2 * 8 * 2 * q) * 60e-6 / 6
+    assert b["step_time_s"] - a["step_time_s"] == pytest.approx(want, rel=1e-9)
 
 
 def test_routed_copies_are_cast_at_low_precision_by_hand():

@@ -623,9 +623,10 @@ if __name__ == "__main__":
         fitted = fit_calibration(cat)
         print({k: round(getattr(fitted, k), 4) for k in FITTED_KNOBS})
         print(format_report(run_calibration(cat, calib=fitted)))
-    if "--fit-moe" in sys.argv:
+    if "--fit-moe" in sys.argv:  # --from-shipped: start from the shipped MoE knobs, not the centre of the bounds
         prepared = [_prepare(r, cat) for r in load_modern()["training"]]
-        st, pc, ac = fit_modern(prepared, cat.calibration, rounds=6, points=11, moe_only=True, start="centre")
+        st, pc, ac = fit_modern(prepared, cat.calibration, rounds=6, points=11, moe_only=True,
+                                start="given" if "--from-shipped" in sys.argv else "centre")
         for n in FITTED_STACKS:
             print(n, {k: round(getattr(st[n], k), 3) for k in MOE_KNOB_BOUNDS})
     if "--fit" in sys.argv:

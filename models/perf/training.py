@@ -37,14 +37,18 @@ SCALEUP_LATENCY_S = 2e-6  # NVLink/ICI hop incl. collective-library step overhea
 FLOPS_CONVENTION = "causal"  # model FLOPs count half the s x s attention work (Megatron-Bridge, MaxText)
 EP_MAX = 256
 MOE_PERMUTE_PASSES = 8.0  # token permute + unpermute, read and write, forward and backward (x k tokens)
-# Per local expert, per MoE layer and micro-batch: 6 GEMMs (fc1, fc2 forward; their dgrad and wgrad) and 4
-# quantised tensors at low precision (the two GEMM inputs forward, the two output gradients backward; weights
-# are cast once per step). Kernels per quantised tensor (Transformer Engine): MXFP8 computes its block scales
-# inside the cast (1); per-tensor current scaling (FP8 "tensorwise", Megatron-Bridge's FP8-CS) first scans the
-# tensor for its amax, turns it into a scale, then casts (3); NVFP4's second-level per-tensor scale needs the
-# same amax scan (3).
+# Per local expert, per MoE layer and micro-batch: 6 GEMMs, 2 in a forward pass (fc1, fc2) and 4 in the
+# backward (their dgrad and wgrad), and at low precision 4 quantised tensors, 2 per forward pass (the two GEMM
+# inputs) and 2 in the backward (the two output gradients). The 2 weights are cast once per step: Megatron-Core's
+# TEGroupedLinear passes `is_first_microbatch`, so Transformer Engine caches their casts for the step's later
+# micro-batches and recomputed forwards. Kernels per quantised tensor (Transformer Engine): MXFP8 computes its
+# block scales inside the cast (1); per-tensor current scaling (FP8 "tensorwise", Megatron-Bridge's FP8-CS)
+# first scans the tensor for its amax, turns it into a scale, then casts (3); NVFP4's second-level per-tensor
+# scale needs the same amax scan (3).
 EXPERT_GEMMS = 6
-EXPERT_QUANTISED_TENSORS = 4
+EXPERT_FWD_GEMMS, EXPERT_BWD_GEMMS = 2, 4
+EXPERT_FWD_QUANTISED, EXPERT_BWD_QUANTISED = 2, 2
+EXPERT_WEIGHTS = 2
 QUANTIZE_KERNELS = {"bf16": 0, "fp8": 3, "mxfp8": 1, "nvfp4": 3}
 
 
@@ -430,6 +434,14 @@ def _expert_terms(dims: ModelDims, grid: "ConfigGrid", tok, t, su_dom, su_bs, fa
     return a2a_bytes * share, a2a_s, tok_expert, expert_params_gpu
 
 
+def expert_kernels_per_micro_batch(precision: str, forward_passes):
+    """Kernels one local expert launches per MoE layer and micro-batch: each forward pass (1, plus the
+    recomputed share of a layer) runs its 2 GEMMs and quantises their 2 inputs, the backward its 4 GEMMs
+    and the 2 output gradients; a quantisation is QUANTIZE_KERNELS[precision] kernels (0 in BF16)."""
+    q = QUANTIZE_KERNELS[precision]
+    return (EXPERT_FWD_GEMMS + EXPERT_FWD_QUANTISED * q) * forward_passes + EXPERT_BWD_GEMMS + EXPERT_BWD_QUANTISED * q
+
+
 def _op_sac_matmuls(dims: ModelDims, t, moe_layer: bool) -> list[tuple]:
     """A block's aten.mm calls in forward order (torchtitan's Llama/DeepSeek modules), each as
     (output width per rank and token, weight parameters). Column-parallel outputs split over t; a
@@ -743,15 +755,16 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # Grouped expert GEMMs launch one GEMM (and, at low precision, its quantisation kernels) per local
     # expert and pass (Transformer Engine GroupedLinear loops over the E/(ep etp) local experts), and
     # dropless routing syncs the host on the token counts every MoE layer: a fixed cost per MoE layer
-    # plus one per local expert, `expert_launch_us` for its 6 GEMMs and a sixth of that per other kernel.
+    # plus one per local expert, `expert_launch_us` for its 6 GEMMs and a sixth of that per other kernel,
+    # counted pass by pass (a recomputed forward reruns the forward's kernels, not a third of all of them).
     if moe:
         local_experts = dims.experts / (grid.ep_or_one() * grid.etp_or_one())
-        kernels = EXPERT_GEMMS + (EXPERT_QUANTISED_TENSORS * QUANTIZE_KERNELS[precision] if low else 0)
-        moe_fixed_us = (st.moe_layer_overhead_us + st.expert_launch_us * kernels / EXPERT_GEMMS * local_experts) \
-            * dims.moe_layers / l
+        kernels = expert_kernels_per_micro_batch(precision if low else "bf16", fwd_mult - 2.0)
+        moe_fixed_us = (st.moe_layer_overhead_us * fwd_mult / 3.0
+                        + st.expert_launch_us / EXPERT_GEMMS * kernels * local_experts) * dims.moe_layers / l
     else:
         moe_fixed_us = 0.0
-    overhead_s = (st.layer_overhead_us + moe_fixed_us) * 1e-6 * fwd_mult / 3.0
+    overhead_s = st.layer_overhead_us * 1e-6 * fwd_mult / 3.0 + moe_fixed_us * 1e-6
     # MoE dispatch + combine all-to-all: 2 forward, 2 backward, 2 more for a recomputed forward.
     # Overlapped (Megatron's 1F1B a2a overlap, DeepEP): hidden at most under the compute it overlaps.
     if moe:
@@ -812,6 +825,9 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # Optimizer step: memory-bound pass reading and writing each GPU's (sharded) state, plus the
     # stack's fixed per-step cost (gradient norm and clipping, data loading, logging, host syncs).
     opt_s = (2.0 * state_bytes / hbm_bs if st.optimizer_step else np.zeros(len(grid))) + st.step_overhead_s
+    if moe and low:  # each local expert's 2 weights are quantised once per step (cached for the other passes)
+        opt_s = opt_s + full * dims.moe_layers / l * local_experts * EXPERT_WEIGHTS * QUANTIZE_KERNELS[precision] \
+            * st.expert_launch_us / EXPERT_GEMMS * 1e-6
     step_s = (m + bubble_mb) * T_stage + pp_comm_s + dp_exposed_s + opt_s
     tokens_per_s = Bg * s / step_s
 
