@@ -179,6 +179,11 @@ LADDER: list[tuple[str, int, int, int, int, int, int]] = [
     ("20x8x3", 20, 8, 3, 4, 2, 2),
     ("50x10x3", 50, 10, 3, 4, 2, 1),
     ("50x10x3", 50, 10, 3, 4, 2, 2),
+    # Seeds 3 and 4 of the two small sizes: the out-of-sample check of a solver choice made on seeds 1 and 2.
+    ("20x8x3 more", 20, 8, 3, 4, 2, 3),
+    ("20x8x3 more", 20, 8, 3, 4, 2, 4),
+    ("50x10x3 more", 50, 10, 3, 4, 2, 3),
+    ("50x10x3 more", 50, 10, 3, 4, 2, 4),
     ("35x15x3 full", 35, 15, 3, 0, 0, 1),
     ("100x20x5", 100, 20, 5, 4, 2, 1),
     ("200x40x5", 200, 40, 5, 4, 2, 1),
