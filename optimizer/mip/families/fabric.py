@@ -74,14 +74,14 @@ def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int
     # and so from splitting a large fabric into cheap shallow pieces across sites.
     m.add_constraint(lin_sum(v.tiers[(*fs, n)] for n in DEPTHS) <= v.site_open[s.name], K("one_depth", **at))
     m.add_constraint(lin_sum(v.endpoints[(*fs, n)] for n in DEPTHS) == attached, K("endpoints_attached", **at))
-    leaf_ub = -(-min(f.tier_capacity[3], most) // f.down)
+    most_sw = _switch_bounds(f, [v.endpoints[(*fs, n)].ub for n in DEPTHS])
     for n in (2, 3):
-        leaves = m.add_var(K("leaves", **at, tiers=n), lb=0, ub=leaf_ub, integer=True)
-        spines = m.add_var(K("spines", **at, tiers=n), lb=0, ub=leaf_ub, integer=True)
+        leaves = m.add_var(K("leaves", **at, tiers=n), lb=0, ub=most_sw["leaves", n], integer=True)
+        spines = m.add_var(K("spines", **at, tiers=n), lb=0, ub=most_sw["spines", n], integer=True)
         v.leaves[(*fs, n)], v.spines[(*fs, n)] = leaves, spines
         m.add_constraint(f.down * leaves >= v.endpoints[(*fs, n)], K("leaf_ports", **at, tiers=n))
     m.add_constraint(f.radix * v.spines[(*fs, 2)] >= f.up * v.leaves[(*fs, 2)], K("spine_ports", **at, tiers=2))
-    agg = m.add_var(K("aggregation", **at, tiers=3), lb=0, ub=leaf_ub, integer=True)
+    agg = m.add_var(K("aggregation", **at, tiers=3), lb=0, ub=most_sw["aggregation", 3], integer=True)
     v.aggregation[fs] = agg
     m.add_constraint((f.radix // 2) * agg >= f.up * v.leaves[(*fs, 3)], K("aggregation_ports", **at, tiers=3))
     m.add_constraint(2 * v.spines[(*fs, 3)] >= agg, K("core_ports", **at, tiers=3))
@@ -91,8 +91,25 @@ def _fat_tree(m: Model, v: Vars, f: FabricData, s: SiteData, attached, most: int
         m.add_constraint(v.endpoints[(*fs, n)] >= v.tiers[(*fs, n)], K("tier_in_use", **at, tiers=n))
     for n in (2, 3):
         switches = v.leaves[(*fs, n)] + v.spines[(*fs, n)] + (agg if n == 3 else 0)
-        m.add_constraint(switches <= 3 * leaf_ub * v.tiers[(*fs, n)], K("switches_in_depth", **at, tiers=n))
+        big_m = sum(ub for (_, t), ub in most_sw.items() if t == n)
+        m.add_constraint(switches <= big_m * v.tiers[(*fs, n)], K("switches_in_depth", **at, tiers=n))
     _depth_for_job(m, v, f, fs, at, jobs)
+
+
+def _switch_bounds(f: FabricData, depth_endpoints: list[float]) -> dict[tuple[str, int], int]:
+    """The most switches of each kind a depth can need, from the most endpoints it can hold
+    (`depth_endpoints`, by depth 1-3): leaves = ceil(endpoints / down), 2-tier spines = ceil(up x
+    leaves / radix), 3-tier aggregation = ceil(up x leaves / (radix / 2)), core = ceil(aggregation / 2),
+    the least counts the port rows below allow, so no optimum needs more (switches only cost).
+    Per depth, not the 3-tier leaf count for every kind: HiGHS's reduced-cost fixing at the root
+    stores up to 1,024 bound steps per integer column with a nonzero reduced cost, at a cost that
+    grows with the square of the domain in every cut round; a 2-tier leaf bounded by 1,152 where 48
+    suffice paid it (benchmarks/RESULTS.md, "HiGHS's root seconds")."""
+    e2, e3 = depth_endpoints[1], depth_endpoints[2]
+    leaves2, leaves3 = math.ceil(e2 / f.down - 1e-9), math.ceil(e3 / f.down - 1e-9)
+    agg = math.ceil(f.up * leaves3 / (f.radix // 2) - 1e-9)
+    return {("leaves", 2): leaves2, ("spines", 2): math.ceil(f.up * leaves2 / f.radix - 1e-9),
+            ("leaves", 3): leaves3, ("aggregation", 3): agg, ("spines", 3): math.ceil(agg / 2 - 1e-9)}
 
 
 def _depth_for_job(m: Model, v: Vars, f: FabricData, fs, at, jobs) -> None:
