@@ -371,12 +371,6 @@ def _modern_rows(prepared: list[_Prepared], calib, stacks, precs, accs=None) -> 
     return rows
 
 
-def _with_borrowed(stacks: dict[str, StackProfile], fitted_on: set[str]) -> dict[str, StackProfile]:
-    """Stacks with no rows in this fit take the median of the fitted stacks' efficiencies, as an
-    uncalibrated stack does outside the fits (stacks.borrowed_efficiencies)."""
-    return borrowed_efficiencies(stacks, fitted_on)
-
-
 def _needs_ratio(acc) -> bool:
     return not acc.gemm_tflops_measured
 
@@ -439,7 +433,7 @@ def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | Non
                         tab[name] = old
         width = {k: w / 2 for k, w in width.items()}
     moe_fitted = {n for n in FITTED_STACKS if moe_rows[n]}
-    out = dict(stacks) if moe_only else _with_borrowed(stacks, fitted_on)
+    out = dict(stacks) if moe_only else borrowed_efficiencies(stacks, fitted_on)  # stacks without rows here take the medians
     donor = BORROW_FROM if BORROW_FROM in moe_fitted else next(iter(sorted(moe_fitted)), None)
     for n in FITTED_STACKS + ("deepspeed",):
         if n not in moe_fitted and donor is not None:

@@ -45,8 +45,8 @@ MOE_PERMUTE_PASSES = 8.0  # token permute + unpermute, read and write, forward a
 # block scales inside the cast (1); per-tensor current scaling (FP8 "tensorwise", Megatron-Bridge's FP8-CS)
 # first scans the tensor for its amax, turns it into a scale, then casts (3); NVFP4's second-level per-tensor
 # scale needs the same amax scan (3).
-EXPERT_GEMMS = 6
 EXPERT_FWD_GEMMS, EXPERT_BWD_GEMMS = 2, 4
+EXPERT_GEMMS = EXPERT_FWD_GEMMS + EXPERT_BWD_GEMMS
 EXPERT_FWD_QUANTISED, EXPERT_BWD_QUANTISED = 2, 2
 EXPERT_WEIGHTS = 2
 QUANTIZE_KERNELS = {"bf16": 0, "fp8": 3, "mxfp8": 1, "nvfp4": 3}
@@ -759,9 +759,10 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     # counted pass by pass (a recomputed forward reruns the forward's kernels, not a third of all of them).
     if moe:
         local_experts = dims.experts / (grid.ep_or_one() * grid.etp_or_one())
+        kernel_us = st.expert_launch_us / EXPERT_GEMMS  # one expert kernel's launch
         kernels = expert_kernels_per_micro_batch(precision if low else "bf16", fwd_mult - 2.0)
-        moe_fixed_us = (st.moe_layer_overhead_us * fwd_mult / 3.0
-                        + st.expert_launch_us / EXPERT_GEMMS * kernels * local_experts) * dims.moe_layers / l
+        moe_fixed_us = (st.moe_layer_overhead_us * fwd_mult / 3.0 + kernel_us * kernels * local_experts) \
+            * dims.moe_layers / l
     else:
         moe_fixed_us = 0.0
     overhead_s = st.layer_overhead_us * 1e-6 * fwd_mult / 3.0 + moe_fixed_us * 1e-6
@@ -827,7 +828,7 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
     opt_s = (2.0 * state_bytes / hbm_bs if st.optimizer_step else np.zeros(len(grid))) + st.step_overhead_s
     if moe and low:  # each local expert's 2 weights are quantised once per step (cached for the other passes)
         opt_s = opt_s + full * dims.moe_layers / l * local_experts * EXPERT_WEIGHTS * QUANTIZE_KERNELS[precision] \
-            * st.expert_launch_us / EXPERT_GEMMS * 1e-6
+            * kernel_us * 1e-6
     step_s = (m + bubble_mb) * T_stage + pp_comm_s + dp_exposed_s + opt_s
     tokens_per_s = Bg * s / step_s
 
