@@ -83,7 +83,7 @@ def test_the_unmeasured_chip_prior_is_reported(modern):
 
 
 def test_moe_rows_are_predicted_and_reported(modern):
-    # The MoE mean target (<= 10 %) is met (8.4 %); one row stays beyond 20 % (gpt-oss-120b on B200, +23.5 %:
+    # The MoE mean target (<= 10 %) is met (8.3 %); one row stays beyond 20 % (gpt-oss-120b on B200, +22.2 %:
     # see docs/performance-model.md). These bounds guard what is reached.
     assert len(modern.moe_ids) == 13 and "mb2511-gb200-dsv3-bf16" in modern.moe_ids
     assert {r.id for r in modern.rows} >= set(modern.moe_ids)
@@ -91,7 +91,7 @@ def test_moe_rows_are_predicted_and_reported(modern):
     assert np.mean(list(moe.values())) <= 8.6
     assert sum(e <= 20.0 for e in moe.values()) >= 12
     assert moe["mb2509-h100-dsv3-dropless-1024gpu"] <= 10.0  # EP over 8 nodes: group-limited routing
-    assert moe["mb2511-b200-gptoss120b-bf16"] <= 24.0  # expert gradients over one NIC per rank, in fp32
+    assert moe["mb2511-b200-gptoss120b-bf16"] <= 23.0  # expert gradients over one NIC per rank, in fp32
     # per-tensor FP8 scaling (3 kernels per quantised tensor), expert kernels counted pass by pass
     assert moe["mb2511-h100-qwen3-30b-fp8"] <= 20.0
     text = format_modern(modern)

@@ -135,15 +135,37 @@ def test_gradient_reduction_hides_under_the_last_backward_and_the_gather_under_t
     # of the 2 x 2,084,864 bf16 bytes of the model: 0.5 x 4,169,728 / 1e11 + 2e-6 = 22.85 us.
     dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
     one = 0.5 * 2 * (2 * 12 * 256**2 + 2 * 1000 * 256) / 100e9 + 2e-6
+    assert one == pytest.approx(22.848_64e-6, rel=1e-12)
     st = FUSED.model_copy(update={"dp_exposed": 0.0, "overlap_limited_by_compute": True})
     z1 = run(dims, grid(d=2, shard=1, gb=2), stack=st)
-    stage = z1["compute_s"]  # one micro-batch: the stage time; its forward is a third of it
-    assert stage < one  # both collectives outlast their windows
-    # ZeRO-1: reduce-scatter under the backward (2/3), parameter gather under the forward (1/3).
-    assert z1["dp_comm_exposed_s"] == pytest.approx((one - 2 / 3 * stage) + (one - stage / 3), rel=1e-12)
+    # One micro-batch on the one stage: its layers, then the output layer and loss (3 x 65.536 MFLOP at
+    # the 100 TFLOP/s peak = 1.966 us), which hide neither collective: no gradient exists before the
+    # loss's backward has gone through the output layer, and every parameter is gathered before it.
+    logits = 3 * 2 * 128 * 256 * 1000 / PEAK
+    layers = z1["compute_s"] - logits  # their forward is a third of it
+    assert layers < one  # both collectives outlast their windows
+    # ZeRO-1: reduce-scatter under the layers' backward (2/3), parameter gather under their forward (1/3).
+    assert z1["dp_comm_exposed_s"] == pytest.approx((one - 2 / 3 * layers) + (one - layers / 3), rel=1e-12)
     # No sharding: the whole all-reduce has only the backward to hide under.
     z0 = run(dims, grid(d=2, shard=0, gb=2), stack=st)
-    assert z0["dp_comm_exposed_s"] == pytest.approx(2 * one - 2 / 3 * z0["compute_s"], rel=1e-12)
+    assert z0["dp_comm_exposed_s"] == pytest.approx(2 * one - 2 / 3 * (z0["compute_s"] - logits), rel=1e-12)
+
+
+def test_data_parallel_windows_are_the_first_stage_layers():
+    # Two stages of one layer each, two replicas (4 GPUs in one domain, 100 GB/s, 2 us per step): the first
+    # stage finishes its backward last, so its one layer is the window, not the last stage with the logits.
+    # A stage holds 786,432 layer weights + the 256,000 of its embedding or output head: bf16 ring over 2
+    # peers 0.5 x 2 x 1,042,432 / 1e11 + 2e-6 = 12.42 us each way.
+    dims = ModelDims(layers=2, hidden=256, heads=4, vocab=1000, seq_len=128)
+    one = 0.5 * 2 * (12 * 256**2 + 1000 * 256) / 100e9 + 2e-6
+    assert one == pytest.approx(12.424_32e-6, rel=1e-12)
+    keys = (128 + 1) / 2
+    layer = 3 * 2 * 128 * 12 * 256**2 / PEAK + 3 * 4 * 128 * keys * 256 / (0.5 * PEAK) + 10 * 128 * 256 * 2 / 1e12
+    assert layer == pytest.approx(7.202_406_4e-6, rel=1e-12)  # 6.040 us of GEMMs, 0.507 attention, 0.655 elementwise
+    st = FUSED.model_copy(update={"dp_exposed": 0.0, "overlap_limited_by_compute": True})
+    r = run(dims, grid(p=2, d=2, shard=1, gb=2), stack=st)
+    assert r["dp_comm_exposed_s"] == pytest.approx((one - 2 / 3 * layer) + (one - layer / 3), rel=1e-12)
+    assert r["dp_comm_exposed_s"] == pytest.approx(17.646_233_6e-6, rel=1e-9)  # 2 x 12.424 - 7.202 us
 
 
 def test_model_flops_conventions():

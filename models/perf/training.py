@@ -812,13 +812,19 @@ def _evaluate(dims, grid, tabs, calib, precision, st: StackProfile, pprof, token
         ag_s = ag_s + _ring_gather_s(k_exp, w_bytes * ex_bytes, ex_bw, dp_lat)
     # What can hide it. FSDP: gathers and reductions overlap every micro-batch. Otherwise the gradient
     # reduction (the whole all-reduce without sharding) overlaps only the last micro-batch's backward,
-    # the parameter gather of ZeRO-1/2 only the first forward of the next step (--overlap-param-gather).
+    # the parameter gather of ZeRO-1/2 only the first forward of the next step (--overlap-param-gather),
+    # both on the first stage, which finishes its backward last (the later stages' reductions run in its
+    # cool-down): the window is its layers' own work, never the output layer and loss. Megatron-Core
+    # launches a bucket's reduce-scatter once its gradients exist (none before the loss's backward has
+    # gone through the output layer) and gathers a bucket's parameters just ahead of the module using it
+    # (all gathered before the logits), so with one stage the logits and loss hide neither collective.
     grad_s = np.where(shard == 0, 2.0 * rs_s, rs_s)
     gather_s = np.where(shard == 0, 0.0, ag_s)
     if st.overlap_limited_by_compute:
-        fwd_w = T_stage / fwd_mult  # one forward of the stage; the backward (with its recompute) is the rest
+        layers_w = first * T_layer  # one micro-batch on the first stage, its layers only
+        fwd_w = layers_w / fwd_mult  # their forward; the backward (with its recompute) is the rest
         dp_exposed_s = np.where(fsdp, exposed_s(grad_s + 2.0 * m * gather_s, dp_exposed_frac, m * T_stage),
-                                exposed_s(grad_s, dp_exposed_frac, T_stage - fwd_w)
+                                exposed_s(grad_s, dp_exposed_frac, layers_w - fwd_w)
                                 + exposed_s(gather_s, dp_exposed_frac, fwd_w))
     else:
         dp_exposed_s = exposed_s(grad_s + np.where(fsdp, 2.0 * m, 1.0) * gather_s, dp_exposed_frac)
