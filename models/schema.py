@@ -72,6 +72,12 @@ class Accelerator(Strict):
         default_factory=dict,
         description="Measured dense GEMM ceiling per precision (bf16, fp8, mxfp8, nvfp4), TFLOP/s; source in `source`.",
     )
+    gemm_tflops_derived: dict[Name, Annotated[PositiveFloat, Field(le=1e5)]] = Field(
+        default_factory=dict,
+        description="Dense GEMM ceiling per precision derived from a measured sibling part with the same datasheet "
+        "rate at that precision, scaled by the sustained-clock power law (board power / sibling's)^(1/3) "
+        "(models.perf.training.power_clock_factor); used where nothing is measured; derivation in `source`.",
+    )
     hbm_bw_measured_tbs: Optional[PositiveFloat] = Field(
         None, le=1e3, description="Measured (achievable) HBM bandwidth, TB/s; null = datasheet x calibration.hbm_efficiency."
     )
@@ -127,6 +133,11 @@ class Accelerator(Strict):
     @property
     def fabric_ports_per_node(self) -> int:
         return self.nics_per_node or self.accelerators_per_node
+
+    @property
+    def gemm_ceilings_tflops(self) -> dict[str, float]:
+        """GEMM ceilings per precision: measured where published, else derived from a measured sibling."""
+        return {**self.gemm_tflops_derived, **self.gemm_tflops_measured}
 
     @property
     def rentable(self) -> bool:

@@ -83,12 +83,13 @@ def test_the_unmeasured_chip_prior_is_reported(modern):
 
 
 def test_moe_rows_are_predicted_and_reported(modern):
-    # The MoE mean target (<= 10 %) is met (8.3 %); one row stays beyond 20 % (gpt-oss-120b on B200, +22.2 %:
+    # The MoE mean target (<= 10 %) is met (8.6 %: GB300's ceilings derived from GB200's measured ones put its
+    # two MoE rows at -9.6 and -14.7 %); one row stays beyond 20 % (gpt-oss-120b on B200, +22.2 %:
     # see docs/performance-model.md). These bounds guard what is reached.
     assert len(modern.moe_ids) == 13 and "mb2511-gb200-dsv3-bf16" in modern.moe_ids
     assert {r.id for r in modern.rows} >= set(modern.moe_ids)
     moe = {r.id: abs(r.error_pct) for r in modern.rows if r.id in modern.moe_ids}
-    assert np.mean(list(moe.values())) <= 8.6
+    assert np.mean(list(moe.values())) <= 8.75
     assert sum(e <= 20.0 for e in moe.values()) >= 12
     assert moe["mb2509-h100-dsv3-dropless-1024gpu"] <= 10.0  # EP over 8 nodes: group-limited routing
     assert moe["mb2511-b200-gptoss120b-bf16"] <= 23.0  # expert gradients over one NIC per rank, in fp32
@@ -214,6 +215,6 @@ def test_the_h100_fold_predicts_each_row_on_its_own_hardware():
     rows = {r.id: r for r in logo_fold(dense, "accelerator", "h100-sxm", CAT.calibration)}
     assert len(rows) == 14
     # NeMo has no rows left either: it takes the median of the fitted stacks (megatron-core, torchtitan, maxtext)
-    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(8.61, abs=0.05)
+    assert np.mean([abs(r.error_pct) for r in rows.values()]) == pytest.approx(8.23, abs=0.05)
     tt = [r.error_pct for i, r in rows.items() if i.startswith("tt-")]
     assert min(tt) > 0 and max(tt) < 27  # over-predicted from the H200 row alone: +0.3 % .. +26 %

@@ -10,7 +10,7 @@ from models.loader import default_catalog
 from models.perf.stacks import StackProfile, get_stack
 from models.perf.training import (
     RECOMPUTE, SCALEUP_LATENCY_S, ConfigGrid, enumerate_grid, evaluate, evaluate_layout, gemm_ceiling_tflops,
-    op_sac_recomputed_linear_share, op_sac_saved_bytes_per_token, stage_layers, tile_efficiency,
+    op_sac_recomputed_linear_share, op_sac_saved_bytes_per_token, power_clock_factor, stage_layers, tile_efficiency,
 )
 from models.schema import Accelerator, Calibration, PinnedParallelism
 
@@ -299,6 +299,28 @@ def test_gemm_ceilings_come_from_each_accelerators_measurements():
         gemm_ceiling_tflops(acc["h100-sxm"], "nvfp4", CAT.calibration)
 
 
+def test_a_part_without_measurement_takes_its_measured_siblings_ceilings_scaled_by_power():
+    acc, cal = CAT.accelerators, CAT.calibration
+    # the power law, checked on the one die measured at two board powers (B200 1000 W, GB200 1200 W)
+    assert power_clock_factor(1200, 1000) == pytest.approx(1.0627, abs=1e-4)
+    assert 1822.0 / 1745.0 == pytest.approx(power_clock_factor(1200, 1000), abs=0.02)
+    assert 3615.6 / 3432.5 == pytest.approx(power_clock_factor(1200, 1000), abs=0.02)
+    # (part, sibling, its power, sibling's power): same dense BF16/FP8 datasheet rates
+    for name, base, p, pb in (("gb300", "gb200", 1400, 1200), ("b300", "b200", 1100, 1000), ("h800", "h100-sxm", 700, 700)):
+        a, b = acc[name], acc[base]
+        assert not a.gemm_tflops_measured and a.gemm_efficiency_fitted is None
+        for prec in ("bf16", "fp8"):
+            assert getattr(a, f"peak_{prec}_tflops") == getattr(b, f"peak_{prec}_tflops")
+            want = b.gemm_tflops_measured[prec] * power_clock_factor(p, pb)
+            assert gemm_ceiling_tflops(a, prec, cal) == pytest.approx(want, abs=0.06)
+        assert gemm_ceiling_tflops(a, "mxfp8", cal) == gemm_ceiling_tflops(a, "fp8", cal)
+    # a precision whose datasheet rate differs from the sibling's (NVFP4: 15 PF against GB200's 10) is not
+    # carried over: it takes the part's own derived ratio
+    g = acc["gb300"]
+    ratio = np.mean([1918.1 / 2500, 3806.2 / 5000])
+    assert gemm_ceiling_tflops(g, "nvfp4", cal) == pytest.approx(15000 * ratio, rel=1e-12)
+
+
 def test_an_unmeasured_accelerator_gets_the_median_measured_ratio():
     acc, cal = CAT.accelerators, CAT.calibration
     # per measured chip, mean of measured/datasheet over its precisions; median over chips (8 of them:
@@ -313,8 +335,9 @@ def test_an_unmeasured_accelerator_gets_the_median_measured_ratio():
     assert cal.unmeasured_gemm_ratio == pytest.approx((1243.0 / 1835 + (1822.0 / 2500 + 3615.6 / 5000 + 7627.6 / 10000) / 3)
                                                       / 2, abs=5e-4)
     assert cal.unmeasured_gemm_ratio == pytest.approx(float(np.median(list(mean_ratio.values()))), abs=5e-4)
-    # a chip with neither a measurement nor its own fit (B300) gets it; the A100 keeps its 2021 fit
-    assert gemm_ceiling_tflops(acc["b300"], "bf16", cal) == pytest.approx(2250 * cal.unmeasured_gemm_ratio, rel=1e-12)
+    # a chip with neither a measurement, a measured sibling nor its own fit (Trainium2) gets it; the A100
+    # keeps its 2021 fit
+    assert gemm_ceiling_tflops(acc["trainium2"], "bf16", cal) == pytest.approx(667 * cal.unmeasured_gemm_ratio, rel=1e-12)
     assert gemm_ceiling_tflops(acc["a100-sxm-40gb"], "bf16", cal) == pytest.approx(312 * cal.gemm_efficiency_max)
     # its own fit wins over the prior
     v5p = acc["tpu-v5p"]

@@ -18,7 +18,7 @@ import yaml
 
 from ..schema import Accelerator, Calibration, Catalog, ModelDims, PinnedParallelism
 from .stacks import EFFICIENCY_KNOBS, SHARDING, StackProfile, borrowed_efficiencies, precision_profiles, stack_profiles
-from .training import RECOMPUTE, enumerate_grid, evaluate, evaluate_layout
+from .training import RECOMPUTE, enumerate_grid, evaluate, evaluate_layout, power_clock_factor
 
 # The paper's end-to-end estimates give no layout; these are ours. 96 stages do not divide 1024
 # GPUs, so GPT-3 uses t=8, p=8 (d=16) at the Table 2 batch; the 1T model keeps its Table 1 layout.
@@ -279,10 +279,11 @@ def variant_accelerator(catalog: Catalog, name: str, spec: dict) -> Accelerator:
     if limit is not None:
         if not 0 < limit <= rated:
             raise ValueError(f"hardware variant '{name}': power_limit_w must be in (0, rated_power_w={rated}]; got {limit}")
-        f = (limit / rated) ** (1.0 / 3.0)
+        f = power_clock_factor(limit, rated)
     upd: dict[str, Any] = {k: getattr(base, k) * f for k in ("peak_bf16_tflops", "peak_fp8_tflops", "peak_fp4_tflops")
                            if getattr(base, k) is not None}
     upd["gemm_tflops_measured"] = {k: v * f for k, v in base.gemm_tflops_measured.items()}
+    upd["gemm_tflops_derived"] = {k: v * f for k, v in base.gemm_tflops_derived.items()}
     if "hbm_gb" in spec:
         upd["hbm_gb"] = spec["hbm_gb"]
     if "hbm_bw_tbs" in spec:
@@ -372,7 +373,7 @@ def _modern_rows(prepared: list[_Prepared], calib, stacks, precs, accs=None) -> 
 
 
 def _needs_ratio(acc) -> bool:
-    return not acc.gemm_tflops_measured
+    return not acc.gemm_ceilings_tflops
 
 
 def fit_modern(prepared: list[_Prepared], calib: Calibration, stacks: dict | None = None, precs: dict | None = None,

@@ -320,14 +320,22 @@ def tile_efficiency(dim, unit):
     return np.where(u > 0, d / (safe * np.ceil(d / safe)), 1.0)
 
 
+def power_clock_factor(power_w: float, base_power_w: float) -> float:
+    """Sustained tensor clock of a part held to `power_w` relative to one held to `base_power_w`, at the
+    same datasheet rate per clock: dynamic power goes as f V^2 with the voltage roughly proportional to
+    the clock, so f ~ P^(1/3). Checked on the one die measured at two board powers: B200 at 1000 W
+    (HGX) and 1200 W (GB200) gives 1.063, the measured GEMM ceilings 1.044 (BF16) and 1.053 (FP8)."""
+    return (power_w / base_power_w) ** (1.0 / 3.0)
+
+
 def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
-    """Measured/datasheet GEMM ratio of this accelerator (mean over its measured precisions); without
-    measurements, the ratio fitted on its own training runs (the A100's is the 2021 fit
+    """Measured (or sibling-derived) over datasheet GEMM ratio of this accelerator (mean over those
+    precisions); without either, the ratio fitted on its own training runs (the A100's is the 2021 fit
     `gemm_efficiency_max`); else the prior `unmeasured_gemm_ratio`, the median of the measured
     accelerators' ratios (without one, `gemm_efficiency_max`)."""
     peaks = {"bf16": acc.peak_bf16_tflops, "fp8": acc.peak_fp8_tflops, "mxfp8": acc.peak_fp8_tflops,
              "nvfp4": acc.peak_fp4_tflops}
-    r = [v / peaks[k] for k, v in acc.gemm_tflops_measured.items() if peaks.get(k)]
+    r = [v / peaks[k] for k, v in acc.gemm_ceilings_tflops.items() if peaks.get(k)]
     if r:
         return float(np.mean(r))
     if acc.gemm_efficiency_fitted:
@@ -338,8 +346,9 @@ def fallback_gemm_ratio(acc: Accelerator, calib: Calibration) -> float:
 
 
 def gemm_ceiling_tflops(acc: Accelerator, precision: str, calib: Calibration) -> float:
-    """Dense GEMM ceiling at `precision`: measured where published, else datasheet x fallback ratio."""
-    meas = acc.gemm_tflops_measured
+    """Dense GEMM ceiling at `precision`: measured where published, else derived from a measured sibling
+    part (`gemm_tflops_derived`), else datasheet x fallback ratio."""
+    meas = acc.gemm_ceilings_tflops
     if precision in meas:
         return float(meas[precision])
     if precision == "mxfp8" and "fp8" in meas:  # same tensor-core rate; block scales ride along
