@@ -6,7 +6,7 @@ Prints, as markdown: the machine; candidate configurations evaluated per second 
 performance model; issue 20's ladder (20x8x3, 50x10x3, 35x15x3 on the full catalog, 100x20x5,
 200x40x5 jobs x services x sites; two seeds each) on OR-Tools (default) and PuLP/CBC: status, gap,
 seconds to the first complete design, seconds in all, the phases (prepare = candidate tables and
-pruning, build, start = the constructive design, solve, verify), peak memory and the work done
+pruning, build, start = the constructive design, improve = its LP-restricted re-solve, solve, verify), peak memory and the work done
 (branch-and-bound nodes, and the limit that stopped the solve); the issue's targets against it;
 batch throughput. Each solve runs in its own fresh process (spawned), so its peak memory is its own.
 `--work-limit` replaces the wall clock by a node limit (comparisons that do not depend on the
@@ -162,10 +162,11 @@ def ladder(sizes, seeds, time_limit, work_limit) -> tuple[str, list[dict]]:
     lines = [f"Generated with `dcopt generate` (accelerators and fabrics as given; 0 = the full catalog); "
              f"end-to-end `solve_instance` with {limit}, default gap (prove optimality). `first design` is the seconds "
              "from the start of the run to the first complete, feasible design (the constructive start); phases are "
-             "prepare (candidate tables and pruning) / build / start / solve / verify seconds; `work` is the nodes "
+             "prepare (candidate tables and pruning) / build / start / improve (the start's LP-restricted re-solve) / "
+             "solve / verify seconds; `work` is the nodes "
              "explored and the limit that stopped the solve.", "",
              "| size | seed | backend (solver) | integers | status, gap | first design s | total s "
-             "| prepare / build / start / solve / verify s | peak MB | work | design from |",
+             "| prepare / build / start / improve / solve / verify s | peak MB | work | design from |",
              "|---|---:|---|---:|---|---:|---:|---|---:|---|---|"]
     rows = []
     for spec in sizes:
@@ -176,7 +177,7 @@ def ladder(sizes, seeds, time_limit, work_limit) -> tuple[str, list[dict]]:
                 r.update(label=label, seed=seed, backend=backend)
                 rows.append(r)
                 ph = r["phases"]
-                phases = " / ".join(_fmt_s(ph.get(n)) for n in ("prepare", "build", "start", "solve", "verify"))
+                phases = " / ".join(_fmt_s(ph.get(n)) for n in ("prepare", "build", "start", "improve", "solve", "verify"))
                 w = r["work"] or {}
                 work = "-" if w.get("nodes") is None else f"{w['nodes']:,} nodes" + (
                     f", stopped by the {w['stopped_by']} limit" if w.get("stopped_by") else "")

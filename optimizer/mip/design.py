@@ -251,12 +251,13 @@ class Solution:
     mip_size: dict[str, int] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)  # the MIP's named totals over all sites, MIP units
     procurement: list[dict] = field(default_factory=list)  # own-versus-rent study of `either` workloads
-    incumbent_source: str = ""  # "solver" | "heuristic" (the constructive start, optimizer/mip/start.py)
+    incumbent_source: str = ""  # "solver" | "heuristic" (the start, optimizer/mip/start.py, as improved by mip/improve.py)
     start_objective_value: Optional[float] = None  # the constructive start's objective, reported unit
     first_design_s: Optional[float] = None  # seconds from the start of the run to the first complete design
     work: dict = field(default_factory=dict)  # {"nodes": explored, "work_limit": nodes or None, "stopped_by": ...}
     phases_s: dict = field(default_factory=dict)  # seconds: prepare, build, start, solve, verify
     decomposition: dict = field(default_factory=dict)  # when decomposed: LP bound, restricted solve, seconds
+    improvement: dict = field(default_factory=dict)  # the LP-restricted re-solve of the start: objective, LP bound, cutoff
 
     @property
     def has_design(self) -> bool:

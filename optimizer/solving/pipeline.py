@@ -18,6 +18,7 @@ from optimizer.mip.data import MipData, build_data, rented_candidates
 from optimizer.mip.design import Solution
 from optimizer.mip.lp import K
 from optimizer.mip.decompose import solve_decomposed
+from optimizer.mip.improve import cutoff_for, improve_start
 from optimizer.mip.start import heuristic_start
 from optimizer.mip.prune import Pruned, PrunedService, compact, prune, prune_owned_jobs, prune_service
 from optimizer.solving.extract import design_from, jobs_from, services_from
@@ -67,7 +68,7 @@ def prepare_services(instance: Instance) -> list[PrunedService]:
 def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, export_path=None,
               bounds: dict[str, float] | None = None, start: bool = True, work_limit: int | None = None,
               info: dict | None = None, decompose: bool = False, hint: bool | None = None, progress=None,
-              on_start=None) -> tuple[SolveResult, Vars, object]:
+              on_start=None, improve: bool | None = None) -> tuple[SolveResult, Vars, object]:
     """Build, bound, solve; then the objective's tie-break (models.metrics) at its optimum.
 
     `start`: build the constructive design (optimizer.mip.start) first; if the solver then stops with
@@ -76,6 +77,9 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
     `work_limit`: branch-and-bound nodes per solve.
     `decompose` fixes the sites from the start and solves the restricted model before the full one
     (optimizer.mip.decompose; the bound stays the full model's).
+    `improve` re-solves the start's model restricted to the placements the LP relaxation uses
+    (optimizer.mip.improve) and gives the solver that design's objective as a cutoff (None: where
+    measured to help: CUTOFF_BACKENDS, up to IMPROVE_MAX_INTEGERS; elsewhere no cutoff is given).
     `info` (a dict) receives where the design came from, the work done and the phase seconds.
     `progress(incumbent, bound)` hears the first solve only (MIP units): the tie-break's numbers
     are of another objective. `on_start(v, values, objective)` hears the constructive start's
@@ -101,16 +105,34 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
         info["first_design_s"] = t2 - t0
         if on_start is not None:
             on_start(v, heur.values, heur.objective)
-    limit = time_limit_s if time_limit_s is None else max(time_limit_s - (t2 - t1), 0.1 * time_limit_s)
+    cutoff = None
+    if improve is None:
+        improve = backend in CUTOFF_BACKENDS and m.num_integer_vars <= IMPROVE_MAX_INTEGERS
+    if heur is not None and improve and not decompose:
+        better = improve_start(m, v, heur, backend, _improve_budget(time_limit_s), work_limit)
+        heur = better.start
+        info["improvement"] = {"objective": heur.objective, "improved": better.improved, "lp_bound": better.lp_bound,
+                               "placements_kept": better.placements_kept, "placements": better.placements,
+                               "seconds": better.seconds}
+        if backend in CUTOFF_BACKENDS:
+            cutoff = cutoff_for(heur)
+            info["improvement"]["cutoff"] = cutoff
+    t3 = time.perf_counter()
+    info["phases_s"]["improve"] = t3 - t2
+    limit = time_limit_s if time_limit_s is None else max(time_limit_s - (t3 - t1), 0.1 * time_limit_s)
     hint = backend in HINT_BACKENDS if hint is None else hint
     info["hinted"] = bool(hint and heur is not None)
+    within = _within_gap(heur, info.get("improvement", {}).get("lp_bound"), gap, backend)
     with progress_sink(progress):
-        if decompose and heur is not None:
+        if within is not None:
+            res = within
+        elif decompose and heur is not None:
             res = solve_decomposed(m, v, heur, backend, limit, gap, work_limit, info)  # its point is the hint
         else:
             res = run_backend(m, backend=backend, time_limit_s=limit, gap=gap,
-                              start=heur.values if hint and heur is not None else None, work_limit=work_limit)
-    res = _prefer_start(m, res, heur)
+                              start=heur.values if hint and heur is not None else None, work_limit=work_limit,
+                              cutoff=cutoff)
+    res = _prefer_start(m, res, heur, cutoff)
     info["decomposed"] = bool(decompose and heur is not None)
     info["incumbent_source"] = "heuristic" if heur is not None and _from_start(res, heur) else "solver"
     info["work"] = {"nodes": res.nodes, "work_limit": work_limit, "stopped_by": res.stopped_by or None}
@@ -126,7 +148,7 @@ def solve_mip(data: MipData, objective: str, backend: str, time_limit_s, gap, ex
             res = dataclasses.replace(res2, objective=res.objective, best_bound=res.best_bound, gap=res.gap,
                                       runtime_s=res.runtime_s + res2.runtime_s, status=res.status,
                                       message=res.message or res2.message, nodes=res.nodes, stopped_by=res.stopped_by)
-    info["phases_s"]["solve"] = time.perf_counter() - t2
+    info["phases_s"]["solve"] = time.perf_counter() - t3
     return res, v, m
 
 
@@ -152,6 +174,34 @@ def _progress_events(on_progress, objective: str, start: float):
 HINT_BACKENDS: tuple[str, ...] = ()
 
 
+# Backends whose start is improved by default and whose solve then gets its objective as a cutoff
+# (optimizer.mip.improve). Measured on the issue-20 ladder (benchmarks/RESULTS.md): HiGHS, whose
+# root spent most of its seconds fixing wide integer domains that a near-optimal cutoff shrinks
+# first. CBC is not: with the cutoff it took 97 s instead of 20 s on 20 x 8 x 3 seed 1, and the
+# restricted re-solve alone (no cutoff) only adds its seconds.
+CUTOFF_BACKENDS: tuple[str, ...] = ("ortools", "ortools-highs")
+# Up to this many integer variables (the 20- and 50-workload models: 630-1,578). Above it the
+# restricted model is itself a hard MIP: on 100 x 20 x 5 seed 1 (5,040 integers) HiGHS found nothing
+# better than the start in the 12 s it was given, and on 200 x 40 x 5 it took 13-20 s.
+IMPROVE_MAX_INTEGERS = 2500
+
+
+def _within_gap(heur, lp_bound: float | None, gap: float | None, backend: str) -> SolveResult | None:
+    """The improved start as the answer when it is already within the requested gap of the LP
+    relaxation's bound (a valid bound on the whole model): no branch-and-bound can say more."""
+    g = None if heur is None else _rel_gap(heur.objective, lp_bound)
+    if g is None or g > (1e-6 if gap is None else gap) or lp_bound > heur.objective + 1e-9 * max(1.0, abs(heur.objective)):
+        return None
+    status = Status.OPTIMAL if g <= 1e-6 else Status.FEASIBLE
+    return SolveResult(status, heur.objective, lp_bound, g, heur.values, 0.0, backend, "none (LP bound)",
+                       f"the improved start is within the requested gap ({g:.3g}) of the LP relaxation's bound")
+
+
+def _improve_budget(time_limit_s: float | None) -> float:
+    """Seconds the LP-restricted re-solve may take: a fifth of the limit, at most 20."""
+    return 20.0 if time_limit_s is None else min(20.0, max(0.2 * time_limit_s, 0.5))
+
+
 def _start_budget(time_limit_s: float | None) -> float:
     """Seconds the constructive start may take (its completion solves): a quarter of the limit, at most 30."""
     return 30.0 if time_limit_s is None else min(30.0, max(0.25 * time_limit_s, 0.5))
@@ -164,14 +214,19 @@ def _from_start(res: SolveResult, heur) -> bool:
     return res.objective is not None and res.objective >= heur.objective - 1e-9 * max(1.0, abs(heur.objective))
 
 
-def _prefer_start(m, res: SolveResult, heur) -> SolveResult:
+def _prefer_start(m, res: SolveResult, heur, cutoff: float | None = None) -> SolveResult:
     """The solver's answer, unless it ended with no incumbent (or a worse one than the start it was
-    given): then the start, with the solver's bound, so the gap stays true."""
+    given): then the start, with the solver's bound, so the gap stays true. Under a `cutoff` (a hair
+    above the start), "infeasible" is the proof that nothing beats the start: it is the optimum."""
     if heur is None or res.status == Status.UNBOUNDED:
         return res
     tol = 1e-9 * max(1.0, abs(heur.objective))
     if res.values is not None and res.objective is not None and res.objective <= heur.objective + tol:
         return res
+    if cutoff is not None and res.status == Status.INFEASIBLE:
+        return dataclasses.replace(res, status=Status.OPTIMAL, objective=heur.objective, best_bound=heur.objective,
+                                   gap=0.0, values=heur.values,
+                                   message="the improved start's design: the solver proved no design beats it")
     bound = res.best_bound
     if bound is not None and bound > heur.objective + 1e-6 * max(1.0, abs(heur.objective)):
         bound = None  # a bound above a feasible design is no bound on it (a solver fault): report none
@@ -202,7 +257,7 @@ def solve_instance(
     instance: Instance, backend: str = "ortools", time_limit_s: float | None = None, gap: float | None = None,
     verify: bool = True, export_path=None, objective: str | None = None, bounds: dict[str, float] | None = None,
     frontier: bool = False, study_procurement: bool = True, start: bool = True, work_limit: int | None = None,
-    decompose: bool = False, hint: bool | None = None, on_progress=None, on_start=None,
+    decompose: bool = False, hint: bool | None = None, on_progress=None, on_start=None, improve: bool | None = None,
 ) -> Solution:
     """Solve one instance; the returned design has passed the independent verifier (when verify).
 
@@ -210,7 +265,8 @@ def solve_instance(
     {"days:gpt3": 30} or {"tco_usd": 2e8} (the epsilon constraints of a Pareto front); `frontier`
     keeps every job's nodes/time front in the MIP (implied when a job's days are bounded); `start` builds
     the constructive design first and gives it to the solver (solve_mip); `work_limit` caps the
-    branch-and-bound nodes of each solve (deterministic, unlike the time limit).
+    branch-and-bound nodes of each solve (deterministic, unlike the time limit); `improve` re-solves
+    the start restricted to what the LP relaxation uses and hands its objective on as a cutoff.
     An infeasible instance gets `diagnosis` lines (optimizer.studies.explain: what must grow, by how much,
     each fix confirmed by a verified design) unless `diagnose_infeasible` is off.
 
@@ -254,11 +310,15 @@ def solve_instance(
         on_start(early)
 
     res, v, m = solve_mip(data, instance.objective, backend, time_limit_s, gap, export_path, bounds, start=start,
-                          work_limit=work_limit, info=info, decompose=decompose, hint=hint,
+                          work_limit=work_limit, info=info, decompose=decompose, hint=hint, improve=improve,
                           progress=_progress_events(on_progress, instance.objective, t_start),
                           on_start=start_design if on_start is not None else None)
     if info.get("decomposed"):
         sol.decomposition = info.get("decomposition", {})
+    if "improvement" in info:
+        scale = objective_scale(instance.objective)
+        sol.improvement = {k: (x * scale if k in ("objective", "lp_bound", "cutoff") and x is not None else x)
+                           for k, x in info["improvement"].items()}
     sol.phases_s = {"prepare": t_prep, **info.get("phases_s", {})}
     sol.work = info.get("work", {})
     sol.status = STATUS_TEXT[res.status]

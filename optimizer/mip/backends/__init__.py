@@ -54,9 +54,9 @@ def _implausible(model: Model, res: SolveResult, tol: float = 1e-5) -> str | Non
     return None
 
 
-def _extras(start, work_limit) -> dict:
+def _extras(start, work_limit, cutoff=None) -> dict:
     """Only the options given, so a backend without them (a test double) still takes plain solves."""
-    return {k: x for k, x in (("start", start), ("work_limit", work_limit)) if x is not None}
+    return {k: x for k, x in (("start", start), ("work_limit", work_limit), ("cutoff", cutoff)) if x is not None}
 
 
 def get_backend(name: str = "ortools") -> Backend:
@@ -68,7 +68,7 @@ def get_backend(name: str = "ortools") -> Backend:
 
 def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float | None = None,
           gap: float | None = None, fallback: bool = True, start: list[float] | None = None,
-          work_limit: int | None = None) -> SolveResult:
+          work_limit: int | None = None, cutoff: float | None = None) -> SolveResult:
     """Solve with `backend`; if it is missing or fails (ERROR), try the other backend when
     `fallback` is true, saying in `message` that it fell back and why.
 
@@ -76,6 +76,8 @@ def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float 
     The fallback gets the remaining time, but never less than 10% of the limit.
     `start` (a feasible assignment by variable index) is the MIP start; `work_limit` caps the
     branch-and-bound nodes, a limit that stops at the same point however loaded the machine is.
+    `cutoff` (the objective, constant included, of a design known to exist) lets the solver discard
+    every node that cannot beat it; INFEASIBLE then means "nothing below the cutoff", not "no design".
     """
     _check_limits(time_limit_s, gap)
     _check_work(work_limit)
@@ -100,7 +102,7 @@ def solve(model: Model, backend: str | Backend = "ortools", time_limit_s: float 
         if not b.is_available():
             notes.append(f"{label} is not available")
             continue
-        result = b.solve(model, limit, gap, **_extras(start, work_limit))
+        result = b.solve(model, limit, gap, **_extras(start, work_limit, cutoff))
         bad = _implausible(model, result)
         if bad:
             result = SolveResult(Status.ERROR, None, None, None, None, result.runtime_s, result.backend, result.solver,

@@ -47,10 +47,12 @@ class PulpBackend(_Results):
         except Exception:
             return False
 
-    def _command(self, pulp, time_limit_s, gap, log_path, work_limit=None, warm=False):
+    def _command(self, pulp, time_limit_s, gap, log_path, work_limit=None, warm=False, cutoff=None):
+        # CBC solves PuLP's MPS file, which drops the objective's constant: its cutoff is without it.
+        options = [f"randomCbcSeed {SEED}", "randomSeed 1234567"] + ([] if cutoff is None else [f"cutoff {cutoff!r}"])
         kw = dict(msg=False, timeLimit=time_limit_s, gapRel=DEFAULT_GAP if gap is None else gap,
                   gapAbs=ABS_GAP, threads=1, logPath=log_path, maxNodes=work_limit, warmStart=warm,
-                  options=[f"randomCbcSeed {SEED}", "randomSeed 1234567"])
+                  options=options)
         with warnings.catch_warnings():
             # PuLP 3.x deprecates PULP_CBC_CMD in favour of COIN_CMD + a separately installed
             # CBC; the bundled binary is exactly what makes PuLP a zero-install fallback.
@@ -63,9 +65,11 @@ class PulpBackend(_Results):
         return cmd if cmd.available() else None
 
     def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None,
-              start: list[float] | None = None, work_limit: int | None = None) -> SolveResult:
+              start: list[float] | None = None, work_limit: int | None = None,
+              cutoff: float | None = None) -> SolveResult:
         """`start`: a feasible assignment by variable index, given to CBC as PuLP's warm start
-        (`setInitialValue` + `warmStart=True`, i.e. CBC's `-mips` file); `work_limit`: CBC's maxNodes (nodes after the root)."""
+        (`setInitialValue` + `warmStart=True`, i.e. CBC's `-mips` file); `work_limit`: CBC's maxNodes (nodes after the root);
+        `cutoff`: an objective (constant included) no better than a known design's, CBC's `-cutoff`."""
         _check_limits(time_limit_s, gap)
         _check_work(work_limit)
         t0 = time.perf_counter()
@@ -76,7 +80,10 @@ class PulpBackend(_Results):
         fd, log_path = tempfile.mkstemp(prefix="dcopt-cbc-", suffix=".log")
         os.close(fd)
         try:
-            cmd = self._command(pulp, time_limit_s, gap, log_path, work_limit, warm=start is not None)
+            if cutoff is not None and model.sense != "min":
+                raise ValueError("a cutoff is only supported for minimisation")
+            plain = None if cutoff is None else cutoff - model.objective.constant
+            cmd = self._command(pulp, time_limit_s, gap, log_path, work_limit, warm=start is not None, cutoff=plain)
             if cmd is None:
                 return self._result(Status.ERROR, t0, "no CBC binary available to PuLP")
             prob, pvars = _to_pulp(pulp, model)

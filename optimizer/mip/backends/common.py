@@ -63,7 +63,8 @@ class Backend(Protocol):
     def is_available(self) -> bool: ...
 
     def solve(self, model: Model, time_limit_s: float | None = None, gap: float | None = None,
-              start: list[float] | None = None, work_limit: int | None = None) -> SolveResult: ...
+              start: list[float] | None = None, work_limit: int | None = None,
+              cutoff: float | None = None) -> SolveResult: ...
 
 
 # -- shared helpers ---------------------------------------------------------------------------
