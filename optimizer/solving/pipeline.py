@@ -217,16 +217,17 @@ def _from_start(res: SolveResult, heur) -> bool:
 def _prefer_start(m, res: SolveResult, heur, cutoff: float | None = None) -> SolveResult:
     """The solver's answer, unless it ended with no incumbent (or a worse one than the start it was
     given): then the start, with the solver's bound, so the gap stays true. Under a `cutoff` (a hair
-    above the start), "infeasible" is the proof that nothing beats the start: it is the optimum."""
+    above the start) "infeasible" cannot be a true answer: the start stands, with no bound."""
     if heur is None or res.status == Status.UNBOUNDED:
         return res
     tol = 1e-9 * max(1.0, abs(heur.objective))
     if res.values is not None and res.objective is not None and res.objective <= heur.objective + tol:
         return res
     if cutoff is not None and res.status == Status.INFEASIBLE:
-        return dataclasses.replace(res, status=Status.OPTIMAL, objective=heur.objective, best_bound=heur.objective,
-                                   gap=0.0, values=heur.values,
-                                   message="the improved start's design: the solver proved no design beats it")
+        # Nothing below a cutoff that the start itself is below: a tolerance fault, not a proof. The
+        # start stands, verified like any design, with no bound claimed.
+        res = dataclasses.replace(res, best_bound=None, message=f"no design below the cutoff {cutoff:.6g} (the "
+                                  f"start is below it: a solver tolerance fault); {res.message}".rstrip("; "))
     bound = res.best_bound
     if bound is not None and bound > heur.objective + 1e-6 * max(1.0, abs(heur.objective)):
         bound = None  # a bound above a feasible design is no bound on it (a solver fault): report none
