@@ -193,8 +193,9 @@ def _within_gap(heur, lp_bound: float | None, gap: float | None, backend: str) -
     if g is None or g > (1e-6 if gap is None else gap) or lp_bound > heur.objective + 1e-9 * max(1.0, abs(heur.objective)):
         return None
     status = Status.OPTIMAL if g <= 1e-6 else Status.FEASIBLE
-    return SolveResult(status, heur.objective, lp_bound, g, heur.values, 0.0, backend, "none (LP bound)",
-                       f"the improved start is within the requested gap ({g:.3g}) of the LP relaxation's bound")
+    return SolveResult(status, heur.objective, lp_bound, g, heur.values, 0.0, backend, "LP bound",
+                       f"the improved start is within the requested gap of the LP relaxation's bound ({100 * g:.2f}%): "
+                       "no branch-and-bound was needed")
 
 
 def _improve_budget(time_limit_s: float | None) -> float:
