@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from models.loader import load_instance
-from optimizer.mip.backends import Status, solve
+from optimizer.mip.backends import SolveResult, Status, solve
 from optimizer.mip.build import build_model, objective_expr
 from optimizer.mip.data import build_data
 from optimizer.mip.improve import CUTOFF_SLACK, cutoff_for, improve_start, placements_to_zero
@@ -110,8 +110,8 @@ def test_nothing_below_the_cutoff_leaves_the_improved_start_without_a_bound(monk
     def nothing_below(model, cutoff=None, **kw):
         if cutoff is None:  # the tie-break's solve
             return real(model, **kw)
-        return type(real(_knapsack(), backend="ortools"))(Status.INFEASIBLE, None, None, None, None, 0.0, "ortools",
-                                                          "highs", "no solution below the objective bound")
+        return SolveResult(Status.INFEASIBLE, None, None, None, None, 0.0, "ortools", "highs",
+                           "no solution below the objective bound")
 
     monkeypatch.setattr(P, "run_backend", nothing_below)
     sol = P.solve_instance(inst, improve=True, backend="ortools-highs")

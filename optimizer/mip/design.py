@@ -255,7 +255,7 @@ class Solution:
     start_objective_value: Optional[float] = None  # the constructive start's objective, reported unit
     first_design_s: Optional[float] = None  # seconds from the start of the run to the first complete design
     work: dict = field(default_factory=dict)  # {"nodes": explored, "work_limit": nodes or None, "stopped_by": ...}
-    phases_s: dict = field(default_factory=dict)  # seconds: prepare, build, start, solve, verify
+    phases_s: dict = field(default_factory=dict)  # seconds: prepare, build, start, improve, solve, verify
     decomposition: dict = field(default_factory=dict)  # when decomposed: LP bound, restricted solve, seconds
     improvement: dict = field(default_factory=dict)  # the LP-restricted re-solve of the start: objective, LP bound, cutoff
 

@@ -69,16 +69,17 @@ def improve_start(m: Model, v: Vars, start: Start, backend: str, time_limit_s: f
         return Improvement(start, None, placements, placements, time.perf_counter() - t0, False)
     fixed = placements_to_zero(v, lp.values, start.values)
     left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t0)
-    best, improved = start, False
+    best = start
     if left is None or left > 0.05:
         res = run_backend(fixed_copy(m, fixed), backend=backend, time_limit_s=left, gap=RESTRICTED_GAP,
                           start=start.values if hint else None, work_limit=work_limit)
-        if (res.values is not None and res.objective is not None and not m.violations(res.values)
-                and m.objective_value(res.values) < start.objective - 1e-9 * max(1.0, abs(start.objective))):
-            best = Start(values=res.values, objective=m.objective_value(res.values),
-                         seconds=start.seconds + time.perf_counter() - t0, attempt=start.attempt)
-            improved = True
-    return Improvement(best, lp.objective, placements - len(fixed), placements, time.perf_counter() - t0, improved)
+        obj = None if res.values is None else m.objective_value(res.values)
+        if obj is not None and obj < start.objective - 1e-9 * max(1.0, abs(start.objective)) \
+                and not m.violations(res.values):
+            best = Start(values=res.values, objective=obj, seconds=start.seconds + time.perf_counter() - t0,
+                         attempt=start.attempt)
+    return Improvement(best, lp.objective, placements - len(fixed), placements, time.perf_counter() - t0,
+                       best is not start)
 
 
 def cutoff_for(start: Start) -> float:

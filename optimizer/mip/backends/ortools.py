@@ -57,7 +57,7 @@ class OrToolsBackend(_Results):
               cutoff: float | None = None) -> SolveResult:
         """`start`: a feasible assignment by variable index, passed as a solution hint (SCIP and HiGHS
         both take it on OR-Tools 9.15); `work_limit`: branch-and-bound nodes after the root (MathOpt's node_limit);
-        `cutoff`: an objective no better than a known design's (HiGHS's objective_bound, SCIP's cutoff)."""
+        `cutoff`: an objective no better than a known design's (HiGHS's objective_bound; SCIP goes without)."""
         _check_limits(time_limit_s, gap)
         _check_work(work_limit)
         t0 = time.perf_counter()
