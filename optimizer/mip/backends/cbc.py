@@ -11,7 +11,7 @@ import warnings
 
 from optimizer.mip.lp import EQ, GE, LE, Model
 from optimizer.mip.backends.common import (
-    DEFAULT_GAP, ABS_GAP, SEED, Status, SolveResult, _check_limits, _check_work, _rel_gap, _clean_values, _solution_status, _Results,
+    DEFAULT_GAP, ABS_GAP, SEED, Status, SolveResult, _check_cutoff, _check_limits, _check_work, _rel_gap, _clean_values, _solution_status, _Results,
 )
 
 
@@ -80,8 +80,7 @@ class PulpBackend(_Results):
         fd, log_path = tempfile.mkstemp(prefix="dcopt-cbc-", suffix=".log")
         os.close(fd)
         try:
-            if cutoff is not None and model.sense != "min":
-                raise ValueError("a cutoff is only supported for minimisation")
+            _check_cutoff(model, cutoff)
             plain = None if cutoff is None else cutoff - model.objective.constant
             cmd = self._command(pulp, time_limit_s, gap, log_path, work_limit, warm=start is not None, cutoff=plain)
             if cmd is None:

@@ -81,6 +81,12 @@ def _check_work(work_limit: int | None) -> None:
         raise ValueError(f"work_limit is a number of branch-and-bound nodes (an integer >= 0), got {work_limit!r}")
 
 
+def _check_cutoff(model, cutoff: float | None) -> None:
+    """A cutoff prunes what cannot beat a known design: only meaningful when minimising."""
+    if cutoff is not None and model.sense != "min":
+        raise ValueError("a cutoff is only supported for minimisation")
+
+
 def _rel_gap(obj: float | None, bound: float | None) -> float | None:
     if obj is None or bound is None or not math.isfinite(bound) or not math.isfinite(obj):
         return None

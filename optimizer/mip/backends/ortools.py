@@ -10,7 +10,7 @@ import time
 
 from optimizer.mip.lp import EQ, GE, LE, Model
 from optimizer.mip.backends.common import (
-    DEFAULT_GAP, ABS_GAP, SEED, HIGHS_HEURISTIC_EFFORT, Status, SolveResult, _check_limits, _check_work, _rel_gap, _clean_values, _solution_status, _exc_message, _Results,
+    DEFAULT_GAP, ABS_GAP, SEED, HIGHS_HEURISTIC_EFFORT, Status, SolveResult, _check_cutoff, _check_limits, _check_work, _rel_gap, _clean_values, _solution_status, _exc_message, _Results,
 )
 
 
@@ -188,8 +188,7 @@ def _cutoff_params(params, solver: str, model: Model, cutoff: float | None) -> N
     models of at most 100 integers (`pick`), solved in milliseconds: it goes without."""
     if cutoff is None or solver != "highs":
         return
-    if model.sense != "min":
-        raise ValueError("a cutoff is only supported for minimisation")
+    _check_cutoff(model, cutoff)
     params.highs.double_options["objective_bound"] = float(cutoff)
 
 
